@@ -1,0 +1,41 @@
+//! queuexec core: a master hands encrypted jobs to workers over libp2p, durably.
+//!
+//! The modules follow the problem's domains (see `ARCHITECTURE.md`):
+//! [`crypto`] (keys and the envelope), [`assets`] (manifest, bundle hash, the worker's
+//! workplace), [`deps`] (dependency bundles), [`store`] (durable and in-memory job storage),
+//! `scheduler` (job states, leases, retries), `protocol` (wire messages), `net` (the libp2p
+//! swarm), and the two engines [`Master`] and [`Worker`].
+//!
+//! This crate knows nothing of napi, pyo3 or deno_core: workers run jobs through the
+//! [`Executor`] trait, implemented by the CLI and the bindings.
+
+pub mod assets;
+pub mod crypto;
+pub mod deps;
+mod error;
+mod executor;
+mod job;
+#[cfg(feature = "engine-wip")]
+mod master;
+#[cfg(feature = "engine-wip")]
+mod net;
+#[cfg(feature = "engine-wip")]
+mod protocol;
+#[cfg(feature = "engine-wip")]
+pub mod room;
+#[cfg(feature = "engine-wip")]
+mod scheduler;
+pub mod store;
+#[cfg(feature = "engine-wip")]
+mod worker;
+
+pub use error::{Error, Result};
+pub use executor::{Executor, JobInput, TaskFailure};
+pub use job::{JobResult, JobSpec, WorkerInfo};
+#[cfg(feature = "engine-wip")]
+pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
+#[cfg(feature = "engine-wip")]
+pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
+
+/// The version of this crate, which every front end reports as its own.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
