@@ -1,0 +1,136 @@
+//! `queuexec demo`: one master and N local worker processes on loopback run M jobs.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent};
+use tokio::process::Child;
+
+use crate::tokens::random_alphanumeric;
+
+#[derive(Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Worker processes to start.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Jobs to run.
+    #[arg(long, default_value_t = 200)]
+    jobs: usize,
+    /// Random points each job throws at the unit square.
+    #[arg(long, default_value_t = 100_000)]
+    samples: u64,
+}
+
+/// A Monte Carlo estimate of pi: each job counts the random points of its seed that fall in the
+/// quarter circle. Plain POSIX awk, so the demo needs nothing but the queuexec binary.
+const PI_TASK: &str = r#"awk '{ srand($1); n = $2; c = 0; for (i = 0; i < n; i++) { x = rand(); y = rand(); if (x*x + y*y <= 1) c++ } printf "{\"inside\":%d,\"samples\":%d}\n", c, n }'"#;
+
+/// Starts `count` worker processes of this binary, dialing `master`, with the given extra args.
+pub(crate) fn spawn_workers(
+    count: usize,
+    master: &str,
+    token: &str,
+    transfer: &str,
+    extra: &[&str],
+) -> Result<Vec<Child>> {
+    let exe = std::env::current_exe().context("finding the queuexec binary")?;
+    (0..count)
+        .map(|i| {
+            tokio::process::Command::new(&exe)
+                .arg("worker")
+                .arg("--master")
+                .arg(master)
+                .arg("--name")
+                .arg(format!("demo-worker-{}", i + 1))
+                .args(extra)
+                // Tokens travel in the environment, not the command line others can read.
+                .env("token", token)
+                .env("transferEncryptToken", transfer)
+                .env("LOG_LEVEL", std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting a worker process")
+        })
+        .collect()
+}
+
+pub(crate) async fn stop_workers(workers: Vec<Child>) {
+    for mut child in workers {
+        let _ = child.kill().await;
+    }
+}
+
+pub(crate) async fn run(args: DemoArgs) -> Result<()> {
+    if args.workers == 0 || args.jobs == 0 {
+        bail!("--workers and --jobs must be at least 1");
+    }
+    let (token, transfer) = (random_alphanumeric(24), random_alphanumeric(32));
+    let mut config = MasterConfig::new(&token, &transfer);
+    config.announce = false;
+    let (master, mut events) = Master::start(config).await?;
+    let addr = crate::master_cmd::best_addr(&master.listen_addrs()).context("the master has no address")?;
+    eprintln!("demo: master {} on {addr}", master.peer_id());
+    let workplace = tempfile::tempdir().context("creating a temporary workplace")?;
+    let workplace_arg = workplace.path().to_string_lossy().into_owned();
+    let workers = spawn_workers(
+        args.workers,
+        &addr,
+        &token,
+        &transfer,
+        &["--exec", PI_TASK, "--workplace", &workplace_arg, "--concurrency", "1"],
+    )?;
+
+    let started = Instant::now();
+    let jobs: Vec<JobSpec> =
+        (0..args.jobs).map(|i| JobSpec::new(format!("\"{} {}\"", i + 1, args.samples))).collect();
+    // The awk task reads "seed samples" from stdin: pass the text itself, not its JSON quoting.
+    let jobs = jobs.into_iter().map(|mut j| {
+        j.data = serde_json::to_string(&j.data.trim_matches('"')).unwrap_or_default();
+        j
+    });
+    master.push_many(jobs.collect()).await?;
+
+    let (mut inside, mut samples, mut results, mut failed) = (0u64, 0u64, 0usize, 0usize);
+    let mut per_worker = std::collections::BTreeMap::<String, usize>::new();
+    while results < args.jobs {
+        match events.recv().await {
+            Some(MasterEvent::Result(r)) => {
+                results += 1;
+                *per_worker.entry(r.worker.name.clone()).or_default() += 1;
+                match &r.outcome {
+                    Ok(json) => {
+                        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+                        inside += v["inside"].as_u64().unwrap_or(0);
+                        samples += v["samples"].as_u64().unwrap_or(0);
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("demo: job {} failed: {e}", r.job_id);
+                    }
+                }
+            }
+            Some(_) => {}
+            None => bail!("the master stopped before every job had a result"),
+        }
+    }
+    let elapsed = started.elapsed();
+    stop_workers(workers).await;
+    master.close().await?;
+    for (name, count) in &per_worker {
+        eprintln!("demo: {name} ran {count} jobs");
+    }
+    if samples > 0 {
+        println!("demo: pi is about {:.5} from {samples} random points", 4.0 * inside as f64 / samples as f64);
+    }
+    if failed > 0 {
+        bail!("{failed} of {} jobs failed", args.jobs);
+    }
+    println!(
+        "demo: {} jobs, {} workers, {:.0} jobs/s",
+        args.jobs,
+        args.workers,
+        args.jobs as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The `queuexec` command-line tool: `setup`, `master`, `worker`, `demo`, `bench`.
+
+mod bench;
+mod demo;
+mod master_cmd;
+mod tokens;
+mod worker_cmd;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+/// Spread jobs over other machines, peer to peer, encrypted end to end.
+#[derive(Parser)]
+#[command(name = "queuexec", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a fresh `token` and `transferEncryptToken` to .env (as queue-xec's --setup does).
+    Setup {
+        /// The env file to write.
+        #[arg(long, value_name = "PATH")]
+        env_file: Option<PathBuf>,
+        /// Overwrite existing tokens without asking.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a master: read jobs, hand them to workers, write their results.
+    Master(master_cmd::MasterArgs),
+    /// Run a worker: find the master, run its jobs.
+    Worker(worker_cmd::WorkerArgs),
+    /// One master and N local worker processes on loopback run M jobs.
+    Demo(demo::DemoArgs),
+    /// Measure no-op throughput and round-trip latency (1 master, N worker processes, loopback).
+    Bench(bench::BenchArgs),
+}
+
+/// Token flags shared by master and worker.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct TokenArgs {
+    /// Room token (else env `token`, else .env).
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+    /// Transfer token, at least 32 characters (else env `transferEncryptToken`, else .env).
+    #[arg(long = "transfer-token")]
+    pub(crate) transfer_token: Option<String>,
+    /// The env file to read tokens from.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) env_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    pub(crate) fn resolve(&self) -> Result<tokens::Tokens> {
+        tokens::resolve(self.token.clone(), self.transfer_token.clone(), self.env_file.as_deref())
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,queuexec=info,queuexec_core=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("queuexec: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Setup { env_file, force } => tokens::setup(env_file, force),
+            Command::Master(args) => master_cmd::run(args).await,
+            Command::Worker(args) => worker_cmd::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    // Worker child processes and executor threads must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("queuexec: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

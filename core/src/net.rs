@@ -1,0 +1,264 @@
+//! The libp2p swarm, owned by one task.
+//!
+//! As in rust-libp2p's file-sharing example: [`spawn`] builds the swarm and starts the task that
+//! owns it; [`Net`] is the cloneable handle (commands over a channel, each with a oneshot reply);
+//! [`NetEvent`]s come out of a channel. The behaviour struct stays private. Job streams are
+//! opened and accepted through `libp2p-stream`'s `Control`, so their bytes never pass through the
+//! swarm task. Dropping every handle ends the task.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
+use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, mdns, noise, ping, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// Environment variable that turns mDNS discovery on (`1`/`true`).
+pub(crate) const MDNS_ENV: &str = "QUEUEXEC_MDNS";
+
+/// Whether mDNS is asked for by `explicit` or, failing that, the environment.
+pub(crate) fn mdns_wanted(explicit: Option<bool>) -> bool {
+    explicit.unwrap_or_else(|| {
+        std::env::var(MDNS_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    })
+}
+
+/// How to build a swarm.
+#[derive(Debug, Clone)]
+pub(crate) struct NetConfig {
+    pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) mdns: bool,
+    pub(crate) max_connections: u32,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    stream: libp2p_stream::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// What the swarm task reports.
+#[derive(Debug)]
+pub(crate) enum NetEvent {
+    /// A listener reports a new address (without `/p2p`).
+    ListenAddr(Multiaddr),
+    /// mDNS found a peer.
+    Discovered(PeerId, Multiaddr),
+}
+
+enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId>> },
+    Disconnect { peer: PeerId },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Shutdown,
+}
+
+/// Handle to the swarm task.
+#[derive(Clone)]
+pub(crate) struct Net {
+    commands: mpsc::Sender<Command>,
+    control: libp2p_stream::Control,
+    peer_id: PeerId,
+}
+
+impl Net {
+    pub(crate) fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// A control to open or accept job streams.
+    pub(crate) fn control(&self) -> libp2p_stream::Control {
+        self.control.clone()
+    }
+
+    /// Connects to `addr` (with or without `/p2p/<id>`) and returns the peer's id.
+    pub(crate) async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Dial { addr, reply })
+            .await
+            .map_err(|_| Error::Closed("the network task"))?;
+        rx.await.map_err(|_| Error::Closed("the network task"))?
+    }
+
+    /// Closes every connection to `peer`.
+    pub(crate) async fn disconnect(&self, peer: PeerId) {
+        let _ = self.commands.send(Command::Disconnect { peer }).await;
+    }
+
+    /// Ends the swarm task: listeners and connections close.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+
+    /// The addresses the swarm listens on now.
+    pub(crate) async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::ListenAddrs { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Parses a multiaddr given by a user, saying what is wrong with it.
+pub(crate) fn parse_addr(text: &str, what: &str) -> Result<Multiaddr> {
+    text.trim().parse().map_err(|e| {
+        Error::Config(format!(
+            "{what} {text:?} is not a multiaddr ({e}); write it like /ip4/127.0.0.1/tcp/9000 or /ip4/127.0.0.1/udp/9000/quic-v1"
+        ))
+    })
+}
+
+/// Builds the swarm, starts listening, and spawns its task on the current tokio runtime.
+pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<NetEvent>)> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::new().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| Error::Network(format!("could not set up TCP with Noise and Yamux: {e}")))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mdns = if config.mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+            } else {
+                None
+            };
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(config.max_connections))
+                .with_max_pending_incoming(Some(config.max_connections))
+                .with_max_established_per_peer(Some(4));
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                stream: libp2p_stream::Behaviour::new(),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/queuexec/id/1".into(), key.public())
+                        .with_agent_version(format!("queuexec/{}", crate::VERSION)),
+                ),
+                ping: ping::Behaviour::default(),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| Error::Network(format!("could not set up the network behaviour: {e}")))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| Error::Network(format!("cannot listen on {addr}: {e}")))?;
+    }
+
+    let (commands, command_rx) = mpsc::channel(64);
+    let (events, event_rx) = mpsc::unbounded_channel();
+    let net = Net { commands, control: swarm.behaviour().stream.new_control(), peer_id: *swarm.local_peer_id() };
+    tokio::spawn(EventLoop { swarm, commands: command_rx, events, pending_dials: HashMap::new() }.run());
+    Ok((net, event_rx))
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<NetEvent>,
+    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
+}
+
+impl EventLoop {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.on_command(command),
+                },
+            }
+        }
+        tracing::debug!("network task ends");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { addr, reply } => {
+                let peer = addr.iter().find_map(|p| match p {
+                    Protocol::P2p(peer) => Some(peer),
+                    _ => None,
+                });
+                let opts = match peer {
+                    Some(peer) if self.swarm.is_connected(&peer) => {
+                        let _ = reply.send(Ok(peer));
+                        return;
+                    }
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .addresses(vec![addr.clone()])
+                        .condition(PeerCondition::Always)
+                        .build(),
+                    None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                };
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Network(format!("cannot dial {addr}: {e}"))));
+                    }
+                }
+            }
+            Command::Disconnect { peer } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::debug!(%address, "listening");
+                let _ = self.events.send(NetEvent::ListenAddr(address));
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    tracing::debug!(%peer_id, %address, "connected");
+                }
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(Error::Network(format!("dial failed: {error}"))));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    let _ = self.events.send(NetEvent::Discovered(peer, addr));
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `addr` is a loopback address (what a same-host room file announces).
+pub(crate) fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}

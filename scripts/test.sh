@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test of queuexec: Rust (core, CLI, JS runtime), the npm packages, the Python wheel,
+# and the cross-language tests. Installs what it needs first. QUEUEXEC_SLOW=1 adds slow suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+
+step "Rust tests"
+cargo test --workspace
+
+if [ -f bindings/node/package.json ]; then
+  step "npm packages"
+  npm install --no-audit --no-fund
+  npm test
+fi
+
+if [ -f bindings/python/scripts/test.sh ]; then
+  step "Python wheel"
+  bash bindings/python/scripts/test.sh
+fi
+
+if [ -f tests/run.sh ]; then
+  step "cross-language tests"
+  bash tests/run.sh
+fi
