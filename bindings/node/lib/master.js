@@ -1,0 +1,489 @@
+'use strict';
+// queue-xec-master's Master on queuexec's core. Same constructor, same pushNewJob, same
+// onResults shape; plus events, stats(), close(), pushNewJobs() and per-job options.
+
+const { EventEmitter } = require('node:events');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const native = require('./native');
+const { loadDotenv, resolveTokens, Logger } = require('./env');
+const { ConfigError, PayloadError, JobError, fromNative } = require('./errors');
+
+loadDotenv();
+
+/** The task.js workers get when the master names none (queue-xec shipped src/task.js). */
+const DEFAULT_TASK = path.join(__dirname, 'default-task.js');
+
+/** Jobs handed to the core in one call at most. */
+const PUSH_CHUNK = 8192;
+
+/** Results pulled from the core per wake-up at most. */
+const EVENT_BATCH = 1024;
+
+class Master extends EventEmitter {
+  /**
+   * @param {object} [options] see index.d.ts
+   */
+  constructor({
+    token = null,
+    execAssets = [],
+    onResults = () => {},
+    loglevel,
+    transferEncryptToken = null,
+    storePath,
+    listen,
+    defaultRetries,
+    leaseTimeout,
+    retryBackoff,
+    maxWorkers,
+    watchAssets = true,
+    mdns,
+  } = {}) {
+    super();
+    this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
+    native.setLogLevel(this.log.level);
+    const tokens = resolveTokens(token, transferEncryptToken, 'master', native);
+    this.token = tokens.token;
+    this.onResults = typeof onResults === 'function' ? onResults : () => {};
+    this.execAssets = resolveAssets(execAssets, this.log);
+    this.storePath = storePath ? path.resolve(process.cwd(), String(storePath)) : null;
+
+    this._native = null;
+    this._closed = false;
+    this._batch = [];
+    this._flushScheduled = false;
+    // Ids that were not strings when pushed (queue-xec ids are often numbers): the result's
+    // jobID is given back with the type the user pushed.
+    this._typedIds = new Map();
+    this._watchers = [];
+
+    const options = {
+      token: tokens.token,
+      transferToken: tokens.transferEncryptToken,
+      storePath: this.storePath || undefined,
+      listen: listen === undefined ? undefined : [].concat(listen),
+      assets: this.execAssets.files.map((f) => ({
+        name: f.name,
+        masterPath: f.resolvedMasterPath,
+        workerPath: f.resolvedWorkerPath,
+      })),
+      assetBaseDir: process.cwd(),
+      dependencies: this.execAssets.dependencies,
+      defaultRetries: defaultRetries === undefined ? undefined : Number(defaultRetries),
+      leaseTtlMs: leaseTimeout === undefined ? undefined : Number(leaseTimeout),
+      retryBackoffMs: retryBackoff === undefined ? undefined : Number(retryBackoff),
+      maxWorkers: maxWorkers === undefined ? undefined : Number(maxWorkers),
+      mdns: mdns === undefined ? undefined : Boolean(mdns),
+    };
+
+    /** Resolves with this master once it listens; rejects with why it could not start. */
+    this.ready = native.startMaster(options).then(
+      (handle) => {
+        this._native = handle;
+        this.peerId = handle.peerId;
+        this.log.info('master listening on', handle.listenAddrs().join(' '));
+        this._pump(handle);
+        if (watchAssets) this._watchAssets();
+        if (this._closed) return handle.close().then(() => this);
+        return this;
+      },
+      (error) => {
+        const classed = fromNative(error);
+        this._startError = classed;
+        if (this.listenerCount('error') > 0) this.emit('error', classed);
+        else console.error(`[queue-xec-master] could not start: ${classed.message}`);
+        throw classed;
+      },
+    );
+    // The failure is reported above; an unobserved `ready` must not also crash the process.
+    this.ready.catch(() => {});
+  }
+
+  /**
+   * Queues one job. Resolves once the job is durable in the master's store; rejects with
+   * `payload is undefined` when called without a payload.
+   * @param {*} payload an object (its `id`, if any, becomes the jobID), array, string or number
+   * @param {object} [options] priority, retries, timeout (ms), delay (ms), taskType, id
+   */
+  pushNewJob(payload, options) {
+    if (typeof payload === 'undefined') {
+      this.log.warn('pushNewJob:', 'payload is undefined');
+      return Promise.reject(new PayloadError('payload is undefined', { code: 'ERR_QUEUEXEC_PAYLOAD' }));
+    }
+    let job;
+    try {
+      job = toJob(payload, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.log.debug('pushNewJob payload:', payload);
+    return new Promise((resolve, reject) => {
+      this._batch.push({ job, resolve, reject });
+      if (!this._flushScheduled) {
+        this._flushScheduled = true;
+        queueMicrotask(() => this._flush());
+      }
+    });
+  }
+
+  /**
+   * Queues many jobs in one group; resolves with their receipts once all are durable. All are
+   * queued, or none.
+   * @param {Array} payloads
+   * @param {object} [options] applied to every job
+   */
+  async pushNewJobs(payloads, options) {
+    if (!Array.isArray(payloads)) {
+      throw new PayloadError('pushNewJobs takes an array of payloads', { code: 'ERR_QUEUEXEC_PAYLOAD' });
+    }
+    const jobs = payloads.map((payload, index) => {
+      if (typeof payload === 'undefined') {
+        throw new PayloadError(`payload ${index} is undefined`, { code: 'ERR_QUEUEXEC_PAYLOAD' });
+      }
+      return toJob(payload, options);
+    });
+    const handle = await this._handle();
+    const receipts = [];
+    for (let i = 0; i < jobs.length; i += PUSH_CHUNK) {
+      const chunk = jobs.slice(i, i + PUSH_CHUNK);
+      const got = await handle.push(chunk.map((j) => j.native)).catch((error) => {
+        throw fromNative(error);
+      });
+      got.forEach((receipt, k) => this._remember(chunk[k], receipt));
+      receipts.push(...got);
+    }
+    return receipts;
+  }
+
+  /** Counts: queued, delayed, running, done, failed, retried, workers. */
+  async stats() {
+    const handle = await this._handle();
+    return handle.stats().catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
+  /** Reads the asset files again; resolves true when they changed (workers then fetch them). */
+  async reloadAssets() {
+    const handle = await this._handle();
+    return handle.reloadAssets().catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
+  /** Addresses workers on other machines can be given (`master` option of the worker). */
+  async listenAddrs() {
+    const handle = await this._handle();
+    return handle.listenAddrs();
+  }
+
+  /**
+   * Stops the master: pending pushes are settled, workers disconnected, the store flushed and
+   * closed. Results that arrived before are still delivered. Safe to call twice.
+   */
+  async close() {
+    if (this._closing) return this._closing;
+    this._closed = true;
+    this._closing = (async () => {
+      for (const stop of this._watchers) stop();
+      this._watchers = [];
+      await this._flush();
+      let handle;
+      try {
+        handle = await this.ready;
+      } catch {
+        return;
+      }
+      await handle.close().catch((error) => {
+        throw fromNative(error);
+      });
+      await this._pumpDone;
+    })();
+    return this._closing;
+  }
+
+  async _handle() {
+    if (this._native) return this._native;
+    return this.ready.then(() => this._native);
+  }
+
+  async _flush() {
+    this._flushScheduled = false;
+    const batch = this._batch;
+    if (batch.length === 0) return;
+    this._batch = [];
+    let handle;
+    try {
+      if (this._closed && !this._native) throw this._startError || new Error('the master is closed');
+      handle = await this._handle();
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    for (let i = 0; i < batch.length; i += PUSH_CHUNK) {
+      const chunk = batch.slice(i, i + PUSH_CHUNK);
+      try {
+        const receipts = await handle.push(chunk.map((item) => item.job.native));
+        chunk.forEach((item, k) => {
+          this._remember(item.job, receipts[k]);
+          if (receipts[k].duplicate) this.log.warn(`job ${receipts[k].id} was pushed before; not queued again`);
+          item.resolve(receipts[k]);
+        });
+      } catch (error) {
+        const classed = fromNative(error);
+        for (const item of chunk) item.reject(classed);
+      }
+    }
+  }
+
+  _remember(job, receipt) {
+    if (!receipt.duplicate && job.typedId !== undefined) this._typedIds.set(receipt.id, job.typedId);
+  }
+
+  _pump(handle) {
+    this._pumpDone = (async () => {
+      for (;;) {
+        let events;
+        try {
+          events = await handle.nextEvents(EVENT_BATCH);
+        } catch (error) {
+          this._report(fromNative(error));
+          return;
+        }
+        if (events.length === 0) return;
+        for (const event of events) this._dispatch(event);
+      }
+    })();
+  }
+
+  _dispatch(event) {
+    switch (event.kind) {
+      case 'result':
+        this._deliver(event.result);
+        break;
+      case 'workerJoined':
+      case 'workerLeft': {
+        const worker = { id: event.workerId, name: event.workerName };
+        this.log.info(event.kind === 'workerJoined' ? 'worker joined:' : 'worker left:', worker.name, worker.id);
+        this._emitSafely(event.kind, worker);
+        break;
+      }
+      case 'drained':
+        this._emitSafely('drained');
+        break;
+      case 'warning':
+        this.log.warn(event.message);
+        this._emitSafely('warning', event.message);
+        break;
+      default:
+        this.log.debug('event', event);
+    }
+  }
+
+  _deliver(raw) {
+    let jobID = raw.jobId;
+    if (this._typedIds.has(jobID)) {
+      jobID = this._typedIds.get(raw.jobId);
+      this._typedIds.delete(raw.jobId);
+    }
+    const worker = { id: raw.workerId, name: raw.workerName };
+    if (raw.error === undefined || raw.error === null) {
+      let data;
+      try {
+        data = JSON.parse(raw.data);
+      } catch {
+        data = raw.data;
+      }
+      const result = { jobID, worker, data };
+      this._call(this.onResults, result);
+      this._emitSafely('result', result);
+    } else {
+      const result = { jobID, worker, error: raw.error };
+      this.log.warn(`job ${jobID} failed after ${raw.attempts} attempt(s): ${raw.error}`);
+      this._call(this.onResults, result);
+      if (this.listenerCount('error') > 0) {
+        this._emitSafely('error', new JobError(raw.error, { jobID, worker, attempts: raw.attempts }));
+      }
+    }
+  }
+
+  // A throwing listener must not stop result delivery: report it and go on.
+  _call(fn, arg) {
+    try {
+      const out = fn(arg);
+      if (out && typeof out.catch === 'function') out.catch((error) => this._listenerFailed(error));
+    } catch (error) {
+      this._listenerFailed(error);
+    }
+  }
+
+  _emitSafely(name, ...args) {
+    try {
+      this.emit(name, ...args);
+    } catch (error) {
+      this._listenerFailed(error);
+    }
+  }
+
+  _listenerFailed(error) {
+    console.error('[queue-xec-master] a result handler threw:', error);
+  }
+
+  _report(error) {
+    if (this.listenerCount('error') > 0) this._emitSafely('error', error);
+    else this.log.error(error.message);
+  }
+
+  // queue-xec re-hashed the assets whenever a worker asked; here a change to a file is seen
+  // (polling its stat, so it works on every file system) and the core told to reload.
+  _watchAssets() {
+    if (this._closed) return;
+    let timer = null;
+    const onChange = (cur, prev) => {
+      if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        this.reloadAssets().then(
+          (changed) => changed && this.log.info('assets changed; workers will fetch them'),
+          (error) => this._report(error),
+        );
+      }, 100);
+      timer.unref();
+    };
+    for (const file of this.execAssets.files) {
+      const watched = file.resolvedMasterPath;
+      const watcher = fs.watchFile(watched, { interval: 1000, persistent: false }, onChange);
+      this._watchers.push(() => {
+        fs.unwatchFile(watched, onChange);
+        clearTimeout(timer);
+        void watcher;
+      });
+    }
+  }
+}
+
+/**
+ * A payload as a core job. The task receives the payload itself (queue-xec sent the whole
+ * payload and the worker did `task.run(JSON.parse(payload))`); an object's `id` becomes the
+ * job's id and the result's jobID. A string is taken as JSON text when it parses (queue-xec's
+ * worker JSON.parse'd it), else as a plain string.
+ */
+function toJob(payload, options = {}) {
+  let data;
+  let value = payload;
+  if (typeof payload === 'string') {
+    try {
+      value = JSON.parse(payload);
+      data = payload;
+    } catch {
+      data = JSON.stringify(payload);
+    }
+  } else {
+    try {
+      data = JSON.stringify(payload);
+    } catch (error) {
+      throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
+        code: 'ERR_QUEUEXEC_PAYLOAD',
+        cause: error,
+      });
+    }
+    if (data === undefined) {
+      throw new PayloadError(`a payload of type ${typeof payload} cannot be sent as JSON`, {
+        code: 'ERR_QUEUEXEC_PAYLOAD',
+      });
+    }
+  }
+  const opts = options || {};
+  let id = opts.id;
+  if (id === undefined && value !== null && typeof value === 'object' && !Array.isArray(value)) id = value.id;
+  let typedId;
+  if (id === undefined || id === null || id === '') {
+    id = undefined;
+  } else {
+    if (typeof id !== 'string') typedId = id;
+    id = typeof id === 'object' ? JSON.stringify(id) : String(id);
+  }
+  const job = { id, data };
+  if (opts.priority !== undefined) job.priority = integer(opts.priority, 'priority');
+  if (opts.retries !== undefined) job.retries = Math.max(0, integer(opts.retries, 'retries'));
+  if (opts.timeout !== undefined) job.timeoutMs = milliseconds(opts.timeout, 'timeout');
+  if (opts.delay !== undefined) job.delayMs = milliseconds(opts.delay, 'delay');
+  if (opts.taskType !== undefined) job.taskType = String(opts.taskType);
+  if (opts.inMemory !== undefined) job.inMemory = Boolean(opts.inMemory);
+  return { native: job, typedId };
+}
+
+function integer(value, name) {
+  const n = Number(value);
+  if (!Number.isInteger(n)) {
+    throw new ConfigError(`job option ${name} must be an integer, got ${JSON.stringify(value)}`, {
+      code: 'ERR_QUEUEXEC_CONFIG',
+    });
+  }
+  return n;
+}
+
+function milliseconds(value, name) {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) {
+    throw new ConfigError(`job option ${name} must be a number of milliseconds, got ${JSON.stringify(value)}`, {
+      code: 'ERR_QUEUEXEC_CONFIG',
+    });
+  }
+  return n;
+}
+
+/**
+ * queue-xec's execAssets with paths resolved: masterPath relative to process.cwd() (even with a
+ * leading '/', as queue-xec joined it), workerPath relative to the worker's workplace. When no
+ * file is named task.js, the default task is added, as queue-xec did.
+ */
+function resolveAssets(execAssets, log) {
+  const given = execAssets && typeof execAssets === 'object' && !Array.isArray(execAssets) ? execAssets : {};
+  const dependencies = Array.isArray(given.dependencies) ? given.dependencies.map(String) : [];
+  const files = Array.isArray(given.files) ? given.files.slice() : [];
+  const tasks = files.filter((f) => f && f.name === 'task.js');
+  if (tasks.length > 1) {
+    throw new ConfigError('You can pass only one file with name task.js: check execAssets.files', {
+      code: 'ERR_QUEUEXEC_CONFIG',
+    });
+  }
+  if (tasks.length === 0) {
+    log.debug('no task.js in execAssets.files: the default task.js is shipped');
+    files.push({ masterPath: DEFAULT_TASK, name: 'task.js', workerPath: '/workplace/task.js', builtin: true });
+  }
+  const resolved = [];
+  for (const file of files) {
+    if (!file || typeof file.masterPath !== 'string' || typeof file.workerPath !== 'string') {
+      throw new ConfigError(
+        `every execAssets.files entry needs masterPath, name and workerPath strings; got ${JSON.stringify(file)}`,
+        { code: 'ERR_QUEUEXEC_CONFIG' },
+      );
+    }
+    let masterPath = file.builtin ? file.masterPath : path.join(process.cwd(), file.masterPath);
+    if (!fs.existsSync(masterPath) && path.isAbsolute(file.masterPath) && fs.existsSync(file.masterPath)) {
+      masterPath = file.masterPath;
+    }
+    if (!fs.existsSync(masterPath)) {
+      // queue-xec skipped files it could not find, with a warning; so do we.
+      log.warn(`File ${file.masterPath} not found in ${masterPath}: not shipped to workers`);
+      continue;
+    }
+    const workerPath = file.workerPath.replace(/\\/g, '/').replace(/^(\.?\/)+/, '');
+    resolved.push({
+      name: String(file.name || path.basename(workerPath)),
+      masterPath: file.masterPath,
+      workerPath: file.workerPath,
+      resolvedMasterPath: masterPath,
+      resolvedWorkerPath: workerPath,
+    });
+  }
+  return { dependencies, files: resolved };
+}
+
+module.exports = Master;
+module.exports.Master = Master;
+module.exports.default = Master;
+module.exports.toJob = toJob;
+module.exports.resolveAssets = resolveAssets;

@@ -1,0 +1,194 @@
+// Types of queue-xec-master (queuexec). The constructor, pushNewJob and the onResults shape are
+// queue-xec's; everything else is additive.
+
+import { EventEmitter } from 'node:events';
+
+declare namespace Master {
+  /** A file shipped to workers. Paths are relative to process.cwd() on each side, as in queue-xec. */
+  interface AssetFile {
+    /** Where the master reads it, relative to process.cwd() (a leading '/' is allowed, as in queue-xec). */
+    masterPath: string;
+    /** The name workers know it by; `task.js` is the entry point. */
+    name: string;
+    /** Where workers write it, relative to their workplace (process.cwd()). */
+    workerPath: string;
+  }
+
+  interface ExecAssets {
+    /** npm packages workers install before running task.js. */
+    dependencies?: string[];
+    /** Files shipped to workers; without a task.js the default one is added. */
+    files?: AssetFile[];
+  }
+
+  /** The worker that ran a job: its peer id and the name its owner gave it. */
+  interface WorkerInfo {
+    id: string;
+    name: string;
+  }
+
+  /** A job that succeeded: `data` is what task.run resolved to. */
+  interface JobSuccess<T = any> {
+    jobID: JobId;
+    worker: WorkerInfo;
+    data: T;
+    error?: undefined;
+  }
+
+  /** A job that failed for good: its task threw or rejected (or timed out, or lost its worker) on every attempt. */
+  interface JobFailure {
+    jobID: JobId;
+    worker: WorkerInfo;
+    error: string;
+    data?: undefined;
+  }
+
+  type JobResult<T = any> = JobSuccess<T> | JobFailure;
+
+  /** The job id: the payload's `id` as pushed (a number stays a number), else one the master assigned. */
+  type JobId = string | number | boolean;
+
+  type LogLevel = 'off' | 'info' | 'warn' | 'error' | 'debug';
+
+  interface Options {
+    /** Room token; default `process.env.token` (also from .env). */
+    token?: string | null;
+    /** Files and npm dependencies shipped to workers. */
+    execAssets?: ExecAssets | [];
+    /** Called with every ended job: `{jobID, worker, data}` or `{jobID, worker, error}`. */
+    onResults?: (result: JobResult) => void;
+    /** Default `process.env.LOG_LEVEL`, else 'off'. */
+    loglevel?: LogLevel;
+    /** At least 32 characters; default `process.env.transferEncryptToken`. */
+    transferEncryptToken?: string | null;
+    /** A SQLite file that keeps accepted jobs across restarts (relative to process.cwd()). Default: in memory. */
+    storePath?: string;
+    /** Multiaddrs to listen on; default loopback only (workers on this host). E.g. '/ip4/0.0.0.0/tcp/4001'. */
+    listen?: string | string[];
+    /** Retries of a failed or lost job when its push does not say (default 3). */
+    defaultRetries?: number;
+    /** Milliseconds a job stays leased to a silent worker before it is requeued (default 15000). */
+    leaseTimeout?: number;
+    /** First retry delay in milliseconds (default 100, doubling). */
+    retryBackoff?: number;
+    /** Most worker connections at once. */
+    maxWorkers?: number;
+    /** Re-send changed asset files to workers automatically (default true). */
+    watchAssets?: boolean;
+    /** Announce the master with mDNS on the local network (default: QUEUEXEC_MDNS, else off). */
+    mdns?: boolean;
+  }
+
+  /** Per-job options: the second argument of pushNewJob / pushNewJobs. */
+  interface JobOptions {
+    /** Higher runs first (default 0). */
+    priority?: number;
+    /** Retries after a failure or a lost worker (default: the master's defaultRetries). */
+    retries?: number;
+    /** Milliseconds one run may take. */
+    timeout?: number;
+    /** Milliseconds to wait before the job may start. */
+    delay?: number;
+    /** Overrides the payload's id. */
+    id?: string | number;
+    /** Task type, for workers that map types to functions. */
+    taskType?: string;
+    /** Keep this job in memory only even with a storePath. */
+    inMemory?: boolean;
+  }
+
+  /** The answer to a push. */
+  interface PushReceipt {
+    /** The job's id as the master knows it. */
+    id: string;
+    /** True when a job with this id was pushed before, so nothing was queued. */
+    duplicate: boolean;
+  }
+
+  interface Stats {
+    queued: number;
+    delayed: number;
+    running: number;
+    done: number;
+    failed: number;
+    retried: number;
+    workers: number;
+  }
+
+  /** Errors thrown or emitted; `code` is ERR_QUEUEXEC_*. */
+  class QueuexecError extends Error {
+    code: string;
+  }
+  class TokenError extends QueuexecError {}
+  class ConfigError extends QueuexecError {}
+  class PayloadError extends QueuexecError {}
+  class StoreError extends QueuexecError {}
+  class AssetError extends QueuexecError {}
+  class NetworkError extends QueuexecError {}
+  class UnauthorizedError extends QueuexecError {}
+  class DependencyError extends QueuexecError {}
+  class ClosedError extends QueuexecError {}
+  /** Emitted as 'error' when a job fails for good. */
+  class JobError extends QueuexecError {
+    jobID: JobId;
+    worker: WorkerInfo;
+    attempts: number;
+  }
+
+  const errors: {
+    QueuexecError: typeof QueuexecError;
+    TokenError: typeof TokenError;
+    ConfigError: typeof ConfigError;
+    PayloadError: typeof PayloadError;
+    StoreError: typeof StoreError;
+    AssetError: typeof AssetError;
+    NetworkError: typeof NetworkError;
+    UnauthorizedError: typeof UnauthorizedError;
+    DependencyError: typeof DependencyError;
+    ClosedError: typeof ClosedError;
+    JobError: typeof JobError;
+  };
+}
+
+interface MasterEvents {
+  result: [result: Master.JobSuccess];
+  error: [error: Master.JobError | Master.QueuexecError];
+  workerJoined: [worker: Master.WorkerInfo];
+  workerLeft: [worker: Master.WorkerInfo];
+  drained: [];
+  warning: [message: string];
+}
+
+declare class Master extends EventEmitter {
+  /** Throws a TokenError at once when a token is missing or the transferEncryptToken is shorter than 32 characters. */
+  constructor(options?: Master.Options);
+
+  /** Resolves once the master listens; rejects with why it could not start. */
+  readonly ready: Promise<Master>;
+  /** The master's peer id, once ready. */
+  peerId?: string;
+  onResults: (result: Master.JobResult) => void;
+
+  /**
+   * Queues a job; resolves once it is durable. Rejects with `payload is undefined` without a
+   * payload. The task receives the payload itself; an object's `id` becomes the jobID.
+   */
+  pushNewJob(payload: unknown, options?: Master.JobOptions): Promise<Master.PushReceipt>;
+  /** Queues many jobs at once: all or none. */
+  pushNewJobs(payloads: unknown[], options?: Master.JobOptions): Promise<Master.PushReceipt[]>;
+  stats(): Promise<Master.Stats>;
+  /** Re-reads the asset files; true when they changed. */
+  reloadAssets(): Promise<boolean>;
+  /** Addresses workers on other machines can use as their `master` option. */
+  listenAddrs(): Promise<string[]>;
+  /** Stops the master; results that arrived before are still delivered. */
+  close(): Promise<void>;
+
+  on<K extends keyof MasterEvents>(event: K, listener: (...args: MasterEvents[K]) => void): this;
+  once<K extends keyof MasterEvents>(event: K, listener: (...args: MasterEvents[K]) => void): this;
+  off<K extends keyof MasterEvents>(event: K, listener: (...args: MasterEvents[K]) => void): this;
+  addListener<K extends keyof MasterEvents>(event: K, listener: (...args: MasterEvents[K]) => void): this;
+  emit<K extends keyof MasterEvents>(event: K, ...args: MasterEvents[K]): boolean;
+}
+
+export = Master;

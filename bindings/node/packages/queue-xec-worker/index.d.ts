@@ -1,0 +1,103 @@
+// Types of queue-xec-worker (queuexec). The constructor is queue-xec's; everything else is
+// additive.
+
+import { EventEmitter } from 'node:events';
+
+declare namespace Worker {
+  type LogLevel = 'off' | 'info' | 'warn' | 'error' | 'debug';
+
+  interface Options {
+    /** Room token from the master; default `process.env.token` (also from .env). */
+    token?: string | null;
+    /** The name the master reports for this worker (default 'no_name'). */
+    name?: string;
+    /** Default `process.env.LOG_LEVEL`, else 'off'. */
+    loglevel?: LogLevel;
+    /** Transfer token from the master (32+ characters); default `process.env.transferEncryptToken`. */
+    transferEncryptToken?: string | null;
+    /** Jobs run at once (default 1). */
+    concurrency?: number;
+    /** Jobs held ready beyond the running ones (default 1; `batchSize` from the environment when `getBatch` is set). */
+    batchSize?: number;
+    /** Run task.js in the embedded sandboxed runtime instead of Node (not in this build yet: throws). */
+    sandbox?: boolean;
+    /** The master's multiaddr, for a master on another machine (default: found on this host; env QUEUEXEC_MASTER). */
+    master?: string;
+    /** The folder worker paths are relative to (default process.cwd(), as in queue-xec). */
+    workplace?: string;
+    /** Milliseconds a job may run when it sets no timeout of its own. */
+    timeout?: number;
+    /** Look for the master with mDNS on the local network (default: QUEUEXEC_MDNS, else off). */
+    mdns?: boolean;
+  }
+
+  interface Stats {
+    done: number;
+    failed: number;
+    running: number;
+    connected: boolean;
+  }
+
+  /** The second argument task.run receives (the first is the pushed payload). */
+  interface JobContext {
+    id: string;
+    attempt: number;
+    taskType?: string;
+    /** Aborted when the job's timeout passes. */
+    signal: AbortSignal;
+  }
+
+  /** What task.js exports: a class with `run`. */
+  interface Task {
+    run(job: any, context: JobContext): unknown | Promise<unknown>;
+  }
+
+  class QueuexecError extends Error {
+    code: string;
+  }
+  class TokenError extends QueuexecError {}
+  class ConfigError extends QueuexecError {}
+  class UnauthorizedError extends QueuexecError {}
+  class NetworkError extends QueuexecError {}
+
+  const errors: {
+    QueuexecError: typeof QueuexecError;
+    TokenError: typeof TokenError;
+    ConfigError: typeof ConfigError;
+    UnauthorizedError: typeof UnauthorizedError;
+    NetworkError: typeof NetworkError;
+  };
+}
+
+interface WorkerEvents {
+  connected: [info: { master: string }];
+  disconnected: [info: { reason: string }];
+  assetsInstalled: [info: { bundle: string; fetched: number }];
+  jobFinished: [info: { jobID: string; error?: string }];
+  error: [error: Worker.QueuexecError];
+}
+
+declare class Worker extends EventEmitter {
+  /** Starts working at once. Throws a TokenError when a token is missing or too short. */
+  constructor(options?: Worker.Options);
+
+  /** Resolves once the worker runs; rejects with why it could not start. */
+  readonly ready: Promise<Worker>;
+  /** The worker's peer id (the `worker.id` the master reports), once ready. */
+  id?: string;
+  name: string;
+  concurrency: number;
+  batchSize: number;
+
+  stats(): Promise<Worker.Stats>;
+  /** Stops; jobs it held go back to the master's queue. */
+  close(): Promise<void>;
+
+  on<K extends keyof WorkerEvents>(event: K, listener: (...args: WorkerEvents[K]) => void): this;
+  once<K extends keyof WorkerEvents>(event: K, listener: (...args: WorkerEvents[K]) => void): this;
+  off<K extends keyof WorkerEvents>(event: K, listener: (...args: WorkerEvents[K]) => void): this;
+  addListener<K extends keyof WorkerEvents>(event: K, listener: (...args: WorkerEvents[K]) => void): this;
+  emit<K extends keyof WorkerEvents>(event: K, ...args: WorkerEvents[K]): boolean;
+}
+
+export = Worker;

@@ -1,0 +1,140 @@
+//! Core errors as JavaScript errors.
+//!
+//! Every [`queuexec_core::Error`] variant gets a stable `code` (what JS code switches on), its
+//! message unchanged (it already says what happened and what to do), and its `#[source]` chain
+//! as `error.cause`. The JS layer (`lib/errors.js`) turns the code into an error class.
+
+use std::error::Error as _;
+
+use napi::{Error, Status};
+use queuexec_core::Error as CoreError;
+
+/// The `code` of every error the addon throws or rejects with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorCode {
+    /// A room token or transfer token is missing or unusable.
+    Token,
+    /// A sealed message failed its integrity check.
+    Envelope,
+    /// An asset path or an asset's hash was refused, or a file could not be read or written.
+    Asset,
+    /// The job store failed.
+    Store,
+    /// A job's data or a result is not what it must be.
+    Payload,
+    /// A configuration value is invalid.
+    Config,
+    /// The network layer failed, or a peer broke the protocol.
+    Network,
+    /// A peer could not prove it holds the room token.
+    Unauthorized,
+    /// The dependency bundle could not be built or installed.
+    Dependencies,
+    /// The master or worker was closed.
+    Closed,
+    /// Anything the core adds later.
+    Other,
+}
+
+impl AsRef<str> for ErrorCode {
+    fn as_ref(&self) -> &str {
+        match self {
+            ErrorCode::Token => "ERR_QUEUEXEC_TOKEN",
+            ErrorCode::Envelope => "ERR_QUEUEXEC_ENVELOPE",
+            ErrorCode::Asset => "ERR_QUEUEXEC_ASSET",
+            ErrorCode::Store => "ERR_QUEUEXEC_STORE",
+            ErrorCode::Payload => "ERR_QUEUEXEC_PAYLOAD",
+            ErrorCode::Config => "ERR_QUEUEXEC_CONFIG",
+            ErrorCode::Network => "ERR_QUEUEXEC_NETWORK",
+            ErrorCode::Unauthorized => "ERR_QUEUEXEC_UNAUTHORIZED",
+            ErrorCode::Dependencies => "ERR_QUEUEXEC_DEPENDENCIES",
+            ErrorCode::Closed => "ERR_QUEUEXEC_CLOSED",
+            ErrorCode::Other => "ERR_QUEUEXEC",
+        }
+    }
+}
+
+/// What the addon's functions return.
+pub(crate) type JsResult<T> = napi::Result<T, ErrorCode>;
+
+/// Maps core errors to JS errors, keeping the cause chain.
+pub(crate) trait IntoJsError {
+    /// The JS error for this core error.
+    fn into_js(self) -> Error<ErrorCode>;
+}
+
+impl IntoJsError for CoreError {
+    fn into_js(self) -> Error<ErrorCode> {
+        let code = match &self {
+            CoreError::Token(_) => ErrorCode::Token,
+            CoreError::Envelope => ErrorCode::Envelope,
+            CoreError::AssetPath { .. } | CoreError::AssetHash { .. } | CoreError::Io { .. } => ErrorCode::Asset,
+            CoreError::Store { .. } => ErrorCode::Store,
+            CoreError::Payload(_) => ErrorCode::Payload,
+            CoreError::Config(_) => ErrorCode::Config,
+            CoreError::Network(_) | CoreError::Protocol(_) => ErrorCode::Network,
+            CoreError::Unauthorized(_) => ErrorCode::Unauthorized,
+            CoreError::Dependencies(_) => ErrorCode::Dependencies,
+            CoreError::Closed(_) => ErrorCode::Closed,
+            _ => ErrorCode::Other,
+        };
+        let mut error = Error::new(code, self.to_string());
+        if let Some(source) = self.source() {
+            error.cause = Some(Box::new(cause_chain(source)));
+        }
+        error
+    }
+}
+
+/// `source` and its own sources as nested JS errors (`error.cause.cause...`).
+fn cause_chain(source: &(dyn std::error::Error + 'static)) -> Error {
+    let mut error = Error::new(Status::GenericFailure, source.to_string());
+    if let Some(next) = source.source() {
+        error.cause = Some(Box::new(cause_chain(next)));
+    }
+    error
+}
+
+/// Shorthand for `map_err(IntoJsError::into_js)`.
+pub(crate) trait CoreResultExt<T> {
+    /// The result with its error mapped to a JS error.
+    fn js(self) -> JsResult<T>;
+}
+
+impl<T> CoreResultExt<T> for Result<T, CoreError> {
+    fn js(self) -> JsResult<T> {
+        self.map_err(IntoJsError::into_js)
+    }
+}
+
+/// A configuration error raised by the binding itself.
+pub(crate) fn config_error(message: impl Into<String>) -> Error<ErrorCode> {
+    Error::new(ErrorCode::Config, message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_keep_their_cause() {
+        let core = CoreError::Io {
+            action: "reading",
+            path: "/nowhere/task.js".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        };
+        let js = core.into_js();
+        assert_eq!(js.status.as_ref(), "ERR_QUEUEXEC_ASSET");
+        assert!(js.reason.contains("/nowhere/task.js"), "{}", js.reason);
+        let cause = js.cause.as_ref().map(|c| c.reason.clone());
+        assert_eq!(cause.as_deref(), Some("no such file"));
+    }
+
+    #[test]
+    fn token_errors_have_their_own_code() {
+        let js = CoreError::Token("transferEncryptToken is too short".into()).into_js();
+        assert_eq!(js.status.as_ref(), "ERR_QUEUEXEC_TOKEN");
+        assert_eq!(js.reason, "transferEncryptToken is too short");
+        assert!(js.cause.is_none());
+    }
+}

@@ -1,0 +1,141 @@
+//! Jobs as they cross between JavaScript and the core.
+//!
+//! Job data and results cross as JSON text: the JS layer does `JSON.stringify` / `JSON.parse`
+//! on its own thread (the only place JS values can be made), and the core never looks inside.
+
+use std::time::Duration;
+
+use napi_derive::napi;
+use queuexec_core::{JobInput, JobSpec, JobResult, TaskFailure};
+
+/// One job to push.
+#[napi(object, js_name = "Job")]
+pub struct JsJob {
+    /// The job's id; the master assigns one when absent. An id the master already has is not
+    /// queued again.
+    pub id: Option<String>,
+    /// The job's data as JSON text.
+    pub data: String,
+    /// Task type, for workers that map types to functions.
+    pub task_type: Option<String>,
+    /// Higher runs first.
+    pub priority: Option<i32>,
+    /// How many times a failed or lost run is retried.
+    pub retries: Option<u32>,
+    /// Wall-clock limit of one run, in milliseconds.
+    pub timeout_ms: Option<f64>,
+    /// Not before this many milliseconds after the push.
+    pub delay_ms: Option<f64>,
+    /// Keep this job in memory only, even when the master has a durable store.
+    pub in_memory: Option<bool>,
+}
+
+impl From<JsJob> for JobSpec {
+    fn from(job: JsJob) -> JobSpec {
+        JobSpec {
+            id: job.id,
+            data: job.data,
+            task_type: job.task_type,
+            priority: job.priority.unwrap_or(0),
+            retries: job.retries,
+            timeout: job.timeout_ms.and_then(millis),
+            delay: job.delay_ms.and_then(millis),
+            in_memory: job.in_memory.unwrap_or(false),
+        }
+    }
+}
+
+/// Milliseconds from JS (a double) as a duration; nothing for negative, NaN or zero.
+pub(crate) fn millis(ms: f64) -> Option<Duration> {
+    (ms.is_finite() && ms > 0.0).then(|| Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// The answer to one push.
+#[napi(object, js_name = "PushReceipt")]
+pub struct JsPushReceipt {
+    /// The job's id.
+    pub id: String,
+    /// True when a job with this id already existed, so nothing was queued.
+    pub duplicate: bool,
+}
+
+/// The end of one job, before the JS layer parses `data`.
+#[napi(object, js_name = "JobResult")]
+pub struct JsJobResult {
+    /// The job's id.
+    pub job_id: String,
+    /// The peer id of the worker that ran the final attempt (empty when none did).
+    pub worker_id: String,
+    /// That worker's name.
+    pub worker_name: String,
+    /// The result as JSON text, when the job succeeded.
+    pub data: Option<String>,
+    /// The error of the final attempt, when the job failed.
+    pub error: Option<String>,
+    /// How many attempts it took.
+    pub attempts: u32,
+}
+
+impl From<JobResult> for JsJobResult {
+    fn from(result: JobResult) -> JsJobResult {
+        let (data, error) = match result.outcome {
+            Ok(data) => (Some(data), None),
+            Err(error) => (None, Some(error)),
+        };
+        JsJobResult {
+            job_id: result.job_id,
+            worker_id: result.worker.id,
+            worker_name: result.worker.name,
+            data,
+            error,
+            attempts: result.attempts,
+        }
+    }
+}
+
+/// One job as the worker's JavaScript side receives it.
+#[napi(object, js_name = "JobInput")]
+pub struct JsJobInput {
+    /// The job's id.
+    pub id: String,
+    /// The job's data as JSON text.
+    pub data: String,
+    /// The task type the job names, if any.
+    pub task_type: Option<String>,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
+    /// The job's wall-clock limit in milliseconds, if it has one.
+    pub timeout_ms: Option<f64>,
+}
+
+impl From<JobInput> for JsJobInput {
+    fn from(job: JobInput) -> JsJobInput {
+        JsJobInput {
+            id: job.id,
+            data: job.data,
+            task_type: job.task_type,
+            attempt: job.attempt,
+            timeout_ms: job.timeout.map(|t| t.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+/// What the worker's JavaScript side answers for a job (or for loading new assets): `result`
+/// (JSON text) on success, `error` on failure. The JS side never throws across the boundary.
+#[napi(object, js_name = "TaskOutcome")]
+pub struct JsTaskOutcome {
+    /// The result as JSON text.
+    pub result: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<JsTaskOutcome> for Result<String, TaskFailure> {
+    fn from(outcome: JsTaskOutcome) -> Self {
+        match (outcome.error, outcome.result) {
+            (Some(error), _) => Err(TaskFailure::new(error)),
+            (None, Some(result)) => Ok(result),
+            (None, None) => Ok("null".to_string()),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Node.js addon over `queuexec-core`: the native half of the npm packages `queue-xec-master`
+//! and `queue-xec-worker`.
+//!
+//! The files mirror the core's modules: [`master`], [`worker`], [`executor`] (the core
+//! `Executor` that runs jobs in JavaScript), [`job`] and [`error`]. All engine work runs on the
+//! one tokio runtime napi keeps per process; the JS thread only converts values. The JS layer
+//! in `lib/` (options, dotenv, EventEmitter) is what users see.
+
+mod error;
+mod executor;
+mod job;
+mod master;
+mod worker;
+
+use std::sync::OnceLock;
+
+use napi_derive::napi;
+use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt};
+
+pub use job::{JsJob, JsJobInput, JsPushReceipt, JsTaskOutcome};
+pub use master::{JsMaster, JsMasterEvent, JsMasterOptions, JsMasterStats};
+pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats};
+
+use crate::error::{CoreResultExt, JsResult};
+
+/// The version of queuexec this addon was built from.
+#[napi]
+pub fn version() -> String {
+    queuexec_core::VERSION.to_string()
+}
+
+/// Checks a room token and a transfer token the way the core will, so that a constructor can
+/// throw at once instead of failing later. Throws `ERR_QUEUEXEC_TOKEN` with the core's message.
+#[napi]
+pub fn check_tokens(token: String, transfer_token: String) -> JsResult<()> {
+    queuexec_core::crypto::RoomKey::from_token(&token).js()?;
+    queuexec_core::crypto::TransferKey::from_token(&transfer_token).js()?;
+    Ok(())
+}
+
+static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+static LOG_RANK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets how much the core logs to stderr: queue-xec's `loglevel` (`off`, `error`, `warn`,
+/// `info`, `debug`). Logging is per process, so the most verbose level asked for wins.
+#[napi]
+pub fn set_log_level(level: String) -> JsResult<()> {
+    let (rank, directive) = match level.to_ascii_lowercase().as_str() {
+        "" | "off" => (0, "off"),
+        "fatal" | "error" => (1, "error"),
+        "warn" | "warning" => (2, "warn"),
+        "info" => (3, "info"),
+        "debug" => (4, "debug"),
+        "trace" => (5, "trace"),
+        other => {
+            return Err(error::config_error(format!(
+                "unknown loglevel {other:?}: use off, error, warn, info or debug"
+            )));
+        }
+    };
+    if rank <= LOG_RANK.fetch_max(rank, std::sync::atomic::Ordering::AcqRel) {
+        return Ok(());
+    }
+    let filter = || EnvFilter::new(format!("queuexec_core={directive},queuexec_node={directive}"));
+    if let Some(handle) = LOG_FILTER.get() {
+        let _ = handle.reload(filter());
+        return Ok(());
+    }
+    let (layer, handle) = reload::Layer::new(filter());
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false));
+    // Another library in the process may own the global subscriber; then its settings rule.
+    if subscriber.try_init().is_ok() {
+        let _ = LOG_FILTER.set(handle);
+    }
+    Ok(())
+}

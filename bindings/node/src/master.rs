@@ -1,0 +1,280 @@
+//! The master engine for JavaScript: `startMaster(options)` gives a [`JsMaster`].
+//!
+//! Events are pulled in batches (`nextEvents`) rather than pushed through a callback per event:
+//! one promise carries up to `max` results, which is what keeps thousands of results a second
+//! cheap on the JS thread. A pending pull keeps the Node process alive, as a queue-xec master
+//! does, until `close()`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi_derive::napi;
+use queuexec_core::assets::AssetSpec;
+use queuexec_core::{Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::error::{CoreResultExt, JsResult, config_error};
+use crate::job::{JsJob, JsJobResult, JsPushReceipt};
+
+/// A file shipped to workers.
+#[napi(object, js_name = "AssetSpec")]
+pub struct JsAssetSpec {
+    /// The name workers know it by (`task.js` is the entry point).
+    pub name: String,
+    /// Where the master reads it (absolute, or relative to `assetBaseDir`).
+    pub master_path: String,
+    /// Where workers write it, relative to their workplace.
+    pub worker_path: String,
+}
+
+/// How to start a master. Names follow queue-xec where it has one.
+#[napi(object, js_name = "MasterOptions")]
+pub struct JsMasterOptions {
+    /// The room token.
+    pub token: String,
+    /// The transfer token (at least 32 characters).
+    pub transfer_token: String,
+    /// A SQLite file to keep jobs in; in memory when absent.
+    pub store_path: Option<String>,
+    /// Multiaddrs to listen on (default: loopback TCP and QUIC on free ports).
+    pub listen: Option<Vec<String>>,
+    /// Files shipped to workers.
+    pub assets: Option<Vec<JsAssetSpec>>,
+    /// Directory that relative `masterPath`s are taken from (default: the current directory).
+    pub asset_base_dir: Option<String>,
+    /// npm packages the task needs.
+    pub dependencies: Option<Vec<String>>,
+    /// Retries of a job whose push does not say (default 3).
+    pub default_retries: Option<u32>,
+    /// How long a lease lasts without a heartbeat, in milliseconds (default 15000).
+    pub lease_ttl_ms: Option<f64>,
+    /// First retry delay in milliseconds (default 100; doubles per attempt).
+    pub retry_backoff_ms: Option<f64>,
+    /// Most worker connections at once.
+    pub max_workers: Option<u32>,
+    /// Directory of room files for same-host discovery (default: `QUEUEXEC_ROOM_DIR`, else a
+    /// per-user directory).
+    pub room_dir: Option<String>,
+    /// Write the room file (default true).
+    pub announce: Option<bool>,
+    /// mDNS on the local network (default: `QUEUEXEC_MDNS`, else off).
+    pub mdns: Option<bool>,
+    /// Mark results handled as soon as they are handed out (default true).
+    pub auto_ack: Option<bool>,
+}
+
+impl TryFrom<JsMasterOptions> for MasterConfig {
+    type Error = napi::Error<crate::error::ErrorCode>;
+
+    fn try_from(o: JsMasterOptions) -> JsResult<MasterConfig> {
+        let mut config = MasterConfig::new(o.token, o.transfer_token);
+        if let Some(path) = o.store_path.filter(|p| !p.is_empty() && p != ":memory:") {
+            config.store = StoreConfig::Sqlite(PathBuf::from(path));
+        }
+        if let Some(listen) = o.listen {
+            config.listen = listen;
+        }
+        if let Some(assets) = o.assets {
+            config.assets = assets
+                .into_iter()
+                .map(|a| AssetSpec { name: a.name, master_path: a.master_path.into(), worker_path: a.worker_path.into() })
+                .collect();
+        }
+        if let Some(dir) = o.asset_base_dir {
+            config.asset_base_dir = PathBuf::from(dir);
+        }
+        if let Some(deps) = o.dependencies {
+            config.dependencies = deps;
+        }
+        if let Some(retries) = o.default_retries {
+            config.default_retries = retries;
+        }
+        if let Some(ms) = o.lease_ttl_ms {
+            config.lease_ttl = crate::job::millis(ms).ok_or_else(|| config_error("leaseTtlMs must be a positive number of milliseconds"))?;
+        }
+        if let Some(ms) = o.retry_backoff_ms {
+            config.retry_backoff = crate::job::millis(ms).unwrap_or(Duration::ZERO);
+        }
+        if let Some(n) = o.max_workers {
+            config.max_workers = n;
+        }
+        config.room_dir = o.room_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
+        if let Some(announce) = o.announce {
+            config.announce = announce;
+        }
+        config.mdns = o.mdns;
+        if let Some(auto_ack) = o.auto_ack {
+            config.auto_ack = auto_ack;
+        }
+        Ok(config)
+    }
+}
+
+/// Starts a master: opens the store (resuming its unfinished jobs), listens, and announces the
+/// room. Rejects with the core's error (`ERR_QUEUEXEC_TOKEN`, `ERR_QUEUEXEC_STORE`, ...).
+#[napi]
+pub async fn start_master(options: JsMasterOptions) -> JsResult<JsMaster> {
+    let config = MasterConfig::try_from(options)?;
+    let (master, events) = Master::start(config).await.js()?;
+    let (closed, _) = watch::channel(false);
+    Ok(JsMaster { master, events: Arc::new(Mutex::new(events)), closed: Arc::new(closed) })
+}
+
+/// A running master.
+#[napi(js_name = "NativeMaster")]
+pub struct JsMaster {
+    master: Master,
+    events: Arc<Mutex<mpsc::UnboundedReceiver<MasterEvent>>>,
+    closed: Arc<watch::Sender<bool>>,
+}
+
+/// Something that happened on a master. `kind` is `result`, `workerJoined`, `workerLeft`,
+/// `drained` or `warning`.
+#[napi(object, js_name = "MasterEvent")]
+pub struct JsMasterEvent {
+    /// What happened.
+    pub kind: String,
+    /// The ended job, for `result`.
+    pub result: Option<JsJobResult>,
+    /// The worker's peer id, for `workerJoined` / `workerLeft`.
+    pub worker_id: Option<String>,
+    /// The worker's name, for `workerJoined` / `workerLeft`.
+    pub worker_name: Option<String>,
+    /// The text of a `warning`.
+    pub message: Option<String>,
+}
+
+impl JsMasterEvent {
+    fn new(kind: &str) -> JsMasterEvent {
+        JsMasterEvent { kind: kind.to_string(), result: None, worker_id: None, worker_name: None, message: None }
+    }
+
+    fn worker(kind: &str, worker: WorkerInfo) -> JsMasterEvent {
+        JsMasterEvent { worker_id: Some(worker.id), worker_name: Some(worker.name), ..JsMasterEvent::new(kind) }
+    }
+}
+
+impl From<MasterEvent> for JsMasterEvent {
+    fn from(event: MasterEvent) -> JsMasterEvent {
+        match event {
+            MasterEvent::Result(result) => JsMasterEvent { result: Some(result.into()), ..JsMasterEvent::new("result") },
+            MasterEvent::WorkerJoined(worker) => JsMasterEvent::worker("workerJoined", worker),
+            MasterEvent::WorkerLeft(worker) => JsMasterEvent::worker("workerLeft", worker),
+            MasterEvent::Drained => JsMasterEvent::new("drained"),
+            MasterEvent::Warning(message) => JsMasterEvent { message: Some(message), ..JsMasterEvent::new("warning") },
+            other => JsMasterEvent { message: Some(format!("{other:?}")), ..JsMasterEvent::new("other") },
+        }
+    }
+}
+
+/// Counts of a master's jobs and workers.
+#[napi(object, js_name = "MasterStats")]
+pub struct JsMasterStats {
+    /// Ready to run.
+    pub queued: f64,
+    /// Waiting for their delay or retry backoff.
+    pub delayed: f64,
+    /// Leased to a worker.
+    pub running: f64,
+    /// Finished with a result since the master started.
+    pub done: f64,
+    /// Failed for good (dead-lettered) since the master started.
+    pub failed: f64,
+    /// Failed attempts that were retried, since the master started.
+    pub retried: f64,
+    /// Workers connected now.
+    pub workers: f64,
+}
+
+#[napi]
+impl JsMaster {
+    /// Pushes jobs in one group; resolves once all are durable. All are accepted, or none.
+    #[napi]
+    pub async fn push(&self, jobs: Vec<JsJob>) -> JsResult<Vec<JsPushReceipt>> {
+        let specs = jobs.into_iter().map(Into::into).collect();
+        let receipts = self.master.push_many(specs).await.js()?;
+        Ok(receipts.into_iter().map(|r| JsPushReceipt { id: r.id, duplicate: r.duplicate }).collect())
+    }
+
+    /// Waits for the next events and returns up to `max` of them; an empty array once the master
+    /// is closed.
+    #[napi]
+    pub async fn next_events(&self, max: u32) -> JsResult<Vec<JsMasterEvent>> {
+        let mut closed = self.closed.subscribe();
+        let mut events = self.events.lock().await;
+        // Events already buffered are handed out even after close: results that arrived just
+        // before it are not lost.
+        let first = match events.try_recv() {
+            Ok(event) => Some(event),
+            Err(_) if *closed.borrow() => None,
+            Err(_) => tokio::select! {
+                event = events.recv() => event,
+                _ = closed.wait_for(|c| *c) => events.try_recv().ok(),
+            },
+        };
+        let Some(first) = first else { return Ok(Vec::new()) };
+        let mut batch = vec![JsMasterEvent::from(first)];
+        while batch.len() < max.max(1) as usize {
+            match events.try_recv() {
+                Ok(event) => batch.push(event.into()),
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Counts of jobs and workers.
+    #[napi]
+    pub async fn stats(&self) -> JsResult<JsMasterStats> {
+        let s = self.master.stats().await.js()?;
+        Ok(JsMasterStats {
+            queued: s.queued as f64,
+            delayed: s.delayed as f64,
+            running: s.running as f64,
+            done: s.done as f64,
+            failed: s.dead as f64,
+            retried: s.retried as f64,
+            workers: s.workers as f64,
+        })
+    }
+
+    /// Reads the asset files again; resolves whether they changed (workers then fetch them).
+    #[napi]
+    pub async fn reload_assets(&self) -> JsResult<bool> {
+        self.master.reload_assets().await.js()
+    }
+
+    /// Marks results handled (only needed with `autoAck: false`).
+    #[napi]
+    pub fn ack(&self, job_ids: Vec<String>) {
+        self.master.ack(job_ids);
+    }
+
+    /// Addresses workers on other machines can dial, each ending in `/p2p/<peer id>`.
+    #[napi]
+    pub fn listen_addrs(&self) -> Vec<String> {
+        self.master.listen_addrs()
+    }
+
+    /// The master's peer id.
+    #[napi(getter)]
+    pub fn peer_id(&self) -> String {
+        self.master.peer_id()
+    }
+
+    /// The current asset bundle hash.
+    #[napi]
+    pub fn bundle_hash(&self) -> String {
+        self.master.bundle_hash()
+    }
+
+    /// Stops serving: workers are disconnected, the store flushed and closed, the room file
+    /// withdrawn, and pending `nextEvents` calls resolve empty.
+    #[napi]
+    pub async fn close(&self) -> JsResult<()> {
+        let result = self.master.close().await.js();
+        self.closed.send_replace(true);
+        result
+    }
+}

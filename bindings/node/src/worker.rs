@@ -1,0 +1,198 @@
+//! The worker engine for JavaScript: `startWorker(options, runJob, assetsChanged)` gives a
+//! [`JsWorker`] whose jobs run in the two JS callbacks (see [`crate::executor`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use napi_derive::napi;
+use queuexec_core::{Worker, WorkerConfig, WorkerEvent};
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::error::{CoreResultExt, JsResult, config_error};
+use crate::executor::{AssetsChangedFn, NodeExecutor, RunJobFn};
+
+/// How to start a worker. Names follow queue-xec where it has one.
+#[napi(object, js_name = "WorkerOptions")]
+pub struct JsWorkerOptions {
+    /// The room token.
+    pub token: String,
+    /// The transfer token (at least 32 characters).
+    pub transfer_token: String,
+    /// The name the master reports for this worker.
+    pub name: Option<String>,
+    /// The master's multiaddr; found through the room file (and mDNS when enabled) when absent.
+    pub master: Option<String>,
+    /// Jobs run at once (default 1).
+    pub concurrency: Option<u32>,
+    /// Jobs held ready beyond `concurrency` (default 1).
+    pub prefetch: Option<u32>,
+    /// The folder worker paths are relative to (default: the current directory).
+    pub workplace: Option<String>,
+    /// Directory of room files (default: `QUEUEXEC_ROOM_DIR`, else a per-user directory).
+    pub room_dir: Option<String>,
+    /// mDNS discovery (default: `QUEUEXEC_MDNS`, else off).
+    pub mdns: Option<bool>,
+    /// Wall-clock limit of a job that sets none, in milliseconds.
+    pub default_timeout_ms: Option<f64>,
+}
+
+/// Starts a worker that finds the master and works until `close()`.
+#[napi(
+    ts_args_type = "options: WorkerOptions, runJob: (job: JobInput) => Promise<TaskOutcome>, assetsChanged: (assets: AssetsInfo) => Promise<TaskOutcome>"
+)]
+pub async fn start_worker(
+    options: JsWorkerOptions,
+    run_job: RunJobFn,
+    assets_changed: AssetsChangedFn,
+) -> JsResult<JsWorker> {
+    let mut config = WorkerConfig::new(options.token, options.transfer_token);
+    if let Some(name) = options.name {
+        config.name = name;
+    }
+    config.master = options.master.filter(|m| !m.is_empty());
+    if let Some(n) = options.concurrency {
+        if n == 0 {
+            return Err(config_error("concurrency must be at least 1"));
+        }
+        config.concurrency = n as usize;
+    }
+    if let Some(n) = options.prefetch {
+        config.prefetch = n as usize;
+    }
+    config.workplace = match options.workplace.filter(|w| !w.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_dir().map_err(|e| config_error(format!("the current directory is unusable: {e}")))?,
+    };
+    config.room_dir = options.room_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
+    config.mdns = options.mdns;
+    config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
+    let executor = Arc::new(NodeExecutor::new(run_job, assets_changed));
+    let (worker, events) = Worker::start(config, executor).await.js()?;
+    let (closed, _) = watch::channel(false);
+    Ok(JsWorker { worker, events: Arc::new(Mutex::new(events)), closed: Arc::new(closed) })
+}
+
+/// A running worker.
+#[napi(js_name = "NativeWorker")]
+pub struct JsWorker {
+    worker: Worker,
+    events: Arc<Mutex<mpsc::UnboundedReceiver<WorkerEvent>>>,
+    closed: Arc<watch::Sender<bool>>,
+}
+
+/// Something that happened on a worker. `kind` is `connected`, `disconnected`,
+/// `assetsInstalled`, `jobFinished` or `refused`.
+#[napi(object, js_name = "WorkerEvent")]
+pub struct JsWorkerEvent {
+    /// What happened.
+    pub kind: String,
+    /// The master's peer id, for `connected`.
+    pub master: Option<String>,
+    /// Why, for `disconnected` and `refused`.
+    pub reason: Option<String>,
+    /// The bundle hash, for `assetsInstalled`.
+    pub bundle: Option<String>,
+    /// Files fetched, for `assetsInstalled`.
+    pub fetched: Option<u32>,
+    /// The job, for `jobFinished`.
+    pub job_id: Option<String>,
+    /// The job's error, for a `jobFinished` that failed.
+    pub error: Option<String>,
+}
+
+impl From<WorkerEvent> for JsWorkerEvent {
+    fn from(event: WorkerEvent) -> JsWorkerEvent {
+        let empty = |kind: &str| JsWorkerEvent {
+            kind: kind.to_string(),
+            master: None,
+            reason: None,
+            bundle: None,
+            fetched: None,
+            job_id: None,
+            error: None,
+        };
+        match event {
+            WorkerEvent::Connected { master } => JsWorkerEvent { master: Some(master), ..empty("connected") },
+            WorkerEvent::Disconnected { reason } => JsWorkerEvent { reason: Some(reason), ..empty("disconnected") },
+            WorkerEvent::AssetsInstalled { bundle, fetched } => JsWorkerEvent {
+                bundle: Some(bundle),
+                fetched: Some(u32::try_from(fetched).unwrap_or(u32::MAX)),
+                ..empty("assetsInstalled")
+            },
+            WorkerEvent::JobFinished { id, error } => JsWorkerEvent { job_id: Some(id), error, ..empty("jobFinished") },
+            WorkerEvent::Refused { reason } => JsWorkerEvent { reason: Some(reason), ..empty("refused") },
+            other => JsWorkerEvent { reason: Some(format!("{other:?}")), ..empty("other") },
+        }
+    }
+}
+
+/// Counts of a worker's jobs.
+#[napi(object, js_name = "WorkerStats")]
+pub struct JsWorkerStats {
+    /// Jobs that finished with a result.
+    pub done: f64,
+    /// Jobs that failed.
+    pub failed: f64,
+    /// Jobs running now.
+    pub running: f64,
+    /// Whether the worker is connected to a master.
+    pub connected: bool,
+}
+
+#[napi]
+impl JsWorker {
+    /// Waits for the next events and returns up to `max` of them; an empty array once the worker
+    /// has stopped.
+    #[napi]
+    pub async fn next_events(&self, max: u32) -> JsResult<Vec<JsWorkerEvent>> {
+        let mut closed = self.closed.subscribe();
+        let mut events = self.events.lock().await;
+        let first = match events.try_recv() {
+            Ok(event) => Some(event),
+            Err(_) if *closed.borrow() => None,
+            Err(_) => tokio::select! {
+                event = events.recv() => event,
+                _ = closed.wait_for(|c| *c) => events.try_recv().ok(),
+            },
+        };
+        let Some(first) = first else { return Ok(Vec::new()) };
+        let mut batch = vec![JsWorkerEvent::from(first)];
+        while batch.len() < max.max(1) as usize {
+            match events.try_recv() {
+                Ok(event) => batch.push(event.into()),
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Counts of jobs.
+    #[napi]
+    pub fn stats(&self) -> JsWorkerStats {
+        let s = self.worker.stats();
+        JsWorkerStats { done: s.done as f64, failed: s.failed as f64, running: s.running as f64, connected: s.connected }
+    }
+
+    /// This worker's peer id (the `worker.id` the master reports).
+    #[napi(getter)]
+    pub fn peer_id(&self) -> String {
+        self.worker.peer_id()
+    }
+
+    /// Resolves when the worker has stopped; rejects with `ERR_QUEUEXEC_UNAUTHORIZED` when the
+    /// master refused it.
+    #[napi]
+    pub async fn wait(&self) -> JsResult<()> {
+        let result = self.worker.wait().await.js();
+        self.closed.send_replace(true);
+        result
+    }
+
+    /// Stops the worker. Running jobs are abandoned; the master gives them to other workers.
+    #[napi]
+    pub async fn close(&self) -> JsResult<()> {
+        self.worker.close().await;
+        self.closed.send_replace(true);
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+'use strict';
+// The queue-xec API as users call it, in one process: constructors, tokens, pushNewJob.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const { tmpdir, testEnv, run, tokens, FIXTURES } = require('./helpers');
+const Master = require('queue-xec-master');
+const Worker = require('queue-xec-worker');
+
+function isolated(t) {
+  const env = testEnv(t);
+  const saved = { ...process.env };
+  process.env.QUEUEXEC_ROOM_DIR = env.QUEUEXEC_ROOM_DIR;
+  process.env.QUEUEXEC_MDNS = '0';
+  delete process.env.token;
+  delete process.env.transferEncryptToken;
+  t.after(() => {
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
+  });
+  return env;
+}
+
+test('a missing token or a short transferEncryptToken is refused at once, with a clear error', (t) => {
+  isolated(t);
+  const { transferEncryptToken } = tokens();
+  assert.throws(() => new Master({ transferEncryptToken }), (e) => e instanceof Master.errors.TokenError && /token not defined/.test(e.message));
+  assert.throws(
+    () => new Master({ token: 'room', transferEncryptToken: 'x'.repeat(31) }),
+    (e) => e.code === 'ERR_QUEUEXEC_TOKEN' && /at least 32 characters/.test(e.message) && /31/.test(e.message),
+  );
+  assert.throws(() => new Worker({ token: 'room', transferEncryptToken: 'short' }), (e) => e.code === 'ERR_QUEUEXEC_TOKEN');
+  assert.throws(() => new Worker({ token: 'room' }), /transferEncryptToken not defined/);
+});
+
+test('any non-empty room token is accepted, as queue-xec accepts it', async (t) => {
+  isolated(t);
+  const mm = new Master({ token: 'a', transferEncryptToken: tokens().transferEncryptToken, watchAssets: false });
+  t.after(() => mm.close());
+  await mm.ready;
+  assert.match(mm.peerId, /^12D3/);
+});
+
+test('tokens come from the environment when the constructor gives none', async (t) => {
+  isolated(t);
+  Object.assign(process.env, tokens());
+  const mm = new Master({ watchAssets: false });
+  t.after(() => mm.close());
+  await mm.ready;
+  assert.equal(mm.token, process.env.token);
+});
+
+test('tokens and LOG_LEVEL come from ./.env, as dotenv loads it, and the environment wins over it', async (t) => {
+  const env = testEnv(t);
+  const cwd = tmpdir(t);
+  const fromFile = tokens();
+  fs.writeFileSync(path.join(cwd, '.env'), `# tokens\ntoken=${fromFile.token}\ntransferEncryptToken="${fromFile.transferEncryptToken}"\nLOG_LEVEL=off\n`);
+  const script = path.join(cwd, 'probe.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const mm = new Master({ watchAssets: false });
+     mm.ready.then(() => { console.log(JSON.stringify({ token: mm.token, level: mm.log.level })); return mm.close(); });`,
+  );
+  delete env.token;
+  delete env.transferEncryptToken;
+  const probe = run(t, script, { cwd, env });
+  const line = await probe.next((l) => l.token);
+  assert.equal(line.token, fromFile.token);
+  const overridden = run(t, script, { cwd, env: { ...env, token: 'from-the-environment' } });
+  assert.equal((await overridden.next((l) => l.token)).token, 'from-the-environment');
+});
+
+test('pushNewJob rejects `payload is undefined` and accepts objects, arrays, strings and numbers', async (t) => {
+  isolated(t);
+  const mm = new Master({ ...tokens(), watchAssets: false });
+  t.after(() => mm.close());
+  await assert.rejects(mm.pushNewJob(), { message: 'payload is undefined' });
+  const receipts = await Promise.all([
+    mm.pushNewJob({ id: 7, data: JSON.stringify({ x: 1 }) }),
+    mm.pushNewJob([1, 2, 3]),
+    mm.pushNewJob('plain text'),
+    mm.pushNewJob('{"id":"from-json","data":"{}"}'),
+    mm.pushNewJob(42),
+    mm.pushNewJob({ data: 'no id' }),
+  ]);
+  assert.equal(receipts[0].id, '7');
+  assert.equal(receipts[3].id, 'from-json');
+  assert.equal(new Set(receipts.map((r) => r.id)).size, 6, 'every push got its own id');
+  assert.ok(receipts.every((r) => r.duplicate === false));
+  const again = await mm.pushNewJob({ id: 7, data: 'again' });
+  assert.equal(again.duplicate, true, 'a pushed id is not queued twice');
+  const stats = await mm.stats();
+  assert.equal(stats.queued, 6);
+  assert.equal(stats.workers, 0);
+  await assert.rejects(mm.pushNewJob({ id: 1n }), (e) => e.code === 'ERR_QUEUEXEC_PAYLOAD');
+  await assert.rejects(mm.pushNewJob({ id: 'x' }, { priority: 'high' }), (e) => e.code === 'ERR_QUEUEXEC_CONFIG');
+});
+
+test('pushNewJobs queues an array at once; per-job options are accepted', async (t) => {
+  isolated(t);
+  const mm = new Master({ ...tokens(), watchAssets: false });
+  t.after(() => mm.close());
+  const receipts = await mm.pushNewJobs(
+    Array.from({ length: 1000 }, (_, i) => ({ id: `j${i}`, data: String(i) })),
+    { priority: 3, retries: 1, timeout: 5000, delay: 60000 },
+  );
+  assert.equal(receipts.length, 1000);
+  const stats = await mm.stats();
+  assert.equal(stats.delayed, 1000, 'the delay option holds the jobs back');
+  await assert.rejects(mm.pushNewJobs([1, undefined]), /payload 1 is undefined/);
+  await assert.rejects(mm.pushNewJobs('nope'), /array/);
+});
+
+test('two task.js files are refused; a missing asset file is skipped with a warning', (t) => {
+  isolated(t);
+  const files = [
+    { masterPath: '/a.js', name: 'task.js', workerPath: '/w/a.js' },
+    { masterPath: '/b.js', name: 'task.js', workerPath: '/w/b.js' },
+  ];
+  assert.throws(() => new Master({ ...tokens(), execAssets: { files } }), /only one file with name task.js/);
+  const { resolveAssets } = require('queuexec-native/lib/master');
+  const warnings = [];
+  const assets = resolveAssets({ files: [{ masterPath: '/does/not/exist.js', name: 'x.js', workerPath: '/workplace/x.js' }] }, { warn: (...a) => warnings.push(a.join(' ')), debug() {} });
+  assert.deepEqual(assets.files.map((f) => f.name), ['task.js'], 'the default task.js is added, the missing file left out');
+  assert.equal(assets.files[0].resolvedWorkerPath, 'workplace/task.js');
+  assert.match(warnings.join('\n'), /not found/);
+});
+
+test('masterPath is taken relative to process.cwd(), leading slash and all, as queue-xec did', (t) => {
+  isolated(t);
+  const cwd = tmpdir(t);
+  fs.mkdirSync(path.join(cwd, 'src'));
+  fs.copyFileSync(path.join(FIXTURES, 'task.js'), path.join(cwd, 'src', 'task.js'));
+  const before = process.cwd();
+  process.chdir(cwd);
+  t.after(() => process.chdir(before));
+  const { resolveAssets } = require('queuexec-native/lib/master');
+  const assets = resolveAssets({ files: [{ masterPath: '/src/task.js', name: 'task.js', workerPath: '/workplace/task.js' }] }, { warn() {}, debug() {} });
+  assert.equal(fs.realpathSync(assets.files[0].resolvedMasterPath), fs.realpathSync(path.join(cwd, 'src', 'task.js')));
+});
+
+test('sandbox: true is refused clearly until the embedded runtime is in this build', (t) => {
+  isolated(t);
+  assert.throws(() => new Worker({ ...tokens(), sandbox: true }), /embedded JavaScript runtime/);
+});
+
+test('close() on both ends resolves and lets the process exit', async (t) => {
+  const env = testEnv(t);
+  const cwd = tmpdir(t);
+  const script = path.join(cwd, 'close.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const Worker = require(${JSON.stringify(require.resolve('queue-xec-worker'))});
+     const mm = new Master({ watchAssets: false });
+     const w = new Worker({ name: 'w' });
+     mm.on('workerJoined', async () => { await w.close(); await mm.close(); await mm.close(); console.log(JSON.stringify({ closed: true })); });`,
+  );
+  const p = run(t, script, { cwd, env });
+  await p.next((l) => l.closed, 20000);
+  const { code } = await Promise.race([p.exited, new Promise((r) => setTimeout(() => r({ code: 'still running' }), 10000))]);
+  assert.equal(code, 0, `the process exits by itself after close(); stderr: ${p.stderr()}`);
+});
