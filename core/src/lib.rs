@@ -15,26 +15,18 @@ pub mod deps;
 mod error;
 mod executor;
 mod job;
-#[cfg(feature = "engine-wip")]
 mod master;
-#[cfg(feature = "engine-wip")]
 mod net;
-#[cfg(feature = "engine-wip")]
 mod protocol;
-#[cfg(feature = "engine-wip")]
 pub mod room;
-#[cfg(feature = "engine-wip")]
 mod scheduler;
 pub mod store;
-#[cfg(feature = "engine-wip")]
 mod worker;
 
 pub use error::{Error, Result};
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
-#[cfg(feature = "engine-wip")]
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
-#[cfg(feature = "engine-wip")]
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

@@ -157,7 +157,7 @@ pub struct Master {
 struct Inner {
     engine: mpsc::UnboundedSender<EngineCommand>,
     durable: Option<StoreWriter>,
-    memory: StoreWriter,
+    memory: SharedMemory,
     key: TransferKey,
     room_id: String,
     room_dir: Option<PathBuf>,
@@ -216,7 +216,7 @@ impl Master {
                 Some(StoreWriter::spawn(Box::new(store) as Box<dyn JobStore>))
             }
         };
-        let memory = StoreWriter::spawn(Box::new(MemoryStore::new()) as Box<dyn JobStore>);
+        let memory: SharedMemory = Arc::new(Mutex::new(MemoryStore::new()));
 
         let mut scheduler = Scheduler::new(SchedulerConfig {
             lease_ttl_ms: config.lease_ttl.as_millis() as i64,
@@ -437,20 +437,23 @@ impl Master {
         }
         let mut duplicates = Vec::new();
         let mut accepted = Vec::with_capacity(receipts.len());
-        for (ops, writer, in_memory) in [
-            (durable_ops, self.inner.durable.as_ref(), false),
-            (memory_ops, Some(&self.inner.memory), true),
-        ] {
-            let (Some(writer), false) = (writer, ops.is_empty()) else { continue };
-            let jobs: Vec<StoredJob> = ops
-                .iter()
+        let inserted = |ops: &[StoreOp]| -> Vec<StoredJob> {
+            ops.iter()
                 .filter_map(|op| match op {
                     StoreOp::Insert(job) => Some(job.clone()),
                     _ => None,
                 })
-                .collect();
-            duplicates.extend(writer.apply(ops).await?);
-            accepted.extend(jobs.into_iter().map(|j| (j, in_memory)));
+                .collect()
+        };
+        if !memory_ops.is_empty() {
+            // Memory jobs need no thread hop: the map is updated right here.
+            duplicates.extend(apply_memory(&self.inner.memory, &memory_ops)?);
+            accepted.extend(inserted(&memory_ops).into_iter().map(|j| (j, true)));
+        }
+        if let (Some(durable), false) = (&self.inner.durable, durable_ops.is_empty()) {
+            let jobs = inserted(&durable_ops);
+            duplicates.extend(durable.apply(durable_ops).await?);
+            accepted.extend(jobs.into_iter().map(|j| (j, false)));
         }
         if !duplicates.is_empty() {
             let dup: std::collections::HashSet<&str> = duplicates.iter().map(String::as_str).collect();
@@ -536,7 +539,6 @@ impl Master {
         if let Some(durable) = &self.inner.durable {
             durable.close().await;
         }
-        self.inner.memory.close().await;
         if let Some(dir) = &self.inner.room_dir {
             room::withdraw(dir, &self.inner.room_id, &self.peer_id());
         }
@@ -566,6 +568,14 @@ fn stored_result(key: &TransferKey, job: &StoredJob) -> Option<JobResult> {
         _ => Err("the job ended without a result".to_string()),
     };
     Some(JobResult { job_id: job.id.clone(), worker, outcome, attempts: job.attempt })
+}
+
+/// The jobs of a master without a durable store (and `in_memory` jobs): kept in a map the push
+/// path and the delivery task update directly.
+type SharedMemory = Arc<Mutex<MemoryStore>>;
+
+fn apply_memory(memory: &SharedMemory, ops: &[StoreOp]) -> Result<Vec<String>> {
+    lock(memory).apply(ops)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -616,7 +626,7 @@ enum Delivery {
 async fn deliver(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
     durable: Option<StoreWriter>,
-    memory: StoreWriter,
+    memory: SharedMemory,
     events: mpsc::UnboundedSender<MasterEvent>,
     auto_ack: bool,
 ) {
@@ -663,7 +673,7 @@ async fn deliver(
             continue;
         }
         if !batch.memory_ops.is_empty() {
-            let _ = memory.apply(batch.memory_ops).await;
+            let _ = apply_memory(&memory, &batch.memory_ops);
         }
         let mut acks_durable = Vec::new();
         let mut acks_memory = Vec::new();
@@ -682,7 +692,7 @@ async fn deliver(
             durable.apply_detached(acks_durable);
         }
         if !acks_memory.is_empty() {
-            memory.apply_detached(acks_memory);
+            let _ = apply_memory(&memory, &acks_memory);
         }
     }
 }
@@ -698,7 +708,8 @@ struct Engine {
     sessions: HashMap<SessionId, SessionState>,
     order: VecDeque<SessionId>,
     durable: Option<StoreWriter>,
-    memory: StoreWriter,
+    memory: SharedMemory,
+    events: mpsc::UnboundedSender<MasterEvent>,
     delivery: mpsc::UnboundedSender<Delivery>,
     bundle: BundleHash,
     drained_sent: bool,
@@ -899,7 +910,7 @@ impl Engine {
         if let Some(durable) = &self.durable {
             durable.apply_detached(ops.clone());
         }
-        self.memory.apply_detached(ops);
+        let _ = apply_memory(&self.memory, &ops);
     }
 
     fn check_drained(&mut self) {
@@ -992,16 +1003,8 @@ async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) ->
         .await?
         .ok_or_else(|| Error::Protocol("the peer closed the stream during the handshake".into()))?;
     let hello: Hello = protocol::decode_plain(&frame)?;
-    let refuse = |reason: String| async move {
-        let verdict = Verdict::Refused { reason: reason.clone() };
-        if let Ok(bytes) = protocol::encode_plain(&verdict) {
-            let _ = protocol::write_frame(stream, &bytes).await;
-            let _ = stream.flush().await;
-        }
-        Err(Error::Unauthorized(reason))
-    };
     if hello.version != protocol::WIRE_VERSION {
-        return refuse(format!(
+        return refuse(stream, format!(
             "wire version {} is not supported by this master (it speaks {}); use the same queuexec version",
             hello.version,
             protocol::WIRE_VERSION
@@ -1010,10 +1013,10 @@ async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) ->
     }
     let transcript = protocol::transcript("hello", &nonce, &hello.nonce, &master, &peer.to_string());
     if hello.room_id != shared.room.room_id() || !shared.room.verify(&transcript, &hello.proof) {
-        return refuse("the worker could not prove it holds this room's token".to_string()).await;
+        return refuse(stream, "the worker could not prove it holds this room's token".to_string()).await;
     }
     if !protocol::verify_key_check(&shared.key, &transcript, &hello.key_check) {
-        return refuse(
+        return refuse(stream, 
             "the worker's transferEncryptToken differs from the master's; copy the master's .env to the worker"
                 .to_string(),
         )
@@ -1028,6 +1031,16 @@ async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) ->
     protocol::write_frame(stream, &protocol::encode_plain(&verdict)?).await?;
     stream.flush().await.map_err(|e| Error::Network(e.to_string()))?;
     Ok(hello.name.chars().take(128).collect())
+}
+
+/// Tells the peer why it is refused, then fails the handshake.
+async fn refuse(stream: &mut Stream, reason: String) -> Result<String> {
+    let verdict = Verdict::Refused { reason: reason.clone() };
+    if let Ok(bytes) = protocol::encode_plain(&verdict) {
+        let _ = protocol::write_frame(stream, &bytes).await;
+        let _ = stream.flush().await;
+    }
+    Err(Error::Unauthorized(reason))
 }
 
 async fn read_session<R: futures::AsyncRead + Unpin>(

@@ -58,7 +58,6 @@ pub(crate) enum NetEvent {
 enum Command {
     Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId>> },
     Disconnect { peer: PeerId },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     Shutdown,
 }
 
@@ -100,14 +99,6 @@ impl Net {
         let _ = self.commands.send(Command::Shutdown).await;
     }
 
-    /// The addresses the swarm listens on now.
-    pub(crate) async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        let (reply, rx) = oneshot::channel();
-        if self.commands.send(Command::ListenAddrs { reply }).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
-    }
 }
 
 /// Parses a multiaddr given by a user, saying what is wrong with it.
@@ -216,9 +207,6 @@ impl EventLoop {
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
-            }
-            Command::ListenAddrs { reply } => {
-                let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::Shutdown => {}
         }

@@ -42,6 +42,8 @@ enum Status {
     Ready,
     Delayed,
     Leased(Lease),
+    /// Between states while a transition is decided; counted nowhere.
+    Detached,
 }
 
 #[derive(Debug)]
@@ -322,11 +324,6 @@ impl Scheduler {
         self.jobs.is_empty()
     }
 
-    /// Whether a job with this id is waiting or running.
-    pub(crate) fn contains(&self, id: &str) -> bool {
-        self.jobs.contains_key(id)
-    }
-
     /// An attempt failed: retry (after an exponential backoff when the task itself failed; at
     /// once when its worker was lost), or dead-letter after the last attempt.
     fn fail(
@@ -362,7 +359,10 @@ impl Scheduler {
     /// Ends a lease: the job is neither ready nor leased until the caller decides.
     fn release_lease(&mut self, id: &Arc<str>) -> Option<Arc<WorkerInfo>> {
         let entry = self.jobs.get_mut(id)?;
-        let Status::Leased(lease) = std::mem::replace(&mut entry.status, Status::Ready) else {
+        if !matches!(entry.status, Status::Leased(_)) {
+            return None;
+        }
+        let Status::Leased(lease) = std::mem::replace(&mut entry.status, Status::Detached) else {
             return None;
         };
         self.counts.leased -= 1;
@@ -377,7 +377,7 @@ impl Scheduler {
         if let Some(entry) = self.jobs.get_mut(id)
             && matches!(entry.status, Status::Leased(_))
         {
-            entry.status = Status::Ready;
+            entry.status = Status::Detached;
             self.counts.leased -= 1;
         }
     }
@@ -388,6 +388,7 @@ impl Scheduler {
             Status::Ready => self.counts.ready -= 1,
             Status::Delayed => self.counts.delayed -= 1,
             Status::Leased(_) => self.counts.leased -= 1,
+            Status::Detached => {}
         }
         Some(entry)
     }
