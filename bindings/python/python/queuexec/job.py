@@ -1,0 +1,118 @@
+"""Jobs as tasks see them, results as masters hand them out, and the counts of each side."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Job", "JobResult", "MasterStats", "WorkerInfo", "WorkerStats"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as a worker's task receives it.
+
+    A task is called as ``task(job)``, as meteor-cluster's task map calls ``job => ...``:
+    ``job.data`` is the pushed data, already decoded from JSON.
+    """
+
+    id: str
+    """The job's id, as the master assigned or the pusher gave it."""
+    data: Any
+    """The job's data (what was pushed, decoded from JSON)."""
+    type: str | None
+    """The task type the job names, or ``None``."""
+    attempt: int
+    """Which attempt this is, from 1."""
+    timeout: float | None
+    """Seconds this run may take, or ``None`` for no limit."""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """The worker that ran a job: its peer id and the name its owner gave it."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The end of one job: its result (``data``) or its final error (``error``)."""
+
+    job_id: str
+    """The job's id."""
+    worker: WorkerInfo
+    """Who ran the final attempt (empty id and name when no worker ran it)."""
+    data: Any
+    """The task's return value, decoded from JSON; ``None`` when the job failed."""
+    error: str | None
+    """The final attempt's error text, or ``None`` when the job succeeded."""
+    attempts: int
+    """How many attempts it took."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job succeeded."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """queue-xec's result shape: ``{"jobID", "worker": {"id", "name"}, "data" | "error"}``."""
+        out: dict[str, Any] = {
+            "jobID": self.job_id,
+            "worker": {"id": self.worker.id, "name": self.worker.name},
+        }
+        if self.error is None:
+            out["data"] = self.data
+        else:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def _from_event(
+        cls, job_id: str, worker_id: str, worker_name: str, ok: bool, text: str, attempts: int
+    ) -> JobResult:
+        worker = WorkerInfo(worker_id, worker_name)
+        if not ok:
+            return cls(job_id, worker, None, text, attempts)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            # A result that is not JSON (only a non-Python worker can send one) stays text.
+            data = text
+        return cls(job_id, worker, data, None, attempts)
+
+
+@dataclass(frozen=True)
+class MasterStats:
+    """Counts of a master's jobs and workers."""
+
+    queued: int
+    """Ready to run."""
+    delayed: int
+    """Waiting for their delay or retry backoff."""
+    running: int
+    """Leased to a worker."""
+    done: int
+    """Finished with a result since the master started."""
+    dead: int
+    """Failed for good since the master started."""
+    retried: int
+    """Failed attempts that were retried, since the master started."""
+    workers: int
+    """Workers connected now."""
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Counts of a worker's jobs."""
+
+    done: int
+    """Jobs that finished with a result."""
+    failed: int
+    """Jobs that failed."""
+    running: int
+    """Jobs running now."""
+    connected: bool
+    """Whether the worker is connected to a master."""

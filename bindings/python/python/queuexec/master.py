@@ -1,0 +1,394 @@
+"""The master: pushes jobs, hands them to workers, collects their results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import (
+    Any,
+    Union,
+)
+
+from . import _lifecycle, _native
+from ._tokens import PathLike, resolve_tokens
+from .exceptions import ConfigError, PayloadError
+from .job import JobResult, MasterStats
+
+__all__ = ["AssetFile", "JobSpec", "Master"]
+
+logger = logging.getLogger("queuexec")
+
+#: How long a blocking reader waits between checks of ``until_drained`` when nothing arrives.
+_IDLE_CHECK = 0.25
+#: The longest one wait of an async reader on its worker thread (bounded so that the loop's
+#: executor can shut down).
+_ASYNC_SLICE = 1.0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job with its own options, for :meth:`Master.push_many`.
+
+    ``timeout`` and ``delay`` are in seconds.
+    """
+
+    data: Any
+    type: str | None = None
+    id: str | int | None = None
+    priority: int = 0
+    retries: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    in_memory: bool = False
+
+
+AssetFile = Union[str, "os.PathLike[str]", Mapping[str, str]]
+"""A file shipped to workers: a path (relative to the current directory, installed at the same
+relative path in the worker's workplace) or queue-xec's ``{"name", "masterPath", "workerPath"}``."""
+
+ResultCallback = Callable[[JobResult], Any]
+
+
+class Master:
+    """A master: jobs pushed here are kept (durably with ``store=``), handed to workers that hold
+    the same tokens, and their results come back as :class:`~queuexec.JobResult`.
+
+    Tokens come from the arguments, else the environment variables ``token`` and
+    ``transferEncryptToken``, else ``.env`` (``env_file``). ``store`` is a SQLite file that keeps
+    jobs across restarts (``None``: memory only). Results are read with :meth:`results`,
+    :meth:`results_async`, or handed to ``on_result`` on a background thread; use one of them.
+    ``listen`` defaults to loopback (workers on this host find the master with no address); listen
+    on ``/ip4/0.0.0.0/tcp/PORT`` to serve other machines. ``task`` is the task.js that Node, CLI
+    and embedded-runtime workers run; ``assets`` are further files shipped with it and
+    ``dependencies`` the npm packages it requires.
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        transfer_encrypt_token: str | None = None,
+        *,
+        store: PathLike | None = None,
+        listen: Sequence[str] | None = None,
+        task: PathLike | None = None,
+        assets: Sequence[AssetFile] | None = None,
+        dependencies: Sequence[str] | None = None,
+        on_result: ResultCallback | None = None,
+        retries: int = 3,
+        lease_ttl: float = 15.0,
+        auto_ack: bool = True,
+        env_file: PathLike | None = None,
+        room_dir: PathLike | None = None,
+        announce: bool = True,
+        max_workers: int = 1024,
+    ) -> None:
+        room_token, transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
+        if isinstance(dependencies, str):
+            raise ConfigError("dependencies must be a list of npm package names, not one string")
+        self._native = _native.Master.start(
+            token=room_token,
+            transfer_token=transfer_token,
+            store=None if store is None else os.fspath(store),
+            listen=None if listen is None else list(listen),
+            room_dir=None if room_dir is None else os.fspath(room_dir),
+            announce=announce,
+            assets=_asset_specs(task, assets or ()),
+            dependencies=list(dependencies or ()),
+            retries=retries,
+            lease_ttl=lease_ttl,
+            max_workers=max_workers,
+            auto_ack=auto_ack,
+        )
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._on_result = on_result
+        self._drained = False
+        self._callback_thread: threading.Thread | None = None
+        _lifecycle.track(self)
+        if on_result is not None:
+            self._callback_thread = threading.Thread(
+                target=self._deliver_to_callback, name="queuexec-on-result", daemon=True
+            )
+            self._callback_thread.start()
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def peer_id(self) -> str:
+        """The master's peer id."""
+        return self._native.peer_id
+
+    @property
+    def room_id(self) -> str:
+        """The room id (SHA-256 of the token, hex)."""
+        return self._native.room_id
+
+    @property
+    def listen_addrs(self) -> list[str]:
+        """Multiaddrs workers can dial (``Worker(master=...)``), each ending in ``/p2p/<peer id>``."""
+        return self._native.listen_addrs
+
+    @property
+    def bundle_hash(self) -> str:
+        """The hash of the asset bundle (task.js and friends) workers install."""
+        return self._native.bundle_hash
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._native.closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<queuexec.Master {self.peer_id} {state}>"
+
+    # ------------------------------------------------------------------ pushing
+
+    def push(
+        self,
+        data: Any,
+        *,
+        type: str | None = None,
+        id: str | int | None = None,
+        priority: int = 0,
+        retries: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        in_memory: bool = False,
+    ) -> str:
+        """Pushes one job and returns its id once it is accepted (durable, with a store).
+
+        ``data`` is any JSON-serialisable value; the task receives it as ``job.data``. ``type``
+        names the task that runs it. Higher ``priority`` runs first. ``retries`` (default: the
+        master's) is how often a failed or lost run is tried again; ``timeout`` limits one run and
+        ``delay`` holds the job back, both in seconds. A job whose ``id`` the master already has is
+        not queued again.
+        """
+        spec = JobSpec(data, type, id, priority, retries, timeout, delay, in_memory)
+        job_id, _duplicate = self._native.push(_job_tuple(spec, 1))
+        return job_id
+
+    def push_many(self, items: Iterable[Any]) -> list[str]:
+        """Pushes jobs in one group and returns their ids once all are accepted; either all are
+        queued or none is. Each item is a job's data, or a :class:`JobSpec` with its own options."""
+        tuples = [
+            _job_tuple(item if isinstance(item, JobSpec) else JobSpec(item), index + 1)
+            for index, item in enumerate(items)
+        ]
+        if not tuples:
+            return []
+        return [job_id for job_id, _duplicate in self._native.push_many(tuples)]
+
+    # ------------------------------------------------------------------ results
+
+    def results(self, timeout: float | None = None, *, until_drained: bool = False) -> Iterator[JobResult]:
+        """Yields results as they arrive, blocking in between (with the GIL released; Ctrl-C
+        stops it). Ends when the master is closed, or with ``until_drained=True`` once no job is
+        queued, delayed or running and every result was yielded. Raises ``TimeoutError`` when no
+        result comes for ``timeout`` seconds."""
+        self._refuse_if_callback("results()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = self._pop_result()
+            if result is not None:
+                yield result
+                deadline = None if timeout is None else time.monotonic() + timeout
+                continue
+            if until_drained and self._check_drained():
+                if not self._fill(0.0):
+                    return
+                if self._pending:
+                    continue
+                return
+            wait: float | None = None
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise TimeoutError(f"no result within {timeout} s")
+            if until_drained:
+                wait = _IDLE_CHECK if wait is None else min(wait, _IDLE_CHECK)
+            if not self._fill(wait):
+                return
+
+    async def results_async(
+        self, timeout: float | None = None, *, until_drained: bool = False
+    ) -> AsyncIterator[JobResult]:
+        """Like :meth:`results`, as an async iterator: ``async for r in master.results_async()``.
+        Waiting happens on a worker thread in short slices, so the event loop is never blocked
+        and a cancelled iteration loses no result (it stays queued for the next reader)."""
+        self._refuse_if_callback("results_async()")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            result = self._pop_result()
+            if result is not None:
+                yield result
+                deadline = None if timeout is None else loop.time() + timeout
+                continue
+            if until_drained and await loop.run_in_executor(None, self._check_drained):
+                if not await loop.run_in_executor(None, self._fill, 0.0):
+                    return
+                if self._pending:
+                    continue
+                return
+            wait = _ASYNC_SLICE
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"no result within {timeout} s")
+                wait = min(wait, left)
+            if until_drained:
+                wait = min(wait, _IDLE_CHECK)
+            if not await loop.run_in_executor(None, self._fill, wait):
+                return
+
+    def ack(self, *results: JobResult | str) -> None:
+        """Marks results as handled, so a master restarted on the same store does not hand them
+        out again. Needed only with ``auto_ack=False``."""
+        ids = [r.job_id if isinstance(r, JobResult) else r for r in results]
+        if ids:
+            self._native.ack(ids)
+
+    def stats(self) -> MasterStats:
+        """Counts of jobs and workers now."""
+        return MasterStats(**self._native.stats())
+
+    def idle(self) -> bool:
+        """Whether no job is queued, delayed or running."""
+        return self._native.idle()
+
+    def reload_assets(self) -> bool:
+        """Reads the asset files again; workers fetch a changed bundle before their next job.
+        Returns whether it changed."""
+        return self._native.reload_assets()
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Stops serving: workers are disconnected, the store is flushed and closed. Jobs that
+        were running are queued again when a master starts on the same store. Idempotent."""
+        self._native.close()
+        _lifecycle.untrack(self)
+        thread = self._callback_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Master:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Master:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    # ------------------------------------------------------------------ internals
+
+    def _refuse_if_callback(self, what: str) -> None:
+        if self._on_result is not None:
+            raise ConfigError(f"this master hands its results to on_result; {what} would take them from it")
+
+    def _fill(self, wait: float | None) -> bool:
+        """Moves the next events into the queue, waiting up to ``wait`` s. False once closed.
+
+        Events go straight into the queue (not back to the caller), so a reader that gave up
+        meanwhile (an async iterator cancelled while this ran on a thread) loses nothing."""
+        batch = self._native.next_events(wait)
+        if batch is None:
+            return False
+        if not batch and self._native.closed:
+            return False
+        self._pending.extend(batch)
+        return True
+
+    def _pop_result(self) -> JobResult | None:
+        while self._pending:
+            event = self._pending.popleft()
+            kind = event[0]
+            if kind == "result":
+                return JobResult._from_event(*event[1:])
+            if kind == "drained":
+                self._drained = True
+            elif kind == "worker_joined":
+                logger.info("worker %s (%s) joined", event[2], event[1])
+            elif kind == "worker_left":
+                logger.info("worker %s (%s) left", event[2], event[1])
+            elif kind == "warning":
+                logger.warning("%s", event[1])
+        return None
+
+    def _check_drained(self) -> bool:
+        """Whether nothing is left to run; then every result is already in the event stream."""
+        return self._native.idle()
+
+    def _deliver_to_callback(self) -> None:
+        callback = self._on_result
+        assert callback is not None
+        while True:
+            batch = self._native.next_events(_IDLE_CHECK)
+            if batch is None or (not batch and self._native.closed):
+                return
+            self._pending.extend(batch)
+            while True:
+                result = self._pop_result()
+                if result is None:
+                    break
+                try:
+                    callback(result)
+                except Exception:
+                    logger.exception("on_result raised for job %s; the master carries on", result.job_id)
+
+
+def _job_tuple(spec: JobSpec, index: int) -> tuple[Any, ...]:
+    try:
+        data_json = json.dumps(spec.data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise PayloadError(f"job {index}: its data must be JSON-serialisable ({e}); nothing was pushed") from e
+    job_id = None if spec.id is None else str(spec.id)
+    if spec.retries is not None and spec.retries < 0:
+        raise ConfigError(f"job {index}: retries must be 0 or more, not {spec.retries}")
+    return (
+        job_id,
+        data_json,
+        spec.type,
+        spec.priority,
+        spec.retries,
+        spec.timeout,
+        spec.delay,
+        spec.in_memory,
+    )
+
+
+def _asset_specs(task: PathLike | None, assets: Sequence[AssetFile]) -> list[tuple[str, str, str]]:
+    specs: list[tuple[str, str, str]] = []
+    if task is not None:
+        specs.append(("task.js", os.fspath(task), "task.js"))
+    for item in assets:
+        if isinstance(item, Mapping):
+            master_path = item.get("masterPath", item.get("master_path"))
+            if master_path is None:
+                raise ConfigError(f"asset {dict(item)!r} has no masterPath")
+            worker_path = item.get("workerPath", item.get("worker_path", Path(master_path).name))
+            name = item.get("name", Path(master_path).name)
+            specs.append((name, master_path, worker_path))
+            continue
+        path = Path(os.fspath(item))
+        if path.is_absolute():
+            raise ConfigError(
+                f"asset {str(path)!r}: give a path relative to the current directory; "
+                "workers install it at the same relative path (or pass a dict with masterPath and workerPath)"
+            )
+        specs.append((path.name, str(path), path.as_posix()))
+    return specs

@@ -1,0 +1,302 @@
+"""The worker: finds the master, runs its jobs through Python functions, sends the results back."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from . import _lifecycle, _native
+from ._tokens import PathLike, resolve_tokens
+from .exceptions import ConfigError
+from .job import Job, WorkerStats
+
+__all__ = ["Task", "Worker"]
+
+Task = Callable[[Job], Any | Awaitable[Any]]
+"""A task: called as ``task(job)`` with a :class:`~queuexec.Job`; returns the job's result (any
+JSON-serialisable value). Plain functions and ``async def`` functions both work."""
+
+#: The longest one wait of ``run_async`` on its worker thread.
+_ASYNC_SLICE = 1.0
+
+
+class Worker:
+    """A worker: it finds the master holding the same tokens and runs the jobs it is handed.
+
+    ``tasks`` maps task types to functions (as meteor-cluster's task map does): a job pushed with
+    ``type="resize"`` runs ``tasks["resize"](job)``. ``default`` runs jobs whose type is not in
+    ``tasks`` (and jobs with no type). A job no Python function handles runs the master's task.js
+    in the embedded JavaScript runtime when ``run_task_js`` and that runtime are available;
+    otherwise it fails with an error that says so.
+
+    A function's return value is the job's result; an exception it raises becomes the job's error
+    (``"ValueError: message"``), and the worker carries on. Plain functions run on a thread of
+    their own (holding the GIL while they run Python code); ``async def`` functions run on the
+    asyncio loop of :meth:`run_async`, or on a loop the worker owns with :meth:`run`/:meth:`start`.
+    Up to ``concurrency`` jobs run at once (default: the number of cores).
+
+    ``master`` is the master's multiaddr (``Master.listen_addrs``); without it the worker finds a
+    master on this host through its room file. ``timeout`` (seconds) limits jobs that set none.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        transfer_encrypt_token: str | None = None,
+        *,
+        tasks: Mapping[str, Task] | None = None,
+        default: Task | None = None,
+        master: str | None = None,
+        name: str | None = None,
+        concurrency: int | None = None,
+        prefetch: int | None = None,
+        workplace: PathLike = "workplace",
+        timeout: float | None = None,
+        run_task_js: bool = True,
+        env_file: PathLike | None = None,
+        room_dir: PathLike | None = None,
+    ) -> None:
+        self._token, self._transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
+        task_map: dict[str, Task] = dict(tasks or {})
+        for task_type, fn in task_map.items():
+            if not isinstance(task_type, str) or not callable(fn):
+                raise ConfigError(f"tasks must map task type names to functions; {task_type!r} maps to {fn!r}")
+        if default is not None and not callable(default):
+            raise ConfigError(f"default must be a function, not {default!r}")
+        if concurrency is not None and concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+        self._dispatcher = _Dispatcher(task_map, default)
+        self._master = master
+        self._name = name if name is not None else socket.gethostname()
+        self._concurrency = concurrency if concurrency is not None else (os.cpu_count() or 1)
+        self._prefetch = prefetch
+        self._workplace = os.fspath(workplace)
+        self._timeout = timeout
+        self._run_task_js = run_task_js
+        self._room_dir = None if room_dir is None else os.fspath(room_dir)
+        self._native: _native.Worker | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> Worker:
+        """Starts working in the background and returns at once (see :meth:`run`)."""
+        with self._lock:
+            if self._native is not None:
+                return self
+            self._native = _native.Worker.start(
+                token=self._token,
+                transfer_token=self._transfer_token,
+                dispatch=self._dispatcher,
+                python_types=sorted(self._dispatcher.tasks),
+                catch_all=self._dispatcher.default is not None,
+                master=self._master,
+                name=self._name,
+                concurrency=self._concurrency,
+                prefetch=self._prefetch,
+                workplace=self._workplace,
+                room_dir=self._room_dir,
+                default_timeout=self._timeout,
+                run_task_js=self._run_task_js,
+            )
+            _lifecycle.track(self)
+        return self
+
+    def run(self) -> None:
+        """Works until :meth:`close` is called (from another thread or a task) or Ctrl-C, which
+        closes the worker and raises ``KeyboardInterrupt``. Raises
+        :class:`~queuexec.UnauthorizedError` if the master refuses this worker's token."""
+        native = self.start()._started()
+        try:
+            native.wait(None)
+        finally:
+            self.close()
+
+    async def run_async(self) -> None:
+        """Works until :meth:`close` is called or the awaiting task is cancelled. ``async def``
+        tasks run on the running event loop."""
+        loop = asyncio.get_running_loop()
+        self._dispatcher.use_loop(loop)
+        native = (await loop.run_in_executor(None, self.start))._started()
+        try:
+            while not await loop.run_in_executor(None, native.wait, _ASYNC_SLICE):
+                pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stops the worker. Jobs still running are abandoned: the master gives them to other
+        workers. Idempotent."""
+        with self._lock:
+            native = self._native
+        if native is not None:
+            native.close()
+        _lifecycle.untrack(self)
+        self._dispatcher.close()
+
+    def stats(self) -> WorkerStats:
+        """Counts of jobs, and whether the worker is connected to a master."""
+        native = self._native
+        if native is None:
+            return WorkerStats(done=0, failed=0, running=0, connected=False)
+        return WorkerStats(**native.stats())
+
+    @property
+    def peer_id(self) -> str | None:
+        """The worker's peer id (``None`` before it started)."""
+        return None if self._native is None else self._native.peer_id
+
+    @property
+    def name(self) -> str:
+        """The name the master reports for this worker."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<queuexec.Worker {self._name!r} {self.peer_id or 'not started'}>"
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Worker:
+        loop = asyncio.get_running_loop()
+        self._dispatcher.use_loop(loop)
+        return await loop.run_in_executor(None, self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def _started(self) -> _native.Worker:
+        native = self._native
+        assert native is not None, "start() sets it"
+        return native
+
+
+class _Dispatcher:
+    """Called by the native worker for every job a Python task handles (see ``src/worker.rs``):
+    ``dispatch(id, data_json, task_type, attempt, timeout, done)``. Runs a plain function right
+    away and reports through ``done(ok, text)``; schedules a coroutine on the loop and returns its
+    cancel function."""
+
+    def __init__(self, tasks: dict[str, Task], default: Task | None) -> None:
+        self.tasks = tasks
+        self.default = default
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._own_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run coroutines on ``loop`` (the loop of ``run_async``)."""
+        with self._lock:
+            self._loop = loop
+
+    def close(self) -> None:
+        with self._lock:
+            thread, loop = self._own_thread, self._loop
+            self._own_thread = None
+            if thread is not None:
+                self._loop = None
+        if thread is not None and loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+
+    def __call__(
+        self,
+        job_id: str,
+        data_json: str,
+        task_type: str | None,
+        attempt: int,
+        timeout: float | None,
+        done: Callable[[bool, str], None],
+    ) -> Callable[[], Any] | None:
+        fn = self.tasks.get(task_type) if task_type is not None else None
+        if fn is None:
+            fn = self.default
+        if fn is None:  # the native side only sends jobs some task handles
+            done(False, f"this Python worker has no task for type {task_type!r}")
+            return None
+        try:
+            job = Job(job_id, json.loads(data_json), task_type, attempt, timeout)
+        except ValueError as e:
+            done(False, f"the job's data is not JSON: {e}")
+            return None
+        if inspect.iscoroutinefunction(fn):
+            return self._schedule(_run_coroutine_fn(fn, job, done))
+        try:
+            value = fn(job)
+        except Exception as e:
+            done(False, _error_text(e))
+            return None
+        if inspect.isawaitable(value):
+            return self._schedule(_await_value(value, done))
+        _finish(value, done)
+        return None
+
+    def _schedule(self, coro: Any) -> Callable[[], Any]:
+        future = asyncio.run_coroutine_threadsafe(coro, self._running_loop())
+        return future.cancel
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is not None and not self._loop.is_closed():
+                return self._loop
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=_run_loop, args=(loop,), name="queuexec-tasks", daemon=True)
+            thread.start()
+            self._loop, self._own_thread = loop, thread
+            return loop
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+async def _run_coroutine_fn(fn: Task, job: Job, done: Callable[[bool, str], None]) -> None:
+    try:
+        value = await fn(job)
+    except asyncio.CancelledError:
+        done(False, "the task was cancelled (its timeout passed, or the worker stopped)")
+        raise
+    except Exception as e:
+        done(False, _error_text(e))
+        return
+    _finish(value, done)
+
+
+async def _await_value(awaitable: Awaitable[Any], done: Callable[[bool, str], None]) -> None:
+    try:
+        value = await awaitable
+    except asyncio.CancelledError:
+        done(False, "the task was cancelled (its timeout passed, or the worker stopped)")
+        raise
+    except Exception as e:
+        done(False, _error_text(e))
+        return
+    _finish(value, done)
+
+
+def _finish(value: Any, done: Callable[[bool, str], None]) -> None:
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        done(False, f"the task's result is not JSON-serialisable: {e}")
+        return
+    done(True, text)
+
+
+def _error_text(e: BaseException) -> str:
+    message = str(e)
+    return f"{type(e).__name__}: {message}" if message else type(e).__name__

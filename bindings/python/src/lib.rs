@@ -1,0 +1,25 @@
+//! `queuexec._native`: the Rust half of the `queuexec` Python package.
+//!
+//! Binding files mirror the core's modules: [`master`] wraps `queuexec_core::Master`,
+//! [`worker`] wraps `queuexec_core::Worker` with an executor that calls Python, [`error`] maps
+//! core errors to the exception classes of `queuexec.exceptions`, and [`runtime`] holds the
+//! process's tokio runtime and the GIL-free waits on it. The public Python API is the package
+//! in `python/queuexec`, which wraps these classes.
+
+use pyo3::prelude::*;
+
+mod error;
+mod master;
+mod runtime;
+mod worker;
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", queuexec_core::VERSION)?;
+    // Benchmarks say which build they measured.
+    m.add("__build_profile__", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    m.add_class::<master::PyMaster>()?;
+    m.add_class::<worker::PyWorker>()?;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! `queuexec._native.Master`: the core [`Master`] for Python.
+//!
+//! The Python class `queuexec.Master` (python/queuexec/master.py) wraps this one: it resolves
+//! tokens, turns data into JSON and back, and offers the iterators and the callback. Everything
+//! here takes plain values so that the wrapper stays the only place that knows Python's
+//! conventions.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use queuexec_core::assets::AssetSpec;
+use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent, StoreConfig};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::error::{CoreResultExt, config_error};
+use crate::runtime::{block_on, runtime, seconds, wait_for};
+
+/// One job as the Python wrapper hands it over:
+/// `(id, data_json, task_type, priority, retries, timeout_s, delay_s, in_memory)`.
+type JobTuple = (Option<String>, String, Option<String>, i32, Option<u32>, Option<f64>, Option<f64>, bool);
+
+/// The receiving end of a master's events, shared by blocking and asyncio readers.
+struct EventStream {
+    rx: tokio::sync::Mutex<UnboundedReceiver<MasterEvent>>,
+}
+
+impl EventStream {
+    /// Up to `max` events: waits for the first, then takes what is already there. `None` when
+    /// the master is gone. Cancel-safe: dropping it before it resolves loses no event.
+    async fn next_batch(&self, max: usize) -> Option<Vec<MasterEvent>> {
+        let mut rx = self.rx.lock().await;
+        let first = rx.recv().await?;
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// What is there now, without waiting. `None` when the master is gone and nothing is left.
+    fn try_batch(&self, max: usize) -> Option<Vec<MasterEvent>> {
+        let Ok(mut rx) = self.rx.try_lock() else { return Some(Vec::new()) };
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    if batch.is_empty() {
+                        return None;
+                    }
+                    break;
+                }
+            }
+        }
+        Some(batch)
+    }
+}
+
+/// A running master (the native half of `queuexec.Master`).
+#[pyclass(name = "Master", module = "queuexec._native", frozen)]
+pub(crate) struct PyMaster {
+    master: Master,
+    events: Arc<EventStream>,
+    closed: AtomicBool,
+}
+
+#[pymethods]
+impl PyMaster {
+    /// Starts a master; see `queuexec.Master` for the meaning of each argument.
+    #[staticmethod]
+    #[pyo3(signature = (
+        *, token, transfer_token, store=None, listen=None, room_dir=None, announce=true,
+        assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=3,
+        lease_ttl=15.0, retry_backoff=0.1, max_workers=1024, auto_ack=true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        py: Python<'_>,
+        token: String,
+        transfer_token: String,
+        store: Option<PathBuf>,
+        listen: Option<Vec<String>>,
+        room_dir: Option<PathBuf>,
+        announce: bool,
+        assets: Vec<(String, PathBuf, String)>,
+        asset_base_dir: Option<PathBuf>,
+        dependencies: Vec<String>,
+        retries: u32,
+        lease_ttl: f64,
+        retry_backoff: f64,
+        max_workers: u32,
+        auto_ack: bool,
+    ) -> PyResult<PyMaster> {
+        let mut config = MasterConfig::new(token, transfer_token);
+        config.store = match store {
+            Some(path) => StoreConfig::Sqlite(path),
+            None => StoreConfig::Memory,
+        };
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
+        config.room_dir = room_dir;
+        config.announce = announce;
+        config.assets = assets
+            .into_iter()
+            .map(|(name, master_path, worker_path)| AssetSpec { name, master_path, worker_path })
+            .collect();
+        if let Some(dir) = asset_base_dir {
+            config.asset_base_dir = dir;
+        }
+        config.dependencies = dependencies;
+        config.default_retries = retries;
+        config.lease_ttl = seconds("lease_ttl", Some(lease_ttl))?.unwrap_or_default();
+        config.retry_backoff = seconds("retry_backoff", Some(retry_backoff))?.unwrap_or_default();
+        config.max_workers = max_workers;
+        config.auto_ack = auto_ack;
+        let (master, rx) = block_on(py, Master::start(config))?.or_raise(py)?;
+        Ok(PyMaster {
+            master,
+            events: Arc::new(EventStream { rx: tokio::sync::Mutex::new(rx) }),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The master's libp2p peer id.
+    #[getter]
+    fn peer_id(&self) -> String {
+        self.master.peer_id()
+    }
+
+    /// The room id: SHA-256 of the token, hex.
+    #[getter]
+    fn room_id(&self) -> String {
+        self.master.room_id().to_string()
+    }
+
+    /// Addresses workers can dial, each ending in `/p2p/<peer id>`.
+    #[getter]
+    fn listen_addrs(&self) -> Vec<String> {
+        self.master.listen_addrs()
+    }
+
+    /// The hash of the asset bundle workers install.
+    #[getter]
+    fn bundle_hash(&self) -> String {
+        self.master.bundle_hash()
+    }
+
+    /// Pushes jobs in one group; returns `(id, duplicate)` per job once all are durable.
+    fn push_many(&self, py: Python<'_>, jobs: Vec<JobTuple>) -> PyResult<Vec<(String, bool)>> {
+        let specs = jobs.into_iter().map(job_spec).collect::<PyResult<Vec<_>>>()?;
+        let master = self.master.clone();
+        let receipts = block_on(py, async move { master.push_many(specs).await })?.or_raise(py)?;
+        Ok(receipts.into_iter().map(|r| (r.id, r.duplicate)).collect())
+    }
+
+    /// Pushes one job; returns `(id, duplicate)` once it is durable.
+    fn push(&self, py: Python<'_>, job: JobTuple) -> PyResult<(String, bool)> {
+        let spec = job_spec(job)?;
+        let master = self.master.clone();
+        let receipt = block_on(py, async move { master.push(spec).await })?.or_raise(py)?;
+        Ok((receipt.id, receipt.duplicate))
+    }
+
+    /// Waits up to `timeout` seconds (forever when `None`) for events and returns up to `max`
+    /// of them as tuples (see `_native.pyi`); `[]` when the time ran out, `None` once the master
+    /// is closed and every event was read.
+    #[pyo3(signature = (timeout=None, max=1024))]
+    fn next_events<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        max: usize,
+    ) -> PyResult<Option<Vec<Bound<'py, PyTuple>>>> {
+        let max = max.max(1);
+        if self.closed.load(Ordering::Acquire) {
+            return self.events.try_batch(max).map(|b| events_to_py(py, b)).transpose();
+        }
+        let timeout = seconds("timeout", timeout)?;
+        let events = self.events.clone();
+        let closed = &self.closed;
+        match wait_for(py, timeout, || {
+            let events = events.clone();
+            // close() from another thread ends the wait at the next slice.
+            let closed = closed.load(Ordering::Acquire);
+            async move { if closed { events.try_batch(max) } else { events.next_batch(max).await } }
+        })? {
+            Some(Some(batch)) => events_to_py(py, batch).map(Some),
+            Some(None) => Ok(None),
+            None => Ok(Some(Vec::new())),
+        }
+    }
+
+    /// Whether no job is queued, delayed or running; when true, every result so far is already
+    /// in the event stream.
+    fn idle(&self, py: Python<'_>) -> PyResult<bool> {
+        let master = self.master.clone();
+        block_on(py, async move { master.idle().await })?.or_raise(py)
+    }
+
+    /// Counts of jobs and workers, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let master = self.master.clone();
+        let stats = block_on(py, async move { master.stats().await })?.or_raise(py)?;
+        let dict = PyDict::new(py);
+        dict.set_item("queued", stats.queued)?;
+        dict.set_item("delayed", stats.delayed)?;
+        dict.set_item("running", stats.running)?;
+        dict.set_item("done", stats.done)?;
+        dict.set_item("dead", stats.dead)?;
+        dict.set_item("retried", stats.retried)?;
+        dict.set_item("workers", stats.workers)?;
+        Ok(dict)
+    }
+
+    /// Marks results as handled (needed only with `auto_ack=False`).
+    fn ack(&self, job_ids: Vec<String>) {
+        self.master.ack(job_ids);
+    }
+
+    /// Reads the asset files again; returns whether the bundle changed.
+    fn reload_assets(&self, py: Python<'_>) -> PyResult<bool> {
+        let master = self.master.clone();
+        block_on(py, async move { master.reload_assets().await })?.or_raise(py)
+    }
+
+    /// Stops serving, flushes and closes the store, withdraws the room file. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let master = self.master.clone();
+        block_on(py, async move { master.close().await })?.or_raise(py)
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for PyMaster {
+    fn drop(&mut self) {
+        // A master dropped without close() still stops serving and flushes its store.
+        if !self.closed.swap(true, Ordering::AcqRel)
+            && let Ok(rt) = runtime()
+        {
+            let master = self.master.clone();
+            rt.spawn(async move {
+                let _ = master.close().await;
+            });
+        }
+    }
+}
+
+fn job_spec((id, data, task_type, priority, retries, timeout, delay, in_memory): JobTuple) -> PyResult<JobSpec> {
+    if id.as_deref() == Some("") {
+        return Err(config_error("a job id must not be empty; give a non-empty id or none"));
+    }
+    Ok(JobSpec {
+        id,
+        data,
+        task_type,
+        priority,
+        retries,
+        timeout: seconds("timeout", timeout)?,
+        delay: seconds("delay", delay)?,
+        in_memory,
+    })
+}
+
+/// Events as tuples: `("result", job_id, worker_id, worker_name, ok, text, attempts)`,
+/// `("worker_joined"|"worker_left", id, name)`, `("drained",)`, `("warning", message)`.
+fn events_to_py(py: Python<'_>, events: Vec<MasterEvent>) -> PyResult<Vec<Bound<'_, PyTuple>>> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        let tuple = match event {
+            MasterEvent::Result(r) => {
+                let (ok, text) = match r.outcome {
+                    Ok(json) => (true, json),
+                    Err(error) => (false, error),
+                };
+                ("result", r.job_id, r.worker.id, r.worker.name, ok, text, r.attempts).into_pyobject(py)?
+            }
+            MasterEvent::WorkerJoined(w) => ("worker_joined", w.id, w.name).into_pyobject(py)?,
+            MasterEvent::WorkerLeft(w) => ("worker_left", w.id, w.name).into_pyobject(py)?,
+            MasterEvent::Drained => ("drained",).into_pyobject(py)?,
+            MasterEvent::Warning(message) => ("warning", message).into_pyobject(py)?,
+            _ => continue,
+        };
+        out.push(tuple);
+    }
+    Ok(out)
+}

@@ -1,0 +1,124 @@
+//! The process-wide tokio runtime and the ways Python threads wait on it.
+//!
+//! Every master and worker of the process runs on one multi-thread runtime. A Python thread that
+//! waits for the runtime releases the GIL ([`Python::detach`]) and wakes every
+//! [`SIGNAL_POLL`] to let Python run its signal handlers, so Ctrl-C stops a blocking call
+//! promptly (`KeyboardInterrupt`).
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use tokio::runtime::Runtime;
+
+use crate::error::{closed_error, runtime_error};
+
+/// How often a waiting Python thread checks for signals.
+pub(crate) const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// The shared runtime, started on first use.
+pub(crate) fn runtime() -> PyResult<&'static Runtime> {
+    RUNTIME
+        .get_or_init(|| {
+            init_logging();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("queuexec")
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| runtime_error(format!("queuexec could not start its async runtime: {e}")))
+}
+
+/// Core logs go to stderr only when asked for (`QUEUEXEC_LOG=info`, or `LOG_LEVEL` as the CLI
+/// reads it): a library must not print on its own.
+fn init_logging() {
+    let directive = std::env::var("QUEUEXEC_LOG").or_else(|_| std::env::var("LOG_LEVEL"));
+    let Ok(directive) = directive else { return };
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_new(directive) {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+    }
+}
+
+/// Runs `fut` on the runtime and waits for it with the GIL released. Ctrl-C (any signal whose
+/// handler raises) cancels the future and raises in the caller.
+pub(crate) fn block_on<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = sync_channel(1);
+    let task = runtime()?.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let mut rx = rx;
+    loop {
+        // The receiver is moved into the GIL-free closure and back (it is Send, not Sync).
+        let (received, back) = py.detach(move || (rx.recv_timeout(SIGNAL_POLL), rx));
+        rx = back;
+        match received {
+            Ok(value) => return Ok(value),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(interrupted) = py.check_signals() {
+                    task.abort();
+                    return Err(interrupted);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(closed_error("the queuexec runtime")),
+        }
+    }
+}
+
+/// Runs a cancel-safe future on the runtime for at most `timeout` (forever when `None`), checking
+/// for signals in between. `make` is called for each slice of waiting, so dropping a slice's
+/// future on its deadline must lose nothing (tokio's `recv` is cancel-safe). `Ok(None)` means the
+/// time ran out.
+pub(crate) fn wait_for<M, F, T>(py: Python<'_>, timeout: Option<Duration>, mut make: M) -> PyResult<Option<T>>
+where
+    M: FnMut() -> F,
+    F: Future<Output = T> + Send,
+    T: Send,
+{
+    let runtime = runtime()?;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(runtime_error(
+            "a blocking queuexec call was made from inside queuexec's own runtime thread; call it from a Python thread",
+        ));
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(SIGNAL_POLL),
+            None => SIGNAL_POLL,
+        };
+        let fut = make();
+        let got = py.detach(|| runtime.block_on(async { tokio::time::timeout(slice, fut).await.ok() }));
+        if let Some(value) = got {
+            return Ok(Some(value));
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+    }
+}
+
+/// Converts seconds from Python into a duration, refusing what cannot be one.
+pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(crate::error::config_error(format!(
+            "{what} must be a number of seconds, 0 or more, not {s}"
+        ))),
+    }
+}

@@ -1,0 +1,286 @@
+//! `queuexec._native.Worker`: the core [`Worker`] running jobs through Python callables.
+//!
+//! The executor ([`PyExecutor`]) hands each job to one Python function, the dispatcher that the
+//! Python class `queuexec.Worker` builds from its `tasks` mapping. The dispatcher is called on
+//! one of the runtime's blocking threads, never on a runtime worker thread, so waiting for the GIL
+//! never stalls the network. It runs a plain callable right there and reports through `done`
+//! before returning; it schedules an `async def` one on an asyncio loop and returns a function
+//! that cancels it, which is called if the job's future is dropped (timeout, worker closed).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use pyo3::prelude::*;
+use pyo3::types::{PyCFunction, PyDict, PyTuple};
+use queuexec_core::{Executor, JobInput, TaskFailure, Worker, WorkerConfig, WorkerEvent};
+use tokio::sync::oneshot;
+
+use crate::error::{CoreResultExt, config_error};
+use crate::runtime::{block_on, runtime, seconds, wait_for};
+
+/// Runs jobs through the Python dispatcher, or through `fallback` (task.js) when no Python task
+/// handles the job's type.
+struct PyExecutor {
+    dispatch: Arc<Py<PyAny>>,
+    python_types: HashSet<String>,
+    catch_all: bool,
+    fallback: Option<Arc<dyn Executor>>,
+}
+
+impl PyExecutor {
+    fn handles(&self, task_type: Option<&str>) -> bool {
+        self.catch_all || task_type.is_some_and(|t| self.python_types.contains(t))
+    }
+
+    fn no_task(&self, task_type: Option<&str>) -> TaskFailure {
+        let mut known: Vec<&str> = self.python_types.iter().map(String::as_str).collect();
+        known.sort_unstable();
+        TaskFailure::new(match task_type {
+            Some(t) => format!(
+                "this Python worker has no task for type {t:?} (it has {known:?}) and no task.js runtime; add it to the worker's tasks"
+            ),
+            None => format!(
+                "the job names no task type and this Python worker has no default task (types: {known:?}); give the job a type or the worker a default"
+            ),
+        })
+    }
+}
+
+impl Executor for PyExecutor {
+    fn run(&self, job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
+        if !self.handles(job.task_type.as_deref()) {
+            return match &self.fallback {
+                Some(fallback) => fallback.run(job),
+                None => Box::pin(futures::future::ready(Err(self.no_task(job.task_type.as_deref())))),
+            };
+        }
+        let dispatch = self.dispatch.clone();
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel::<(bool, String)>();
+            let started = tokio::task::spawn_blocking(move || {
+                Python::try_attach(|py| start_job(py, &dispatch, job, tx).map_err(|e| e.to_string()))
+            })
+            .await;
+            let cancel = match started {
+                Ok(Some(Ok(cancel))) => CancelOnDrop(cancel),
+                Ok(Some(Err(e))) => return Err(TaskFailure::new(format!("the Python task could not be started: {e}"))),
+                Ok(None) => return Err(TaskFailure::new("the Python interpreter is shutting down")),
+                Err(e) => return Err(TaskFailure::new(format!("the Python task's thread failed: {e}"))),
+            };
+            let outcome = rx.await;
+            cancel.disarm();
+            match outcome {
+                Ok((true, json)) => Ok(json),
+                Ok((false, error)) => Err(TaskFailure::new(error)),
+                Err(_) => Err(TaskFailure::new("the Python task ended without reporting a result")),
+            }
+        })
+    }
+
+    fn assets_changed(
+        &self,
+        workplace: &std::path::Path,
+        manifest: &queuexec_core::assets::Manifest,
+    ) -> BoxFuture<'static, Result<(), TaskFailure>> {
+        match &self.fallback {
+            Some(fallback) => fallback.assets_changed(workplace, manifest),
+            None => Box::pin(futures::future::ready(Ok(()))),
+        }
+    }
+}
+
+/// Calls the dispatcher with the job and a `done(ok, text)` callback; returns its cancel
+/// function (`None` when the job already finished).
+fn start_job(
+    py: Python<'_>,
+    dispatch: &Py<PyAny>,
+    job: JobInput,
+    tx: oneshot::Sender<(bool, String)>,
+) -> PyResult<Option<Py<PyAny>>> {
+    let tx = Mutex::new(Some(tx));
+    let done = PyCFunction::new_closure(py, None, None, move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+        let (ok, text): (bool, String) = args.extract()?;
+        if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send((ok, text));
+        }
+        Ok(())
+    })?;
+    let timeout = job.timeout.map(|t| t.as_secs_f64());
+    let cancel = dispatch.call1(py, (job.id, job.data, job.task_type, job.attempt, timeout, done))?;
+    Ok(if cancel.is_none(py) { None } else { Some(cancel) })
+}
+
+/// Cancels an `async def` task whose job future was dropped before it finished.
+struct CancelOnDrop(Option<Py<PyAny>>);
+
+impl CancelOnDrop {
+    /// The job finished: nothing to cancel. (Dropping the reference off the GIL is fine: pyo3
+    /// defers the decref.)
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(cancel) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::spawn_blocking(move || {
+                Python::try_attach(|py| {
+                    if let Err(e) = cancel.call0(py) {
+                        e.write_unraisable(py, None);
+                    }
+                })
+            });
+        }
+    }
+}
+
+/// A running worker (the native half of `queuexec.Worker`).
+#[pyclass(name = "Worker", module = "queuexec._native", frozen)]
+pub(crate) struct PyWorker {
+    worker: Worker,
+    closed: AtomicBool,
+}
+
+#[pymethods]
+impl PyWorker {
+    /// Starts a worker; see `queuexec.Worker` for the meaning of each argument. `dispatch` is
+    /// called as `dispatch(id, data_json, task_type, attempt, timeout_s, done)` for jobs whose
+    /// type is in `python_types` (every job when `catch_all`).
+    #[staticmethod]
+    #[pyo3(signature = (
+        *, token, transfer_token, dispatch, python_types, catch_all, master=None,
+        name="no_name".to_string(), concurrency=1, prefetch=None, workplace=PathBuf::from("workplace"),
+        room_dir=None, default_timeout=None, run_task_js=true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        py: Python<'_>,
+        token: String,
+        transfer_token: String,
+        dispatch: Py<PyAny>,
+        python_types: Vec<String>,
+        catch_all: bool,
+        master: Option<String>,
+        name: String,
+        concurrency: usize,
+        prefetch: Option<usize>,
+        workplace: PathBuf,
+        room_dir: Option<PathBuf>,
+        default_timeout: Option<f64>,
+        run_task_js: bool,
+    ) -> PyResult<PyWorker> {
+        if concurrency == 0 {
+            return Err(config_error("concurrency must be at least 1"));
+        }
+        let mut config = WorkerConfig::new(token, transfer_token);
+        config.master = master;
+        config.name = name;
+        config.concurrency = concurrency;
+        config.prefetch = prefetch.unwrap_or(concurrency);
+        config.workplace = workplace;
+        config.room_dir = room_dir;
+        config.default_timeout = seconds("timeout", default_timeout)?;
+        let executor = Arc::new(PyExecutor {
+            dispatch: Arc::new(dispatch),
+            python_types: python_types.into_iter().collect(),
+            catch_all,
+            fallback: task_js_executor(run_task_js),
+        });
+        let (worker, mut events) = block_on(py, Worker::start(config, executor))?.or_raise(py)?;
+        // Nobody reads the worker's events from Python yet: log them and keep the channel empty.
+        runtime()?.spawn(async move {
+            while let Some(event) = events.recv().await {
+                log_event(&event);
+            }
+        });
+        Ok(PyWorker { worker, closed: AtomicBool::new(false) })
+    }
+
+    /// This worker's peer id.
+    #[getter]
+    fn peer_id(&self) -> String {
+        self.worker.peer_id()
+    }
+
+    /// The name the master reports for this worker.
+    #[getter]
+    fn name(&self) -> String {
+        self.worker.name().to_string()
+    }
+
+    /// Counts of jobs and whether the worker is connected, as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.worker.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("done", stats.done)?;
+        dict.set_item("failed", stats.failed)?;
+        dict.set_item("running", stats.running)?;
+        dict.set_item("connected", stats.connected)?;
+        Ok(dict)
+    }
+
+    /// Waits up to `timeout` seconds (forever when `None`) for the worker to stop. Returns
+    /// whether it stopped; raises `UnauthorizedError` when the master refused it.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = seconds("timeout", timeout)?;
+        let worker = self.worker.clone();
+        match wait_for(py, timeout, || {
+            let worker = worker.clone();
+            async move { worker.wait().await }
+        })? {
+            Some(outcome) => outcome.or_raise(py).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Stops the worker; running jobs are abandoned and the master hands them to other
+    /// workers. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let worker = self.worker.clone();
+        block_on(py, async move { worker.close().await })
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for PyWorker {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel)
+            && let Ok(rt) = runtime()
+        {
+            let worker = self.worker.clone();
+            rt.spawn(async move { worker.close().await });
+        }
+    }
+}
+
+/// The executor for jobs no Python task handles: the master's task.js in the embedded runtime.
+fn task_js_executor(wanted: bool) -> Option<Arc<dyn Executor>> {
+    // The embedded JavaScript runtime (queuexec-js) is not wired in yet.
+    let _ = wanted;
+    None
+}
+
+fn log_event(event: &WorkerEvent) {
+    match event {
+        WorkerEvent::Connected { master } => tracing::info!(%master, "connected to the master"),
+        WorkerEvent::Disconnected { reason } => tracing::info!(%reason, "disconnected from the master"),
+        WorkerEvent::AssetsInstalled { bundle, fetched } => tracing::info!(%bundle, fetched, "assets installed"),
+        WorkerEvent::JobFinished { id, error } => tracing::debug!(job = %id, ?error, "job finished"),
+        WorkerEvent::Refused { reason } => tracing::warn!(%reason, "the master refused this worker"),
+        _ => {}
+    }
+}
