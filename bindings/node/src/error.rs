@@ -3,6 +3,11 @@
 //! Every [`queuexec_core::Error`] variant gets a stable `code` (what JS code switches on), its
 //! message unchanged (it already says what happened and what to do), and its `#[source]` chain
 //! as `error.cause`. The JS layer (`lib/errors.js`) turns the code into an error class.
+//!
+//! Synchronous functions throw errors whose `code` is the [`ErrorCode`]. napi-rs rejects the
+//! promises of `async fn`s only with `napi::Error<Status>`, so there the code travels as a
+//! prefix of the message (`"ERR_QUEUEXEC_STORE: ..."`), which `lib/errors.js` moves back into
+//! `code`; the cause chain is kept either way.
 
 use std::error::Error as _;
 
@@ -11,7 +16,7 @@ use queuexec_core::Error as CoreError;
 
 /// The `code` of every error the addon throws or rejects with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ErrorCode {
+pub enum ErrorCode {
     /// A room token or transfer token is missing or unusable.
     Token,
     /// A sealed message failed its integrity check.
@@ -54,8 +59,8 @@ impl AsRef<str> for ErrorCode {
     }
 }
 
-/// What the addon's functions return.
-pub(crate) type JsResult<T> = napi::Result<T, ErrorCode>;
+/// What the addon's synchronous functions return.
+pub type Result<T, S = ErrorCode> = napi::Result<T, S>;
 
 /// Maps core errors to JS errors, keeping the cause chain.
 pub(crate) trait IntoJsError {
@@ -98,13 +103,27 @@ fn cause_chain(source: &(dyn std::error::Error + 'static)) -> Error {
 /// Shorthand for `map_err(IntoJsError::into_js)`.
 pub(crate) trait CoreResultExt<T> {
     /// The result with its error mapped to a JS error.
-    fn js(self) -> JsResult<T>;
+    fn js(self) -> Result<T>;
+
+    /// The same, for the rejection of an `async fn`'s promise.
+    fn js_async(self) -> napi::Result<T>;
 }
 
-impl<T> CoreResultExt<T> for Result<T, CoreError> {
-    fn js(self) -> JsResult<T> {
+impl<T> CoreResultExt<T> for std::result::Result<T, CoreError> {
+    fn js(self) -> Result<T> {
         self.map_err(IntoJsError::into_js)
     }
+
+    fn js_async(self) -> napi::Result<T> {
+        self.map_err(|e| for_promise(e.into_js()))
+    }
+}
+
+/// A coded error as an `async fn` can reject with it: the code leads the message.
+pub(crate) fn for_promise(error: Error<ErrorCode>) -> Error {
+    let mut out = Error::new(Status::GenericFailure, format!("{}: {}", error.status.as_ref(), error.reason));
+    out.cause = error.cause;
+    out
 }
 
 /// A configuration error raised by the binding itself.
@@ -136,5 +155,17 @@ mod tests {
         assert_eq!(js.status.as_ref(), "ERR_QUEUEXEC_TOKEN");
         assert_eq!(js.reason, "transferEncryptToken is too short");
         assert!(js.cause.is_none());
+    }
+
+    #[test]
+    fn promise_errors_carry_the_code_in_front_and_keep_the_cause() {
+        let core = CoreError::Store {
+            location: "/x/jobs.sqlite".into(),
+            message: "cannot open".into(),
+            source: Some(Box::new(std::io::Error::other("disk on fire"))),
+        };
+        let js = for_promise(core.into_js());
+        assert!(js.reason.starts_with("ERR_QUEUEXEC_STORE: job store /x/jobs.sqlite"), "{}", js.reason);
+        assert_eq!(js.cause.as_ref().map(|c| c.reason.as_str()), Some("disk on fire"));
     }
 }

@@ -17,11 +17,13 @@ use std::sync::OnceLock;
 use napi_derive::napi;
 use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt};
 
-pub use job::{JsJob, JsJobInput, JsPushReceipt, JsTaskOutcome};
-pub use master::{JsMaster, JsMasterEvent, JsMasterOptions, JsMasterStats};
-pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats};
+pub use error::{ErrorCode, Result};
+pub use executor::{JsAssetFile, JsAssetsInfo};
+pub use job::{JsJob, JsJobInput, JsJobResult, JsPushReceipt, JsTaskOutcome};
+pub use master::{JsAssetSpec, JsMaster, JsMasterEvent, JsMasterOptions, JsMasterStats, start_master};
+pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats, start_worker};
 
-use crate::error::{CoreResultExt, JsResult};
+use crate::error::CoreResultExt;
 
 /// The version of queuexec this addon was built from.
 #[napi]
@@ -32,7 +34,7 @@ pub fn version() -> String {
 /// Checks a room token and a transfer token the way the core will, so that a constructor can
 /// throw at once instead of failing later. Throws `ERR_QUEUEXEC_TOKEN` with the core's message.
 #[napi]
-pub fn check_tokens(token: String, transfer_token: String) -> JsResult<()> {
+pub fn check_tokens(token: String, transfer_token: String) -> Result<()> {
     queuexec_core::crypto::RoomKey::from_token(&token).js()?;
     queuexec_core::crypto::TransferKey::from_token(&transfer_token).js()?;
     Ok(())
@@ -44,7 +46,7 @@ static LOG_RANK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(
 /// Sets how much the core logs to stderr: queue-xec's `loglevel` (`off`, `error`, `warn`,
 /// `info`, `debug`). Logging is per process, so the most verbose level asked for wins.
 #[napi]
-pub fn set_log_level(level: String) -> JsResult<()> {
+pub fn set_log_level(level: String) -> Result<()> {
     let (rank, directive) = match level.to_ascii_lowercase().as_str() {
         "" | "off" => (0, "off"),
         "fatal" | "error" => (1, "error"),

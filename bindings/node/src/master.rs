@@ -14,7 +14,7 @@ use queuexec_core::assets::AssetSpec;
 use queuexec_core::{Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo};
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::error::{CoreResultExt, JsResult, config_error};
+use crate::error::{CoreResultExt, Result, config_error, for_promise};
 use crate::job::{JsJob, JsJobResult, JsPushReceipt};
 
 /// A file shipped to workers.
@@ -67,7 +67,7 @@ pub struct JsMasterOptions {
 impl TryFrom<JsMasterOptions> for MasterConfig {
     type Error = napi::Error<crate::error::ErrorCode>;
 
-    fn try_from(o: JsMasterOptions) -> JsResult<MasterConfig> {
+    fn try_from(o: JsMasterOptions) -> Result<MasterConfig> {
         let mut config = MasterConfig::new(o.token, o.transfer_token);
         if let Some(path) = o.store_path.filter(|p| !p.is_empty() && p != ":memory:") {
             config.store = StoreConfig::Sqlite(PathBuf::from(path));
@@ -114,9 +114,9 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
 /// Starts a master: opens the store (resuming its unfinished jobs), listens, and announces the
 /// room. Rejects with the core's error (`ERR_QUEUEXEC_TOKEN`, `ERR_QUEUEXEC_STORE`, ...).
 #[napi]
-pub async fn start_master(options: JsMasterOptions) -> JsResult<JsMaster> {
-    let config = MasterConfig::try_from(options)?;
-    let (master, events) = Master::start(config).await.js()?;
+pub async fn start_master(options: JsMasterOptions) -> napi::Result<JsMaster> {
+    let config = MasterConfig::try_from(options).map_err(for_promise)?;
+    let (master, events) = Master::start(config).await.js_async()?;
     let (closed, _) = watch::channel(false);
     Ok(JsMaster { master, events: Arc::new(Mutex::new(events)), closed: Arc::new(closed) })
 }
@@ -191,16 +191,16 @@ pub struct JsMasterStats {
 impl JsMaster {
     /// Pushes jobs in one group; resolves once all are durable. All are accepted, or none.
     #[napi]
-    pub async fn push(&self, jobs: Vec<JsJob>) -> JsResult<Vec<JsPushReceipt>> {
+    pub async fn push(&self, jobs: Vec<JsJob>) -> napi::Result<Vec<JsPushReceipt>> {
         let specs = jobs.into_iter().map(Into::into).collect();
-        let receipts = self.master.push_many(specs).await.js()?;
+        let receipts = self.master.push_many(specs).await.js_async()?;
         Ok(receipts.into_iter().map(|r| JsPushReceipt { id: r.id, duplicate: r.duplicate }).collect())
     }
 
     /// Waits for the next events and returns up to `max` of them; an empty array once the master
     /// is closed.
     #[napi]
-    pub async fn next_events(&self, max: u32) -> JsResult<Vec<JsMasterEvent>> {
+    pub async fn next_events(&self, max: u32) -> napi::Result<Vec<JsMasterEvent>> {
         let mut closed = self.closed.subscribe();
         let mut events = self.events.lock().await;
         // Events already buffered are handed out even after close: results that arrived just
@@ -226,8 +226,8 @@ impl JsMaster {
 
     /// Counts of jobs and workers.
     #[napi]
-    pub async fn stats(&self) -> JsResult<JsMasterStats> {
-        let s = self.master.stats().await.js()?;
+    pub async fn stats(&self) -> napi::Result<JsMasterStats> {
+        let s = self.master.stats().await.js_async()?;
         Ok(JsMasterStats {
             queued: s.queued as f64,
             delayed: s.delayed as f64,
@@ -241,8 +241,8 @@ impl JsMaster {
 
     /// Reads the asset files again; resolves whether they changed (workers then fetch them).
     #[napi]
-    pub async fn reload_assets(&self) -> JsResult<bool> {
-        self.master.reload_assets().await.js()
+    pub async fn reload_assets(&self) -> napi::Result<bool> {
+        self.master.reload_assets().await.js_async()
     }
 
     /// Marks results handled (only needed with `autoAck: false`).
@@ -272,8 +272,8 @@ impl JsMaster {
     /// Stops serving: workers are disconnected, the store flushed and closed, the room file
     /// withdrawn, and pending `nextEvents` calls resolve empty.
     #[napi]
-    pub async fn close(&self) -> JsResult<()> {
-        let result = self.master.close().await.js();
+    pub async fn close(&self) -> napi::Result<()> {
+        let result = self.master.close().await.js_async();
         self.closed.send_replace(true);
         result
     }

@@ -8,7 +8,7 @@ use napi_derive::napi;
 use queuexec_core::{Worker, WorkerConfig, WorkerEvent};
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::error::{CoreResultExt, JsResult, config_error};
+use crate::error::{CoreResultExt, config_error, for_promise};
 use crate::executor::{AssetsChangedFn, NodeExecutor, RunJobFn};
 
 /// How to start a worker. Names follow queue-xec where it has one.
@@ -44,7 +44,7 @@ pub async fn start_worker(
     options: JsWorkerOptions,
     run_job: RunJobFn,
     assets_changed: AssetsChangedFn,
-) -> JsResult<JsWorker> {
+) -> napi::Result<JsWorker> {
     let mut config = WorkerConfig::new(options.token, options.transfer_token);
     if let Some(name) = options.name {
         config.name = name;
@@ -52,7 +52,7 @@ pub async fn start_worker(
     config.master = options.master.filter(|m| !m.is_empty());
     if let Some(n) = options.concurrency {
         if n == 0 {
-            return Err(config_error("concurrency must be at least 1"));
+            return Err(for_promise(config_error("concurrency must be at least 1")));
         }
         config.concurrency = n as usize;
     }
@@ -61,13 +61,13 @@ pub async fn start_worker(
     }
     config.workplace = match options.workplace.filter(|w| !w.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => std::env::current_dir().map_err(|e| config_error(format!("the current directory is unusable: {e}")))?,
+        None => std::env::current_dir().map_err(|e| for_promise(config_error(format!("the current directory is unusable: {e}"))))?,
     };
     config.room_dir = options.room_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
     config.mdns = options.mdns;
     config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
     let executor = Arc::new(NodeExecutor::new(run_job, assets_changed));
-    let (worker, events) = Worker::start(config, executor).await.js()?;
+    let (worker, events) = Worker::start(config, executor).await.js_async()?;
     let (closed, _) = watch::channel(false);
     Ok(JsWorker { worker, events: Arc::new(Mutex::new(events)), closed: Arc::new(closed) })
 }
@@ -144,7 +144,7 @@ impl JsWorker {
     /// Waits for the next events and returns up to `max` of them; an empty array once the worker
     /// has stopped.
     #[napi]
-    pub async fn next_events(&self, max: u32) -> JsResult<Vec<JsWorkerEvent>> {
+    pub async fn next_events(&self, max: u32) -> napi::Result<Vec<JsWorkerEvent>> {
         let mut closed = self.closed.subscribe();
         let mut events = self.events.lock().await;
         let first = match events.try_recv() {
@@ -182,15 +182,15 @@ impl JsWorker {
     /// Resolves when the worker has stopped; rejects with `ERR_QUEUEXEC_UNAUTHORIZED` when the
     /// master refused it.
     #[napi]
-    pub async fn wait(&self) -> JsResult<()> {
-        let result = self.worker.wait().await.js();
+    pub async fn wait(&self) -> napi::Result<()> {
+        let result = self.worker.wait().await.js_async();
         self.closed.send_replace(true);
         result
     }
 
     /// Stops the worker. Running jobs are abandoned; the master gives them to other workers.
     #[napi]
-    pub async fn close(&self) -> JsResult<()> {
+    pub async fn close(&self) -> napi::Result<()> {
         self.worker.close().await;
         self.closed.send_replace(true);
         Ok(())
