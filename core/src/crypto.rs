@@ -1,1 +1,644 @@
-//! (being written)
+//! Keys and the envelope.
+//!
+//! Two tokens, two jobs:
+//!
+//! - the **transfer token** (queue-xec's `transferEncryptToken`) keys the envelope every job
+//!   payload and result travels in: [`TransferKey`];
+//! - the **room token** names the room peers meet in and lets a peer prove it belongs there:
+//!   [`RoomKey`].
+//!
+//! The envelope is `[version = 1][IV 16][AES-256-CBC/PKCS#7 ciphertext][HMAC-SHA256 tag 32]`,
+//! encrypt-then-MAC. The tag covers the version, a caller-chosen *context* (length-prefixed,
+//! bound but not transmitted — typically a job id, so a payload cannot be replayed under
+//! another job), the IV and the ciphertext. [`TransferKey::open`] checks the tag in constant
+//! time before it decrypts or looks at the padding, and every failure is the same
+//! [`Error::Envelope`], so a peer learns nothing about why a message was refused.
+//!
+//! Everything here is CPU work: call it off the network task (see `ARCHITECTURE.md`).
+
+use std::fmt;
+
+use aes::{Aes256Dec, Aes256Enc};
+use cbc::cipher::{Block, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The only envelope version this build writes and reads.
+const ENVELOPE_VERSION: u8 = 1;
+const BLOCK_LEN: usize = 16;
+const IV_LEN: usize = 16;
+const TAG_LEN: usize = 32;
+/// Version byte plus IV: everything before the ciphertext.
+const HEADER_LEN: usize = 1 + IV_LEN;
+/// The shortest possible envelope: PKCS#7 always adds at least one block of ciphertext.
+const MIN_SEALED_LEN: usize = HEADER_LEN + BLOCK_LEN + TAG_LEN;
+
+/// The transfer token must have at least this many characters.
+const MIN_TRANSFER_TOKEN_CHARS: usize = 32;
+
+// HKDF domain separation. Changing any of these strings changes every key: they are part of
+// the wire format.
+const TRANSFER_SALT: &[u8] = b"queuexec/v1/transfer-token";
+const TRANSFER_INFO_ENC: &[u8] = b"queuexec/v1/envelope/aes-256-cbc";
+const TRANSFER_INFO_MAC: &[u8] = b"queuexec/v1/envelope/hmac-sha256";
+const ROOM_SALT: &[u8] = b"queuexec/v1/room-token";
+const ROOM_INFO_AUTH: &[u8] = b"queuexec/v1/room/auth-hmac-sha256";
+
+/// The keys derived from the transfer token (queue-xec's `transferEncryptToken`): an AES-256
+/// key for the envelope's ciphertext and a separate HMAC-SHA256 key for its tag.
+///
+/// The AES key schedules and the keyed HMAC state are computed once, in
+/// [`from_token`](Self::from_token), and cloned per message, so sealing and opening cost only
+/// the cipher and hash work. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct TransferKey {
+    /// AES-256 encryption key schedule (from the encryption key).
+    enc: Aes256Enc,
+    /// AES-256 decryption key schedule (same key).
+    dec: Aes256Dec,
+    /// HMAC-SHA256 already keyed with the MAC key: the inner and outer pads are absorbed.
+    mac: HmacSha256,
+}
+
+impl TransferKey {
+    /// Derives the envelope keys from the transfer token (queue-xec's `transferEncryptToken`)
+    /// with HKDF-SHA256: a fixed salt naming queuexec, and distinct `info` strings for the
+    /// encryption key and the MAC key, so the two keys are independent.
+    ///
+    /// # Errors
+    /// [`Error::Token`] if the token has fewer than 32 characters. The message gives the
+    /// count, never the token.
+    pub fn from_token(token: &str) -> Result<TransferKey> {
+        let chars = token.chars().count();
+        if chars < MIN_TRANSFER_TOKEN_CHARS {
+            return Err(Error::Token(format!(
+                "the transferEncryptToken must be at least {MIN_TRANSFER_TOKEN_CHARS} characters \
+                 long, but the one given has {chars}; run `queuexec setup` (or start with \
+                 `--setup`) to generate one, and give the same token to the master and its workers"
+            )));
+        }
+        let hkdf = Hkdf::<Sha256>::new(Some(TRANSFER_SALT), token.as_bytes());
+        let enc_key = expand_32(&hkdf, TRANSFER_INFO_ENC)?;
+        let mac_key = expand_32(&hkdf, TRANSFER_INFO_MAC)?;
+        Ok(TransferKey {
+            enc: Aes256Enc::new(&enc_key.into()),
+            dec: Aes256Dec::new(&enc_key.into()),
+            mac: keyed_hmac(&mac_key)?,
+        })
+    }
+
+    /// Seals `plaintext` into an envelope:
+    /// `[version 1][IV 16][AES-256-CBC/PKCS#7 ciphertext][HMAC-SHA256 tag 32]`, with a fresh
+    /// random IV per call, so two seals of the same plaintext differ.
+    ///
+    /// The tag is `HMAC(mac_key, version || u32-be len(context) || context || IV || ciphertext)`.
+    /// `context` is bound to the message but not transmitted: [`open`](Self::open) must be
+    /// given the same bytes (for example the job id), so a sealed payload cannot be moved to
+    /// another job. Contexts are expected to be short; one longer than `u32::MAX` bytes has its
+    /// length field saturated.
+    ///
+    /// The output is the only allocation.
+    ///
+    /// # Panics
+    /// Only if the operating system's random number generator is unavailable (see
+    /// [`random_bytes`]).
+    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let iv: [u8; IV_LEN] = random_bytes();
+        self.seal_with_iv(context, plaintext, iv)
+    }
+
+    fn seal_with_iv(&self, context: &[u8], plaintext: &[u8], iv: [u8; IV_LEN]) -> Vec<u8> {
+        // PKCS#7: always 1..=16 bytes of padding, each holding the padding length.
+        let pad = BLOCK_LEN - plaintext.len() % BLOCK_LEN;
+        let ciphertext_len = plaintext.len() + pad;
+        let mut out = Vec::with_capacity(HEADER_LEN + ciphertext_len + TAG_LEN);
+        out.push(ENVELOPE_VERSION);
+        out.extend_from_slice(&iv);
+        out.extend_from_slice(plaintext);
+        // `pad` is at most 16, so the cast cannot truncate.
+        out.resize(HEADER_LEN + ciphertext_len, pad as u8);
+
+        let (blocks, rest) = Block::<Aes256Enc>::slice_as_chunks_mut(&mut out[HEADER_LEN..]);
+        debug_assert!(
+            rest.is_empty(),
+            "padded length is a multiple of the block size"
+        );
+        cbc::Encryptor::<Aes256Enc>::inner_iv_init(self.enc.clone(), &iv.into())
+            .encrypt_blocks(blocks);
+
+        let tag = self.tag(context, &out);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Opens an envelope made by [`seal`](Self::seal) with the same key and `context`.
+    ///
+    /// The tag is checked in constant time before anything is decrypted or unpadded.
+    ///
+    /// # Errors
+    /// [`Error::Envelope`] for every failure alike — unknown version, too short, bad length,
+    /// altered bytes, wrong context, wrong key, bad padding — so nothing leaks about which.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        // Length and version are public, so checking them first leaks nothing.
+        if sealed.len() < MIN_SEALED_LEN
+            || !(sealed.len() - HEADER_LEN - TAG_LEN).is_multiple_of(BLOCK_LEN)
+            || sealed[0] != ENVELOPE_VERSION
+        {
+            return Err(Error::Envelope);
+        }
+        let (authenticated, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        if self
+            .mac_over(context, authenticated)
+            .verify_slice(tag)
+            .is_err()
+        {
+            return Err(Error::Envelope);
+        }
+
+        let iv: [u8; IV_LEN] = authenticated[1..HEADER_LEN]
+            .try_into()
+            .map_err(|_| Error::Envelope)?;
+        let mut plain = authenticated[HEADER_LEN..].to_vec();
+        let (blocks, rest) = Block::<Aes256Dec>::slice_as_chunks_mut(&mut plain);
+        if !rest.is_empty() {
+            return Err(Error::Envelope);
+        }
+        cbc::Decryptor::<Aes256Dec>::inner_iv_init(self.dec.clone(), &iv.into())
+            .decrypt_blocks(blocks);
+
+        // The tag was valid, so only a sealer holding the key could produce bad padding; it is
+        // still refused rather than trusted.
+        let pad = usize::from(*plain.last().ok_or(Error::Envelope)?);
+        if pad == 0
+            || pad > BLOCK_LEN
+            || plain[plain.len() - pad..]
+                .iter()
+                .any(|&b| usize::from(b) != pad)
+        {
+            return Err(Error::Envelope);
+        }
+        plain.truncate(plain.len() - pad);
+        Ok(plain)
+    }
+
+    /// The tag over `authenticated` (version, IV and ciphertext) bound to `context`.
+    fn tag(&self, context: &[u8], authenticated: &[u8]) -> [u8; TAG_LEN] {
+        self.mac_over(context, authenticated)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// A clone of the keyed HMAC that has absorbed
+    /// `version || u32-be len(context) || context || IV || ciphertext`.
+    fn mac_over(&self, context: &[u8], authenticated: &[u8]) -> HmacSha256 {
+        let (version, rest) = authenticated.split_at(1);
+        let context_len = u32::try_from(context.len()).unwrap_or(u32::MAX);
+        let mut mac = self.mac.clone();
+        mac.update(version);
+        mac.update(&context_len.to_be_bytes());
+        mac.update(context);
+        mac.update(rest);
+        mac
+    }
+}
+
+impl fmt::Debug for TransferKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransferKey").finish_non_exhaustive()
+    }
+}
+
+/// What the room token gives a peer: the room id peers meet under, and an authentication key
+/// to prove, by challenge and response, that it holds the token.
+#[derive(Clone)]
+pub struct RoomKey {
+    room_id: String,
+    /// HMAC-SHA256 keyed with the auth key (HKDF from the token, independent of the room id).
+    auth: HmacSha256,
+}
+
+impl RoomKey {
+    /// Derives the room id and the authentication key from the room `token`, used exactly as
+    /// given (no trimming), so every peer must be given the same string.
+    ///
+    /// # Errors
+    /// [`Error::Token`] if the token is empty or only whitespace.
+    pub fn from_token(token: &str) -> Result<RoomKey> {
+        if token.trim().is_empty() {
+            return Err(Error::Token(
+                "the room token is missing: set `token` (in the environment or in .env) to the \
+                 same value on the master and its workers, or run `queuexec setup` to generate one"
+                    .to_owned(),
+            ));
+        }
+        let room_id = hex::encode(sha256(token.as_bytes()));
+        let hkdf = Hkdf::<Sha256>::new(Some(ROOM_SALT), token.as_bytes());
+        let auth_key = expand_32(&hkdf, ROOM_INFO_AUTH)?;
+        Ok(RoomKey {
+            room_id,
+            auth: keyed_hmac(&auth_key)?,
+        })
+    }
+
+    /// The room id: the lowercase hex SHA-256 of the token (64 characters). Peers meet in
+    /// this room; it also names files and appears in the handshake. It is public.
+    pub fn room_id(&self) -> &str {
+        &self.room_id
+    }
+
+    /// The proof that this peer holds the room token: HMAC-SHA256 under the auth key over
+    /// `transcript` (which should hold both sides' fresh challenges and identities).
+    pub fn prove(&self, transcript: &[u8]) -> [u8; 32] {
+        self.auth
+            .clone()
+            .chain_update(transcript)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Checks, in constant time, a `proof` another peer gave for `transcript`. A proof of the
+    /// wrong length is refused.
+    pub fn verify(&self, transcript: &[u8], proof: &[u8]) -> bool {
+        self.auth
+            .clone()
+            .chain_update(transcript)
+            .verify_slice(proof)
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for RoomKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The room id is public (it is a hash of the token); the auth key is not printed.
+        f.debug_struct("RoomKey")
+            .field("room_id", &self.room_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// `N` bytes from the operating system's random number generator.
+///
+/// # Panics
+/// If the operating system's random number generator is unavailable. There is no safe
+/// fallback for key material or IVs, and on the platforms queuexec supports this does not
+/// happen once the system has booted.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if let Err(error) = getrandom::fill(&mut bytes) {
+        panic!("the operating system's random number generator is unavailable: {error}");
+    }
+    bytes
+}
+
+fn expand_32(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    // HKDF-SHA256 can produce up to 8160 bytes, so 32 never fails; no unwrap all the same.
+    hkdf.expand(info, &mut key)
+        .map_err(|_| Error::Token("could not derive a key from the token (HKDF)".to_owned()))?;
+    Ok(key)
+}
+
+fn keyed_hmac(key: &[u8; 32]) -> Result<HmacSha256> {
+    // HMAC accepts keys of any length, so this never fails; no unwrap all the same.
+    <HmacSha256 as KeyInit>::new_from_slice(key)
+        .map_err(|_| Error::Token("could not key HMAC-SHA256 from the token".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-transfer-token";
+    const OTHER_TOKEN: &str = "fedcba9876543210fedcba9876543210-other-transfer-token";
+
+    fn key() -> TransferKey {
+        TransferKey::from_token(TOKEN).expect("valid token")
+    }
+
+    fn assert_refused(key: &TransferKey, context: &[u8], sealed: &[u8], what: &str) {
+        match key.open(context, sealed) {
+            Err(Error::Envelope) => {}
+            Err(other) => panic!("{what}: expected Error::Envelope, got {other:?}"),
+            Ok(_) => panic!("{what}: a tampered envelope was accepted"),
+        }
+    }
+
+    #[test]
+    fn round_trip_of_every_interesting_length() {
+        let key = key();
+        let mib: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            vec![7],
+            vec![1; 15],
+            vec![2; 16],
+            vec![3; 17],
+            (0..100u8).collect(),
+            mib,
+        ];
+        for plaintext in cases {
+            let sealed = key.seal(b"job-1", &plaintext);
+            let padded = (plaintext.len() / 16 + 1) * 16;
+            assert_eq!(
+                sealed.len(),
+                1 + 16 + padded + 32,
+                "len {}",
+                plaintext.len()
+            );
+            assert_eq!(sealed[0], 1, "version byte");
+            if plaintext.len() >= 16 {
+                assert!(
+                    !sealed.windows(16).any(|w| w == &plaintext[..16]),
+                    "plaintext visible in the envelope (len {})",
+                    plaintext.len()
+                );
+            }
+            let opened = key.open(b"job-1", &sealed).expect("round trip");
+            assert_eq!(opened, plaintext, "len {}", plaintext.len());
+        }
+    }
+
+    #[test]
+    fn a_key_from_the_same_token_opens_what_another_sealed() {
+        let sealed = key().seal(b"ctx", b"shared between master and worker");
+        let opened = TransferKey::from_token(TOKEN)
+            .expect("token")
+            .open(b"ctx", &sealed);
+        assert_eq!(opened.expect("open"), b"shared between master and worker");
+    }
+
+    #[test]
+    fn envelope_and_proof_match_an_independent_implementation() {
+        // Known answers computed with Python's `cryptography` (HKDF, AES-CBC, PKCS7) and
+        // `hmac`, from the salt and info strings above: this pins the wire format.
+        let sealed = key().seal_with_iv(b"job-7", b"hello queuexec", [9; 16]);
+        assert_eq!(
+            hex::encode(&sealed),
+            "0109090909090909090909090909090909\
+             18a08ed633890c0164be200ff934d620\
+             921a95f7c59b56a443f9bf95d5a26fc0c9c699bea8732c70c6d86d32af7f34ad"
+        );
+        assert_eq!(
+            key().open(b"job-7", &sealed).expect("open"),
+            b"hello queuexec"
+        );
+
+        let room = RoomKey::from_token("the room token").expect("room");
+        assert_eq!(
+            hex::encode(room.prove(b"transcript")),
+            "10c87abf7af4e7bbe038ee857b2a95732099e99622683c2f02678974bd16ff5c"
+        );
+    }
+
+    #[test]
+    fn every_byte_flip_is_rejected() {
+        let key = key();
+        let sealed = key.seal(
+            b"job-42",
+            b"the payload of job forty-two, a bit longer than a block",
+        );
+        for i in 0..sealed.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut tampered = sealed.clone();
+                tampered[i] ^= flip;
+                assert_refused(&key, b"job-42", &tampered, &format!("byte {i} ^ {flip:#x}"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_of_a_short_message_is_rejected() {
+        let key = key();
+        let sealed = key.seal(b"c", b"hi");
+        for bit in 0..sealed.len() * 8 {
+            let mut tampered = sealed.clone();
+            tampered[bit / 8] ^= 1 << (bit % 8);
+            assert_refused(&key, b"c", &tampered, &format!("bit {bit}"));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        let key = key();
+        let sealed = key.seal(b"c", b"twenty bytes of data");
+        for len in 0..sealed.len() {
+            assert_refused(&key, b"c", &sealed[..len], &format!("truncated to {len}"));
+        }
+        // Dropping leading bytes is no better.
+        for start in 1..sealed.len() {
+            assert_refused(
+                &key,
+                b"c",
+                &sealed[start..],
+                &format!("first {start} bytes dropped"),
+            );
+        }
+    }
+
+    #[test]
+    fn appended_bytes_are_rejected() {
+        let key = key();
+        let sealed = key.seal(b"c", b"payload");
+        for extra in [1usize, 15, 16, 32, 48] {
+            let mut longer = sealed.clone();
+            longer.extend(std::iter::repeat_n(0u8, extra));
+            assert_refused(&key, b"c", &longer, &format!("{extra} zero bytes appended"));
+            let mut longer = sealed.clone();
+            longer.extend_from_slice(&sealed[sealed.len() - extra.min(sealed.len())..]);
+            assert_refused(&key, b"c", &longer, &format!("{extra} tag bytes appended"));
+        }
+    }
+
+    #[test]
+    fn wrong_key_is_rejected() {
+        let sealed = key().seal(b"c", b"payload");
+        let other = TransferKey::from_token(OTHER_TOKEN).expect("token");
+        assert_refused(&other, b"c", &sealed, "other token");
+        // A token differing in one character is just as foreign.
+        let mut near = TOKEN.to_owned();
+        near.push('!');
+        let near = TransferKey::from_token(&near).expect("token");
+        assert_refused(&near, b"c", &sealed, "near token");
+    }
+
+    #[test]
+    fn wrong_context_is_rejected() {
+        let key = key();
+        let sealed = key.seal(b"job-1", b"payload");
+        assert_refused(&key, b"job-2", &sealed, "other job id");
+        assert_refused(&key, b"", &sealed, "empty context");
+        assert_refused(&key, b"job-1\0", &sealed, "longer context");
+        let sealed_empty = key.seal(b"", b"payload");
+        assert_refused(
+            &key,
+            b"job-1",
+            &sealed_empty,
+            "context where none was bound",
+        );
+        assert_eq!(
+            key.open(b"", &sealed_empty).expect("empty context"),
+            b"payload"
+        );
+    }
+
+    #[test]
+    fn context_and_ciphertext_boundary_is_unambiguous() {
+        // With the same IV, moving a byte from the context into the IV position must not
+        // produce the same tag: the context length prefix prevents it.
+        let key = key();
+        let iv = [9u8; 16];
+        let a = key.seal_with_iv(b"ab", b"x", iv);
+        let b = key.seal_with_iv(b"a", b"x", iv);
+        assert_ne!(a[a.len() - 32..], b[b.len() - 32..]);
+    }
+
+    #[test]
+    fn two_seals_of_the_same_plaintext_differ() {
+        let key = key();
+        let a = key.seal(b"c", b"same plaintext");
+        let b = key.seal(b"c", b"same plaintext");
+        assert_ne!(a, b);
+        assert_ne!(a[1..17], b[1..17], "IVs must be fresh");
+        assert_eq!(
+            key.open(b"c", &a).expect("a"),
+            key.open(b"c", &b).expect("b")
+        );
+    }
+
+    #[test]
+    fn a_correctly_tagged_envelope_with_bad_padding_is_rejected() {
+        // Forge, with the real keys, a message whose last block decrypts to bad padding.
+        let key = key();
+        let iv = [3u8; 16];
+        let mut forged = vec![ENVELOPE_VERSION];
+        forged.extend_from_slice(&iv);
+        let mut block = [0u8; 16]; // padding byte 0 is invalid
+        let (blocks, _) = Block::<Aes256Enc>::slice_as_chunks_mut(&mut block);
+        cbc::Encryptor::<Aes256Enc>::inner_iv_init(key.enc.clone(), &iv.into())
+            .encrypt_blocks(blocks);
+        forged.extend_from_slice(&block);
+        let tag = key.tag(b"c", &forged);
+        forged.extend_from_slice(&tag);
+        assert_refused(&key, b"c", &forged, "bad padding under a valid tag");
+    }
+
+    #[test]
+    fn other_versions_are_rejected() {
+        let key = key();
+        let sealed = key.seal(b"c", b"payload");
+        for version in [0u8, 2, 255] {
+            let mut other = sealed.clone();
+            other[0] = version;
+            assert_refused(&key, b"c", &other, &format!("version {version}"));
+        }
+    }
+
+    #[test]
+    fn short_transfer_token_is_refused_without_echoing_it() {
+        let short = "only-31-characters-long-secret!";
+        assert_eq!(short.chars().count(), 31);
+        let error = TransferKey::from_token(short).expect_err("too short");
+        assert!(matches!(error, Error::Token(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("32"), "{message}");
+        assert!(message.contains("31"), "{message}");
+        assert!(message.contains("queuexec setup"), "{message}");
+        assert!(
+            !message.contains(short),
+            "the token must never be printed: {message}"
+        );
+
+        let empty = TransferKey::from_token("").expect_err("empty");
+        assert!(empty.to_string().contains("has 0"), "{empty}");
+    }
+
+    #[test]
+    fn token_length_counts_characters_not_bytes() {
+        // 16 two-byte characters: 32 bytes but only 16 characters.
+        let token = "é".repeat(16);
+        assert!(TransferKey::from_token(&token).is_err());
+        assert!(TransferKey::from_token(&"é".repeat(32)).is_ok());
+        assert!(TransferKey::from_token(&"x".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn debug_prints_no_key_material() {
+        let printed = format!("{:?}", key());
+        assert_eq!(printed, "TransferKey { .. }");
+        let room = RoomKey::from_token("room secret").expect("room");
+        let printed = format!("{room:?}");
+        assert!(printed.contains(room.room_id()));
+        assert!(!printed.contains("room secret"));
+    }
+
+    #[test]
+    fn room_id_is_the_sha256_hex_of_the_token() {
+        let room = RoomKey::from_token("abc").expect("room");
+        assert_eq!(
+            room.room_id(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex::encode(sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn missing_room_token_is_refused() {
+        for token in ["", "   ", "\t\n"] {
+            let error = RoomKey::from_token(token).expect_err("missing");
+            assert!(matches!(error, Error::Token(_)));
+            let message = error.to_string();
+            assert!(message.contains("room token is missing"), "{message}");
+            assert!(message.contains("`token`"), "{message}");
+        }
+    }
+
+    #[test]
+    fn prove_and_verify() {
+        let room = RoomKey::from_token("the room token").expect("room");
+        let same = RoomKey::from_token("the room token").expect("room");
+        let other = RoomKey::from_token("another room token").expect("room");
+        let transcript = b"challenge-a|challenge-b|peer-a|peer-b";
+
+        let proof = room.prove(transcript);
+        assert!(same.verify(transcript, &proof));
+        assert!(room.verify(transcript, &proof));
+
+        assert!(
+            !room.verify(transcript, &other.prove(transcript)),
+            "proof from another token"
+        );
+        assert!(
+            !room.verify(b"another transcript", &proof),
+            "proof for another transcript"
+        );
+        assert!(!room.verify(transcript, &proof[..31]), "truncated proof");
+        assert!(!room.verify(transcript, &[]), "empty proof");
+        let mut flipped = proof;
+        flipped[0] ^= 1;
+        assert!(!room.verify(transcript, &flipped), "altered proof");
+    }
+
+    #[test]
+    fn random_bytes_are_random() {
+        let a: [u8; 32] = random_bytes();
+        let b: [u8; 32] = random_bytes();
+        assert_ne!(a, b);
+        let empty: [u8; 0] = random_bytes();
+        assert!(empty.is_empty());
+    }
+}
