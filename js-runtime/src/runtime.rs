@@ -1,0 +1,252 @@
+//! One deno_core runtime holding one loaded task: [`TaskRuntime`].
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use deno_core::error::{CoreError, CoreErrorKind};
+use deno_core::{JsRuntime, PollEventLoopOptions, RuntimeOptions, v8};
+use futures::FutureExt;
+use queuexec_core::TaskFailure;
+
+use crate::config::JsConfig;
+use crate::error::JsError;
+use crate::modules::ModuleFiles;
+use crate::ops::{self, RuntimeInfo};
+use crate::task::TaskSource;
+
+/// The bootstrap scripts, in order; the last one's completion value is `[load, run]`.
+const BOOTSTRAP: [(&str, &str); 5] = [
+    (
+        "queuexec:00_console.js",
+        include_str!("../js/00_console.js"),
+    ),
+    ("queuexec:01_web.js", include_str!("../js/01_web.js")),
+    ("queuexec:02_buffer.js", include_str!("../js/02_buffer.js")),
+    ("queuexec:03_node.js", include_str!("../js/03_node.js")),
+    (
+        "queuexec:04_require.js",
+        include_str!("../js/04_require.js"),
+    ),
+];
+
+/// Extra heap granted once the limit is reached, so the engine can unwind the terminated job.
+const HEAP_HEADROOM: usize = 32 * 1024 * 1024;
+
+/// A JavaScript runtime with the queuexec sandbox and, once [`TaskRuntime::load`]ed, one
+/// task: `new Task()` built once, `task.run(job)` called per job.
+///
+/// It lives on the thread that created it (deno_core runtimes are not `Send`) and its async
+/// methods must be driven by a Tokio runtime on that thread. [`crate::JsExecutor`] runs one
+/// per concurrency slot, each on its own thread, and adds timeouts and recovery; use this type
+/// directly only to embed a single runtime in a thread of your own.
+pub struct TaskRuntime {
+    runtime: JsRuntime,
+    load_fn: v8::Global<v8::Function>,
+    run_fn: v8::Global<v8::Function>,
+    heap_exhausted: Rc<Cell<bool>>,
+    loaded: bool,
+}
+
+impl std::fmt::Debug for TaskRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRuntime")
+            .field("loaded", &self.loaded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskRuntime {
+    /// A fresh runtime with the sandbox's globals and no task.
+    pub fn new(config: &JsConfig) -> Result<TaskRuntime, JsError> {
+        let env = config
+            .grants
+            .env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+            .collect();
+        let create_params = v8::CreateParams::default().heap_limits(0, config.heap_limit_bytes);
+        let mut runtime = JsRuntime::try_new(RuntimeOptions {
+            extensions: vec![ops::queuexec_task::init(RuntimeInfo { env })],
+            create_params: Some(create_params),
+            ..Default::default()
+        })
+        .map_err(|e| JsError::Engine(e.to_string()))?;
+
+        // Out of heap: stop the script and give the engine room to unwind; the owner of this
+        // runtime sees `heap_exhausted()` and discards it.
+        let heap_exhausted = Rc::new(Cell::new(false));
+        let flag = heap_exhausted.clone();
+        let isolate = runtime.v8_isolate().thread_safe_handle();
+        runtime.add_near_heap_limit_callback(move |current, _initial| {
+            flag.set(true);
+            isolate.terminate_execution();
+            current.saturating_add(HEAP_HEADROOM)
+        });
+
+        let mut last = None;
+        for (name, source) in BOOTSTRAP {
+            let value = runtime
+                .execute_script(name, source)
+                .map_err(|e| JsError::Engine(format!("{name}: {e}")))?;
+            last = Some(value);
+        }
+        let (load_fn, run_fn) = {
+            let value = last.ok_or_else(|| JsError::Engine("no bootstrap script".into()))?;
+            deno_core::scope!(scope, runtime);
+            let value = v8::Local::new(scope, value);
+            let array = v8::Local::<v8::Array>::try_from(value)
+                .map_err(|_| JsError::Engine("the bootstrap did not return [load, run]".into()))?;
+            let get = |scope: &mut v8::PinScope,
+                       index: u32|
+             -> Result<v8::Global<v8::Function>, JsError> {
+                let f = array
+                    .get_index(scope, index)
+                    .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok())
+                    .ok_or_else(|| {
+                        JsError::Engine("the bootstrap did not return [load, run]".into())
+                    })?;
+                Ok(v8::Global::new(scope, f))
+            };
+            (get(scope, 0)?, get(scope, 1)?)
+        };
+        Ok(TaskRuntime {
+            runtime,
+            load_fn,
+            run_fn,
+            heap_exhausted,
+            loaded: false,
+        })
+    }
+
+    /// Loads the task: evaluates its entry file (task.js) and builds `new Task()`.
+    ///
+    /// A runtime loads one task once; build a new runtime for another task.
+    pub fn load(&mut self, task: &TaskSource) -> Result<(), JsError> {
+        if self.loaded {
+            return Err(JsError::Load(
+                "this runtime already holds a task; create a new runtime".into(),
+            ));
+        }
+        let files =
+            ModuleFiles::new(task.root(), task.node_modules()).map_err(|source| JsError::Io {
+                action: "opening the task files",
+                path: task.root().to_path_buf(),
+                source,
+            })?;
+        let entry = files.virtual_path_of(task.entry()).ok_or_else(|| {
+            JsError::TaskNotFound(format!(
+                "{} is not a file inside the task directory {}",
+                task.entry().display(),
+                task.root().display()
+            ))
+        })?;
+        self.runtime.op_state().borrow_mut().put(files);
+        self.loaded = true;
+
+        let call = {
+            deno_core::scope!(scope, self.runtime);
+            let Some(arg) = v8::String::new(scope, &entry) else {
+                return Err(JsError::Load(format!(
+                    "cannot pass the path {entry} to the engine"
+                )));
+            };
+            let arg = v8::Global::new(scope, v8::Local::<v8::Value>::from(arg));
+            JsRuntime::scoped_call_with_args(scope, &self.load_fn, &[arg])
+        };
+        // `load` is synchronous, so its result is ready at once.
+        match call.now_or_never() {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(JsError::Load(js_error_message(&e))),
+            None => {
+                return Err(JsError::Load(
+                    "loading task.js did not finish synchronously".into(),
+                ));
+            }
+        }
+        // Run the microtasks the top-level code queued, so their errors count as load errors.
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        if let Poll::Ready(Err(e)) = self
+            .runtime
+            .poll_event_loop(&mut cx, PollEventLoopOptions::default())
+        {
+            return Err(JsError::Load(core_error_message(&e)));
+        }
+        Ok(())
+    }
+
+    /// Whether a task is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    /// Runs one job: `await task.run({id, data})`, with `data` parsed from its JSON text, and
+    /// returns the result as JSON text. The message of the failure is what the master receives.
+    pub async fn run(&mut self, id: &str, data: &str) -> Result<String, TaskFailure> {
+        if !self.loaded {
+            return Err(TaskFailure::new("no task.js is loaded on this worker"));
+        }
+        let call = {
+            deno_core::scope!(scope, self.runtime);
+            let (Some(id), Some(data)) = (v8::String::new(scope, id), v8::String::new(scope, data))
+            else {
+                return Err(TaskFailure::new(
+                    "the job's id or data is too large for the JavaScript engine",
+                ));
+            };
+            let args = [
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(id)),
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(data)),
+            ];
+            JsRuntime::scoped_call_with_args(scope, &self.run_fn, &args)
+        };
+        let value = self
+            .runtime
+            .with_event_loop_promise(call, PollEventLoopOptions::default())
+            .await
+            .map_err(|e| TaskFailure::new(core_error_message(&e)))?;
+        deno_core::scope!(scope, self.runtime);
+        let value = v8::Local::new(scope, value);
+        Ok(value.to_rust_string_lossy(scope))
+    }
+
+    /// Whether the heap limit was reached; the runtime must then be discarded.
+    pub fn heap_exhausted(&self) -> bool {
+        self.heap_exhausted.get()
+    }
+
+    /// A handle another thread can use to stop the running script.
+    pub(crate) fn isolate_handle(&mut self) -> v8::IsolateHandle {
+        self.runtime.v8_isolate().thread_safe_handle()
+    }
+}
+
+/// What the master reads when a job throws: the stack when there is one, else the message,
+/// without deno_core's "Uncaught" prefix.
+fn js_error_message(error: &deno_core::error::JsError) -> String {
+    let text = error.to_string();
+    let text = text
+        .strip_prefix("Uncaught (in promise) ")
+        .or_else(|| text.strip_prefix("Uncaught "))
+        .unwrap_or(&text);
+    // Frames of the runtime's own scripts say nothing to the task's author.
+    text.lines()
+        .filter(|line| {
+            let frame = line.trim_start();
+            !(frame.starts_with("at ")
+                && (frame.contains("queuexec:") || frame.contains("ext:core/")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn core_error_message(error: &CoreError) -> String {
+    match error.as_kind() {
+        CoreErrorKind::Js(js) => js_error_message(js),
+        CoreErrorKind::PendingPromiseResolution => {
+            "the task's promise never settled: task.run() returned a promise that nothing will resolve".to_string()
+        }
+        _ => error.to_string(),
+    }
+}
