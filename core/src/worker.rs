@@ -9,12 +9,12 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use libp2p::{Multiaddr, PeerId, Stream};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::assets::{BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
@@ -137,8 +137,8 @@ struct WorkerInner {
     connected: AtomicBool,
     stop: Notify,
     stopped: AtomicBool,
-    finished: Notify,
-    outcome: Mutex<Option<Result<(), String>>>,
+    /// `Some` once the worker has stopped: `Err` carries why the master refused it.
+    outcome: watch::Sender<Option<Result<(), String>>>,
 }
 
 impl Worker {
@@ -176,8 +176,7 @@ impl Worker {
             connected: AtomicBool::new(false),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
-            finished: Notify::new(),
-            outcome: Mutex::new(None),
+            outcome: watch::Sender::new(None),
         });
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let runner = Runner {
@@ -230,19 +229,15 @@ impl Worker {
     /// Resolves when the worker has stopped: `Ok` after `close`, an error when the master
     /// refused it.
     pub async fn wait(&self) -> Result<()> {
-        loop {
-            let finished = self.inner.finished.notified();
-            if let Some(outcome) = lock(&self.inner.outcome).clone() {
-                return outcome.map_err(Error::Unauthorized);
-            }
-            finished.await;
-        }
+        let mut rx = self.inner.outcome.subscribe();
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => return Err(Error::Closed("the worker")),
+        };
+        outcome.unwrap_or(Ok(())).map_err(Error::Unauthorized)
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 struct Runner {
     inner: Arc<WorkerInner>,
@@ -276,8 +271,7 @@ impl Runner {
             _ => Ok(()),
         };
         inner.connected.store(false, Ordering::Relaxed);
-        *lock(&inner.outcome) = Some(outcome);
-        inner.finished.notify_waiters();
+        inner.outcome.send_replace(Some(outcome));
     }
 
     /// Finds the master, serves it, and finds it again when the connection ends.
@@ -289,11 +283,15 @@ impl Runner {
             }
             let addrs = self.discover().await;
             let mut served = false;
-            for addr in addrs {
+            for (addr, from_mdns) in addrs {
                 match self.session(addr.clone()).await {
                     Ok(()) => {
                         served = true;
                         break;
+                    }
+                    // mDNS finds every master on the LAN, other rooms' too: skip those.
+                    Err(Error::Unauthorized(reason)) if from_mdns => {
+                        tracing::debug!(%addr, "not this room's master: {reason}");
                     }
                     Err(e @ Error::Unauthorized(_)) => return Err(e),
                     Err(e) => {
@@ -310,10 +308,11 @@ impl Runner {
         }
     }
 
-    /// Addresses to try, in order: the explicit address; the room file; what mDNS found.
-    async fn discover(&mut self) -> Vec<Multiaddr> {
+    /// Addresses to try, in order: the explicit address; the room file; what mDNS found (marked
+    /// true).
+    async fn discover(&mut self) -> Vec<(Multiaddr, bool)> {
         if let Some(addr) = &self.master {
-            return vec![addr.clone()];
+            return vec![(addr.clone(), false)];
         }
         let mut waited = false;
         loop {
@@ -325,10 +324,10 @@ impl Runner {
                     }
                 }
             }
-            let mut addrs: Vec<Multiaddr> = room::lookup(&self.room_dir, self.room.room_id())
-                .map(|entry| entry.addrs.iter().filter_map(|a| a.parse().ok()).collect())
+            let mut addrs: Vec<(Multiaddr, bool)> = room::lookup(&self.room_dir, self.room.room_id())
+                .map(|entry| entry.addrs.iter().filter_map(|a| a.parse().ok()).map(|a| (a, false)).collect())
                 .unwrap_or_default();
-            addrs.extend(self.mdns_found.drain(..));
+            addrs.extend(self.mdns_found.drain(..).map(|a| (a, true)));
             if !addrs.is_empty() {
                 return addrs;
             }
@@ -393,8 +392,8 @@ impl Runner {
             )));
         }
         if challenge.room_id != self.room.room_id() {
-            return Err(Error::Network(format!(
-                "the master {master} serves another room (its token differs from this worker's)"
+            return Err(Error::Unauthorized(format!(
+                "the master {master} serves another room: this worker's token differs from the master's"
             )));
         }
         let nonce: [u8; 32] = random_bytes();
