@@ -3,7 +3,7 @@
 // loaded with dotenv (variables already set win), then `token`, `transferEncryptToken` and
 // `LOG_LEVEL` are taken from process.env when the constructor does not give them.
 
-const { TokenError, ConfigError } = require('./errors');
+const { TokenError, ConfigError, fromNative } = require('./errors');
 
 let dotenvLoaded = false;
 
@@ -49,7 +49,11 @@ function resolveTokens(token, transferEncryptToken, role, native) {
   if (typeof room !== 'string' || typeof transfer !== 'string') {
     throw new TokenError('token and transferEncryptToken must be strings', { code: 'ERR_QUEUEXEC_TOKEN' });
   }
-  native.checkTokens(room, transfer);
+  try {
+    native.checkTokens(room, transfer);
+  } catch (error) {
+    throw fromNative(error);
+  }
   return { token: room, transferEncryptToken: transfer };
 }
 

@@ -52,13 +52,22 @@ const BY_CODE = {
   ERR_QUEUEXEC_CLOSED: ClosedError,
 };
 
-/** The classed error for an error the addon threw; anything else is returned unchanged. */
+/**
+ * The classed error for an error the addon threw or rejected with; anything else is returned
+ * unchanged. Synchronous addon functions set `code`; rejected promises carry it in front of
+ * the message (`ERR_QUEUEXEC_STORE: ...`), which is moved back into `code` here.
+ */
 function fromNative(error) {
-  if (!error || typeof error.code !== 'string' || !error.code.startsWith('ERR_QUEUEXEC')) return error;
-  if (error instanceof QueuexecError) return error;
-  const Class = BY_CODE[error.code] || QueuexecError;
-  const classed = new Class(error.message, { code: error.code, cause: error.cause });
-  return classed;
+  if (!error || typeof error.message !== 'string' || error instanceof QueuexecError) return error;
+  let code = typeof error.code === 'string' && error.code.startsWith('ERR_QUEUEXEC') ? error.code : null;
+  let { message } = error;
+  const prefixed = /^(ERR_QUEUEXEC(?:_[A-Z]+)*): ([\s\S]*)$/.exec(message);
+  if (prefixed) {
+    [, code, message] = prefixed;
+  }
+  if (!code) return error;
+  const Class = BY_CODE[code] || QueuexecError;
+  return new Class(message, { code, cause: error.cause });
 }
 
 module.exports = {

@@ -191,7 +191,7 @@ class Master extends EventEmitter {
       await this._flush();
       let handle;
       try {
-        handle = await this.ready;
+        handle = await this._handle();
       } catch {
         return;
       }

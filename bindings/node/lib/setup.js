@@ -6,7 +6,7 @@
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const readline = require('node:readline/promises');
+const readline = require('node:readline');
 
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const MIN_ROOM_TOKEN = 20;
@@ -111,17 +111,25 @@ async function runSetup(role, args, io = {}) {
   };
 
   const rl = interactive ? readline.createInterface({ input: stdin, output: stdout }) : null;
+  // Lines typed (or pasted) ahead of a question are kept by the iterator, not lost.
+  const lines = rl ? rl[Symbol.asyncIterator]() : null;
+  const question = async (text) => {
+    stdout.write(text);
+    const { value, done } = await lines.next();
+    if (done) throw new Error('no answer (input closed)');
+    return value;
+  };
   try {
-    const ask = async (question, check) => {
+    const ask = async (text, check) => {
       for (;;) {
-        const answer = (await rl.question(question)).trim();
+        const answer = (await question(text)).trim();
         const problem = check ? check(answer) : null;
         if (!problem) return answer;
         say(problem);
       }
     };
-    const yes = async (question, byDefault) => {
-      const answer = (await rl.question(`${question} ${byDefault ? '(Y/n)' : '(y/N)'} `)).trim().toLowerCase();
+    const yes = async (text, byDefault) => {
+      const answer = (await question(`${text} ${byDefault ? '(Y/n)' : '(y/N)'} `)).trim().toLowerCase();
       return answer === '' ? byDefault : answer.startsWith('y');
     };
 

@@ -102,8 +102,8 @@ class Worker extends EventEmitter {
 
   /** Counts: done, failed, running, connected. */
   async stats() {
-    const handle = await this.ready;
-    return handle.stats();
+    await this.ready;
+    return this._native.stats();
   }
 
   /** Stops the worker; jobs it was running go back to the master's queue. Safe to call twice. */
@@ -111,12 +111,12 @@ class Worker extends EventEmitter {
     if (this._closing) return this._closing;
     this._closed = true;
     this._closing = (async () => {
-      let handle;
       try {
-        handle = await this.ready;
+        await this.ready;
       } catch {
         return;
       }
+      const handle = this._native;
       await handle.close().catch((error) => {
         throw fromNative(error);
       });

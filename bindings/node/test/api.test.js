@@ -30,7 +30,7 @@ test('a missing token or a short transferEncryptToken is refused at once, with a
   assert.throws(() => new Master({ transferEncryptToken }), (e) => e instanceof Master.errors.TokenError && /token not defined/.test(e.message));
   assert.throws(
     () => new Master({ token: 'room', transferEncryptToken: 'x'.repeat(31) }),
-    (e) => e.code === 'ERR_QUEUEXEC_TOKEN' && /at least 32 characters/.test(e.message) && /31/.test(e.message),
+    (e) => e instanceof Master.errors.TokenError && e.code === 'ERR_QUEUEXEC_TOKEN' && /at least 32 characters/.test(e.message) && /31/.test(e.message),
   );
   assert.throws(() => new Worker({ token: 'room', transferEncryptToken: 'short' }), (e) => e.code === 'ERR_QUEUEXEC_TOKEN');
   assert.throws(() => new Worker({ token: 'room' }), /transferEncryptToken not defined/);
