@@ -50,18 +50,33 @@ pub(crate) fn to_py_err(py: Python<'_>, error: &Error) -> PyErr {
     let (class, attrs): (Bound<'_, PyType>, Vec<(&str, Py<PyAny>)>) = match error {
         Error::Token(_) => (py.get_type::<TokenError>(), vec![]),
         Error::Envelope => (py.get_type::<EnvelopeError>(), vec![]),
-        Error::AssetPath { path, reason } => {
-            (py.get_type::<AssetError>(), vec![("path", str_obj(py, path)), ("reason", str_obj(py, reason))])
-        }
-        Error::AssetHash { name, expected, actual } => (
+        Error::AssetPath { path, reason } => (
             py.get_type::<AssetError>(),
-            vec![("name", str_obj(py, name)), ("expected", str_obj(py, expected)), ("actual", str_obj(py, actual))],
+            vec![("path", str_obj(py, path)), ("reason", str_obj(py, reason))],
+        ),
+        Error::AssetHash {
+            name,
+            expected,
+            actual,
+        } => (
+            py.get_type::<AssetError>(),
+            vec![
+                ("name", str_obj(py, name)),
+                ("expected", str_obj(py, expected)),
+                ("actual", str_obj(py, actual)),
+            ],
         ),
         Error::Io { action, path, .. } => (
             py.get_type::<FileError>(),
-            vec![("action", str_obj(py, action)), ("path", str_obj(py, &path.to_string_lossy()))],
+            vec![
+                ("action", str_obj(py, action)),
+                ("path", str_obj(py, &path.to_string_lossy())),
+            ],
         ),
-        Error::Store { location, .. } => (py.get_type::<StoreError>(), vec![("location", str_obj(py, location))]),
+        Error::Store { location, .. } => (
+            py.get_type::<StoreError>(),
+            vec![("location", str_obj(py, location))],
+        ),
         Error::Payload(_) => (py.get_type::<PayloadError>(), vec![]),
         Error::Config(_) => (py.get_type::<ConfigError>(), vec![]),
         Error::Network(_) => (py.get_type::<NetworkError>(), vec![]),

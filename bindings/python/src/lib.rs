@@ -18,7 +18,14 @@ mod worker;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", queuexec_core::VERSION)?;
     // Benchmarks say which build they measured.
-    m.add("__build_profile__", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    m.add(
+        "__build_profile__",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    )?;
     m.add_class::<master::PyMaster>()?;
     m.add_class::<worker::PyWorker>()?;
     Ok(())

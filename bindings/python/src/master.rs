@@ -20,7 +20,16 @@ use crate::runtime::{block_on, runtime, seconds, wait_for};
 
 /// One job as the Python wrapper hands it over:
 /// `(id, data_json, task_type, priority, retries, timeout_s, delay_s, in_memory)`.
-type JobTuple = (Option<String>, String, Option<String>, i32, Option<u32>, Option<f64>, Option<f64>, bool);
+type JobTuple = (
+    Option<String>,
+    String,
+    Option<String>,
+    i32,
+    Option<u32>,
+    Option<f64>,
+    Option<f64>,
+    bool,
+);
 
 /// The receiving end of a master's events, shared by blocking and asyncio readers.
 struct EventStream {
@@ -45,7 +54,9 @@ impl EventStream {
 
     /// What is there now, without waiting. `None` when the master is gone and nothing is left.
     fn try_batch(&self, max: usize) -> Option<Vec<MasterEvent>> {
-        let Ok(mut rx) = self.rx.try_lock() else { return Some(Vec::new()) };
+        let Ok(mut rx) = self.rx.try_lock() else {
+            return Some(Vec::new());
+        };
         let mut batch = Vec::new();
         while batch.len() < max {
             match rx.try_recv() {
@@ -110,7 +121,11 @@ impl PyMaster {
         config.announce = announce;
         config.assets = assets
             .into_iter()
-            .map(|(name, master_path, worker_path)| AssetSpec { name, master_path, worker_path })
+            .map(|(name, master_path, worker_path)| AssetSpec {
+                name,
+                master_path,
+                worker_path,
+            })
             .collect();
         if let Some(dir) = asset_base_dir {
             config.asset_base_dir = dir;
@@ -124,7 +139,9 @@ impl PyMaster {
         let (master, rx) = block_on(py, Master::start(config))?.or_raise(py)?;
         Ok(PyMaster {
             master,
-            events: Arc::new(EventStream { rx: tokio::sync::Mutex::new(rx) }),
+            events: Arc::new(EventStream {
+                rx: tokio::sync::Mutex::new(rx),
+            }),
             closed: AtomicBool::new(false),
         })
     }
@@ -155,7 +172,10 @@ impl PyMaster {
 
     /// Pushes jobs in one group; returns `(id, duplicate)` per job once all are durable.
     fn push_many(&self, py: Python<'_>, jobs: Vec<JobTuple>) -> PyResult<Vec<(String, bool)>> {
-        let specs = jobs.into_iter().map(job_spec).collect::<PyResult<Vec<_>>>()?;
+        let specs = jobs
+            .into_iter()
+            .map(job_spec)
+            .collect::<PyResult<Vec<_>>>()?;
         let master = self.master.clone();
         let receipts = block_on(py, async move { master.push_many(specs).await })?.or_raise(py)?;
         Ok(receipts.into_iter().map(|r| (r.id, r.duplicate)).collect())
@@ -181,7 +201,11 @@ impl PyMaster {
     ) -> PyResult<Option<Vec<Bound<'py, PyTuple>>>> {
         let max = max.max(1);
         if self.closed.load(Ordering::Acquire) {
-            return self.events.try_batch(max).map(|b| events_to_py(py, b)).transpose();
+            return self
+                .events
+                .try_batch(max)
+                .map(|b| events_to_py(py, b))
+                .transpose();
         }
         let timeout = seconds("timeout", timeout)?;
         let events = self.events.clone();
@@ -190,7 +214,13 @@ impl PyMaster {
             let events = events.clone();
             // close() from another thread ends the wait at the next slice.
             let closed = closed.load(Ordering::Acquire);
-            async move { if closed { events.try_batch(max) } else { events.next_batch(max).await } }
+            async move {
+                if closed {
+                    events.try_batch(max)
+                } else {
+                    events.next_batch(max).await
+                }
+            }
         })? {
             Some(Some(batch)) => events_to_py(py, batch).map(Some),
             Some(None) => Ok(None),
@@ -261,9 +291,13 @@ impl Drop for PyMaster {
     }
 }
 
-fn job_spec((id, data, task_type, priority, retries, timeout, delay, in_memory): JobTuple) -> PyResult<JobSpec> {
+fn job_spec(
+    (id, data, task_type, priority, retries, timeout, delay, in_memory): JobTuple,
+) -> PyResult<JobSpec> {
     if id.as_deref() == Some("") {
-        return Err(config_error("a job id must not be empty; give a non-empty id or none"));
+        return Err(config_error(
+            "a job id must not be empty; give a non-empty id or none",
+        ));
     }
     Ok(JobSpec {
         id,
@@ -288,7 +322,16 @@ fn events_to_py(py: Python<'_>, events: Vec<MasterEvent>) -> PyResult<Vec<Bound<
                     Ok(json) => (true, json),
                     Err(error) => (false, error),
                 };
-                ("result", r.job_id, r.worker.id, r.worker.name, ok, text, r.attempts).into_pyobject(py)?
+                (
+                    "result",
+                    r.job_id,
+                    r.worker.id,
+                    r.worker.name,
+                    ok,
+                    text,
+                    r.attempts,
+                )
+                    .into_pyobject(py)?
             }
             MasterEvent::WorkerJoined(w) => ("worker_joined", w.id, w.name).into_pyobject(py)?,
             MasterEvent::WorkerLeft(w) => ("worker_left", w.id, w.name).into_pyobject(py)?,

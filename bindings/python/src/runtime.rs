@@ -73,7 +73,9 @@ where
                     return Err(interrupted);
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return Err(closed_error("the queuexec runtime")),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(closed_error("the queuexec runtime"));
+            }
         }
     }
 }
@@ -82,7 +84,11 @@ where
 /// for signals in between. `make` is called for each slice of waiting, so dropping a slice's
 /// future on its deadline must lose nothing (tokio's `recv` is cancel-safe). `Ok(None)` means the
 /// time ran out.
-pub(crate) fn wait_for<M, F, T>(py: Python<'_>, timeout: Option<Duration>, mut make: M) -> PyResult<Option<T>>
+pub(crate) fn wait_for<M, F, T>(
+    py: Python<'_>,
+    timeout: Option<Duration>,
+    mut make: M,
+) -> PyResult<Option<T>>
 where
     M: FnMut() -> F,
     F: Future<Output = T> + Send,
@@ -97,11 +103,14 @@ where
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let slice = match deadline {
-            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(SIGNAL_POLL),
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_POLL),
             None => SIGNAL_POLL,
         };
         let fut = make();
-        let got = py.detach(|| runtime.block_on(async { tokio::time::timeout(slice, fut).await.ok() }));
+        let got =
+            py.detach(|| runtime.block_on(async { tokio::time::timeout(slice, fut).await.ok() }));
         if let Some(value) = got {
             return Ok(Some(value));
         }

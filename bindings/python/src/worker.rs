@@ -54,28 +54,44 @@ impl Executor for PyExecutor {
         if !self.handles(job.task_type.as_deref()) {
             return match &self.fallback {
                 Some(fallback) => fallback.run(job),
-                None => Box::pin(futures::future::ready(Err(self.no_task(job.task_type.as_deref())))),
+                None => Box::pin(futures::future::ready(Err(
+                    self.no_task(job.task_type.as_deref())
+                ))),
             };
         }
         let dispatch = self.dispatch.clone();
         Box::pin(async move {
             let (tx, rx) = oneshot::channel::<(bool, String)>();
             let started = tokio::task::spawn_blocking(move || {
-                Python::try_attach(|py| start_job(py, &dispatch, job, tx).map_err(|e| e.to_string()))
+                Python::try_attach(|py| {
+                    start_job(py, &dispatch, job, tx).map_err(|e| e.to_string())
+                })
             })
             .await;
             let cancel = match started {
                 Ok(Some(Ok(cancel))) => CancelOnDrop(cancel),
-                Ok(Some(Err(e))) => return Err(TaskFailure::new(format!("the Python task could not be started: {e}"))),
-                Ok(None) => return Err(TaskFailure::new("the Python interpreter is shutting down")),
-                Err(e) => return Err(TaskFailure::new(format!("the Python task's thread failed: {e}"))),
+                Ok(Some(Err(e))) => {
+                    return Err(TaskFailure::new(format!(
+                        "the Python task could not be started: {e}"
+                    )));
+                }
+                Ok(None) => {
+                    return Err(TaskFailure::new("the Python interpreter is shutting down"));
+                }
+                Err(e) => {
+                    return Err(TaskFailure::new(format!(
+                        "the Python task's thread failed: {e}"
+                    )));
+                }
             };
             let outcome = rx.await;
             cancel.disarm();
             match outcome {
                 Ok((true, json)) => Ok(json),
                 Ok((false, error)) => Err(TaskFailure::new(error)),
-                Err(_) => Err(TaskFailure::new("the Python task ended without reporting a result")),
+                Err(_) => Err(TaskFailure::new(
+                    "the Python task ended without reporting a result",
+                )),
             }
         })
     }
@@ -101,16 +117,28 @@ fn start_job(
     tx: oneshot::Sender<(bool, String)>,
 ) -> PyResult<Option<Py<PyAny>>> {
     let tx = Mutex::new(Some(tx));
-    let done = PyCFunction::new_closure(py, None, None, move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-        let (ok, text): (bool, String) = args.extract()?;
-        if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = tx.send((ok, text));
-        }
-        Ok(())
-    })?;
+    let done = PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+            let (ok, text): (bool, String) = args.extract()?;
+            if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send((ok, text));
+            }
+            Ok(())
+        },
+    )?;
     let timeout = job.timeout.map(|t| t.as_secs_f64());
-    let cancel = dispatch.call1(py, (job.id, job.data, job.task_type, job.attempt, timeout, done))?;
-    Ok(if cancel.is_none(py) { None } else { Some(cancel) })
+    let cancel = dispatch.call1(
+        py,
+        (job.id, job.data, job.task_type, job.attempt, timeout, done),
+    )?;
+    Ok(if cancel.is_none(py) {
+        None
+    } else {
+        Some(cancel)
+    })
 }
 
 /// Cancels an `async def` task whose job future was dropped before it finished.
@@ -198,7 +226,10 @@ impl PyWorker {
                 log_event(&event);
             }
         });
-        Ok(PyWorker { worker, closed: AtomicBool::new(false) })
+        Ok(PyWorker {
+            worker,
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// This worker's peer id.
@@ -277,10 +308,18 @@ fn task_js_executor(wanted: bool) -> Option<Arc<dyn Executor>> {
 fn log_event(event: &WorkerEvent) {
     match event {
         WorkerEvent::Connected { master } => tracing::info!(%master, "connected to the master"),
-        WorkerEvent::Disconnected { reason } => tracing::info!(%reason, "disconnected from the master"),
-        WorkerEvent::AssetsInstalled { bundle, fetched } => tracing::info!(%bundle, fetched, "assets installed"),
-        WorkerEvent::JobFinished { id, error } => tracing::debug!(job = %id, ?error, "job finished"),
-        WorkerEvent::Refused { reason } => tracing::warn!(%reason, "the master refused this worker"),
+        WorkerEvent::Disconnected { reason } => {
+            tracing::info!(%reason, "disconnected from the master")
+        }
+        WorkerEvent::AssetsInstalled { bundle, fetched } => {
+            tracing::info!(%bundle, fetched, "assets installed")
+        }
+        WorkerEvent::JobFinished { id, error } => {
+            tracing::debug!(job = %id, ?error, "job finished")
+        }
+        WorkerEvent::Refused { reason } => {
+            tracing::warn!(%reason, "the master refused this worker")
+        }
         _ => {}
     }
 }
