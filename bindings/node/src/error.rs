@@ -73,7 +73,9 @@ impl IntoJsError for CoreError {
         let code = match &self {
             CoreError::Token(_) => ErrorCode::Token,
             CoreError::Envelope => ErrorCode::Envelope,
-            CoreError::AssetPath { .. } | CoreError::AssetHash { .. } | CoreError::Io { .. } => ErrorCode::Asset,
+            CoreError::AssetPath { .. } | CoreError::AssetHash { .. } | CoreError::Io { .. } => {
+                ErrorCode::Asset
+            }
             CoreError::Store { .. } => ErrorCode::Store,
             CoreError::Payload(_) => ErrorCode::Payload,
             CoreError::Config(_) => ErrorCode::Config,
@@ -121,7 +123,10 @@ impl<T> CoreResultExt<T> for std::result::Result<T, CoreError> {
 
 /// A coded error as an `async fn` can reject with it: the code leads the message.
 pub(crate) fn for_promise(error: Error<ErrorCode>) -> Error {
-    let mut out = Error::new(Status::GenericFailure, format!("{}: {}", error.status.as_ref(), error.reason));
+    let mut out = Error::new(
+        Status::GenericFailure,
+        format!("{}: {}", error.status.as_ref(), error.reason),
+    );
     out.cause = error.cause;
     out
 }
@@ -165,7 +170,15 @@ mod tests {
             source: Some(Box::new(std::io::Error::other("disk on fire"))),
         };
         let js = for_promise(core.into_js());
-        assert!(js.reason.starts_with("ERR_QUEUEXEC_STORE: job store /x/jobs.sqlite"), "{}", js.reason);
-        assert_eq!(js.cause.as_ref().map(|c| c.reason.as_str()), Some("disk on fire"));
+        assert!(
+            js.reason
+                .starts_with("ERR_QUEUEXEC_STORE: job store /x/jobs.sqlite"),
+            "{}",
+            js.reason
+        );
+        assert_eq!(
+            js.cause.as_ref().map(|c| c.reason.as_str()),
+            Some("disk on fire")
+        );
     }
 }

@@ -19,7 +19,8 @@ use queuexec_core::{Executor, JobInput, TaskFailure};
 use crate::job::{JsJobInput, JsTaskOutcome};
 
 /// `(job) => Promise<TaskOutcome>`, called for each job.
-pub(crate) type RunJobFn = ThreadsafeFunction<JsJobInput, Promise<JsTaskOutcome>, JsJobInput, Status, false>;
+pub(crate) type RunJobFn =
+    ThreadsafeFunction<JsJobInput, Promise<JsTaskOutcome>, JsJobInput, Status, false>;
 /// `(assets) => Promise<TaskOutcome>`, called when the master's assets were installed.
 pub(crate) type AssetsChangedFn =
     ThreadsafeFunction<JsAssetsInfo, Promise<JsTaskOutcome>, JsAssetsInfo, Status, false>;
@@ -54,7 +55,10 @@ pub(crate) struct NodeExecutor {
 
 impl NodeExecutor {
     pub(crate) fn new(run: RunJobFn, assets_changed: AssetsChangedFn) -> NodeExecutor {
-        NodeExecutor { run: Arc::new(run), assets_changed: Arc::new(assets_changed) }
+        NodeExecutor {
+            run: Arc::new(run),
+            assets_changed: Arc::new(assets_changed),
+        }
     }
 }
 
@@ -62,23 +66,25 @@ impl Executor for NodeExecutor {
     fn run(&self, job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
         let run = self.run.clone();
         Box::pin(async move {
-            let promise = run
-                .call_async_catch(job.into())
-                .await
-                .map_err(|e| TaskFailure::new(format!("the task could not be called: {}", e.reason)))?;
+            let promise = run.call_async_catch(job.into()).await.map_err(|e| {
+                TaskFailure::new(format!("the task could not be called: {}", e.reason))
+            })?;
             let outcome = promise.await.map_err(|e| TaskFailure::new(e.reason))?;
             outcome.into()
         })
     }
 
-    fn assets_changed(&self, workplace: &Path, manifest: &Manifest) -> BoxFuture<'static, Result<(), TaskFailure>> {
+    fn assets_changed(
+        &self,
+        workplace: &Path,
+        manifest: &Manifest,
+    ) -> BoxFuture<'static, Result<(), TaskFailure>> {
         let assets_changed = self.assets_changed.clone();
         let info = assets_info(workplace, manifest);
         Box::pin(async move {
-            let promise = assets_changed
-                .call_async_catch(info)
-                .await
-                .map_err(|e| TaskFailure::new(format!("the task loader could not be called: {}", e.reason)))?;
+            let promise = assets_changed.call_async_catch(info).await.map_err(|e| {
+                TaskFailure::new(format!("the task loader could not be called: {}", e.reason))
+            })?;
             let outcome = promise.await.map_err(|e| TaskFailure::new(e.reason))?;
             Result::<String, TaskFailure>::from(outcome).map(|_| ())
         })
@@ -91,7 +97,10 @@ fn assets_info(workplace: &Path, manifest: &Manifest) -> JsAssetsInfo {
         files: manifest
             .files
             .iter()
-            .map(|f| JsAssetFile { name: f.name.clone(), worker_path: f.worker_path.to_string() })
+            .map(|f| JsAssetFile {
+                name: f.name.clone(),
+                worker_path: f.worker_path.to_string(),
+            })
             .collect(),
         dependencies: manifest.dependencies.clone(),
         bundle: manifest.bundle_hash().to_string(),

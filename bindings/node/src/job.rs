@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use napi_derive::napi;
-use queuexec_core::{JobInput, JobSpec, JobResult, TaskFailure};
+use queuexec_core::{JobInput, JobResult, JobSpec, TaskFailure};
 
 /// One job to push.
 #[napi(object, js_name = "Job")]

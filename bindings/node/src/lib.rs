@@ -15,12 +15,16 @@ mod worker;
 use std::sync::OnceLock;
 
 use napi_derive::napi;
-use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt,
+};
 
 pub use error::{ErrorCode, Result};
 pub use executor::{JsAssetFile, JsAssetsInfo};
 pub use job::{JsJob, JsJobInput, JsJobResult, JsPushReceipt, JsTaskOutcome};
-pub use master::{JsAssetSpec, JsMaster, JsMasterEvent, JsMasterOptions, JsMasterStats, start_master};
+pub use master::{
+    JsAssetSpec, JsMaster, JsMasterEvent, JsMasterOptions, JsMasterStats, start_master,
+};
 pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats, start_worker};
 
 use crate::error::CoreResultExt;
@@ -63,15 +67,21 @@ pub fn set_log_level(level: String) -> Result<()> {
     if rank <= LOG_RANK.fetch_max(rank, std::sync::atomic::Ordering::AcqRel) {
         return Ok(());
     }
-    let filter = || EnvFilter::new(format!("queuexec_core={directive},queuexec_node={directive}"));
+    let filter = || {
+        EnvFilter::new(format!(
+            "queuexec_core={directive},queuexec_node={directive}"
+        ))
+    };
     if let Some(handle) = LOG_FILTER.get() {
         let _ = handle.reload(filter());
         return Ok(());
     }
     let (layer, handle) = reload::Layer::new(filter());
-    let subscriber = tracing_subscriber::registry()
-        .with(layer)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false));
+    let subscriber = tracing_subscriber::registry().with(layer).with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false),
+    );
     // Another library in the process may own the global subscriber; then its settings rule.
     if subscriber.try_init().is_ok() {
         let _ = LOG_FILTER.set(handle);

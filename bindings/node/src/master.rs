@@ -78,7 +78,11 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
         if let Some(assets) = o.assets {
             config.assets = assets
                 .into_iter()
-                .map(|a| AssetSpec { name: a.name, master_path: a.master_path.into(), worker_path: a.worker_path.into() })
+                .map(|a| AssetSpec {
+                    name: a.name,
+                    master_path: a.master_path.into(),
+                    worker_path: a.worker_path,
+                })
                 .collect();
         }
         if let Some(dir) = o.asset_base_dir {
@@ -91,7 +95,9 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
             config.default_retries = retries;
         }
         if let Some(ms) = o.lease_ttl_ms {
-            config.lease_ttl = crate::job::millis(ms).ok_or_else(|| config_error("leaseTtlMs must be a positive number of milliseconds"))?;
+            config.lease_ttl = crate::job::millis(ms).ok_or_else(|| {
+                config_error("leaseTtlMs must be a positive number of milliseconds")
+            })?;
         }
         if let Some(ms) = o.retry_backoff_ms {
             config.retry_backoff = crate::job::millis(ms).unwrap_or(Duration::ZERO);
@@ -118,7 +124,11 @@ pub async fn start_master(options: JsMasterOptions) -> napi::Result<JsMaster> {
     let config = MasterConfig::try_from(options).map_err(for_promise)?;
     let (master, events) = Master::start(config).await.js_async()?;
     let (closed, _) = watch::channel(false);
-    Ok(JsMaster { master, events: Arc::new(Mutex::new(events)), closed: Arc::new(closed) })
+    Ok(JsMaster {
+        master,
+        events: Arc::new(Mutex::new(events)),
+        closed: Arc::new(closed),
+    })
 }
 
 /// A running master.
@@ -147,23 +157,42 @@ pub struct JsMasterEvent {
 
 impl JsMasterEvent {
     fn new(kind: &str) -> JsMasterEvent {
-        JsMasterEvent { kind: kind.to_string(), result: None, worker_id: None, worker_name: None, message: None }
+        JsMasterEvent {
+            kind: kind.to_string(),
+            result: None,
+            worker_id: None,
+            worker_name: None,
+            message: None,
+        }
     }
 
     fn worker(kind: &str, worker: WorkerInfo) -> JsMasterEvent {
-        JsMasterEvent { worker_id: Some(worker.id), worker_name: Some(worker.name), ..JsMasterEvent::new(kind) }
+        JsMasterEvent {
+            worker_id: Some(worker.id),
+            worker_name: Some(worker.name),
+            ..JsMasterEvent::new(kind)
+        }
     }
 }
 
 impl From<MasterEvent> for JsMasterEvent {
     fn from(event: MasterEvent) -> JsMasterEvent {
         match event {
-            MasterEvent::Result(result) => JsMasterEvent { result: Some(result.into()), ..JsMasterEvent::new("result") },
+            MasterEvent::Result(result) => JsMasterEvent {
+                result: Some(result.into()),
+                ..JsMasterEvent::new("result")
+            },
             MasterEvent::WorkerJoined(worker) => JsMasterEvent::worker("workerJoined", worker),
             MasterEvent::WorkerLeft(worker) => JsMasterEvent::worker("workerLeft", worker),
             MasterEvent::Drained => JsMasterEvent::new("drained"),
-            MasterEvent::Warning(message) => JsMasterEvent { message: Some(message), ..JsMasterEvent::new("warning") },
-            other => JsMasterEvent { message: Some(format!("{other:?}")), ..JsMasterEvent::new("other") },
+            MasterEvent::Warning(message) => JsMasterEvent {
+                message: Some(message),
+                ..JsMasterEvent::new("warning")
+            },
+            other => JsMasterEvent {
+                message: Some(format!("{other:?}")),
+                ..JsMasterEvent::new("other")
+            },
         }
     }
 }
@@ -194,7 +223,13 @@ impl JsMaster {
     pub async fn push(&self, jobs: Vec<JsJob>) -> napi::Result<Vec<JsPushReceipt>> {
         let specs = jobs.into_iter().map(Into::into).collect();
         let receipts = self.master.push_many(specs).await.js_async()?;
-        Ok(receipts.into_iter().map(|r| JsPushReceipt { id: r.id, duplicate: r.duplicate }).collect())
+        Ok(receipts
+            .into_iter()
+            .map(|r| JsPushReceipt {
+                id: r.id,
+                duplicate: r.duplicate,
+            })
+            .collect())
     }
 
     /// Waits for the next events and returns up to `max` of them; an empty array once the master
@@ -213,7 +248,9 @@ impl JsMaster {
                 _ = closed.wait_for(|c| *c) => events.try_recv().ok(),
             },
         };
-        let Some(first) = first else { return Ok(Vec::new()) };
+        let Some(first) = first else {
+            return Ok(Vec::new());
+        };
         let mut batch = vec![JsMasterEvent::from(first)];
         while batch.len() < max.max(1) as usize {
             match events.try_recv() {

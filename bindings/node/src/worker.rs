@@ -61,15 +61,26 @@ pub async fn start_worker(
     }
     config.workplace = match options.workplace.filter(|w| !w.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => std::env::current_dir().map_err(|e| for_promise(config_error(format!("the current directory is unusable: {e}"))))?,
+        None => std::env::current_dir().map_err(|e| {
+            for_promise(config_error(format!(
+                "the current directory is unusable: {e}"
+            )))
+        })?,
     };
-    config.room_dir = options.room_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
+    config.room_dir = options
+        .room_dir
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
     config.mdns = options.mdns;
     config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
     let executor = Arc::new(NodeExecutor::new(run_job, assets_changed));
     let (worker, events) = Worker::start(config, executor).await.js_async()?;
     let (closed, _) = watch::channel(false);
-    Ok(JsWorker { worker, events: Arc::new(Mutex::new(events)), closed: Arc::new(closed) })
+    Ok(JsWorker {
+        worker,
+        events: Arc::new(Mutex::new(events)),
+        closed: Arc::new(closed),
+    })
 }
 
 /// A running worker.
@@ -112,16 +123,32 @@ impl From<WorkerEvent> for JsWorkerEvent {
             error: None,
         };
         match event {
-            WorkerEvent::Connected { master } => JsWorkerEvent { master: Some(master), ..empty("connected") },
-            WorkerEvent::Disconnected { reason } => JsWorkerEvent { reason: Some(reason), ..empty("disconnected") },
+            WorkerEvent::Connected { master } => JsWorkerEvent {
+                master: Some(master),
+                ..empty("connected")
+            },
+            WorkerEvent::Disconnected { reason } => JsWorkerEvent {
+                reason: Some(reason),
+                ..empty("disconnected")
+            },
             WorkerEvent::AssetsInstalled { bundle, fetched } => JsWorkerEvent {
                 bundle: Some(bundle),
                 fetched: Some(u32::try_from(fetched).unwrap_or(u32::MAX)),
                 ..empty("assetsInstalled")
             },
-            WorkerEvent::JobFinished { id, error } => JsWorkerEvent { job_id: Some(id), error, ..empty("jobFinished") },
-            WorkerEvent::Refused { reason } => JsWorkerEvent { reason: Some(reason), ..empty("refused") },
-            other => JsWorkerEvent { reason: Some(format!("{other:?}")), ..empty("other") },
+            WorkerEvent::JobFinished { id, error } => JsWorkerEvent {
+                job_id: Some(id),
+                error,
+                ..empty("jobFinished")
+            },
+            WorkerEvent::Refused { reason } => JsWorkerEvent {
+                reason: Some(reason),
+                ..empty("refused")
+            },
+            other => JsWorkerEvent {
+                reason: Some(format!("{other:?}")),
+                ..empty("other")
+            },
         }
     }
 }
@@ -155,7 +182,9 @@ impl JsWorker {
                 _ = closed.wait_for(|c| *c) => events.try_recv().ok(),
             },
         };
-        let Some(first) = first else { return Ok(Vec::new()) };
+        let Some(first) = first else {
+            return Ok(Vec::new());
+        };
         let mut batch = vec![JsWorkerEvent::from(first)];
         while batch.len() < max.max(1) as usize {
             match events.try_recv() {
@@ -170,7 +199,12 @@ impl JsWorker {
     #[napi]
     pub fn stats(&self) -> JsWorkerStats {
         let s = self.worker.stats();
-        JsWorkerStats { done: s.done as f64, failed: s.failed as f64, running: s.running as f64, connected: s.connected }
+        JsWorkerStats {
+            done: s.done as f64,
+            failed: s.failed as f64,
+            running: s.running as f64,
+            connected: s.connected,
+        }
     }
 
     /// This worker's peer id (the `worker.id` the master reports).
