@@ -100,6 +100,20 @@ test('a task that throws or rejects reaches the master as a job error, and the w
   worker.child.kill('SIGTERM');
 });
 
+test("failed jobs do not crash a master that has no 'error' listener (code written for queue-xec)", async (t) => {
+  const env = testEnv(t);
+  const { masterDir, workerDirs } = layout(t, 1);
+  const [worker] = startWorkers(t, env, workerDirs);
+  const master = run(t, MASTER, {
+    cwd: masterDir,
+    env: { ...env, QX_JOBS: '4', QX_WORKERS: '1', QX_FAIL_EVERY: '2', QX_NO_ERROR_LISTENER: '1', QX_OPTIONS: JSON.stringify({ retries: 0 }), QX_TASK: '/src/task.js' },
+  });
+  await master.next((l) => l.closed, 60000);
+  assert.deepEqual(results(master).filter((r) => r.error).map((r) => r.jobID).sort(), [0, 2]);
+  assert.equal(master.lines.filter((l) => l.error).length, 0);
+  worker.child.kill('SIGTERM');
+});
+
 test('a failed job is retried (on another attempt) before it is reported', async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);
