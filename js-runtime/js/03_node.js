@@ -127,7 +127,7 @@
 
   // --------------------------------------------------------------- process
 
-  const env = Object.assign(Object.create(null), info.env);
+  const env = Object.assign({}, info.env);
   const startedAt = q.now();
   const hrtime = (previous) => {
     const now = q.now();

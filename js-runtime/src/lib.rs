@@ -24,6 +24,11 @@
 //! The JavaScript engine is chosen by this crate's features and nowhere else: `quickjs`
 //! (default, builds offline) or `v8`.
 
+#[cfg(all(feature = "quickjs", feature = "v8"))]
+compile_error!(
+    "queuexec-js: choose one JavaScript engine; for V8 build with `--no-default-features --features v8`"
+);
+
 mod config;
 mod error;
 mod executor;
@@ -38,6 +43,13 @@ pub use error::JsError;
 pub use executor::JsExecutor;
 pub use runtime::TaskRuntime;
 pub use task::{TASK_FILE, TaskSource};
+
+/// Ready-made tasks, for demos and smoke tests.
+pub mod demo {
+    /// A queue-xec task.js estimating pi by Monte Carlo: job data `{"samples": N}` (or its JSON
+    /// string); result `{samples, inside, pi}`. Write it to a folder as `task.js` and load it.
+    pub const MONTE_CARLO_PI: &str = include_str!("../examples/pi/task.js");
+}
 
 /// The version reported to task code as `process.versions.queuexec`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -31,6 +31,7 @@ const BOOTSTRAP: [(&str, &str); 5] = [
 ];
 
 /// Extra heap granted once the limit is reached, so the engine can unwind the terminated job.
+#[cfg(feature = "v8")]
 const HEAP_HEADROOM: usize = 32 * 1024 * 1024;
 
 /// A JavaScript runtime with the queuexec sandbox and, once [`TaskRuntime::load`]ed, one
@@ -73,16 +74,23 @@ impl TaskRuntime {
         })
         .map_err(|e| JsError::Engine(e.to_string()))?;
 
-        // Out of heap: stop the script and give the engine room to unwind; the owner of this
-        // runtime sees `heap_exhausted()` and discards it.
+        // Out of heap: the script is terminated and the owner of this runtime, seeing
+        // `heap_exhausted()`, discards it. V8 aborts the process at its limit unless a
+        // near-heap-limit callback intervenes, so on V8 one does: flag, terminate, headroom to
+        // unwind. The QuickJS backend terminates by itself at the limit, and registering the
+        // callback there would make it measure the whole heap at every interrupt check (see
+        // README "Known engine issues"), so it is left out.
         let heap_exhausted = Rc::new(Cell::new(false));
-        let flag = heap_exhausted.clone();
-        let isolate = runtime.v8_isolate().thread_safe_handle();
-        runtime.add_near_heap_limit_callback(move |current, _initial| {
-            flag.set(true);
-            isolate.terminate_execution();
-            current.saturating_add(HEAP_HEADROOM)
-        });
+        #[cfg(feature = "v8")]
+        {
+            let flag = heap_exhausted.clone();
+            let isolate = runtime.v8_isolate().thread_safe_handle();
+            runtime.add_near_heap_limit_callback(move |current, _initial| {
+                flag.set(true);
+                isolate.terminate_execution();
+                current.saturating_add(HEAP_HEADROOM)
+            });
+        }
 
         let mut last = None;
         for (name, source) in BOOTSTRAP {
@@ -212,8 +220,11 @@ impl TaskRuntime {
     }
 
     /// Whether the heap limit was reached; the runtime must then be discarded.
-    pub fn heap_exhausted(&self) -> bool {
-        self.heap_exhausted.get()
+    ///
+    /// Nothing but the heap limit terminates a runtime that nobody else holds a handle to, so
+    /// a terminated runtime counts as out of heap (that is how the QuickJS backend reports it).
+    pub fn heap_exhausted(&mut self) -> bool {
+        self.heap_exhausted.get() || self.runtime.v8_isolate().is_execution_terminating()
     }
 
     /// A handle another thread can use to stop the running script.

@@ -312,7 +312,7 @@ impl Slot {
     fn fresh_runtime(&mut self) -> Result<(), JsError> {
         if self
             .runtime
-            .as_ref()
+            .as_mut()
             .is_some_and(|rt| !rt.is_loaded() && !rt.heap_exhausted())
         {
             return Ok(());
@@ -413,16 +413,17 @@ impl Slot {
         }));
         let stopped = self.controls.end(self.index);
         let heap_exhausted = runtime.heap_exhausted();
+        // A stop we asked for explains a termination; any other termination is the heap limit.
         let result = match (&outcome, stopped) {
-            _ if heap_exhausted => Err(TaskFailure::new(format!(
-                "the job ran out of JavaScript heap (limit {} per runtime) and was stopped",
-                mib(self.config.heap_limit_bytes)
-            ))),
             (_, Some(StopReason::Timeout(limit))) => Err(TaskFailure::new(format!(
                 "the job timed out after {} and was stopped",
                 human(limit)
             ))),
             (_, Some(StopReason::Abandoned)) => Err(TaskFailure::new("the job was cancelled")),
+            _ if heap_exhausted => Err(TaskFailure::new(format!(
+                "the job ran out of JavaScript heap (limit {} per runtime) and was stopped",
+                mib(self.config.heap_limit_bytes)
+            ))),
             (Ok(result), None) => result.clone(),
             (Err(_), None) => Err(TaskFailure::new(
                 "the JavaScript engine failed while running the job",

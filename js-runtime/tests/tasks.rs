@@ -430,3 +430,20 @@ module.exports = class {
     assert!(failed.is_empty(), "failed checks: {failed:?} in {result}");
     assert!(checks.len() >= 15, "{result}");
 }
+
+#[tokio::test]
+async fn the_demo_task_estimates_pi() {
+    let (executor, _dir) = loaded(
+        &[("task.js", queuexec_js::demo::MONTE_CARLO_PI)],
+        small_config(2),
+    )
+    .await;
+    // As an object, and as the JSON string a queue-xec master would push.
+    for data in [r#"{"samples":200000}"#, r#""{\"samples\":200000}""#] {
+        let result = ok(&executor, "pi", data).await;
+        let value: serde_json::Value = serde_json::from_str(&result).expect("json");
+        let pi = value["pi"].as_f64().expect("pi");
+        assert_eq!(value["samples"], 200000, "{result}");
+        assert!((pi - std::f64::consts::PI).abs() < 0.05, "{result}");
+    }
+}
