@@ -8,9 +8,9 @@ mod memory;
 mod sqlite;
 mod writer;
 
-// pub use memory::MemoryStore;
-// pub use sqlite::SqliteStore;
-// pub use writer::StoreWriter;
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
+pub use writer::StoreWriter;
 
 use crate::error::Result;
 use crate::job::WorkerInfo;
@@ -172,4 +172,402 @@ pub trait JobStore: Send + 'static {
 
     /// One job by id.
     fn get(&mut self, id: &str) -> Result<Option<StoredJob>>;
+
+    /// The highest `seq` ever stored, 0 when the store is empty. A restarted scheduler numbers
+    /// new jobs after it, even when every stored job was delivered and [`load`](Self::load)
+    /// returns nothing.
+    fn max_seq(&mut self) -> Result<i64>;
+
+    /// Like [`apply`](Self::apply), but takes the ops by value, so a store may keep payloads
+    /// without copying them, and reports each ignored `Insert` as its index in `ops` with its id
+    /// (the [`StoreWriter`] uses the index to tell each caller only about its own duplicates,
+    /// even when two callers insert the same id in one transaction).
+    ///
+    /// The default calls [`apply`](Self::apply) and matches the ids it returns back to the ops.
+    fn apply_owned(&mut self, ops: Vec<StoreOp>) -> Result<Vec<(usize, String)>> {
+        let ignored = self.apply(&ops)?;
+        Ok(match_ignored_inserts(&ops, ignored))
+    }
+}
+
+/// Finds which `Insert`s of `ops` the ids in `ignored` stand for (one id per ignored insert).
+///
+/// An id inserted k times in one transaction is ignored at least k-1 times (every insert after
+/// the first); the first insert was ignored too exactly when the id appears k times.
+fn match_ignored_inserts(ops: &[StoreOp], ignored: Vec<String>) -> Vec<(usize, String)> {
+    use std::collections::HashMap;
+
+    if ignored.is_empty() {
+        return Vec::new();
+    }
+    let mut times_ignored: HashMap<String, usize> = HashMap::new();
+    for id in ignored {
+        *times_ignored.entry(id).or_default() += 1;
+    }
+    let mut times_inserted: HashMap<&str, usize> = HashMap::new();
+    for op in ops {
+        if let StoreOp::Insert(job) = op
+            && times_ignored.contains_key(&job.id)
+        {
+            *times_inserted.entry(job.id.as_str()).or_default() += 1;
+        }
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (index, op) in ops.iter().enumerate() {
+        let StoreOp::Insert(job) = op else { continue };
+        let Some(&ignored_count) = times_ignored.get(&job.id) else {
+            continue;
+        };
+        let seen_before = seen.entry(job.id.as_str()).or_default();
+        let inserted = times_inserted.get(job.id.as_str()).copied().unwrap_or(0);
+        if *seen_before > 0 || ignored_count >= inserted {
+            out.push((index, job.id.clone()));
+        }
+        *seen_before += 1;
+    }
+    out
+}
+
+/// Test bodies every [`JobStore`] must pass; each implementation's tests run them.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use super::*;
+
+    /// A queued job with distinct values in every field.
+    pub(crate) fn job(id: &str, seq: i64) -> StoredJob {
+        StoredJob {
+            id: id.to_string(),
+            seq,
+            task_type: Some(format!("type-{seq}")),
+            payload: format!("sealed payload of {id}").into_bytes(),
+            priority: (seq % 7) as i32 - 3,
+            state: JobState::Queued,
+            attempt: 0,
+            max_attempts: 3,
+            timeout_ms: Some(1_000 + seq as u64),
+            not_before_ms: 1_700_000_000_000 + seq,
+            last_error: None,
+            result: None,
+            worker: None,
+            delivered: false,
+        }
+    }
+
+    pub(crate) fn worker(n: u32) -> WorkerInfo {
+        WorkerInfo {
+            id: format!("12D3KooWorker{n}"),
+            name: format!("worker {n}"),
+        }
+    }
+
+    fn get(store: &mut dyn JobStore, id: &str) -> StoredJob {
+        match store.get(id) {
+            Ok(Some(job)) => job,
+            other => panic!("job {id} should be stored, got {other:?}"),
+        }
+    }
+
+    /// Every op changes exactly the fields it names, and `get`, `load`, `counts` agree.
+    pub(crate) fn every_op_round_trips(store: &mut dyn JobStore) {
+        let mut bare = job("bare", 6);
+        bare.task_type = None;
+        bare.timeout_ms = None;
+        let ignored = store
+            .apply(&[
+                StoreOp::Insert(job("a", 1)),
+                StoreOp::Insert(job("b", 2)),
+                StoreOp::Insert(job("c", 3)),
+                StoreOp::Insert(job("d", 4)),
+                StoreOp::Insert(job("e", 5)),
+                StoreOp::Insert(bare.clone()),
+            ])
+            .expect("insert");
+        assert!(
+            ignored.is_empty(),
+            "fresh ids are not duplicates: {ignored:?}"
+        );
+        assert_eq!(get(store, "a"), job("a", 1));
+        assert_eq!(get(store, "bare"), bare);
+
+        store
+            .apply(&[
+                StoreOp::Retry {
+                    id: "b".into(),
+                    attempt: 1,
+                    not_before_ms: 42,
+                    error: "boom".into(),
+                },
+                StoreOp::Done {
+                    id: "c".into(),
+                    attempt: 2,
+                    result: b"sealed result".to_vec(),
+                    worker: worker(1),
+                },
+                StoreOp::Dead {
+                    id: "d".into(),
+                    attempt: 3,
+                    error: "last words".into(),
+                    worker: Some(worker(2)),
+                },
+                StoreOp::Dead {
+                    id: "e".into(),
+                    attempt: 1,
+                    error: "expired".into(),
+                    worker: None,
+                },
+            ])
+            .expect("transitions");
+
+        let b = get(store, "b");
+        assert_eq!(
+            b,
+            StoredJob {
+                state: JobState::Failed,
+                attempt: 1,
+                not_before_ms: 42,
+                last_error: Some("boom".into()),
+                ..job("b", 2)
+            }
+        );
+        let c = get(store, "c");
+        assert_eq!(
+            c,
+            StoredJob {
+                state: JobState::Done,
+                attempt: 2,
+                result: Some(b"sealed result".to_vec()),
+                worker: Some(worker(1)),
+                ..job("c", 3)
+            }
+        );
+        let d = get(store, "d");
+        assert_eq!(
+            d,
+            StoredJob {
+                state: JobState::Dead,
+                attempt: 3,
+                last_error: Some("last words".into()),
+                worker: Some(worker(2)),
+                ..job("d", 4)
+            }
+        );
+        assert_eq!(get(store, "e").worker, None);
+        assert_eq!(
+            store.counts().expect("counts"),
+            StateCounts {
+                queued: 2,
+                leased: 0,
+                done: 1,
+                failed: 1,
+                dead: 2
+            }
+        );
+
+        // Terminal but undelivered jobs still load; delivered ones do not.
+        let ids = |jobs: Vec<StoredJob>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.load().expect("load")),
+            ["a", "b", "c", "d", "e", "bare"]
+        );
+        store
+            .apply(&[
+                StoreOp::Delivered { id: "c".into() },
+                StoreOp::Delivered { id: "d".into() },
+            ])
+            .expect("delivered");
+        assert!(get(store, "c").delivered);
+        let loaded = store.load().expect("load");
+        assert_eq!(ids(loaded.clone()), ["a", "b", "e", "bare"]);
+        assert_eq!(loaded[1], b, "load returns the same fields as get");
+        assert_eq!(store.max_seq().expect("max_seq"), 6);
+        assert_eq!(store.get("nope").expect("get"), None);
+    }
+
+    /// Inserting an existing id is reported and changes nothing, also within one call.
+    pub(crate) fn duplicates_are_reported(store: &mut dyn JobStore) {
+        assert!(
+            store
+                .apply(&[StoreOp::Insert(job("x", 1))])
+                .expect("insert")
+                .is_empty()
+        );
+        let mut other = job("x", 9);
+        other.payload = b"another payload".to_vec();
+        let ignored = store
+            .apply(&[
+                StoreOp::Insert(other.clone()),
+                StoreOp::Insert(job("y", 2)),
+                StoreOp::Insert(job("y", 3)),
+            ])
+            .expect("insert");
+        assert_eq!(ignored, ["x", "y"]);
+        assert_eq!(
+            get(store, "x"),
+            job("x", 1),
+            "a duplicate does not overwrite"
+        );
+        assert_eq!(
+            get(store, "y"),
+            job("y", 2),
+            "the first insert of an id wins"
+        );
+
+        // The same through apply_owned, which also says which op was ignored.
+        let ignored = store
+            .apply_owned(vec![
+                StoreOp::Insert(job("z", 4)),
+                StoreOp::Insert(job("x", 5)),
+                StoreOp::Delivered { id: "x".into() },
+                StoreOp::Insert(job("z", 6)),
+            ])
+            .expect("insert");
+        assert_eq!(ignored, [(1, "x".to_string()), (3, "z".to_string())]);
+        assert_eq!(
+            store.max_seq().expect("max_seq"),
+            4,
+            "ignored inserts store no seq"
+        );
+    }
+
+    /// Updates of ids the store does not hold are ignored, without error.
+    pub(crate) fn unknown_ids_are_ignored(store: &mut dyn JobStore) {
+        store
+            .apply(&[
+                StoreOp::Retry {
+                    id: "ghost".into(),
+                    attempt: 1,
+                    not_before_ms: 0,
+                    error: "e".into(),
+                },
+                StoreOp::Done {
+                    id: "ghost".into(),
+                    attempt: 1,
+                    result: vec![1],
+                    worker: worker(1),
+                },
+                StoreOp::Dead {
+                    id: "ghost".into(),
+                    attempt: 1,
+                    error: "e".into(),
+                    worker: None,
+                },
+                StoreOp::Delivered { id: "ghost".into() },
+            ])
+            .expect("ops on unknown ids");
+        assert_eq!(store.get("ghost").expect("get"), None);
+        assert_eq!(store.counts().expect("counts"), StateCounts::default());
+        assert!(store.load().expect("load").is_empty());
+        assert_eq!(store.max_seq().expect("max_seq"), 0);
+    }
+
+    /// `load` orders by seq, not by insertion; `max_seq` outlives delivery.
+    pub(crate) fn load_orders_by_seq_and_max_seq_outlives_delivery(store: &mut dyn JobStore) {
+        let ops: Vec<StoreOp> = [5, 3, 9, 1]
+            .iter()
+            .map(|&seq| StoreOp::Insert(job(&format!("j{seq}"), seq)))
+            .collect();
+        store.apply(&ops).expect("insert");
+        let seqs: Vec<i64> = store.load().expect("load").iter().map(|j| j.seq).collect();
+        assert_eq!(seqs, [1, 3, 5, 9]);
+
+        let mut ops = Vec::new();
+        for seq in [5, 3, 9, 1] {
+            let id = format!("j{seq}");
+            ops.push(StoreOp::Done {
+                id: id.clone(),
+                attempt: 1,
+                result: vec![],
+                worker: worker(1),
+            });
+            ops.push(StoreOp::Delivered { id });
+        }
+        store.apply(&ops).expect("finish");
+        assert!(store.load().expect("load").is_empty());
+        assert_eq!(store.max_seq().expect("max_seq"), 9);
+        assert_eq!(store.counts().expect("counts").done, 4);
+    }
+
+    /// A new terminal result is undelivered again, even after an earlier delivery.
+    pub(crate) fn a_new_result_is_undelivered(store: &mut dyn JobStore) {
+        store
+            .apply(&[StoreOp::Insert(job("r", 1))])
+            .expect("insert");
+        store
+            .apply(&[StoreOp::Delivered { id: "r".into() }])
+            .expect("delivered");
+        assert_eq!(
+            store.load().expect("load").len(),
+            1,
+            "a queued job loads whatever delivered says"
+        );
+        store
+            .apply(&[StoreOp::Dead {
+                id: "r".into(),
+                attempt: 3,
+                error: "gone".into(),
+                worker: None,
+            }])
+            .expect("dead");
+        assert!(!get(store, "r").delivered);
+        assert_eq!(store.load().expect("load").len(), 1);
+    }
+
+    /// Runs every body above, each on a fresh store.
+    pub(crate) fn run_all(mut fresh: impl FnMut() -> Box<dyn JobStore>) {
+        every_op_round_trips(fresh().as_mut());
+        duplicates_are_reported(fresh().as_mut());
+        unknown_ids_are_ignored(fresh().as_mut());
+        load_orders_by_seq_and_max_seq_outlives_delivery(fresh().as_mut());
+        a_new_result_is_undelivered(fresh().as_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conformance::job;
+    use super::*;
+
+    fn insert(id: &str) -> StoreOp {
+        StoreOp::Insert(job(id, 1))
+    }
+
+    #[test]
+    fn default_apply_owned_matches_ignored_ids_to_ops() {
+        let ops = [
+            insert("a"),
+            insert("b"),
+            insert("a"),
+            StoreOp::Delivered { id: "a".into() },
+        ];
+        // "a" already existed: both of its inserts were ignored.
+        assert_eq!(
+            match_ignored_inserts(&ops, vec!["a".into(), "a".into()]),
+            [(0, "a".to_string()), (2, "a".to_string())]
+        );
+        // "a" was new: only its second insert was ignored.
+        assert_eq!(
+            match_ignored_inserts(&ops, vec!["a".into()]),
+            [(2, "a".to_string())]
+        );
+        assert_eq!(match_ignored_inserts(&ops, vec![]), []);
+        assert_eq!(
+            match_ignored_inserts(&ops, vec!["b".into()]),
+            [(1, "b".to_string())]
+        );
+    }
+
+    #[test]
+    fn state_codes_round_trip() {
+        for state in [
+            JobState::Queued,
+            JobState::Leased,
+            JobState::Done,
+            JobState::Failed,
+            JobState::Dead,
+        ] {
+            assert_eq!(JobState::from_code(state.code()), Some(state));
+        }
+        assert_eq!(JobState::from_code(5), None);
+    }
 }

@@ -1,1 +1,869 @@
-//! (being written)
+//! Group commit: one thread owns the store and commits the writes of many callers at once.
+//!
+//! A commit costs about the same for one job as for thousands, so the thread takes everything
+//! queued when it gets to work (up to [`GROUP_OPS_CAP`] ops), applies it in one transaction, and
+//! answers every caller. Under load groups grow by themselves; a lone caller waits for one
+//! commit, never for a timer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{JobStore, StateCounts, StoreOp, StoredJob};
+use crate::error::{Error, Result};
+
+/// A group stops taking more callers once it holds this many ops (one caller's ops are never
+/// split, so a group can be larger when a single call is).
+const GROUP_OPS_CAP: usize = 64 * 1024;
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+enum Request {
+    Apply {
+        ops: Vec<StoreOp>,
+        reply: Option<Reply<Vec<String>>>,
+    },
+    Load(Reply<Vec<StoredJob>>),
+    Counts(Reply<StateCounts>),
+    Get(String, Reply<Option<StoredJob>>),
+    MaxSeq(Reply<i64>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A cloneable handle to the thread that owns a [`JobStore`] and writes to it with group commit.
+///
+/// Every request is queued the moment its method is called (not when its future is first
+/// polled): ops from one caller are applied in the order of its calls, and calls across callers
+/// in the order they arrived. Reads are served after every write queued before them.
+///
+/// The thread ends, after finishing the queued work, when every clone is dropped or when
+/// [`close`](Self::close) is called; calls after that fail with [`Error::Closed`].
+#[derive(Clone)]
+pub struct StoreWriter {
+    requests: mpsc::UnboundedSender<Request>,
+    commits: Arc<AtomicU64>,
+    location: Arc<str>,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter")
+            .field("location", &self.location)
+            .field("commits", &self.commits())
+            .finish()
+    }
+}
+
+impl StoreWriter {
+    /// Starts the thread that owns `store`; returns the first handle to it.
+    pub fn spawn(store: Box<dyn JobStore>) -> StoreWriter {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let location: Arc<str> = store.location().into();
+        let thread_commits = Arc::clone(&commits);
+        let spawned = std::thread::Builder::new()
+            .name("queuexec-store".to_string())
+            .spawn(move || run(store, receiver, &thread_commits));
+        if let Err(e) = spawned {
+            // The receiver is gone with the closure, so every call reports Error::Closed.
+            tracing::error!(store = %location, error = %e, "could not start the job store thread");
+        }
+        StoreWriter {
+            requests,
+            commits,
+            location,
+        }
+    }
+
+    /// Applies `ops` atomically, grouped with other callers' ops into one transaction. Resolves
+    /// once the transaction is committed, with the ids of this call's `Insert`s that were
+    /// ignored because the id already existed.
+    ///
+    /// When the group's transaction fails, every caller in it gets an [`Error::Store`] with the
+    /// same message, and none of the group's ops was applied.
+    pub fn apply(
+        &self,
+        ops: Vec<StoreOp>,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
+        self.ask(|reply| Request::Apply {
+            ops,
+            reply: Some(reply),
+        })
+    }
+
+    /// Queues `ops` with the same ordering as [`apply`](Self::apply), for writes nobody awaits
+    /// (such as delivery acknowledgements). A failure is logged, and reported to nobody.
+    pub fn apply_detached(&self, ops: Vec<StoreOp>) {
+        if self
+            .requests
+            .send(Request::Apply { ops, reply: None })
+            .is_err()
+        {
+            tracing::warn!(store = %self.location, "a job store write was dropped: the store is closed");
+        }
+    }
+
+    /// [`JobStore::load`], after every write queued before it.
+    pub fn load(&self) -> impl Future<Output = Result<Vec<StoredJob>>> + Send + 'static {
+        self.ask(Request::Load)
+    }
+
+    /// [`JobStore::counts`], after every write queued before it.
+    pub fn counts(&self) -> impl Future<Output = Result<StateCounts>> + Send + 'static {
+        self.ask(Request::Counts)
+    }
+
+    /// [`JobStore::get`], after every write queued before it.
+    pub fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredJob>>> + Send + 'static {
+        let id = id.to_string();
+        self.ask(|reply| Request::Get(id, reply))
+    }
+
+    /// [`JobStore::max_seq`], after every write queued before it.
+    pub fn max_seq(&self) -> impl Future<Output = Result<i64>> + Send + 'static {
+        self.ask(Request::MaxSeq)
+    }
+
+    /// Finishes every request queued before this call, closes the store (for SQLite: the
+    /// connection, which checkpoints the WAL) and resolves once it is closed. Later calls, from
+    /// any clone, fail with [`Error::Closed`]. Closing twice is harmless.
+    pub fn close(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (done, closed) = oneshot::channel();
+        let sent = self.requests.send(Request::Close(done)).is_ok();
+        async move {
+            if sent {
+                // An error means the thread is gone already, which is what we wait for.
+                let _ = closed.await;
+            }
+        }
+    }
+
+    /// How many transactions the writer has committed: a statistic, to see how well writes
+    /// are grouped (jobs written / commits = average group size).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// The store's location (its file, or "memory").
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(Reply<T>) -> Request,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.requests.send(request(reply)).is_ok();
+        async move {
+            if !sent {
+                return Err(closed());
+            }
+            // A dropped reply: the store was closed before the request was served.
+            answer.await.unwrap_or_else(|_| Err(closed()))
+        }
+    }
+}
+
+fn closed() -> Error {
+    Error::Closed("job store")
+}
+
+/// The store thread: serves requests in arrival order until every handle is gone or a close.
+fn run(
+    mut store: Box<dyn JobStore>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    commits: &AtomicU64,
+) {
+    let mut next: Option<Request> = None;
+    let mut closers = Vec::new();
+    loop {
+        let request = match next.take() {
+            Some(request) => request,
+            None => match requests.blocking_recv() {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        match request {
+            Request::Apply { ops, reply } => {
+                next = commit_group(store.as_mut(), &mut requests, ops, reply, commits);
+            }
+            Request::Load(reply) => {
+                let _ = reply.send(store.load());
+            }
+            Request::Counts(reply) => {
+                let _ = reply.send(store.counts());
+            }
+            Request::Get(id, reply) => {
+                let _ = reply.send(store.get(&id));
+            }
+            Request::MaxSeq(reply) => {
+                let _ = reply.send(store.max_seq());
+            }
+            Request::Close(done) => {
+                closers.push(done);
+                break;
+            }
+        }
+    }
+    drop(store);
+    // Requests that arrived after the close are dropped unanswered (their callers get
+    // Error::Closed); other closers are told the store is closed.
+    requests.close();
+    while let Ok(request) = requests.try_recv() {
+        if let Request::Close(done) = request {
+            closers.push(done);
+        }
+    }
+    for done in closers {
+        let _ = done.send(());
+    }
+}
+
+/// Applies `ops` and every apply queued behind it (up to the cap) in one transaction, answers
+/// each caller, and returns the first queued request that is not an apply, if it took one.
+fn commit_group(
+    store: &mut dyn JobStore,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    mut ops: Vec<StoreOp>,
+    reply: Option<Reply<Vec<String>>>,
+    commits: &AtomicU64,
+) -> Option<Request> {
+    // Each caller's ops end at this index of `ops`.
+    let mut callers = vec![(ops.len(), reply)];
+    let mut next = None;
+    while ops.len() < GROUP_OPS_CAP {
+        match requests.try_recv() {
+            Ok(Request::Apply {
+                ops: mut more,
+                reply,
+            }) => {
+                ops.append(&mut more);
+                callers.push((ops.len(), reply));
+            }
+            Ok(other) => {
+                next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    if ops.is_empty() {
+        for (_, reply) in callers {
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(Vec::new()));
+            }
+        }
+        return next;
+    }
+    match store.apply_owned(ops) {
+        Ok(mut ignored) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            ignored.sort_unstable_by_key(|(index, _)| *index);
+            let mut ignored = ignored.into_iter().peekable();
+            for (end, reply) in callers {
+                let mut mine = Vec::new();
+                while let Some((_, id)) = ignored.next_if(|(index, _)| *index < end) {
+                    mine.push(id);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(mine));
+                }
+            }
+        }
+        Err(error) => {
+            let location = store.location();
+            let mut waiting = Vec::with_capacity(callers.len());
+            let mut detached = 0usize;
+            for (_, reply) in callers {
+                match reply {
+                    Some(reply) => waiting.push(reply),
+                    None => detached += 1,
+                }
+            }
+            if detached > 0 {
+                tracing::error!(
+                    store = %location,
+                    error = %error,
+                    "{detached} job store write(s) that nobody awaits failed and were not applied"
+                );
+            }
+            // The first caller gets the original error (with its source); the others an equal
+            // copy, since errors cannot be cloned.
+            let mut waiting = waiting.into_iter();
+            if let Some(first) = waiting.next() {
+                for reply in waiting {
+                    let _ = reply.send(Err(copy_error(&error, &location)));
+                }
+                let _ = first.send(Err(error));
+            }
+        }
+    }
+    next
+}
+
+/// An [`Error::Store`] equal to `error` in location and message; the source, if any, is kept
+/// as its text.
+fn copy_error(error: &Error, location: &str) -> Error {
+    match error {
+        Error::Store {
+            location,
+            message,
+            source,
+        } => Error::Store {
+            location: location.clone(),
+            message: message.clone(),
+            source: source.as_ref().map(|s| s.to_string().into()),
+        },
+        other => Error::Store {
+            location: location.to_string(),
+            message: other.to_string(),
+            source: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc as std_mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::super::conformance::{job, worker};
+    use super::super::{JobState, MemoryStore, SqliteStore};
+    use super::*;
+
+    fn insert(id: &str, seq: i64) -> StoreOp {
+        StoreOp::Insert(job(id, seq))
+    }
+
+    /// A store that waits for the test's word before each `apply_owned` (Ok: apply; Err: fail
+    /// with that message), says when it is waiting, and flags its drop.
+    struct Gated<S> {
+        inner: S,
+        gate: std_mpsc::Receiver<std::result::Result<(), String>>,
+        waiting: std_mpsc::Sender<()>,
+        dropped: Arc<AtomicBool>,
+    }
+
+    impl<S: JobStore> JobStore for Gated<S> {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn load(&mut self) -> Result<Vec<StoredJob>> {
+            self.inner.load()
+        }
+        fn apply(&mut self, ops: &[StoreOp]) -> Result<Vec<String>> {
+            self.inner.apply(ops)
+        }
+        fn apply_owned(&mut self, ops: Vec<StoreOp>) -> Result<Vec<(usize, String)>> {
+            let _ = self.waiting.send(());
+            match self.gate.recv() {
+                Ok(Ok(())) => self.inner.apply_owned(ops),
+                Ok(Err(message)) => Err(Error::Store {
+                    location: self.location(),
+                    message,
+                    source: Some("the disk said no".into()),
+                }),
+                Err(_) => Err(closed()),
+            }
+        }
+        fn counts(&mut self) -> Result<StateCounts> {
+            self.inner.counts()
+        }
+        fn get(&mut self, id: &str) -> Result<Option<StoredJob>> {
+            self.inner.get(id)
+        }
+        fn max_seq(&mut self) -> Result<i64> {
+            self.inner.max_seq()
+        }
+    }
+
+    impl<S> Drop for Gated<S> {
+        fn drop(&mut self) {
+            self.dropped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    struct Gate {
+        open: std_mpsc::Sender<std::result::Result<(), String>>,
+        waiting: std_mpsc::Receiver<()>,
+        dropped: Arc<AtomicBool>,
+    }
+
+    impl Gate {
+        /// Waits until the store thread is inside `apply_owned`.
+        fn wait_for_apply(&self) {
+            self.waiting
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the store thread applies");
+        }
+        fn pass(&self) {
+            self.open.send(Ok(())).expect("gate");
+        }
+        fn fail(&self, message: &str) {
+            self.open.send(Err(message.to_string())).expect("gate");
+        }
+    }
+
+    fn gated<S: JobStore>(inner: S) -> (StoreWriter, Gate) {
+        let (open, gate) = std_mpsc::channel();
+        let (waiting_tx, waiting) = std_mpsc::channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let store = Gated {
+            inner,
+            gate,
+            waiting: waiting_tx,
+            dropped: Arc::clone(&dropped),
+        };
+        (
+            StoreWriter::spawn(Box::new(store)),
+            Gate {
+                open,
+                waiting,
+                dropped,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn grouped_callers_get_only_their_own_duplicates() {
+        let (writer, gate) = gated(MemoryStore::new());
+        // Hold the thread inside a first commit while three callers queue up behind it.
+        let first = writer.apply(vec![insert("old", 1)]);
+        gate.wait_for_apply();
+        let b = writer.apply(vec![insert("x", 2), insert("old", 3)]);
+        let c = writer.apply(vec![insert("x", 4)]);
+        writer.apply_detached(vec![StoreOp::Delivered { id: "old".into() }]);
+        let d = writer.apply(vec![insert("y", 5), insert("x", 6), insert("y", 7)]);
+        gate.pass();
+        gate.wait_for_apply();
+        gate.pass();
+        assert!(first.await.expect("first").is_empty());
+        assert_eq!(b.await.expect("b"), ["old"]);
+        assert_eq!(
+            c.await.expect("c"),
+            ["x"],
+            "x was inserted by b, earlier in the same group"
+        );
+        assert_eq!(d.await.expect("d"), ["x", "y"]);
+        assert_eq!(
+            writer.commits(),
+            2,
+            "the three queued calls shared one transaction"
+        );
+        let x = writer.get("x").await.expect("get").expect("x stored");
+        assert_eq!(x.seq, 2, "b's insert of x won");
+        assert!(
+            writer
+                .get("old")
+                .await
+                .expect("get")
+                .expect("old")
+                .delivered
+        );
+    }
+
+    #[tokio::test]
+    async fn every_caller_of_a_failed_group_gets_the_error_and_nothing_is_applied() {
+        let (writer, gate) = gated(MemoryStore::new());
+        let first = writer.apply(vec![insert("a", 1)]);
+        gate.wait_for_apply();
+        let b = writer.apply(vec![insert("b", 2)]);
+        writer.apply_detached(vec![insert("c", 3)]);
+        let d = writer.apply(vec![StoreOp::Delivered { id: "a".into() }]);
+        gate.pass();
+        gate.wait_for_apply();
+        gate.fail("writing failed: the disk is full");
+        first.await.expect("first commit");
+        for result in [b.await, d.await] {
+            let Err(Error::Store {
+                location,
+                message,
+                source,
+            }) = result
+            else {
+                panic!("expected a store error, got {result:?}");
+            };
+            assert_eq!(location, "memory");
+            assert_eq!(message, "writing failed: the disk is full");
+            assert_eq!(
+                source.map(|s| s.to_string()).as_deref(),
+                Some("the disk said no")
+            );
+        }
+        assert_eq!(writer.commits(), 1);
+        // The writer keeps serving after a failed group.
+        let e = writer.apply(vec![insert("e", 5)]);
+        gate.wait_for_apply();
+        gate.pass();
+        e.await.expect("after a failure");
+        assert_eq!(writer.get("b").await.expect("get"), None);
+        assert_eq!(writer.get("c").await.expect("get"), None);
+        assert!(!writer.get("a").await.expect("get").expect("a").delivered);
+        assert_eq!(writer.max_seq().await.expect("max_seq"), 5);
+    }
+
+    #[tokio::test]
+    async fn one_callers_ops_apply_in_call_order_and_reads_follow_writes() {
+        let writer = StoreWriter::spawn(Box::new(MemoryStore::new()));
+        // Futures not yet polled still keep their place: requests queue when called.
+        let inserted = writer.apply(vec![insert("a", 1)]);
+        writer.apply_detached(vec![StoreOp::Done {
+            id: "a".into(),
+            attempt: 1,
+            result: b"r".to_vec(),
+            worker: worker(1),
+        }]);
+        let read = writer.get("a");
+        writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
+        let loaded = writer.load();
+        let counts = writer.counts();
+        assert!(inserted.await.expect("insert").is_empty());
+        let a = read.await.expect("get").expect("a");
+        assert_eq!((a.state, a.delivered), (JobState::Done, false));
+        assert!(
+            loaded.await.expect("load").is_empty(),
+            "delivered before the load"
+        );
+        assert_eq!(counts.await.expect("counts").done, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_single_job_calls_are_grouped_into_few_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("jobs.db")).expect("open");
+        let writer = StoreWriter::spawn(Box::new(store));
+        let mut tasks = Vec::new();
+        for task in 0..8 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..1000 {
+                    let seq = task * 1000 + i + 1;
+                    let ignored = writer
+                        .apply(vec![insert(&format!("t{task}-{i}"), seq)])
+                        .await?;
+                    assert!(ignored.is_empty());
+                }
+                Ok::<_, Error>(())
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task").expect("every apply succeeds");
+        }
+        let counts = writer.counts().await.expect("counts");
+        assert_eq!(counts.queued, 8000);
+        assert_eq!(writer.max_seq().await.expect("max_seq"), 8000);
+        let commits = writer.commits();
+        assert!(
+            commits <= 4000,
+            "8000 concurrent single-job calls took {commits} commits"
+        );
+        eprintln!("8 callers x 1000 single-job applies: {commits} commits");
+    }
+
+    #[tokio::test]
+    async fn close_finishes_queued_writes_and_refuses_later_calls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.db");
+        let (writer, gate) = gated(SqliteStore::open(&path).expect("open"));
+        let other = writer.clone();
+        writer.apply_detached(vec![insert("a", 1), insert("b", 2)]);
+        other.apply_detached(vec![StoreOp::Dead {
+            id: "b".into(),
+            attempt: 1,
+            error: "e".into(),
+            worker: None,
+        }]);
+        let closing = writer.close();
+        let late = other.apply(vec![insert("late", 3)]);
+        gate.wait_for_apply();
+        gate.pass();
+        closing.await;
+        assert!(
+            gate.dropped.load(Ordering::SeqCst),
+            "close resolves after the store is closed"
+        );
+        assert!(
+            matches!(late.await, Err(Error::Closed(_))),
+            "queued after the close"
+        );
+        assert!(matches!(other.load().await, Err(Error::Closed(_))));
+        assert!(matches!(writer.apply(vec![]).await, Err(Error::Closed(_))));
+        writer.close().await;
+
+        let mut store = SqliteStore::open(&path).expect("reopen");
+        let ids: Vec<String> = store
+            .load()
+            .expect("load")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(
+            store.get("b").expect("get").map(|j| j.state),
+            Some(JobState::Dead)
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_every_handle_finishes_the_queue_and_ends_the_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.db");
+        let (writer, gate) = gated(SqliteStore::open(&path).expect("open"));
+        let other = writer.clone();
+        writer.apply_detached(vec![insert("a", 1)]);
+        other.apply_detached(vec![insert("b", 2)]);
+        drop(writer);
+        drop(other);
+        gate.wait_for_apply();
+        gate.pass();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gate.dropped.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the store thread did not end");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(store.load().expect("load").len(), 2);
+    }
+
+    const CRASH_CHILD_ENV: &str = "QUEUEXEC_TEST_STORE_CRASH_CHILD";
+
+    /// Every job whose `apply` resolved is in the file after the process dies abruptly, with
+    /// writes still in flight and no close.
+    #[test]
+    fn accepted_jobs_survive_an_abrupt_process_exit() {
+        if let Some(path) = std::env::var_os(CRASH_CHILD_ENV) {
+            crash_child(std::path::Path::new(&path));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.db");
+        let exe = std::env::current_exe().expect("test binary");
+        let output = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "store::writer::tests::accepted_jobs_survive_an_abrupt_process_exit",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_CHILD_ENV, &path)
+            .output()
+            .expect("run the child");
+        assert!(!output.status.success(), "the child aborts: {output:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let accepted: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("accepted "))
+            .collect();
+        assert!(
+            accepted.len() >= 2000,
+            "the child accepted {} jobs: {output:?}",
+            accepted.len()
+        );
+        let mut store = SqliteStore::open(&path).expect("reopen after the crash");
+        for id in &accepted {
+            assert!(
+                store.get(id).expect("get").is_some(),
+                "accepted job {id} was lost"
+            );
+        }
+        assert!(store.max_seq().expect("max_seq") >= accepted.len() as i64);
+    }
+
+    /// Pushes from 8 tasks, prints each accepted id, and aborts mid-stream.
+    fn crash_child(path: &std::path::Path) -> ! {
+        use std::io::Write;
+        use std::sync::atomic::AtomicUsize;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let writer = StoreWriter::spawn(Box::new(SqliteStore::open(path).expect("open")));
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let seq = Arc::new(AtomicU64::new(0));
+            for task in 0..8 {
+                let (writer, accepted, seq) = (writer.clone(), accepted.clone(), seq.clone());
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        let id = format!("t{task}-{i}");
+                        let n = seq.fetch_add(1, Ordering::SeqCst) as i64 + 1;
+                        if writer.apply(vec![insert(&id, n)]).await.is_ok() {
+                            let mut out = std::io::stdout().lock();
+                            let _ = writeln!(out, "accepted {id}");
+                            let _ = out.flush();
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+            while accepted.load(Ordering::SeqCst) < 2000 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            std::process::abort();
+        })
+    }
+
+    /// Throughput through the writer with 64 concurrent callers. Not a pass/fail test: run
+    /// `cargo test --release -p queuexec-core --lib store -- --ignored --nocapture`.
+    #[ignore = "measures throughput; run with --release --ignored --nocapture"]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn store_writer_throughput() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("jobs.db")).expect("open");
+        let writer = StoreWriter::spawn(Box::new(store));
+        const CALLERS: u64 = 64;
+        const SINGLE: u64 = 200_000;
+        const BATCH: u64 = 100;
+        const BATCHED: u64 = 1_000_000;
+        let payload = vec![7u8; 200];
+        let result = vec![9u8; 100];
+
+        async fn phase(
+            writer: &StoreWriter,
+            label: &str,
+            total: u64,
+            batch: u64,
+            make: Arc<dyn Fn(u64) -> StoreOp + Send + Sync>,
+        ) {
+            let commits_before = writer.commits();
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for caller in 0..CALLERS {
+                let (writer, make) = (writer.clone(), make.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut n = caller * batch;
+                    while n < total {
+                        let ops = (n..(n + batch).min(total)).map(|i| make(i)).collect();
+                        writer.apply(ops).await.expect("apply");
+                        n += CALLERS * batch;
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.expect("task");
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let commits = writer.commits() - commits_before;
+            eprintln!(
+                "{label}: {total} ops in {secs:.2}s = {:.0} ops/s ({commits} commits, {:.0} ops/commit)",
+                total as f64 / secs,
+                total as f64 / commits.max(1) as f64
+            );
+        }
+
+        let p = payload.clone();
+        let make_insert = move |offset: u64| {
+            let p = p.clone();
+            Arc::new(move |i: u64| {
+                let mut j = job(&format!("job-{}", offset + i), (offset + i + 1) as i64);
+                j.payload = p.clone();
+                StoreOp::Insert(j)
+            }) as Arc<dyn Fn(u64) -> StoreOp + Send + Sync>
+        };
+        let r = result.clone();
+        let make_done = move |offset: u64| {
+            let r = r.clone();
+            Arc::new(move |i: u64| StoreOp::Done {
+                id: format!("job-{}", offset + i),
+                attempt: 1,
+                result: r.clone(),
+                worker: worker(1),
+            }) as Arc<dyn Fn(u64) -> StoreOp + Send + Sync>
+        };
+        {
+            // The store alone, without the writer or the callers: pre-built ops, 4096 per commit.
+            let mut store = SqliteStore::open(dir.path().join("direct.db")).expect("open");
+            let direct =
+                |label: &str,
+                 store: &mut SqliteStore,
+                 make: Arc<dyn Fn(u64) -> StoreOp + Send + Sync>| {
+                    let groups: Vec<Vec<StoreOp>> = (0..BATCHED / 4096 + 1)
+                        .map(|g| {
+                            (g * 4096..((g + 1) * 4096).min(BATCHED))
+                                .map(|i| make(i))
+                                .collect()
+                        })
+                        .collect();
+                    let started = Instant::now();
+                    for group in groups {
+                        store.apply_owned(group).expect("apply");
+                    }
+                    let secs = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "{label}: {BATCHED} ops in {secs:.2}s = {:.0} ops/s",
+                        BATCHED as f64 / secs
+                    );
+                };
+            direct("sqlite store alone, inserts", &mut store, make_insert(0));
+            direct("sqlite store alone, done-updates", &mut store, make_done(0));
+        }
+        phase(
+            &writer,
+            "sqlite inserts, 1 job per apply",
+            SINGLE,
+            1,
+            make_insert(0),
+        )
+        .await;
+        phase(
+            &writer,
+            "sqlite done-updates, 1 job per apply",
+            SINGLE,
+            1,
+            make_done(0),
+        )
+        .await;
+        phase(
+            &writer,
+            "sqlite inserts, 100 jobs per apply",
+            BATCHED,
+            BATCH,
+            make_insert(SINGLE),
+        )
+        .await;
+        phase(
+            &writer,
+            "sqlite done-updates, 100 jobs per apply",
+            BATCHED,
+            BATCH,
+            make_done(SINGLE),
+        )
+        .await;
+        writer.close().await;
+
+        let memory = StoreWriter::spawn(Box::new(MemoryStore::new()));
+        phase(
+            &memory,
+            "memory inserts, 1 job per apply",
+            SINGLE,
+            1,
+            make_insert(0),
+        )
+        .await;
+        phase(
+            &memory,
+            "memory inserts, 100 jobs per apply",
+            BATCHED,
+            BATCH,
+            make_insert(SINGLE),
+        )
+        .await;
+        phase(
+            &memory,
+            "memory done-updates, 100 jobs per apply",
+            BATCHED,
+            BATCH,
+            make_done(SINGLE),
+        )
+        .await;
+    }
+}
