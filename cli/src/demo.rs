@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use queuexec_core::assets::AssetSpec;
 use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent};
 use tokio::process::Child;
 
@@ -21,10 +22,6 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 100_000)]
     samples: u64,
 }
-
-/// A Monte Carlo estimate of pi: each job counts the random points of its seed that fall in the
-/// quarter circle. Plain POSIX awk, so the demo needs nothing but the queuexec binary.
-const PI_TASK: &str = r#"awk '{ srand($1); n = $2; c = 0; for (i = 0; i < n; i++) { x = rand(); y = rand(); if (x*x + y*y <= 1) c++ } printf "{\"inside\":%d,\"samples\":%d}\n", c, n }'"#;
 
 /// Starts `count` worker processes of this binary, dialing `master`, with the given extra args.
 pub(crate) fn spawn_workers(
@@ -66,8 +63,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         bail!("--workers and --jobs must be at least 1");
     }
     let (token, transfer) = (random_alphanumeric(24), random_alphanumeric(32));
+    // The master ships a real task.js (a Monte Carlo estimate of pi); the workers have never
+    // seen it and run it in their embedded JavaScript runtime.
+    let task_dir = tempfile::tempdir().context("creating a temporary folder")?;
+    std::fs::write(task_dir.path().join("task.js"), queuexec_js::demo::MONTE_CARLO_PI).context("writing task.js")?;
     let mut config = MasterConfig::new(&token, &transfer);
     config.announce = false;
+    config.asset_base_dir = task_dir.path().to_path_buf();
+    config.assets = vec![AssetSpec { name: "task.js".into(), master_path: "task.js".into(), worker_path: "task.js".into() }];
     let (master, mut events) = Master::start(config).await?;
     let addr = crate::master_cmd::best_addr(&master.listen_addrs()).context("the master has no address")?;
     eprintln!("demo: master {} on {addr}", master.peer_id());
@@ -78,18 +81,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         &addr,
         &token,
         &transfer,
-        &["--exec", PI_TASK, "--workplace", &workplace_arg, "--concurrency", "1"],
+        &["--workplace", &workplace_arg, "--concurrency", "1"],
     )?;
 
     let started = Instant::now();
-    let jobs: Vec<JobSpec> =
-        (0..args.jobs).map(|i| JobSpec::new(format!("\"{} {}\"", i + 1, args.samples))).collect();
-    // The awk task reads "seed samples" from stdin: pass the text itself, not its JSON quoting.
-    let jobs = jobs.into_iter().map(|mut j| {
-        j.data = serde_json::to_string(&j.data.trim_matches('"')).unwrap_or_default();
-        j
-    });
-    master.push_many(jobs.collect()).await?;
+    let jobs = (0..args.jobs).map(|_| JobSpec::new(format!("{{\"samples\":{}}}", args.samples))).collect();
+    master.push_many(jobs).await?;
 
     let (mut inside, mut samples, mut results, mut failed) = (0u64, 0u64, 0usize, 0usize);
     let mut per_worker = std::collections::BTreeMap::<String, usize>::new();

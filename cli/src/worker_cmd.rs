@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use futures::future::BoxFuture;
 use queuexec_core::{Executor, JobInput, TaskFailure, Worker, WorkerConfig, WorkerEvent};
@@ -30,8 +30,9 @@ pub(crate) struct WorkerArgs {
     /// Jobs held ready beyond --concurrency.
     #[arg(long)]
     pub(crate) prefetch: Option<usize>,
-    /// Run each job with this shell command: the job's data is its stdin (JSON), its stdout the
-    /// result (JSON, or else a string); a non-zero exit fails the job with its stderr.
+    /// Run each job with this shell command instead of the master's task.js: the job's data is
+    /// its stdin (JSON), its stdout the result (JSON, or else a string); a non-zero exit fails
+    /// the job with its stderr.
     #[arg(long, value_name = "COMMAND", conflicts_with = "builtin")]
     pub(crate) exec: Option<String>,
     /// A built-in executor instead of a command: `echo` returns each job's data unchanged
@@ -44,6 +45,13 @@ pub(crate) struct WorkerArgs {
     /// Seconds a job may run when it sets no timeout of its own.
     #[arg(long)]
     pub(crate) timeout: Option<f64>,
+    /// Let task.js read this environment variable through process.env (repeatable). task.js
+    /// gets no file system, network, environment or processes otherwise.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub(crate) allow_env: Vec<String>,
+    /// JavaScript heap limit of each runtime, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_heap_mb: usize,
     /// Look for the master with mDNS on the local network (also QUEUEXEC_MDNS=1).
     #[arg(long)]
     pub(crate) mdns: bool,
@@ -139,8 +147,16 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let executor: Arc<dyn Executor> = match (&args.exec, args.builtin) {
         (Some(command), _) => Arc::new(CommandExecutor { command: command.clone(), workplace: args.workplace.clone() }),
         (None, Some(Builtin::Echo)) => Arc::new(EchoExecutor),
-        (None, None) => bail!(
-            "say how to run jobs: --exec 'COMMAND' (job data on stdin, result on stdout) or --builtin echo"
+        // The default: the master's task.js, sandboxed, one runtime per concurrency slot.
+        (None, None) => Arc::new(
+            queuexec_js::JsExecutor::new(queuexec_js::JsConfig {
+                concurrency: args.concurrency.max(1),
+                heap_limit_bytes: args.max_heap_mb.max(16) * 1024 * 1024,
+                default_timeout: args.timeout.map(Duration::from_secs_f64),
+                grants: queuexec_js::Grants::none().with_env(args.allow_env.iter().cloned()),
+                ..queuexec_js::JsConfig::default()
+            })
+            .context("starting the JavaScript runtime")?,
         ),
     };
     let mut config = WorkerConfig::new(tokens.token, tokens.transfer_token);
