@@ -64,7 +64,14 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         &addr,
         &token,
         &transfer,
-        &["--builtin", "echo", "--concurrency", "64", "--prefetch", "4096"],
+        &[
+            "--builtin",
+            "echo",
+            "--concurrency",
+            "64",
+            "--prefetch",
+            "4096",
+        ],
     )?;
     // Wait for the workers to join.
     let mut joined = 0;
@@ -77,7 +84,9 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     }
 
     // Warm-up: connections, allocators, caches.
-    master.push_many((0..2_000).map(|i| JobSpec::new(i.to_string())).collect()).await?;
+    master
+        .push_many((0..2_000).map(|i| JobSpec::new(i.to_string())).collect())
+        .await?;
     wait_results(&mut events, 2_000).await?;
 
     let started = Instant::now();
@@ -88,7 +97,13 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
             let mut pushed = 0;
             while pushed < jobs {
                 let n = (jobs - pushed).min(10_000);
-                master.push_many((pushed..pushed + n).map(|i| JobSpec::new(i.to_string())).collect()).await?;
+                master
+                    .push_many(
+                        (pushed..pushed + n)
+                            .map(|i| JobSpec::new(i.to_string()))
+                            .collect(),
+                    )
+                    .await?;
                 pushed += n;
             }
             Ok::<(), queuexec_core::Error>(())

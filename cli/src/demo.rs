@@ -44,7 +44,10 @@ pub(crate) fn spawn_workers(
                 // Tokens travel in the environment, not the command line others can read.
                 .env("token", token)
                 .env("transferEncryptToken", transfer)
-                .env("LOG_LEVEL", std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+                .env(
+                    "LOG_LEVEL",
+                    std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+                )
                 .kill_on_drop(true)
                 .spawn()
                 .context("starting a worker process")
@@ -66,13 +69,22 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     // The master ships a real task.js (a Monte Carlo estimate of pi); the workers have never
     // seen it and run it in their embedded JavaScript runtime.
     let task_dir = tempfile::tempdir().context("creating a temporary folder")?;
-    std::fs::write(task_dir.path().join("task.js"), queuexec_js::demo::MONTE_CARLO_PI).context("writing task.js")?;
+    std::fs::write(
+        task_dir.path().join("task.js"),
+        queuexec_js::demo::MONTE_CARLO_PI,
+    )
+    .context("writing task.js")?;
     let mut config = MasterConfig::new(&token, &transfer);
     config.announce = false;
     config.asset_base_dir = task_dir.path().to_path_buf();
-    config.assets = vec![AssetSpec { name: "task.js".into(), master_path: "task.js".into(), worker_path: "task.js".into() }];
+    config.assets = vec![AssetSpec {
+        name: "task.js".into(),
+        master_path: "task.js".into(),
+        worker_path: "task.js".into(),
+    }];
     let (master, mut events) = Master::start(config).await?;
-    let addr = crate::master_cmd::best_addr(&master.listen_addrs()).context("the master has no address")?;
+    let addr = crate::master_cmd::best_addr(&master.listen_addrs())
+        .context("the master has no address")?;
     eprintln!("demo: master {} on {addr}", master.peer_id());
     let workplace = tempfile::tempdir().context("creating a temporary workplace")?;
     let workplace_arg = workplace.path().to_string_lossy().into_owned();
@@ -85,7 +97,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     )?;
 
     let started = Instant::now();
-    let jobs = (0..args.jobs).map(|_| JobSpec::new(format!("{{\"samples\":{}}}", args.samples))).collect();
+    let jobs = (0..args.jobs)
+        .map(|_| JobSpec::new(format!("{{\"samples\":{}}}", args.samples)))
+        .collect();
     master.push_many(jobs).await?;
 
     let (mut inside, mut samples, mut results, mut failed) = (0u64, 0u64, 0usize, 0usize);
@@ -118,7 +132,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         eprintln!("demo: {name} ran {count} jobs");
     }
     if samples > 0 {
-        println!("demo: pi is about {:.5} from {samples} random points", 4.0 * inside as f64 / samples as f64);
+        println!(
+            "demo: pi is about {:.5} from {samples} random points",
+            4.0 * inside as f64 / samples as f64
+        );
     }
     if failed > 0 {
         bail!("{failed} of {} jobs failed", args.jobs);

@@ -56,21 +56,34 @@ pub(crate) struct TokenArgs {
 
 impl TokenArgs {
     pub(crate) fn resolve(&self) -> Result<tokens::Tokens> {
-        tokens::resolve(self.token.clone(), self.transfer_token.clone(), self.env_file.as_deref())
+        tokens::resolve(
+            self.token.clone(),
+            self.transfer_token.clone(),
+            self.env_file.as_deref(),
+        )
     }
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,queuexec=info,queuexec_core=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,queuexec=info,queuexec_core=info")
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("queuexec: cannot start the async runtime: {e}");

@@ -70,8 +70,12 @@ pub(crate) struct MasterArgs {
 /// Parses one jobs line; the error says what is wrong with it.
 pub(crate) fn parse_job(line: &str) -> Result<JobSpec, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
-    let Value::Object(map) = &value else { return Ok(JobSpec::new(line.trim())) };
-    let Some(data) = map.get("data") else { return Ok(JobSpec::new(line.trim())) };
+    let Value::Object(map) = &value else {
+        return Ok(JobSpec::new(line.trim()));
+    };
+    let Some(data) = map.get("data") else {
+        return Ok(JobSpec::new(line.trim()));
+    };
     let mut job = JobSpec::new(data.to_string());
     for (key, v) in map {
         let bad = |what: &str| format!("`{key}` must be {what}, not {v}");
@@ -92,11 +96,22 @@ pub(crate) fn parse_job(line: &str) -> Result<JobSpec, String> {
                     .ok_or_else(|| bad("an integer"))?
             }
             "retries" => {
-                job.retries =
-                    Some(v.as_u64().and_then(|r| u32::try_from(r).ok()).ok_or_else(|| bad("a whole number"))?)
+                job.retries = Some(
+                    v.as_u64()
+                        .and_then(|r| u32::try_from(r).ok())
+                        .ok_or_else(|| bad("a whole number"))?,
+                )
             }
-            "timeout" => job.timeout = Some(Duration::from_millis(v.as_u64().ok_or_else(|| bad("milliseconds"))?)),
-            "delay" => job.delay = Some(Duration::from_millis(v.as_u64().ok_or_else(|| bad("milliseconds"))?)),
+            "timeout" => {
+                job.timeout = Some(Duration::from_millis(
+                    v.as_u64().ok_or_else(|| bad("milliseconds"))?,
+                ))
+            }
+            "delay" => {
+                job.delay = Some(Duration::from_millis(
+                    v.as_u64().ok_or_else(|| bad("milliseconds"))?,
+                ))
+            }
             other => {
                 return Err(format!(
                     "unknown field `{other}`: a job object with `data` may carry id, type, priority, retries, timeout and delay; put anything else inside `data`"
@@ -116,7 +131,10 @@ struct ResultsSink {
 impl ResultsSink {
     fn open(target: &str) -> Result<ResultsSink> {
         if target == "-" {
-            return Ok(ResultsSink { out: Box::new(std::io::stdout()), written: HashSet::new() });
+            return Ok(ResultsSink {
+                out: Box::new(std::io::stdout()),
+                written: HashSet::new(),
+            });
         }
         let path = Path::new(target);
         let written = recover_results(path)?;
@@ -125,7 +143,10 @@ impl ResultsSink {
             .append(true)
             .open(path)
             .with_context(|| format!("opening the results file {}", path.display()))?;
-        Ok(ResultsSink { out: Box::new(std::io::BufWriter::new(file)), written })
+        Ok(ResultsSink {
+            out: Box::new(std::io::BufWriter::new(file)),
+            written,
+        })
     }
 
     /// Writes the result unless its job already has a line. Returns whether it wrote.
@@ -135,7 +156,9 @@ impl ResultsSink {
         }
         let mut line = result.to_json_line();
         line.push('\n');
-        self.out.write_all(line.as_bytes()).context("writing a result")?;
+        self.out
+            .write_all(line.as_bytes())
+            .context("writing a result")?;
         Ok(true)
     }
 
@@ -149,7 +172,9 @@ fn recover_results(path: &Path) -> Result<HashSet<String>> {
     let text = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading the results file {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the results file {}", path.display()));
+        }
     };
     let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     if complete < text.len() {
@@ -158,7 +183,10 @@ fn recover_results(path: &Path) -> Result<HashSet<String>> {
             .with_context(|| format!("cutting a torn last line off {}", path.display()))?;
     }
     let mut ids = HashSet::new();
-    for line in text[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+    for line in text[..complete]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
         if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(line)
             && let Some(Value::String(id)) = map.get("jobID")
         {
@@ -187,7 +215,11 @@ pub(crate) fn best_addr(addrs: &[String]) -> Option<String> {
 pub(crate) fn asset_specs(task: Option<&Path>, files: &[PathBuf]) -> Result<Vec<AssetSpec>> {
     let mut specs = Vec::new();
     if let Some(task) = task {
-        specs.push(AssetSpec { name: "task.js".into(), master_path: task.to_path_buf(), worker_path: "task.js".into() });
+        specs.push(AssetSpec {
+            name: "task.js".into(),
+            master_path: task.to_path_buf(),
+            worker_path: "task.js".into(),
+        });
     }
     for file in files {
         if file.is_absolute() {
@@ -196,8 +228,15 @@ pub(crate) fn asset_specs(task: Option<&Path>, files: &[PathBuf]) -> Result<Vec<
                 file.display()
             );
         }
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        specs.push(AssetSpec { name, master_path: file.clone(), worker_path: file.to_string_lossy().into_owned() });
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        specs.push(AssetSpec {
+            name,
+            master_path: file.clone(),
+            worker_path: file.to_string_lossy().into_owned(),
+        });
     }
     Ok(specs)
 }
@@ -338,7 +377,9 @@ async fn read_jobs(master: Master, source: String, tx: mpsc::UnboundedSender<Inp
         match tokio::fs::File::open(&source).await {
             Ok(f) => Box::new(f),
             Err(e) => {
-                let _ = tx.send(Input::Failed(anyhow::anyhow!("cannot open the jobs file {source}: {e}")));
+                let _ = tx.send(Input::Failed(anyhow::anyhow!(
+                    "cannot open the jobs file {source}: {e}"
+                )));
                 return;
             }
         }
@@ -370,7 +411,10 @@ async fn read_jobs(master: Master, source: String, tx: mpsc::UnboundedSender<Inp
                 match parse_job(&line) {
                     Ok(job) => batch.push(job),
                     Err(reason) => {
-                        let _ = tx.send(Input::Rejected { line: line_no, reason });
+                        let _ = tx.send(Input::Rejected {
+                            line: line_no,
+                            reason,
+                        });
                     }
                 }
                 if batch.len() >= 2000 && !push(&master, &mut batch, &tx).await {
@@ -389,14 +433,21 @@ async fn read_jobs(master: Master, source: String, tx: mpsc::UnboundedSender<Inp
     }
 }
 
-async fn push(master: &Master, batch: &mut Vec<JobSpec>, tx: &mpsc::UnboundedSender<Input>) -> bool {
+async fn push(
+    master: &Master,
+    batch: &mut Vec<JobSpec>,
+    tx: &mpsc::UnboundedSender<Input>,
+) -> bool {
     if batch.is_empty() {
         return true;
     }
     match master.push_many(std::mem::take(batch)).await {
         Ok(receipts) => {
             let duplicates = receipts.iter().filter(|r| r.duplicate).count() as u64;
-            let _ = tx.send(Input::Pushed { accepted: receipts.len() as u64 - duplicates, duplicates });
+            let _ = tx.send(Input::Pushed {
+                accepted: receipts.len() as u64 - duplicates,
+                duplicates,
+            });
             true
         }
         Err(e) => {
@@ -417,12 +468,17 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} results ({per_sec})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} results ({per_sec})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
-        Progress { bar, last_line: std::sync::Mutex::new(std::time::Instant::now()) }
+        Progress {
+            bar,
+            last_line: std::sync::Mutex::new(std::time::Instant::now()),
+        }
     }
 
     fn update(&self, pushed: u64, written: u64) {
@@ -469,8 +525,10 @@ mod tests {
 
     #[test]
     fn an_object_with_data_carries_options() {
-        let job = parse_job(r#"{"data":{"n":5},"id":7,"priority":2,"retries":0,"timeout":1500,"type":"sq"}"#)
-            .expect("valid");
+        let job = parse_job(
+            r#"{"data":{"n":5},"id":7,"priority":2,"retries":0,"timeout":1500,"type":"sq"}"#,
+        )
+        .expect("valid");
         assert_eq!(job.data, r#"{"n":5}"#);
         assert_eq!(job.id.as_deref(), Some("7"));
         assert_eq!(job.priority, 2);
@@ -481,18 +539,34 @@ mod tests {
 
     #[test]
     fn bad_lines_say_what_is_wrong() {
-        assert!(parse_job("{oops").expect_err("not json").contains("not JSON"));
-        assert!(parse_job(r#"{"data":1,"prio":2}"#).expect_err("unknown").contains("unknown field `prio`"));
-        assert!(parse_job(r#"{"data":1,"priority":"high"}"#).expect_err("type").contains("`priority` must be an integer"));
+        assert!(
+            parse_job("{oops")
+                .expect_err("not json")
+                .contains("not JSON")
+        );
+        assert!(
+            parse_job(r#"{"data":1,"prio":2}"#)
+                .expect_err("unknown")
+                .contains("unknown field `prio`")
+        );
+        assert!(
+            parse_job(r#"{"data":1,"priority":"high"}"#)
+                .expect_err("type")
+                .contains("`priority` must be an integer")
+        );
     }
 
     #[test]
     fn a_torn_results_line_is_cut_and_ids_recovered() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("results.jsonl");
-        std::fs::write(&path, "{\"jobID\":\"a\",\"data\":1}\n{\"jobID\":\"b\",\"da").expect("write");
+        std::fs::write(&path, "{\"jobID\":\"a\",\"data\":1}\n{\"jobID\":\"b\",\"da")
+            .expect("write");
         let ids = recover_results(&path).expect("recover");
         assert_eq!(ids, HashSet::from(["a".to_string()]));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"jobID\":\"a\",\"data\":1}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"jobID\":\"a\",\"data\":1}\n"
+        );
     }
 }

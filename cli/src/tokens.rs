@@ -16,11 +16,20 @@ pub(crate) const TOKEN_VAR: &str = "token";
 pub(crate) const TRANSFER_VAR: &str = "transferEncryptToken";
 
 /// Takes each token from its flag, else the environment, else `env_file` (default `./.env`).
-pub(crate) fn resolve(token: Option<String>, transfer: Option<String>, env_file: Option<&Path>) -> Result<Tokens> {
+pub(crate) fn resolve(
+    token: Option<String>,
+    transfer: Option<String>,
+    env_file: Option<&Path>,
+) -> Result<Tokens> {
     let file_values = read_env_file(env_file.unwrap_or(Path::new(".env")))?;
     let pick = |flag: Option<String>, var: &str| -> Option<String> {
         flag.or_else(|| std::env::var(var).ok())
-            .or_else(|| file_values.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
+            .or_else(|| {
+                file_values
+                    .iter()
+                    .find(|(k, _)| k == var)
+                    .map(|(_, v)| v.clone())
+            })
             .filter(|v| !v.trim().is_empty())
     };
     let Some(token) = pick(token, TOKEN_VAR) else {
@@ -33,14 +42,19 @@ pub(crate) fn resolve(token: Option<String>, transfer: Option<String>, env_file:
             "no transfer token: pass --transfer-token, set `{TRANSFER_VAR}`, or put it in .env (run `queuexec setup` to create one)"
         );
     };
-    Ok(Tokens { token, transfer_token })
+    Ok(Tokens {
+        token,
+        transfer_token,
+    })
 }
 
 /// Reads `KEY=value` pairs of a dotenv file; a missing file is empty.
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
     match dotenvy::from_path_iter(path) {
         Ok(iter) => iter
-            .map(|item| item.with_context(|| format!("{} is not a valid .env file", path.display())))
+            .map(|item| {
+                item.with_context(|| format!("{} is not a valid .env file", path.display()))
+            })
             .collect(),
         Err(e) if e.not_found() => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -78,7 +92,10 @@ pub(crate) fn setup(env_file: Option<PathBuf>, force: bool) -> Result<()> {
     });
     if has_tokens && !force {
         if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-            eprint!("{} already holds tokens; overwrite them? [y/N] ", path.display());
+            eprint!(
+                "{} already holds tokens; overwrite them? [y/N] ",
+                path.display()
+            );
             std::io::stderr().flush().ok();
             let mut answer = String::new();
             std::io::stdin().lock().read_line(&mut answer)?;
@@ -125,8 +142,11 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -152,8 +172,16 @@ mod tests {
         let text = std::fs::read_to_string(&env).expect("read");
         assert!(text.contains("LOG_LEVEL=info"));
         let values = read_env_file(&env).expect("parse");
-        let token = values.iter().find(|(k, _)| k == TOKEN_VAR).map(|(_, v)| v.clone()).expect("token");
-        let transfer = values.iter().find(|(k, _)| k == TRANSFER_VAR).map(|(_, v)| v.clone()).expect("transfer");
+        let token = values
+            .iter()
+            .find(|(k, _)| k == TOKEN_VAR)
+            .map(|(_, v)| v.clone())
+            .expect("token");
+        let transfer = values
+            .iter()
+            .find(|(k, _)| k == TRANSFER_VAR)
+            .map(|(_, v)| v.clone())
+            .expect("transfer");
         assert!(token.len() >= 20);
         assert_eq!(transfer.len(), 32);
         // No terminal in tests: a second setup refuses, and the tokens stay.

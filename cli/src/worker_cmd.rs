@@ -135,8 +135,14 @@ impl Executor for EchoExecutor {
 }
 
 pub(crate) fn default_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let host = if host.is_empty() { "worker".to_string() } else { host };
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "worker".to_string()
+    } else {
+        host
+    };
     format!("{host}-{}", std::process::id())
 }
 
@@ -145,7 +151,10 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     std::fs::create_dir_all(&args.workplace)
         .with_context(|| format!("creating the workplace {}", args.workplace.display()))?;
     let executor: Arc<dyn Executor> = match (&args.exec, args.builtin) {
-        (Some(command), _) => Arc::new(CommandExecutor { command: command.clone(), workplace: args.workplace.clone() }),
+        (Some(command), _) => Arc::new(CommandExecutor {
+            command: command.clone(),
+            workplace: args.workplace.clone(),
+        }),
         (None, Some(Builtin::Echo)) => Arc::new(EchoExecutor),
         // The default: the master's task.js, sandboxed, one runtime per concurrency slot.
         (None, None) => Arc::new(
@@ -172,7 +181,11 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     tracing::info!(peer = %worker.peer_id(), name = worker.name(), "worker started");
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let WorkerEvent::JobFinished { id, error: Some(error) } = event {
+            if let WorkerEvent::JobFinished {
+                id,
+                error: Some(error),
+            } = event
+            {
                 tracing::warn!(job = %id, "job failed: {error}");
             }
         }
@@ -208,10 +221,22 @@ mod tests {
             attempt: 1,
             timeout: None,
         };
-        let ok = CommandExecutor { command: "cat".into(), workplace: dir.path().to_path_buf() };
-        assert_eq!(ok.run(job("{\"x\":2}")).await.expect("cat echoes"), "{\"x\":2}");
-        let fail = CommandExecutor { command: "echo nope >&2; exit 3".into(), workplace: dir.path().to_path_buf() };
+        let ok = CommandExecutor {
+            command: "cat".into(),
+            workplace: dir.path().to_path_buf(),
+        };
+        assert_eq!(
+            ok.run(job("{\"x\":2}")).await.expect("cat echoes"),
+            "{\"x\":2}"
+        );
+        let fail = CommandExecutor {
+            command: "echo nope >&2; exit 3".into(),
+            workplace: dir.path().to_path_buf(),
+        };
         let err = fail.run(job("1")).await.expect_err("exit 3");
-        assert!(err.message.contains("nope") && err.message.contains('3'), "{err}");
+        assert!(
+            err.message.contains("nope") && err.message.contains('3'),
+            "{err}"
+        );
     }
 }

@@ -62,7 +62,9 @@ fn read_results(path: &Path) -> (HashMap<String, usize>, Vec<serde_json::Value>)
     let mut lines = Vec::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("each result line is JSON");
-        *counts.entry(v["jobID"].as_str().expect("jobID").to_string()).or_insert(0) += 1;
+        *counts
+            .entry(v["jobID"].as_str().expect("jobID").to_string())
+            .or_insert(0) += 1;
         lines.push(v);
     }
     (counts, lines)
@@ -74,7 +76,10 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
-        assert!(start.elapsed() < limit, "process did not finish within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "process did not finish within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -87,47 +92,99 @@ fn output_with_timeout(mut child: Child, limit: Duration) -> Output {
 #[test]
 fn setup_writes_both_tokens_and_never_prompts_without_a_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(bin()).current_dir(dir.path()).arg("setup").stdin(Stdio::null()).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .arg("setup")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let env = std::fs::read_to_string(dir.path().join(".env")).expect(".env");
     let get = |key: &str| {
-        env.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string).expect(key)
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+            .expect(key)
     };
     assert!(get("token").len() >= 20 && get("token").chars().all(|c| c.is_ascii_alphanumeric()));
     assert!(get("transferEncryptToken").len() == 32);
-    let again = Command::new(bin()).current_dir(dir.path()).arg("setup").stdin(Stdio::null()).output().expect("run");
+    let again = Command::new(bin())
+        .current_dir(dir.path())
+        .arg("setup")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-    assert_eq!(std::fs::read_to_string(dir.path().join(".env")).expect(".env"), env, "tokens kept");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".env")).expect(".env"),
+        env,
+        "tokens kept"
+    );
 }
 
 #[test]
 fn master_and_two_worker_processes_find_each_other_and_run_every_job_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write_jobs(&d.join("jobs.jsonl"), (0..300).map(|i| format!("{{\"n\":{i}}}")));
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        (0..300).map(|i| format!("{{\"n\":{i}}}")),
+    );
     let mut procs = Procs(Vec::new());
     let master = queuexec(d)
-        .args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl", "--exit-when-done"])
+        .args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+            "--exit-when-done",
+        ])
         .args(["--addr-file", "master.addr"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("master");
     // No address given: the workers find the master through the room file.
-    procs.0.push(spawn_worker(d, "w1", "cat", &["--concurrency", "4"]));
-    procs.0.push(spawn_worker(d, "w2", "cat", &["--concurrency", "4"]));
+    procs
+        .0
+        .push(spawn_worker(d, "w1", "cat", &["--concurrency", "4"]));
+    procs
+        .0
+        .push(spawn_worker(d, "w2", "cat", &["--concurrency", "4"]));
     let out = output_with_timeout(master, Duration::from_secs(120));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let addr = std::fs::read_to_string(d.join("master.addr")).expect("addr file");
-    assert!(addr.starts_with("/ip4/127.0.0.1/tcp/") && addr.trim().contains("/p2p/12D3"), "{addr}");
+    assert!(
+        addr.starts_with("/ip4/127.0.0.1/tcp/") && addr.trim().contains("/p2p/12D3"),
+        "{addr}"
+    );
     let (counts, lines) = read_results(&d.join("results.jsonl"));
     assert_eq!(counts.len(), 300);
     assert!(counts.values().all(|c| *c == 1));
-    let mut ns: Vec<u64> = lines.iter().map(|v| v["data"]["n"].as_u64().expect("data echoed back")).collect();
+    let mut ns: Vec<u64> = lines
+        .iter()
+        .map(|v| v["data"]["n"].as_u64().expect("data echoed back"))
+        .collect();
     ns.sort();
     assert_eq!(ns, (0..300).collect::<Vec<_>>());
-    assert!(lines.iter().all(|v| v["worker"]["id"].as_str().is_some_and(|id| id.starts_with("12D3"))));
-    let names: std::collections::HashSet<_> = lines.iter().map(|v| v["worker"]["name"].as_str().unwrap_or("")).collect();
+    assert!(lines.iter().all(|v| {
+        v["worker"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("12D3"))
+    }));
+    let names: std::collections::HashSet<_> = lines
+        .iter()
+        .map(|v| v["worker"]["name"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(names, ["w1", "w2"].into_iter().collect());
 }
 
@@ -135,14 +192,30 @@ fn master_and_two_worker_processes_find_each_other_and_run_every_job_once() {
 fn a_killed_master_restarted_on_its_store_finishes_everything_without_duplicates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write_jobs(&d.join("jobs.jsonl"), (0..400).map(|i| format!("{{\"id\":\"job-{i}\",\"data\":{i}}}")));
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        (0..400).map(|i| format!("{{\"id\":\"job-{i}\",\"data\":{i}}}")),
+    );
     let mut procs = Procs(Vec::new());
-    procs.0.push(spawn_worker(d, "w1", "sleep 0.01; cat", &["--concurrency", "4"]));
+    procs.0.push(spawn_worker(
+        d,
+        "w1",
+        "sleep 0.01; cat",
+        &["--concurrency", "4"],
+    ));
     let master_cmd = |d: &Path| {
         let mut c = queuexec(d);
-        c.args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl", "--store", "jobs.sqlite"])
-            .arg("--exit-when-done")
-            .stderr(Stdio::null());
+        c.args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+            "--store",
+            "jobs.sqlite",
+        ])
+        .arg("--exit-when-done")
+        .stderr(Stdio::null());
         c
     };
     let mut first = master_cmd(d).spawn().expect("master");
@@ -174,7 +247,14 @@ fn a_hung_worker_loses_no_job() {
     write_jobs(&d.join("jobs.jsonl"), (0..60).map(|i| i.to_string()));
     let mut procs = Procs(Vec::new());
     let master = queuexec(d)
-        .args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl", "--exit-when-done"])
+        .args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+            "--exit-when-done",
+        ])
         .args(["--lease-ttl", "1"])
         .stderr(Stdio::null())
         .spawn()
@@ -184,11 +264,18 @@ fn a_hung_worker_loses_no_job() {
     procs.0.push(hung);
     // Let it take jobs, then freeze it (SIGSTOP): no results, no heartbeats.
     std::thread::sleep(Duration::from_millis(800));
-    let stopped = Command::new("kill").args(["-STOP", &hung_pid.to_string()]).status().expect("kill -STOP");
+    let stopped = Command::new("kill")
+        .args(["-STOP", &hung_pid.to_string()])
+        .status()
+        .expect("kill -STOP");
     assert!(stopped.success());
-    procs.0.push(spawn_worker(d, "healthy", "cat", &["--concurrency", "2"]));
+    procs
+        .0
+        .push(spawn_worker(d, "healthy", "cat", &["--concurrency", "2"]));
     let out = output_with_timeout(master, Duration::from_secs(90));
-    let _ = Command::new("kill").args(["-CONT", &hung_pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-CONT", &hung_pid.to_string()])
+        .status();
     assert!(out.status.success());
     let (counts, lines) = read_results(&d.join("results.jsonl"));
     assert_eq!(counts.len(), 60);
@@ -200,24 +287,52 @@ fn a_hung_worker_loses_no_job() {
 fn bad_job_lines_are_reported_and_the_rest_still_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write_jobs(&d.join("jobs.jsonl"), ["1".to_string(), "{oops".to_string(), "{\"data\":3,\"prio\":1}".to_string(), "4".to_string()]);
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        [
+            "1".to_string(),
+            "{oops".to_string(),
+            "{\"data\":3,\"prio\":1}".to_string(),
+            "4".to_string(),
+        ],
+    );
     let mut procs = Procs(Vec::new());
     procs.0.push(spawn_worker(d, "w", "cat", &[]));
     let master = queuexec(d)
-        .args(["master", "--jobs", "jobs.jsonl", "--results", "-", "--exit-when-done"])
+        .args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "-",
+            "--exit-when-done",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("master");
     let out = output_with_timeout(master, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "skipped lines make the exit status non-zero");
-    assert!(stderr.contains("line 2") && stderr.contains("not JSON"), "{stderr}");
-    assert!(stderr.contains("line 3") && stderr.contains("unknown field `prio`"), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "skipped lines make the exit status non-zero"
+    );
+    assert!(
+        stderr.contains("line 2") && stderr.contains("not JSON"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3") && stderr.contains("unknown field `prio`"),
+        "{stderr}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let data: Vec<i64> = stdout
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["data"].as_i64().expect("n"))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["data"]
+                .as_i64()
+                .expect("n")
+        })
         .collect();
     assert_eq!(data.len(), 2);
     assert!(data.contains(&1) && data.contains(&4));
@@ -227,11 +342,26 @@ fn bad_job_lines_are_reported_and_the_rest_still_runs() {
 fn a_failing_command_reports_its_error_as_the_jobs_result() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write_jobs(&d.join("jobs.jsonl"), ["{\"id\":\"bad\",\"data\":1,\"retries\":0}".to_string()]);
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        ["{\"id\":\"bad\",\"data\":1,\"retries\":0}".to_string()],
+    );
     let mut procs = Procs(Vec::new());
-    procs.0.push(spawn_worker(d, "w", "echo 'cannot solve this' >&2; exit 2", &[]));
+    procs.0.push(spawn_worker(
+        d,
+        "w",
+        "echo 'cannot solve this' >&2; exit 2",
+        &[],
+    ));
     let master = queuexec(d)
-        .args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl", "--exit-when-done"])
+        .args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+            "--exit-when-done",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .expect("master");
@@ -240,6 +370,13 @@ fn a_failing_command_reports_its_error_as_the_jobs_result() {
     let (_, lines) = read_results(&d.join("results.jsonl"));
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["jobID"], "bad");
-    assert!(lines[0]["error"].as_str().expect("error").contains("cannot solve this"), "{}", lines[0]);
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("cannot solve this"),
+        "{}",
+        lines[0]
+    );
     assert!(lines[0].get("data").is_none());
 }

@@ -31,7 +31,9 @@ pub enum Error {
     },
 
     /// A file's content does not match the SHA-256 the manifest announced.
-    #[error("asset {name:?} failed its SHA-256 check (expected {expected}, got {actual}); the file was not installed")]
+    #[error(
+        "asset {name:?} failed its SHA-256 check (expected {expected}, got {actual}); the file was not installed"
+    )]
     AssetHash {
         /// The asset's name.
         name: String,
@@ -95,8 +97,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }
 

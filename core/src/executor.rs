@@ -37,7 +37,9 @@ pub struct TaskFailure {
 impl TaskFailure {
     /// A failure with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        TaskFailure { message: message.into() }
+        TaskFailure {
+            message: message.into(),
+        }
     }
 }
 

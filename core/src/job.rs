@@ -29,7 +29,10 @@ pub struct JobSpec {
 impl JobSpec {
     /// A job with this JSON data and every option at its default.
     pub fn new(data: impl Into<String>) -> Self {
-        JobSpec { data: data.into(), ..JobSpec::default() }
+        JobSpec {
+            data: data.into(),
+            ..JobSpec::default()
+        }
     }
 }
 

@@ -27,7 +27,8 @@ use crate::error::{Error, Result};
 use crate::job::{JobResult, JobSpec, WorkerInfo, now_ms};
 use crate::net::{self, Net, NetConfig, NetEvent};
 use crate::protocol::{
-    self, Challenge, Direction, FrameSealer, Hello, ToMaster, ToWorker, Verdict, WireJob, WireResult,
+    self, Challenge, Direction, FrameSealer, Hello, ToMaster, ToWorker, Verdict, WireJob,
+    WireResult,
 };
 use crate::room::{self, RoomEntry};
 use crate::scheduler::{Leased, RunOutcome, Scheduler, SchedulerConfig, SessionId, Transition};
@@ -88,7 +89,10 @@ impl MasterConfig {
             token: token.into(),
             transfer_token: transfer_token.into(),
             store: StoreConfig::Memory,
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into(), "/ip4/127.0.0.1/udp/0/quic-v1".into()],
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".into(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+            ],
             room_dir: None,
             announce: true,
             mdns: None,
@@ -175,7 +179,9 @@ struct Inner {
 impl Master {
     /// Opens the store, resumes its unfinished jobs, starts listening and announces the room.
     /// Returns the master and the stream of its events (results among them).
-    pub async fn start(config: MasterConfig) -> Result<(Master, mpsc::UnboundedReceiver<MasterEvent>)> {
+    pub async fn start(
+        config: MasterConfig,
+    ) -> Result<(Master, mpsc::UnboundedReceiver<MasterEvent>)> {
         let room = RoomKey::from_token(&config.token)?;
         let key = TransferKey::from_token(&config.transfer_token)?;
         if config.lease_ttl < Duration::from_millis(100) {
@@ -187,18 +193,28 @@ impl Master {
             .map(|a| net::parse_addr(a, "listen address"))
             .collect::<Result<Vec<_>>>()?;
 
-        let mut assets = AssetSet::load(&config.assets, &config.asset_base_dir, config.dependencies.clone())?;
+        let mut assets = AssetSet::load(
+            &config.assets,
+            &config.asset_base_dir,
+            config.dependencies.clone(),
+        )?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         if !config.dependencies.is_empty() {
             let deps = config.dependencies.clone();
             match tokio::task::spawn_blocking(move || crate::deps::build_bundle(&deps)).await {
                 Ok(Ok(bundle)) => assets.set_dependency_bundle(bundle),
                 Ok(Err(e)) => {
-                    let warning = format!("{e}; workers that are not Node cannot run tasks that require these dependencies");
+                    let warning = format!(
+                        "{e}; workers that are not Node cannot run tasks that require these dependencies"
+                    );
                     tracing::warn!("{warning}");
                     let _ = events_tx.send(MasterEvent::Warning(warning));
                 }
-                Err(e) => return Err(Error::Dependencies(format!("the bundle builder stopped: {e}"))),
+                Err(e) => {
+                    return Err(Error::Dependencies(format!(
+                        "the bundle builder stopped: {e}"
+                    )));
+                }
             }
         }
 
@@ -252,12 +268,19 @@ impl Master {
         let addrs = Arc::new(Mutex::new(Vec::new()));
         let assets = Arc::new(RwLock::new(assets));
         let bundle = read_lock(&assets).bundle_hash();
-        let room_dir = config.announce.then(|| room::room_dir(config.room_dir.as_deref()));
+        let room_dir = config
+            .announce
+            .then(|| room::room_dir(config.room_dir.as_deref()));
 
         let (engine_tx, engine_rx) = mpsc::unbounded_channel();
         let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
-        let deliver_task =
-            tokio::spawn(deliver(delivery_rx, durable.clone(), memory.clone(), events_tx.clone(), config.auto_ack));
+        let deliver_task = tokio::spawn(deliver(
+            delivery_rx,
+            durable.clone(),
+            memory.clone(),
+            events_tx.clone(),
+            config.auto_ack,
+        ));
         let ever_had_jobs = !scheduler.is_idle();
         let engine = Engine {
             scheduler,
@@ -358,7 +381,10 @@ impl Master {
 
     /// Addresses workers can dial, each ending in `/p2p/<peer id>`.
     pub fn listen_addrs(&self) -> Vec<String> {
-        lock(&self.inner.addrs).iter().map(|a| self.with_peer(a).to_string()).collect()
+        lock(&self.inner.addrs)
+            .iter()
+            .map(|a| self.with_peer(a).to_string())
+            .collect()
     }
 
     fn with_peer(&self, addr: &Multiaddr) -> Multiaddr {
@@ -366,17 +392,28 @@ impl Master {
     }
 
     fn announce(&self) {
-        let Some(dir) = &self.inner.room_dir else { return };
+        let Some(dir) = &self.inner.room_dir else {
+            return;
+        };
         let addrs: Vec<String> = {
             let all = lock(&self.inner.addrs);
-            all.iter().filter(|a| net::is_loopback(a)).map(|a| self.with_peer(a).to_string()).collect()
+            all.iter()
+                .filter(|a| net::is_loopback(a))
+                .map(|a| self.with_peer(a).to_string())
+                .collect()
         };
         if addrs.is_empty() {
             return;
         }
-        let entry = RoomEntry { peer_id: self.peer_id(), addrs, pid: std::process::id() };
+        let entry = RoomEntry {
+            peer_id: self.peer_id(),
+            addrs,
+            pid: std::process::id(),
+        };
         if let Err(e) = room::announce(dir, &self.inner.room_id, &entry) {
-            tracing::warn!("could not write the room file, so workers on this host need --master: {e}");
+            tracing::warn!(
+                "could not write the room file, so workers on this host need --master: {e}"
+            );
         }
     }
 
@@ -414,8 +451,13 @@ impl Master {
                 Some(id) => id,
                 None => format!("job-{seq}"),
             };
-            let payload = self.inner.key.seal(&protocol::payload_context(&id), job.data.as_bytes());
-            let max_attempts = job.retries.map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));
+            let payload = self
+                .inner
+                .key
+                .seal(&protocol::payload_context(&id), job.data.as_bytes());
+            let max_attempts = job
+                .retries
+                .map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));
             let not_before = job.delay.map_or(0, |d| now + d.as_millis() as i64);
             let stored = crate::scheduler::new_stored_job(
                 id.clone(),
@@ -433,7 +475,10 @@ impl Master {
             } else {
                 durable_ops.push(StoreOp::Insert(stored));
             }
-            receipts.push(PushReceipt { id, duplicate: false });
+            receipts.push(PushReceipt {
+                id,
+                duplicate: false,
+            });
         }
         let mut duplicates = Vec::new();
         let mut accepted = Vec::with_capacity(receipts.len());
@@ -456,7 +501,8 @@ impl Master {
             accepted.extend(jobs.into_iter().map(|j| (j, false)));
         }
         if !duplicates.is_empty() {
-            let dup: std::collections::HashSet<&str> = duplicates.iter().map(String::as_str).collect();
+            let dup: std::collections::HashSet<&str> =
+                duplicates.iter().map(String::as_str).collect();
             accepted.retain(|(j, _)| !dup.contains(j.id.as_str()));
             for receipt in &mut receipts {
                 receipt.duplicate = dup.contains(receipt.id.as_str());
@@ -481,7 +527,10 @@ impl Master {
     /// already been handed to the event stream.
     pub async fn idle(&self) -> Result<bool> {
         let (reply, rx) = oneshot::channel();
-        self.inner.engine.send(EngineCommand::Idle(reply)).map_err(|_| Error::Closed("the master"))?;
+        self.inner
+            .engine
+            .send(EngineCommand::Idle(reply))
+            .map_err(|_| Error::Closed("the master"))?;
         rx.await.map_err(|_| Error::Closed("the master"))
     }
 
@@ -507,7 +556,10 @@ impl Master {
         .map_err(|e| Error::Config(format!("reloading assets stopped: {e}")))??;
         if changed.0 {
             tracing::info!(bundle = %changed.1, "assets changed");
-            let _ = self.inner.engine.send(EngineCommand::AssetsChanged(changed.1));
+            let _ = self
+                .inner
+                .engine
+                .send(EngineCommand::AssetsChanged(changed.1));
         }
         Ok(changed.0)
     }
@@ -528,7 +580,12 @@ impl Master {
         }
         self.inner.net.shutdown().await;
         let (reply, rx) = oneshot::channel();
-        if self.inner.engine.send(EngineCommand::Shutdown(reply)).is_ok() {
+        if self
+            .inner
+            .engine
+            .send(EngineCommand::Shutdown(reply))
+            .is_ok()
+        {
             let _ = rx.await;
         }
         // The engine is gone, so the delivery queue ends once it has written what it holds.
@@ -556,18 +613,29 @@ impl Drop for Inner {
 
 /// The result of a terminal stored job, for redelivery after a restart.
 fn stored_result(key: &TransferKey, job: &StoredJob) -> Option<JobResult> {
-    let worker = job.worker.clone().unwrap_or(WorkerInfo { id: String::new(), name: String::new() });
+    let worker = job.worker.clone().unwrap_or(WorkerInfo {
+        id: String::new(),
+        name: String::new(),
+    });
     let outcome = match (&job.result, &job.last_error) {
         (Some(sealed), _) if job.state == crate::store::JobState::Done => {
             match key.open(&protocol::result_context(&job.id, true), sealed) {
                 Ok(plain) => Ok(String::from_utf8_lossy(&plain).into_owned()),
-                Err(_) => Err("the stored result could not be opened with this transferEncryptToken".to_string()),
+                Err(_) => Err(
+                    "the stored result could not be opened with this transferEncryptToken"
+                        .to_string(),
+                ),
             }
         }
         (_, Some(error)) => Err(error.clone()),
         _ => Err("the job ended without a result".to_string()),
     };
-    Some(JobResult { job_id: job.id.clone(), worker, outcome, attempts: job.attempt })
+    Some(JobResult {
+        job_id: job.id.clone(),
+        worker,
+        outcome,
+        attempts: job.attempt,
+    })
 }
 
 /// The jobs of a master without a durable store (and `in_memory` jobs): kept in a map the push
@@ -595,11 +663,26 @@ fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 enum EngineCommand {
     Enqueue(Vec<(StoredJob, bool)>),
-    SessionOpened { id: SessionId, peer: PeerId, worker: WorkerInfo, outbound: mpsc::UnboundedSender<ToWorker> },
-    SessionClosed { id: SessionId },
-    Credits { id: SessionId, n: u32 },
-    Results { id: SessionId, results: Vec<(String, u32, RunOutcome)> },
-    Heartbeat { id: SessionId },
+    SessionOpened {
+        id: SessionId,
+        peer: PeerId,
+        worker: WorkerInfo,
+        outbound: mpsc::UnboundedSender<ToWorker>,
+    },
+    SessionClosed {
+        id: SessionId,
+    },
+    Credits {
+        id: SessionId,
+        n: u32,
+    },
+    Results {
+        id: SessionId,
+        results: Vec<(String, u32, RunOutcome)>,
+    },
+    Heartbeat {
+        id: SessionId,
+    },
     Ack(Vec<String>),
     AssetsChanged(BundleHash),
     Stats(oneshot::Sender<Stats>),
@@ -617,7 +700,10 @@ struct Batch {
 
 enum Delivery {
     Batch(Batch),
-    Idle { reply: oneshot::Sender<bool>, idle: bool },
+    Idle {
+        reply: oneshot::Sender<bool>,
+        idle: bool,
+    },
     Drained,
 }
 
@@ -679,7 +765,9 @@ async fn deliver(
         let mut acks_memory = Vec::new();
         for (result, in_memory) in batch.results {
             if auto_ack {
-                let op = StoreOp::Delivered { id: result.job_id.clone() };
+                let op = StoreOp::Delivered {
+                    id: result.job_id.clone(),
+                };
                 if in_memory {
                     acks_memory.push(op)
                 } else {
@@ -772,17 +860,31 @@ impl Engine {
                 self.drained_sent = false;
                 self.ever_had_jobs = true;
             }
-            EngineCommand::SessionOpened { id, peer, worker, outbound } => {
+            EngineCommand::SessionOpened {
+                id,
+                peer,
+                worker,
+                outbound,
+            } => {
                 tracing::info!(worker = %worker.name, %peer, "worker joined");
                 let _ = self.events.send(MasterEvent::WorkerJoined(worker.clone()));
-                self.sessions.insert(id, SessionState { worker: Arc::new(worker), credits: 0, outbound });
+                self.sessions.insert(
+                    id,
+                    SessionState {
+                        worker: Arc::new(worker),
+                        credits: 0,
+                        outbound,
+                    },
+                );
                 self.order.push_back(id);
             }
             EngineCommand::SessionClosed { id } => {
                 if let Some(session) = self.sessions.remove(&id) {
                     self.order.retain(|s| *s != id);
                     tracing::info!(worker = %session.worker.name, "worker left");
-                    let _ = self.events.send(MasterEvent::WorkerLeft((*session.worker).clone()));
+                    let _ = self
+                        .events
+                        .send(MasterEvent::WorkerLeft((*session.worker).clone()));
                 }
                 transitions.extend(self.scheduler.release_session(id, now));
             }
@@ -796,7 +898,9 @@ impl Engine {
                 for (job_id, attempt, outcome) in results {
                     match self.scheduler.complete(id, &job_id, attempt, outcome, now) {
                         Ok(t) => transitions.push(t),
-                        Err(why) => tracing::debug!(job = %job_id, attempt, ?why, "result not accepted"),
+                        Err(why) => {
+                            tracing::debug!(job = %job_id, attempt, ?why, "result not accepted")
+                        }
                     }
                 }
                 if let Some(session) = self.sessions.get_mut(&id) {
@@ -838,28 +942,46 @@ impl Engine {
         }
         let rounds = self.order.len();
         for _ in 0..rounds {
-            let Some(id) = self.order.pop_front() else { break };
+            let Some(id) = self.order.pop_front() else {
+                break;
+            };
             self.order.push_back(id);
-            let Some(session) = self.sessions.get_mut(&id) else { continue };
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             if session.credits == 0 {
                 continue;
             }
             let mut jobs = Vec::new();
             while session.credits > 0 {
-                let Some(Leased { id: job_id, attempt, task_type, payload, timeout_ms }) =
-                    self.scheduler.lease(id, &session.worker, now)
+                let Some(Leased {
+                    id: job_id,
+                    attempt,
+                    task_type,
+                    payload,
+                    timeout_ms,
+                }) = self.scheduler.lease(id, &session.worker, now)
                 else {
                     break;
                 };
                 session.credits -= 1;
-                jobs.push(WireJob { id: job_id.to_string(), attempt, task_type, payload: payload.to_vec(), timeout_ms });
+                jobs.push(WireJob {
+                    id: job_id.to_string(),
+                    attempt,
+                    task_type,
+                    payload: payload.to_vec(),
+                    timeout_ms,
+                });
             }
             if jobs.is_empty() {
                 // Nothing ready: no other session will find anything either.
                 break;
             }
             // If the session is gone, its leases come back when SessionClosed arrives.
-            let _ = session.outbound.send(ToWorker::Jobs { bundle: self.bundle, jobs });
+            let _ = session.outbound.send(ToWorker::Jobs {
+                bundle: self.bundle,
+                jobs,
+            });
         }
     }
 
@@ -869,26 +991,79 @@ impl Engine {
         let durable = self.durable.is_some();
         for t in transitions {
             let (op, in_memory, result) = match t {
-                Transition::Done { id, attempt, worker, sealed, json, in_memory } => {
+                Transition::Done {
+                    id,
+                    attempt,
+                    worker,
+                    sealed,
+                    json,
+                    in_memory,
+                } => {
                     self.stats.done += 1;
-                    let result =
-                        JobResult { job_id: id.to_string(), worker: worker.clone(), outcome: Ok(json), attempts: attempt };
-                    (StoreOp::Done { id: id.to_string(), attempt, result: sealed, worker }, in_memory, Some(result))
+                    let result = JobResult {
+                        job_id: id.to_string(),
+                        worker: worker.clone(),
+                        outcome: Ok(json),
+                        attempts: attempt,
+                    };
+                    (
+                        StoreOp::Done {
+                            id: id.to_string(),
+                            attempt,
+                            result: sealed,
+                            worker,
+                        },
+                        in_memory,
+                        Some(result),
+                    )
                 }
-                Transition::Retry { id, attempt, not_before_ms, error, in_memory } => {
+                Transition::Retry {
+                    id,
+                    attempt,
+                    not_before_ms,
+                    error,
+                    in_memory,
+                } => {
                     self.stats.retried += 1;
                     tracing::debug!(job = %id, attempt, %error, "attempt failed; will retry");
-                    (StoreOp::Retry { id: id.to_string(), attempt, not_before_ms, error }, in_memory, None)
+                    (
+                        StoreOp::Retry {
+                            id: id.to_string(),
+                            attempt,
+                            not_before_ms,
+                            error,
+                        },
+                        in_memory,
+                        None,
+                    )
                 }
-                Transition::Dead { id, attempt, error, worker, in_memory } => {
+                Transition::Dead {
+                    id,
+                    attempt,
+                    error,
+                    worker,
+                    in_memory,
+                } => {
                     self.stats.dead += 1;
                     let result = JobResult {
                         job_id: id.to_string(),
-                        worker: worker.clone().unwrap_or(WorkerInfo { id: String::new(), name: String::new() }),
+                        worker: worker.clone().unwrap_or(WorkerInfo {
+                            id: String::new(),
+                            name: String::new(),
+                        }),
                         outcome: Err(error.clone()),
                         attempts: attempt,
                     };
-                    (StoreOp::Dead { id: id.to_string(), attempt, error, worker }, in_memory, Some(result))
+                    (
+                        StoreOp::Dead {
+                            id: id.to_string(),
+                            attempt,
+                            error,
+                            worker,
+                        },
+                        in_memory,
+                        Some(result),
+                    )
                 }
             };
             let in_memory = in_memory || !durable;
@@ -905,7 +1080,10 @@ impl Engine {
     }
 
     fn ack(&mut self, ids: Vec<(String, bool)>) {
-        let ops: Vec<StoreOp> = ids.into_iter().map(|(id, _)| StoreOp::Delivered { id }).collect();
+        let ops: Vec<StoreOp> = ids
+            .into_iter()
+            .map(|(id, _)| StoreOp::Delivered { id })
+            .collect();
         // Unknown ids are ignored by both stores, so sending to both is harmless.
         if let Some(durable) = &self.durable {
             durable.apply_detached(ops.clone());
@@ -935,7 +1113,11 @@ struct SessionShared {
 }
 
 async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Stream) {
-    let handshake = tokio::time::timeout(Duration::from_secs(10), handshake(&shared, peer, &mut stream)).await;
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(10),
+        handshake(&shared, peer, &mut stream),
+    )
+    .await;
     let name = match handshake {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
@@ -951,11 +1133,19 @@ async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Str
         }
     };
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed) as SessionId;
-    let worker = WorkerInfo { id: peer.to_string(), name };
+    let worker = WorkerInfo {
+        id: peer.to_string(),
+        name,
+    };
     let (outbound, mut outbound_rx) = mpsc::unbounded_channel::<ToWorker>();
     if shared
         .engine
-        .send(EngineCommand::SessionOpened { id, peer, worker, outbound: outbound.clone() })
+        .send(EngineCommand::SessionOpened {
+            id,
+            peer,
+            worker,
+            outbound: outbound.clone(),
+        })
         .is_err()
     {
         return;
@@ -974,7 +1164,10 @@ async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Str
                 protocol::write_frame(&mut writer, &frame).await?;
                 next = outbound_rx.try_recv().ok();
             }
-            writer.flush().await.map_err(|e| Error::Network(format!("writing to a worker: {e}")))?;
+            writer
+                .flush()
+                .await
+                .map_err(|e| Error::Network(format!("writing to a worker: {e}")))?;
         }
         let _ = writer.close().await;
         Ok::<(), Error>(())
@@ -996,9 +1189,16 @@ async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Str
 async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) -> Result<String> {
     let nonce: [u8; 32] = random_bytes();
     let master = shared.net.peer_id().to_string();
-    let challenge = Challenge { version: protocol::WIRE_VERSION, room_id: shared.room.room_id().to_string(), nonce };
+    let challenge = Challenge {
+        version: protocol::WIRE_VERSION,
+        room_id: shared.room.room_id().to_string(),
+        nonce,
+    };
     protocol::write_frame(stream, &protocol::encode_plain(&challenge)?).await?;
-    stream.flush().await.map_err(|e| Error::Network(e.to_string()))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| Error::Network(e.to_string()))?;
     let frame = protocol::read_frame(stream, protocol::MAX_HANDSHAKE_FRAME)
         .await?
         .ok_or_else(|| Error::Protocol("the peer closed the stream during the handshake".into()))?;
@@ -1011,16 +1211,19 @@ async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) ->
         ))
         .await;
     }
-    let transcript = protocol::transcript("hello", &nonce, &hello.nonce, &master, &peer.to_string());
+    let transcript =
+        protocol::transcript("hello", &nonce, &hello.nonce, &master, &peer.to_string());
     if hello.room_id != shared.room.room_id() || !shared.room.verify(&transcript, &hello.proof) {
-        return refuse(stream, "the worker could not prove it holds this room's token".to_string()).await;
-    }
-    if !protocol::verify_key_check(&shared.key, &transcript, &hello.key_check) {
-        return refuse(stream, 
-            "the worker's transferEncryptToken differs from the master's; copy the master's .env to the worker"
-                .to_string(),
+        return refuse(
+            stream,
+            "the worker could not prove it holds this room's token".to_string(),
         )
         .await;
+    }
+    if !protocol::verify_key_check(&shared.key, &transcript, &hello.key_check) {
+        let reason = "the worker's transferEncryptToken differs from the master's; \
+                      copy the master's .env to the worker";
+        return refuse(stream, reason.to_string()).await;
     }
     let welcome = protocol::transcript("welcome", &nonce, &hello.nonce, &master, &peer.to_string());
     let verdict = Verdict::Welcome {
@@ -1029,13 +1232,18 @@ async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) ->
         lease_ttl_ms: shared.lease_ttl_ms,
     };
     protocol::write_frame(stream, &protocol::encode_plain(&verdict)?).await?;
-    stream.flush().await.map_err(|e| Error::Network(e.to_string()))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| Error::Network(e.to_string()))?;
     Ok(hello.name.chars().take(128).collect())
 }
 
 /// Tells the peer why it is refused, then fails the handshake.
 async fn refuse(stream: &mut Stream, reason: String) -> Result<String> {
-    let verdict = Verdict::Refused { reason: reason.clone() };
+    let verdict = Verdict::Refused {
+        reason: reason.clone(),
+    };
     if let Ok(bytes) = protocol::encode_plain(&verdict) {
         let _ = protocol::write_frame(stream, &bytes).await;
         let _ = stream.flush().await;
@@ -1054,11 +1262,23 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
     let closed = || Error::Closed("the master");
     while let Some(frame) = protocol::read_frame(&mut reader, protocol::MAX_FRAME).await? {
         match opener.open::<ToMaster>(&frame)? {
-            ToMaster::Credits(n) => shared.engine.send(EngineCommand::Credits { id, n }).map_err(|_| closed())?,
-            ToMaster::Heartbeat => shared.engine.send(EngineCommand::Heartbeat { id }).map_err(|_| closed())?,
+            ToMaster::Credits(n) => shared
+                .engine
+                .send(EngineCommand::Credits { id, n })
+                .map_err(|_| closed())?,
+            ToMaster::Heartbeat => shared
+                .engine
+                .send(EngineCommand::Heartbeat { id })
+                .map_err(|_| closed())?,
             ToMaster::Results(results) => {
-                let results = results.into_iter().map(|r| open_result(&shared.key, r)).collect::<Result<Vec<_>>>()?;
-                shared.engine.send(EngineCommand::Results { id, results }).map_err(|_| closed())?;
+                let results = results
+                    .into_iter()
+                    .map(|r| open_result(&shared.key, r))
+                    .collect::<Result<Vec<_>>>()?;
+                shared
+                    .engine
+                    .send(EngineCommand::Results { id, results })
+                    .map_err(|_| closed())?;
             }
             ToMaster::GetManifest => {
                 let manifest = read_lock(&shared.assets).manifest().clone();
@@ -1072,8 +1292,16 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
 
 fn open_result(key: &TransferKey, r: WireResult) -> Result<(String, u32, RunOutcome)> {
     let plain = key.open(&protocol::result_context(&r.id, r.ok), &r.body)?;
-    let text = String::from_utf8(plain).map_err(|_| Error::Protocol("a result is not UTF-8".into()))?;
-    let outcome = if r.ok { RunOutcome::Ok { sealed: r.body, json: text } } else { RunOutcome::Err(text) };
+    let text =
+        String::from_utf8(plain).map_err(|_| Error::Protocol("a result is not UTF-8".into()))?;
+    let outcome = if r.ok {
+        RunOutcome::Ok {
+            sealed: r.body,
+            json: text,
+        }
+    } else {
+        RunOutcome::Err(text)
+    };
     Ok((r.id, r.attempt, outcome))
 }
 
@@ -1084,7 +1312,12 @@ fn send_file(shared: &SessionShared, sha256: Sha256, outbound: &mpsc::UnboundedS
         return;
     };
     if content.is_empty() {
-        let _ = outbound.send(ToWorker::FileChunk { sha256, offset: 0, data: Vec::new(), last: true });
+        let _ = outbound.send(ToWorker::FileChunk {
+            sha256,
+            offset: 0,
+            data: Vec::new(),
+            last: true,
+        });
         return;
     }
     let mut offset = 0usize;

@@ -14,7 +14,9 @@ use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
-use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, connection_limits, identify, mdns, noise, ping, tcp, yamux,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -25,7 +27,12 @@ pub(crate) const MDNS_ENV: &str = "QUEUEXEC_MDNS";
 /// Whether mDNS is asked for by `explicit` or, failing that, the environment.
 pub(crate) fn mdns_wanted(explicit: Option<bool>) -> bool {
     explicit.unwrap_or_else(|| {
-        std::env::var(MDNS_ENV).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        std::env::var(MDNS_ENV).is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
     })
 }
 
@@ -56,8 +63,13 @@ pub(crate) enum NetEvent {
 }
 
 enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId>> },
-    Disconnect { peer: PeerId },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId>>,
+    },
+    Disconnect {
+        peer: PeerId,
+    },
     Shutdown,
 }
 
@@ -98,7 +110,6 @@ impl Net {
     pub(crate) async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
     }
-
 }
 
 /// Parses a multiaddr given by a user, saying what is wrong with it.
@@ -114,13 +125,20 @@ pub(crate) fn parse_addr(text: &str, what: &str) -> Result<Multiaddr> {
 pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<NetEvent>)> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(tcp::Config::new().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::new().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| Error::Network(format!("could not set up TCP with Noise and Yamux: {e}")))?
         .with_quic()
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let mdns = if config.mdns {
-                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
             } else {
                 None
             };
@@ -151,8 +169,20 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
 
     let (commands, command_rx) = mpsc::channel(64);
     let (events, event_rx) = mpsc::unbounded_channel();
-    let net = Net { commands, control: swarm.behaviour().stream.new_control(), peer_id: *swarm.local_peer_id() };
-    tokio::spawn(EventLoop { swarm, commands: command_rx, events, pending_dials: HashMap::new() }.run());
+    let net = Net {
+        commands,
+        control: swarm.behaviour().stream.new_control(),
+        peer_id: *swarm.local_peer_id(),
+    };
+    tokio::spawn(
+        EventLoop {
+            swarm,
+            commands: command_rx,
+            events,
+            pending_dials: HashMap::new(),
+        }
+        .run(),
+    );
     Ok((net, event_rx))
 }
 
@@ -218,7 +248,12 @@ impl EventLoop {
                 tracing::debug!(%address, "listening");
                 let _ = self.events.send(NetEvent::ListenAddr(address));
             }
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     tracing::debug!(%peer_id, %address, "connected");
                 }
@@ -226,7 +261,11 @@ impl EventLoop {
                     let _ = reply.send(Ok(peer_id));
                 }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(Error::Network(format!("dial failed: {error}"))));
                 }

@@ -54,7 +54,11 @@ pub(crate) struct Hello {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Verdict {
     /// Accepted; the master proves it holds the token too.
-    Welcome { proof: [u8; 32], key_check: Vec<u8>, lease_ttl_ms: u64 },
+    Welcome {
+        proof: [u8; 32],
+        key_check: Vec<u8>,
+        lease_ttl_ms: u64,
+    },
     /// Refused, with the reason (the connection closes after it).
     Refused { reason: String },
 }
@@ -84,11 +88,19 @@ pub(crate) struct WireResult {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     /// Jobs leased to this worker; they need the asset bundle `bundle`.
-    Jobs { bundle: BundleHash, jobs: Vec<WireJob> },
+    Jobs {
+        bundle: BundleHash,
+        jobs: Vec<WireJob>,
+    },
     /// The current manifest.
     Manifest(Manifest),
     /// A piece of a file.
-    FileChunk { sha256: Sha256, offset: u64, data: Vec<u8>, last: bool },
+    FileChunk {
+        sha256: Sha256,
+        offset: u64,
+        data: Vec<u8>,
+        last: bool,
+    },
     /// The master no longer has that file (assets changed meanwhile).
     FileMissing { sha256: Sha256 },
 }
@@ -117,7 +129,11 @@ pub(crate) fn payload_context(job_id: &str) -> Vec<u8> {
 
 /// The context a result body is sealed with.
 pub(crate) fn result_context(job_id: &str, ok: bool) -> Vec<u8> {
-    let mut context = if ok { b"queuexec result\0".to_vec() } else { b"queuexec error\0".to_vec() };
+    let mut context = if ok {
+        b"queuexec result\0".to_vec()
+    } else {
+        b"queuexec error\0".to_vec()
+    };
     context.extend_from_slice(job_id.as_bytes());
     context
 }
@@ -138,7 +154,11 @@ pub(crate) struct FrameSealer {
 
 impl FrameSealer {
     pub(crate) fn new(key: TransferKey, direction: Direction) -> Self {
-        FrameSealer { key, direction, seq: 0 }
+        FrameSealer {
+            key,
+            direction,
+            seq: 0,
+        }
     }
 
     fn context(&self) -> [u8; 9] {
@@ -162,13 +182,19 @@ impl FrameSealer {
     pub(crate) fn open<T: for<'de> Deserialize<'de>>(&mut self, frame: &[u8]) -> Result<T> {
         let plain = self.key.open(&self.context(), frame)?;
         self.seq += 1;
-        postcard::from_bytes(&plain)
-            .map_err(|e| Error::Protocol(format!("a peer sent a message this version cannot read: {e}")))
+        postcard::from_bytes(&plain).map_err(|e| {
+            Error::Protocol(format!(
+                "a peer sent a message this version cannot read: {e}"
+            ))
+        })
     }
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<Vec<u8>>> {
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(()) => {}
@@ -177,7 +203,9 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize)
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
-        return Err(Error::Protocol(format!("a peer sent a {len}-byte frame; the limit is {max}")));
+        return Err(Error::Protocol(format!(
+            "a peer sent a {len}-byte frame; the limit is {max}"
+        )));
     }
     let mut frame = vec![0u8; len];
     reader
@@ -189,18 +217,23 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize)
 
 /// Writes one frame (without flushing, so callers can batch).
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> Result<()> {
-    let len = u32::try_from(frame.len())
-        .map_err(|_| Error::Protocol(format!("a {}-byte frame is too large to send", frame.len())))?;
+    let len = u32::try_from(frame.len()).map_err(|_| {
+        Error::Protocol(format!("a {}-byte frame is too large to send", frame.len()))
+    })?;
     writer
         .write_all(&len.to_be_bytes())
         .await
         .map_err(|e| Error::Network(format!("writing to a peer: {e}")))?;
-    writer.write_all(frame).await.map_err(|e| Error::Network(format!("writing to a peer: {e}")))
+    writer
+        .write_all(frame)
+        .await
+        .map_err(|e| Error::Network(format!("writing to a peer: {e}")))
 }
 
 /// Encodes a plain handshake message.
 pub(crate) fn encode_plain<T: Serialize>(message: &T) -> Result<Vec<u8>> {
-    postcard::to_stdvec(message).map_err(|e| Error::Protocol(format!("could not encode a handshake: {e}")))
+    postcard::to_stdvec(message)
+        .map_err(|e| Error::Protocol(format!("could not encode a handshake: {e}")))
 }
 
 /// What a key check seals: a fixed word, bound to the handshake transcript.
@@ -213,7 +246,8 @@ pub(crate) fn key_check(key: &TransferKey, transcript: &[u8]) -> Vec<u8> {
 
 /// Checks another side's key check.
 pub(crate) fn verify_key_check(key: &TransferKey, transcript: &[u8], sealed: &[u8]) -> bool {
-    key.open(transcript, sealed).is_ok_and(|plain| plain == KEY_CHECK)
+    key.open(transcript, sealed)
+        .is_ok_and(|plain| plain == KEY_CHECK)
 }
 
 /// Decodes a plain handshake message.
@@ -224,9 +258,21 @@ pub(crate) fn decode_plain<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result
 
 /// The transcript each side proves over: both nonces and both peer ids, in a fixed order, with a
 /// label per direction so a proof cannot be reflected back.
-pub(crate) fn transcript(label: &str, master_nonce: &[u8; 32], worker_nonce: &[u8; 32], master: &str, worker: &str) -> Vec<u8> {
+pub(crate) fn transcript(
+    label: &str,
+    master_nonce: &[u8; 32],
+    worker_nonce: &[u8; 32],
+    master: &str,
+    worker: &str,
+) -> Vec<u8> {
     let mut t = Vec::with_capacity(label.len() + 64 + master.len() + worker.len() + 16);
-    for part in [label.as_bytes(), master_nonce, worker_nonce, master.as_bytes(), worker.as_bytes()] {
+    for part in [
+        label.as_bytes(),
+        master_nonce,
+        worker_nonce,
+        master.as_bytes(),
+        worker.as_bytes(),
+    ] {
         t.extend_from_slice(&(part.len() as u32).to_be_bytes());
         t.extend_from_slice(part);
     }
@@ -250,8 +296,14 @@ mod tests {
         // b before a: its sequence number does not match, so it is refused.
         assert!(rx.open::<ToMaster>(&b).is_err());
         let mut rx = FrameSealer::new(key(), Direction::ToMaster);
-        assert!(matches!(rx.open::<ToMaster>(&a).expect("open a"), ToMaster::Credits(3)));
-        assert!(matches!(rx.open::<ToMaster>(&b).expect("open b"), ToMaster::Heartbeat));
+        assert!(matches!(
+            rx.open::<ToMaster>(&a).expect("open a"),
+            ToMaster::Credits(3)
+        ));
+        assert!(matches!(
+            rx.open::<ToMaster>(&b).expect("open b"),
+            ToMaster::Heartbeat
+        ));
     }
 
     #[test]
@@ -274,7 +326,12 @@ mod tests {
     #[tokio::test]
     async fn a_truncated_stream_ends_cleanly_or_errors() {
         let mut reader = futures::io::Cursor::new(Vec::<u8>::new());
-        assert!(read_frame(&mut reader, 10).await.expect("empty stream").is_none());
+        assert!(
+            read_frame(&mut reader, 10)
+                .await
+                .expect("empty stream")
+                .is_none()
+        );
         let mut reader = futures::io::Cursor::new(vec![0, 0, 0, 9, 1, 2]);
         assert!(read_frame(&mut reader, 10).await.is_err());
     }

@@ -83,12 +83,19 @@ mod tests {
     #[test]
     fn announce_lookup_withdraw() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let entry = RoomEntry { peer_id: "12D3".into(), addrs: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3".into()], pid: 1 };
+        let entry = RoomEntry {
+            peer_id: "12D3".into(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3".into()],
+            pid: 1,
+        };
         assert_eq!(lookup(dir.path(), "room"), None);
         announce(dir.path(), "room", &entry).expect("announce");
         assert_eq!(lookup(dir.path(), "room"), Some(entry));
         withdraw(dir.path(), "room", "someone-else");
-        assert!(lookup(dir.path(), "room").is_some(), "another master's file is left alone");
+        assert!(
+            lookup(dir.path(), "room").is_some(),
+            "another master's file is left alone"
+        );
         withdraw(dir.path(), "room", "12D3");
         assert_eq!(lookup(dir.path(), "room"), None);
     }

@@ -82,9 +82,28 @@ pub(crate) enum RunOutcome {
 /// A change the engine must persist (and, for terminal ones, deliver).
 #[derive(Debug)]
 pub(crate) enum Transition {
-    Done { id: Arc<str>, attempt: u32, worker: WorkerInfo, sealed: Vec<u8>, json: String, in_memory: bool },
-    Retry { id: Arc<str>, attempt: u32, not_before_ms: i64, error: String, in_memory: bool },
-    Dead { id: Arc<str>, attempt: u32, error: String, worker: Option<WorkerInfo>, in_memory: bool },
+    Done {
+        id: Arc<str>,
+        attempt: u32,
+        worker: WorkerInfo,
+        sealed: Vec<u8>,
+        json: String,
+        in_memory: bool,
+    },
+    Retry {
+        id: Arc<str>,
+        attempt: u32,
+        not_before_ms: i64,
+        error: String,
+        in_memory: bool,
+    },
+    Dead {
+        id: Arc<str>,
+        attempt: u32,
+        error: String,
+        worker: Option<WorkerInfo>,
+        in_memory: bool,
+    },
 }
 
 /// Why a result was not accepted.
@@ -156,11 +175,14 @@ impl Scheduler {
     }
 
     fn make_ready_or_delayed(&mut self, id: Arc<str>, now_ms: i64) {
-        let Some(entry) = self.jobs.get_mut(&id) else { return };
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if entry.not_before_ms > now_ms {
             entry.status = Status::Delayed;
             self.counts.delayed += 1;
-            self.delayed.push(Reverse((entry.not_before_ms, entry.seq, id)));
+            self.delayed
+                .push(Reverse((entry.not_before_ms, entry.seq, id)));
         } else {
             entry.status = Status::Ready;
             self.counts.ready += 1;
@@ -174,7 +196,9 @@ impl Scheduler {
             if *at > now_ms {
                 break;
             }
-            let Some(Reverse((_, _, id))) = self.delayed.pop() else { break };
+            let Some(Reverse((_, _, id))) = self.delayed.pop() else {
+                break;
+            };
             if let Some(entry) = self.jobs.get_mut(&id)
                 && matches!(entry.status, Status::Delayed)
             {
@@ -187,9 +211,16 @@ impl Scheduler {
     }
 
     /// Leases the best ready job to `session`, if there is one.
-    pub(crate) fn lease(&mut self, session: SessionId, worker: &Arc<WorkerInfo>, now_ms: i64) -> Option<Leased> {
+    pub(crate) fn lease(
+        &mut self,
+        session: SessionId,
+        worker: &Arc<WorkerInfo>,
+        now_ms: i64,
+    ) -> Option<Leased> {
         while let Some((_, _, id)) = self.ready.pop() {
-            let Some(entry) = self.jobs.get_mut(&id) else { continue };
+            let Some(entry) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             if !matches!(entry.status, Status::Ready) {
                 continue;
             }
@@ -197,11 +228,22 @@ impl Scheduler {
             self.counts.leased += 1;
             entry.attempt += 1;
             let expires_ms = now_ms + self.config.lease_ttl_ms;
-            let deadline_ms = entry.timeout_ms.map(|t| now_ms + t as i64 + self.config.lease_ttl_ms);
+            let deadline_ms = entry
+                .timeout_ms
+                .map(|t| now_ms + t as i64 + self.config.lease_ttl_ms);
             let expires_ms = deadline_ms.map_or(expires_ms, |d| d.min(expires_ms));
-            entry.status = Status::Leased(Lease { session, worker: worker.clone(), expires_ms, deadline_ms });
-            self.expiries.push(Reverse((expires_ms, id.clone(), entry.attempt)));
-            self.by_session.entry(session).or_default().insert(id.clone());
+            entry.status = Status::Leased(Lease {
+                session,
+                worker: worker.clone(),
+                expires_ms,
+                deadline_ms,
+            });
+            self.expiries
+                .push(Reverse((expires_ms, id.clone(), entry.attempt)));
+            self.by_session
+                .entry(session)
+                .or_default()
+                .insert(id.clone());
             return Some(Leased {
                 id,
                 attempt: entry.attempt,
@@ -216,10 +258,16 @@ impl Scheduler {
     /// A heartbeat from `session`: every lease it holds lasts another TTL (never past a job's
     /// timeout).
     pub(crate) fn renew(&mut self, session: SessionId, now_ms: i64) {
-        let Some(ids) = self.by_session.get(&session) else { return };
+        let Some(ids) = self.by_session.get(&session) else {
+            return;
+        };
         let expires_ms = now_ms + self.config.lease_ttl_ms;
         for id in ids {
-            if let Some(Entry { status: Status::Leased(lease), .. }) = self.jobs.get_mut(id) {
+            if let Some(Entry {
+                status: Status::Leased(lease),
+                ..
+            }) = self.jobs.get_mut(id)
+            {
                 lease.expires_ms = lease.deadline_ms.map_or(expires_ms, |d| d.min(expires_ms));
             }
         }
@@ -264,15 +312,23 @@ impl Scheduler {
     /// A session ended: the jobs it held go back to the queue at once (or to the dead letters
     /// when that was their last attempt).
     pub(crate) fn release_session(&mut self, session: SessionId, now_ms: i64) -> Vec<Transition> {
-        let Some(ids) = self.by_session.remove(&session) else { return Vec::new() };
+        let Some(ids) = self.by_session.remove(&session) else {
+            return Vec::new();
+        };
         let mut transitions = Vec::new();
         for id in ids {
             let worker = match self.jobs.get(&id) {
-                Some(Entry { status: Status::Leased(lease), .. }) if lease.session == session => lease.worker.clone(),
+                Some(Entry {
+                    status: Status::Leased(lease),
+                    ..
+                }) if lease.session == session => lease.worker.clone(),
                 _ => continue,
             };
             self.clear_lease_status(&id);
-            let error = format!("worker {} ({}) was lost while running the job", worker.name, worker.id);
+            let error = format!(
+                "worker {} ({}) was lost while running the job",
+                worker.name, worker.id
+            );
             transitions.push(self.fail(id, error, Some(&worker), now_ms, false));
         }
         transitions
@@ -285,9 +341,15 @@ impl Scheduler {
             if *at > now_ms {
                 break;
             }
-            let Some(Reverse((_, id, attempt))) = self.expiries.pop() else { break };
+            let Some(Reverse((_, id, attempt))) = self.expiries.pop() else {
+                break;
+            };
             let current = match self.jobs.get(&id) {
-                Some(Entry { status: Status::Leased(lease), attempt: a, .. }) if *a == attempt => lease.expires_ms,
+                Some(Entry {
+                    status: Status::Leased(lease),
+                    attempt: a,
+                    ..
+                }) if *a == attempt => lease.expires_ms,
                 _ => continue,
             };
             if current > now_ms {
@@ -295,7 +357,9 @@ impl Scheduler {
                 self.expiries.push(Reverse((current, id, attempt)));
                 continue;
             }
-            let Some(worker) = self.release_lease(&id) else { continue };
+            let Some(worker) = self.release_lease(&id) else {
+                continue;
+            };
             let error = format!(
                 "the lease of worker {} ({}) expired: no heartbeat or over the job's timeout",
                 worker.name, worker.id
@@ -340,11 +404,18 @@ impl Scheduler {
         };
         if attempt >= max_attempts {
             self.remove(&id);
-            return Transition::Dead { id, attempt, error, worker: worker.map(|w| (**w).clone()), in_memory };
+            return Transition::Dead {
+                id,
+                attempt,
+                error,
+                worker: worker.map(|w| (**w).clone()),
+                in_memory,
+            };
         }
         let exponent = attempt.saturating_sub(1).min(20);
         let delay = if backoff {
-            (self.config.backoff_base_ms.saturating_mul(1 << exponent)).min(self.config.backoff_cap_ms)
+            (self.config.backoff_base_ms.saturating_mul(1 << exponent))
+                .min(self.config.backoff_cap_ms)
         } else {
             0
         };
@@ -353,7 +424,13 @@ impl Scheduler {
             entry.not_before_ms = not_before_ms;
         }
         self.make_ready_or_delayed(id.clone(), now_ms);
-        Transition::Retry { id, attempt, not_before_ms, error, in_memory }
+        Transition::Retry {
+            id,
+            attempt,
+            not_before_ms,
+            error,
+            in_memory,
+        }
     }
 
     /// Ends a lease: the job is neither ready nor leased until the caller decides.
@@ -429,19 +506,38 @@ mod tests {
     use super::*;
 
     fn config() -> SchedulerConfig {
-        SchedulerConfig { lease_ttl_ms: 1_000, backoff_base_ms: 100, backoff_cap_ms: 10_000 }
+        SchedulerConfig {
+            lease_ttl_ms: 1_000,
+            backoff_base_ms: 100,
+            backoff_cap_ms: 10_000,
+        }
     }
 
     fn job(id: &str, seq: i64, priority: i32, max_attempts: u32) -> StoredJob {
-        new_stored_job(id.to_string(), seq, None, b"{}".to_vec(), priority, max_attempts, None, 0)
+        new_stored_job(
+            id.to_string(),
+            seq,
+            None,
+            b"{}".to_vec(),
+            priority,
+            max_attempts,
+            None,
+            0,
+        )
     }
 
     fn worker(name: &str) -> Arc<WorkerInfo> {
-        Arc::new(WorkerInfo { id: format!("peer-{name}"), name: name.to_string() })
+        Arc::new(WorkerInfo {
+            id: format!("peer-{name}"),
+            name: name.to_string(),
+        })
     }
 
     fn ok() -> RunOutcome {
-        RunOutcome::Ok { sealed: vec![1], json: "1".into() }
+        RunOutcome::Ok {
+            sealed: vec![1],
+            json: "1".into(),
+        }
     }
 
     #[test]
@@ -452,7 +548,9 @@ mod tests {
         s.enqueue(job("low-2", 3, 0, 1), false, 0);
         s.enqueue(job("high-2", 4, 5, 1), false, 0);
         let w = worker("a");
-        let order: Vec<String> = std::iter::from_fn(|| s.lease(1, &w, 0)).map(|l| l.id.to_string()).collect();
+        let order: Vec<String> = std::iter::from_fn(|| s.lease(1, &w, 0))
+            .map(|l| l.id.to_string())
+            .collect();
         assert_eq!(order, ["high-1", "high-2", "low-1", "low-2"]);
     }
 
@@ -468,7 +566,10 @@ mod tests {
         s.promote_delayed(499);
         assert!(s.lease(1, &w, 499).is_none());
         s.promote_delayed(500);
-        assert_eq!(s.lease(1, &w, 500).map(|l| l.id.to_string()).as_deref(), Some("later"));
+        assert_eq!(
+            s.lease(1, &w, 500).map(|l| l.id.to_string()).as_deref(),
+            Some("later")
+        );
     }
 
     #[test]
@@ -477,16 +578,31 @@ mod tests {
         s.enqueue(job("j", 1, 0, 3), false, 0);
         let (a, b) = (worker("a"), worker("b"));
         let l = s.lease(1, &a, 0).expect("leased");
-        assert_eq!(s.complete(2, "j", l.attempt, ok(), 0).err(), Some(Rejection::NotLeaseHolder));
-        assert_eq!(s.complete(1, "j", l.attempt + 1, ok(), 0).err(), Some(Rejection::NotLeaseHolder));
+        assert_eq!(
+            s.complete(2, "j", l.attempt, ok(), 0).err(),
+            Some(Rejection::NotLeaseHolder)
+        );
+        assert_eq!(
+            s.complete(1, "j", l.attempt + 1, ok(), 0).err(),
+            Some(Rejection::NotLeaseHolder)
+        );
         // The lease expires; worker b takes attempt 2; a late result from a is refused.
         assert_eq!(s.expire(1_000).len(), 1);
         s.promote_delayed(10_000);
         let l2 = s.lease(2, &b, 10_000).expect("leased again");
         assert_eq!(l2.attempt, 2);
-        assert_eq!(s.complete(1, "j", 1, ok(), 10_000).err(), Some(Rejection::NotLeaseHolder));
-        assert!(matches!(s.complete(2, "j", 2, ok(), 10_000), Ok(Transition::Done { attempt: 2, .. })));
-        assert_eq!(s.complete(2, "j", 2, ok(), 10_000).err(), Some(Rejection::Unknown));
+        assert_eq!(
+            s.complete(1, "j", 1, ok(), 10_000).err(),
+            Some(Rejection::NotLeaseHolder)
+        );
+        assert!(matches!(
+            s.complete(2, "j", 2, ok(), 10_000),
+            Ok(Transition::Done { attempt: 2, .. })
+        ));
+        assert_eq!(
+            s.complete(2, "j", 2, ok(), 10_000).err(),
+            Some(Rejection::Unknown)
+        );
         assert!(s.is_idle());
     }
 
@@ -500,7 +616,10 @@ mod tests {
         assert!(s.expire(1_000).is_empty());
         assert_eq!(s.counts().leased, 1);
         let t = s.expire(1_900);
-        assert!(matches!(t.as_slice(), [Transition::Dead { attempt: 1, .. }]), "{t:?}");
+        assert!(
+            matches!(t.as_slice(), [Transition::Dead { attempt: 1, .. }]),
+            "{t:?}"
+        );
     }
 
     #[test]
@@ -514,13 +633,21 @@ mod tests {
             s.promote_delayed(now);
             let l = s.lease(1, &w, now).expect("leased");
             assert_eq!(l.attempt, attempt);
-            match s.complete(1, "j", attempt, RunOutcome::Err(format!("boom {attempt}")), now) {
+            match s.complete(
+                1,
+                "j",
+                attempt,
+                RunOutcome::Err(format!("boom {attempt}")),
+                now,
+            ) {
                 Ok(Transition::Retry { not_before_ms, .. }) => {
                     delays.push(not_before_ms - now);
                     assert!(s.lease(1, &w, now).is_none(), "not before its backoff");
                     now = not_before_ms;
                 }
-                Ok(Transition::Dead { error, attempt: 3, .. }) => assert_eq!(error, "boom 3"),
+                Ok(Transition::Dead {
+                    error, attempt: 3, ..
+                }) => assert_eq!(error, "boom 3"),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -540,7 +667,9 @@ mod tests {
         let t = s.release_session(1, 5);
         assert_eq!(t.len(), 3);
         assert!(t.iter().all(|t| matches!(t, Transition::Retry { .. })));
-        let ids: HashSet<String> = std::iter::from_fn(|| s.lease(2, &b, 5)).map(|l| l.id.to_string()).collect();
+        let ids: HashSet<String> = std::iter::from_fn(|| s.lease(2, &b, 5))
+            .map(|l| l.id.to_string())
+            .collect();
         assert_eq!(ids.len(), 3);
     }
 

@@ -8,8 +8,8 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::executor::{Executor, JobInput};
 use crate::net::{self, Net, NetConfig, NetEvent};
 use crate::protocol::{
-    self, Challenge, Direction, FrameSealer, Hello, ToMaster, ToWorker, Verdict, WireJob, WireResult,
+    self, Challenge, Direction, FrameSealer, Hello, ToMaster, ToWorker, Verdict, WireJob,
+    WireResult,
 };
 use crate::room;
 
@@ -153,7 +154,11 @@ impl Worker {
         if config.concurrency == 0 {
             return Err(Error::Config("concurrency must be at least 1".into()));
         }
-        let master = config.master.as_deref().map(|m| net::parse_addr(m, "master address")).transpose()?;
+        let master = config
+            .master
+            .as_deref()
+            .map(|m| net::parse_addr(m, "master address"))
+            .transpose()?;
         let listen = config
             .listen
             .iter()
@@ -166,7 +171,11 @@ impl Worker {
                 .map_err(|e| Error::Config(format!("opening the workplace stopped: {e}")))??
         };
         let mdns = net::mdns_wanted(config.mdns);
-        let (net, net_events) = net::spawn(NetConfig { listen, mdns, max_connections: 64 })?;
+        let (net, net_events) = net::spawn(NetConfig {
+            listen,
+            mdns,
+            max_connections: 64,
+        })?;
         let inner = Arc::new(WorkerInner {
             peer_id: net.peer_id(),
             name: config.name.clone(),
@@ -238,7 +247,6 @@ impl Worker {
     }
 }
 
-
 struct Runner {
     inner: Arc<WorkerInner>,
     room: RoomKey,
@@ -265,7 +273,9 @@ impl Runner {
         let outcome = match outcome {
             Err(Error::Unauthorized(reason)) => {
                 tracing::error!("the master refused this worker: {reason}");
-                let _ = self.events.send(WorkerEvent::Refused { reason: reason.clone() });
+                let _ = self.events.send(WorkerEvent::Refused {
+                    reason: reason.clone(),
+                });
                 Err(reason)
             }
             _ => Ok(()),
@@ -324,9 +334,17 @@ impl Runner {
                     }
                 }
             }
-            let mut addrs: Vec<(Multiaddr, bool)> = room::lookup(&self.room_dir, self.room.room_id())
-                .map(|entry| entry.addrs.iter().filter_map(|a| a.parse().ok()).map(|a| (a, false)).collect())
-                .unwrap_or_default();
+            let mut addrs: Vec<(Multiaddr, bool)> =
+                room::lookup(&self.room_dir, self.room.room_id())
+                    .map(|entry| {
+                        entry
+                            .addrs
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .map(|a| (a, false))
+                            .collect()
+                    })
+                    .unwrap_or_default();
             addrs.extend(self.mdns_found.drain(..).map(|a| (a, true)));
             if !addrs.is_empty() {
                 return addrs;
@@ -359,12 +377,15 @@ impl Runner {
             .open_stream(peer, protocol::JOB_PROTOCOL)
             .await
             .map_err(|e| Error::Network(format!("{addr} does not serve queuexec jobs: {e}")))?;
-        let lease_ttl_ms = tokio::time::timeout(Duration::from_secs(10), self.handshake(peer, &mut stream))
-            .await
-            .map_err(|_| Error::Network(format!("no handshake with {addr} within 10 s")))??;
+        let lease_ttl_ms =
+            tokio::time::timeout(Duration::from_secs(10), self.handshake(peer, &mut stream))
+                .await
+                .map_err(|_| Error::Network(format!("no handshake with {addr} within 10 s")))??;
         tracing::info!(master = %peer, "joined the master");
         self.inner.connected.store(true, Ordering::Relaxed);
-        let _ = self.events.send(WorkerEvent::Connected { master: peer.to_string() });
+        let _ = self.events.send(WorkerEvent::Connected {
+            master: peer.to_string(),
+        });
         let result = self.serve(stream, lease_ttl_ms).await;
         self.inner.connected.store(false, Ordering::Relaxed);
         let reason = match &result {
@@ -382,7 +403,9 @@ impl Runner {
     async fn handshake(&self, master: PeerId, stream: &mut Stream) -> Result<u64> {
         let frame = protocol::read_frame(stream, protocol::MAX_HANDSHAKE_FRAME)
             .await?
-            .ok_or_else(|| Error::Protocol("the master closed the stream during the handshake".into()))?;
+            .ok_or_else(|| {
+                Error::Protocol("the master closed the stream during the handshake".into())
+            })?;
         let challenge: Challenge = protocol::decode_plain(&frame)?;
         if challenge.version != protocol::WIRE_VERSION {
             return Err(Error::Protocol(format!(
@@ -410,13 +433,23 @@ impl Runner {
             concurrency: self.config.concurrency as u32,
         };
         protocol::write_frame(stream, &protocol::encode_plain(&hello)?).await?;
-        stream.flush().await.map_err(|e| Error::Network(e.to_string()))?;
+        stream
+            .flush()
+            .await
+            .map_err(|e| Error::Network(e.to_string()))?;
         let frame = protocol::read_frame(stream, protocol::MAX_HANDSHAKE_FRAME)
             .await?
-            .ok_or_else(|| Error::Unauthorized("the master closed the connection during the handshake".into()))?;
+            .ok_or_else(|| {
+                Error::Unauthorized("the master closed the connection during the handshake".into())
+            })?;
         match protocol::decode_plain::<Verdict>(&frame)? {
-            Verdict::Welcome { proof, key_check, lease_ttl_ms } => {
-                let expected = protocol::transcript("welcome", &challenge.nonce, &nonce, &master_id, &me);
+            Verdict::Welcome {
+                proof,
+                key_check,
+                lease_ttl_ms,
+            } => {
+                let expected =
+                    protocol::transcript("welcome", &challenge.nonce, &nonce, &master_id, &me);
                 if !self.room.verify(&expected, &proof) {
                     return Err(Error::Unauthorized(format!(
                         "the master {master} could not prove it holds this room's token"
@@ -490,7 +523,9 @@ impl Runner {
                             let m = manifest.clone();
                             tokio::task::spawn_blocking(move || workplace.needed(&m))
                                 .await
-                                .map_err(|e| Error::Config(format!("checking assets stopped: {e}")))?
+                                .map_err(|e| {
+                                    Error::Config(format!("checking assets stopped: {e}"))
+                                })?
                         };
                         match needed {
                             Ok(needed) => {
@@ -499,39 +534,83 @@ impl Runner {
                                 sync.manifest = Some(manifest);
                                 self.request_next_file(&mut sync, &out_tx);
                             }
-                            Err(e) => self.finish_sync(&mut sync, manifest, Some(e.to_string()), &slots, &out_tx, &mut tasks).await,
-                        }
-                        if sync.active && sync.needed.is_empty() && sync.current.is_none() {
-                            if let Some(manifest) = sync.manifest.take() {
-                                self.finish_sync(&mut sync, manifest, None, &slots, &out_tx, &mut tasks).await;
+                            Err(e) => {
+                                self.finish_sync(
+                                    &mut sync,
+                                    manifest,
+                                    Some(e.to_string()),
+                                    &slots,
+                                    &out_tx,
+                                    &mut tasks,
+                                )
+                                .await
                             }
                         }
+                        if sync.active
+                            && sync.needed.is_empty()
+                            && sync.current.is_none()
+                            && let Some(manifest) = sync.manifest.take()
+                        {
+                            self.finish_sync(
+                                &mut sync, manifest, None, &slots, &out_tx, &mut tasks,
+                            )
+                            .await;
+                        }
                     }
-                    ToWorker::FileChunk { sha256, offset, data, last } => {
-                        let Some((entry, buffer)) = sync.current.as_mut() else { continue };
+                    ToWorker::FileChunk {
+                        sha256,
+                        offset,
+                        data,
+                        last,
+                    } => {
+                        let Some((entry, buffer)) = sync.current.as_mut() else {
+                            continue;
+                        };
                         if entry.sha256 != sha256 || offset != buffer.len() as u64 {
-                            return Err(Error::Protocol("the master sent a file chunk out of order".into()));
+                            return Err(Error::Protocol(
+                                "the master sent a file chunk out of order".into(),
+                            ));
                         }
                         if buffer.len() as u64 + data.len() as u64 > entry.size {
-                            return Err(Error::Protocol(format!("the master sent more bytes of {} than announced", entry.name)));
+                            return Err(Error::Protocol(format!(
+                                "the master sent more bytes of {} than announced",
+                                entry.name
+                            )));
                         }
                         buffer.extend_from_slice(&data);
                         if last {
-                            let Some((entry, buffer)) = sync.current.take() else { continue };
+                            let Some((entry, buffer)) = sync.current.take() else {
+                                continue;
+                            };
                             let workplace = self.workplace.clone();
-                            let installed = tokio::task::spawn_blocking(move || workplace.install(&entry, &buffer).map(|_| ()))
-                                .await
-                                .map_err(|e| Error::Config(format!("installing assets stopped: {e}")))?;
+                            let installed = tokio::task::spawn_blocking(move || {
+                                workplace.install(&entry, &buffer).map(|_| ())
+                            })
+                            .await
+                            .map_err(|e| {
+                                Error::Config(format!("installing assets stopped: {e}"))
+                            })?;
                             if let Err(e) = installed {
                                 let manifest = sync.manifest.take().unwrap_or_default();
-                                self.finish_sync(&mut sync, manifest, Some(e.to_string()), &slots, &out_tx, &mut tasks).await;
+                                self.finish_sync(
+                                    &mut sync,
+                                    manifest,
+                                    Some(e.to_string()),
+                                    &slots,
+                                    &out_tx,
+                                    &mut tasks,
+                                )
+                                .await;
                                 continue;
                             }
                             self.request_next_file(&mut sync, &out_tx);
                             if sync.current.is_none()
                                 && let Some(manifest) = sync.manifest.take()
                             {
-                                self.finish_sync(&mut sync, manifest, None, &slots, &out_tx, &mut tasks).await;
+                                self.finish_sync(
+                                    &mut sync, manifest, None, &slots, &out_tx, &mut tasks,
+                                )
+                                .await;
                             }
                         }
                     }
@@ -582,14 +661,21 @@ impl Runner {
             && let Some(entry) = manifest.dependency_bundle.clone()
         {
             let workplace = self.workplace.clone();
-            match tokio::task::spawn_blocking(move || crate::deps::unpack_bundle(&workplace, &entry)).await {
+            match tokio::task::spawn_blocking(move || {
+                crate::deps::unpack_bundle(&workplace, &entry)
+            })
+            .await
+            {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => failure = Some(e.to_string()),
                 Err(e) => failure = Some(format!("unpacking dependencies stopped: {e}")),
             }
         }
         if failure.is_none()
-            && let Err(e) = self.executor.assets_changed(self.workplace.root(), &manifest).await
+            && let Err(e) = self
+                .executor
+                .assets_changed(self.workplace.root(), &manifest)
+                .await
         {
             failure = Some(format!("the task could not be loaded: {e}"));
         }
@@ -597,7 +683,10 @@ impl Runner {
         match &failure {
             None => {
                 tracing::info!(%bundle, fetched = sync.fetched, "assets installed");
-                let _ = self.events.send(WorkerEvent::AssetsInstalled { bundle: bundle.to_string(), fetched: sync.fetched });
+                let _ = self.events.send(WorkerEvent::AssetsInstalled {
+                    bundle: bundle.to_string(),
+                    fetched: sync.fetched,
+                });
                 self.installed = Some(bundle);
             }
             Some(e) => {
@@ -648,12 +737,22 @@ impl Runner {
                     inner.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 inner.running.fetch_sub(1, Ordering::Relaxed);
-                let _ = events.send(WorkerEvent::JobFinished { id: job.id.clone(), error: outcome.as_ref().err().cloned() });
+                let _ = events.send(WorkerEvent::JobFinished {
+                    id: job.id.clone(),
+                    error: outcome.as_ref().err().cloned(),
+                });
                 let body = match &outcome {
                     Ok(json) => key.seal(&protocol::result_context(&job.id, true), json.as_bytes()),
-                    Err(error) => key.seal(&protocol::result_context(&job.id, false), error.as_bytes()),
+                    Err(error) => {
+                        key.seal(&protocol::result_context(&job.id, false), error.as_bytes())
+                    }
                 };
-                let _ = out_tx.send(Outbound::Result(WireResult { id: job.id, attempt: job.attempt, ok, body }));
+                let _ = out_tx.send(Outbound::Result(WireResult {
+                    id: job.id,
+                    attempt: job.attempt,
+                    ok,
+                    body,
+                }));
             });
         }
         // Reap finished tasks so the set does not grow without bound.
@@ -671,15 +770,28 @@ async fn run_job(
     let data = key
         .open(&protocol::payload_context(&job.id), &job.payload)
         .map_err(|e| format!("the job's data could not be opened: {e}"))?;
-    let data = String::from_utf8(data).map_err(|_| "the job's data is not UTF-8 text".to_string())?;
-    let timeout = job.timeout_ms.map(Duration::from_millis).or(default_timeout);
-    let input = JobInput { id: job.id.clone(), data, task_type: job.task_type.clone(), attempt: job.attempt, timeout };
+    let data =
+        String::from_utf8(data).map_err(|_| "the job's data is not UTF-8 text".to_string())?;
+    let timeout = job
+        .timeout_ms
+        .map(Duration::from_millis)
+        .or(default_timeout);
+    let input = JobInput {
+        id: job.id.clone(),
+        data,
+        task_type: job.task_type.clone(),
+        attempt: job.attempt,
+        timeout,
+    };
     let run = std::panic::AssertUnwindSafe(executor.run(input)).catch_unwind();
     let outcome = match timeout {
         Some(limit) => match tokio::time::timeout(limit, run).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                return Err(format!("the job ran longer than its timeout of {} ms and was stopped", limit.as_millis()));
+                return Err(format!(
+                    "the job ran longer than its timeout of {} ms and was stopped",
+                    limit.as_millis()
+                ));
             }
         },
         None => run.await,
@@ -722,20 +834,28 @@ async fn write_loop<W: futures::AsyncWrite + Unpin>(
                 Outbound::Result(r) => results.push(r),
                 Outbound::Message(m) => {
                     if !results.is_empty() {
-                        let frame = sealer.seal(&ToMaster::Results(std::mem::take(&mut results)))?;
+                        let frame =
+                            sealer.seal(&ToMaster::Results(std::mem::take(&mut results)))?;
                         protocol::write_frame(&mut writer, &frame).await?;
                     }
                     let frame = sealer.seal(&m)?;
                     protocol::write_frame(&mut writer, &frame).await?;
                 }
             }
-            next = if results.len() >= 4096 { None } else { rx.try_recv().ok() };
+            next = if results.len() >= 4096 {
+                None
+            } else {
+                rx.try_recv().ok()
+            };
         }
         if !results.is_empty() {
             let frame = sealer.seal(&ToMaster::Results(std::mem::take(&mut results)))?;
             protocol::write_frame(&mut writer, &frame).await?;
         }
-        writer.flush().await.map_err(|e| Error::Network(format!("writing to the master: {e}")))?;
+        writer
+            .flush()
+            .await
+            .map_err(|e| Error::Network(format!("writing to the master: {e}")))?;
     }
     let _ = writer.close().await;
     Ok(())
