@@ -14,6 +14,13 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 step "Rust tests"
 cargo test --workspace
 
+step "mDNS discovery, inside network namespaces made for the test"
+if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null 2>&1 && ip netns list >/dev/null 2>&1; then
+  bash tests/netns-mdns.sh target/debug/queuexec
+else
+  echo "netns-mdns: skipped (needs root and iproute2's ip netns)"
+fi
+
 if [ -f bindings/node/package.json ]; then
   step "npm packages"
   npm install --no-audit --no-fund
