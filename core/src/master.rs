@@ -174,6 +174,8 @@ struct Inner {
     net: Net,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     deliver_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held while the master lives: one master per store file.
+    store_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Master {
@@ -218,9 +220,11 @@ impl Master {
             }
         }
 
+        let mut store_lock = None;
         let durable = match &config.store {
             StoreConfig::Memory => None,
             StoreConfig::Sqlite(path) => {
+                store_lock = Some(lock_store(path)?);
                 let path = path.clone();
                 let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
                     .await
@@ -331,6 +335,7 @@ impl Master {
             net: net.clone(),
             tasks: Mutex::new(Vec::new()),
             deliver_task: Mutex::new(Some(deliver_task)),
+            store_lock: Mutex::new(store_lock),
         });
         let master = Master { inner };
         master.announce();
@@ -599,6 +604,8 @@ impl Master {
         if let Some(dir) = &self.inner.room_dir {
             room::withdraw(dir, &self.inner.room_id, &self.peer_id());
         }
+        // Closing the file releases the lock: another master may take the store now.
+        lock(&self.inner.store_lock).take();
         Ok(())
     }
 }
@@ -608,6 +615,30 @@ impl Drop for Inner {
         if let Some(dir) = &self.room_dir {
             room::withdraw(dir, &self.room_id, &self.peer_id.to_string());
         }
+    }
+}
+
+/// Takes the store's lock file (`<store>.lock`), so two masters never share one store: each
+/// would hand out the other's jobs.
+fn lock_store(path: &std::path::Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening the store lock", &lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Store {
+            location: path.display().to_string(),
+            message: "another master is using this store; stop it first, or give this master its own --store file"
+                .into(),
+            source: None,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking the store", &lock_path, e)),
     }
 }
 
