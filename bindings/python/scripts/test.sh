@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Tests of the Python wheel: builds the extension (dev profile, shared target dir) into a
-# virtualenv, runs pytest and mypy, then checks that the wheel installs into a clean virtualenv.
+# virtualenv, runs mypy, checks that the wheel installs into a clean virtualenv, then runs pytest
+# over bindings/python/tests and the cross-language tests in tests/python_interop (which need the
+# CLI, built here with `cargo build -p queuexec-cli`, and the npm workspace, installed here with
+# `npm install` when node_modules lacks it).
 #
 #   bash bindings/python/scripts/test.sh [pytest args...]
 #
 # Installs maturin, pytest, pytest-timeout and mypy into the virtualenv when they are missing.
 # QUEUEXEC_PY_VENV overrides the virtualenv (default: target/python-venv); PYTHON the interpreter
-# that creates it. QUEUEXEC_PY_SKIP_WHEEL=1 skips the clean-virtualenv wheel check.
+# that creates it. QUEUEXEC_PY_SKIP_WHEEL=1 skips the clean-virtualenv wheel check;
+# QUEUEXEC_PY_SKIP_INTEROP=1 runs the Python suite only.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
@@ -49,5 +53,17 @@ PY
     )
 fi
 
+suites=(bindings/python/tests)
+if [ "${QUEUEXEC_PY_SKIP_INTEROP:-0}" != 1 ]; then
+    echo "== the other front ends for tests/python_interop: the CLI and the npm packages"
+    cargo build --quiet -p queuexec-cli
+    if [ ! -e node_modules/queue-xec-master ] || [ ! -e node_modules/queue-xec-worker ]; then
+        npm install --no-audit --no-fund
+    elif ! node -e "require('queuexec-native')" 2>/dev/null; then
+        npm run build
+    fi
+    suites+=(tests/python_interop)
+fi
+
 echo "== pytest"
-"$venv/bin/python" -m pytest -p no:cacheprovider --timeout=300 bindings/python/tests "$@"
+"$venv/bin/python" -m pytest -p no:cacheprovider --timeout=300 "${suites[@]}" "$@"

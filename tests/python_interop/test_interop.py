@@ -1,0 +1,167 @@
+"""Python masters and workers with the CLI and the npm packages, on loopback: the wire format is
+the core's, so any front end serves any other."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import queuexec
+
+from interop_helpers import FIXTURES, Proc
+
+Spawn = Callable[..., Proc]
+
+
+def cli_worker(spawn: Spawn, cli: Path, name: str, command: str = "cat", concurrency: int = 4) -> Proc:
+    """`queuexec worker --exec COMMAND`: the job's data on stdin, its result on stdout."""
+    return spawn(
+        [str(cli), "worker", "--exec", command, "--concurrency", str(concurrency), "--name", name],
+        name,
+    )
+
+
+def node_worker(spawn: Spawn, node: str, name: str) -> Proc:
+    proc = spawn([node, str(FIXTURES / "node_worker.js")], name, {"QX_NAME": name})
+    proc.wait_for(lambda lines: {"ready": True} in lines, 30, f"{name} ready")
+    return proc
+
+
+def wait_for_workers(master: queuexec.Master, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while master.stats().workers < count:
+        assert time.monotonic() < deadline, f"{count} workers did not join within {timeout} s"
+        time.sleep(0.05)
+
+
+def collect(master: queuexec.Master, count: int, timeout: float = 90) -> dict[str, queuexec.JobResult]:
+    results: dict[str, queuexec.JobResult] = {}
+    for result in master.results(timeout=timeout):
+        assert result.job_id not in results, f"job {result.job_id} had two results"
+        results[result.job_id] = result
+        if len(results) == count:
+            break
+    return results
+
+
+def test_python_master_serves_a_cli_worker_and_a_node_worker(
+    env: dict[str, str], spawn: Spawn, cli: Path, node: str
+) -> None:
+    with queuexec.Master(task=FIXTURES / "task.js") as master:
+        cli_worker(spawn, cli, "cli-1")
+        node_worker(spawn, node, "node-1")
+        wait_for_workers(master, 2)
+        ids = master.push_many([{"n": n} for n in range(500)])
+        n_of = {job_id: n for n, job_id in enumerate(ids)}
+        results = collect(master, 500)
+
+    assert sorted(results) == sorted(ids)
+    by_worker: dict[str, int] = {}
+    for job_id, result in results.items():
+        assert result.ok, result.error
+        assert result.data["n"] == n_of[job_id], "each result belongs to its job"
+        by_worker[result.worker.name] = by_worker.get(result.worker.name, 0) + 1
+        if result.worker.name == "node-1":
+            assert result.data == {"n": n_of[job_id], "square": n_of[job_id] ** 2, "by": "task.js"}
+        else:
+            assert result.data == {"n": n_of[job_id]}, "the CLI's `cat` echoes the job's data"
+    assert set(by_worker) == {"cli-1", "node-1"}, f"both workers got work: {by_worker}"
+
+
+def test_node_master_serves_python_workers(env: dict[str, str], spawn: Spawn, node: str, tmp_path: Path) -> None:
+    def square(job: queuexec.Job) -> dict[str, Any]:
+        # A queue-xec payload {id, data: JSON text}, as the Node master pushes it.
+        n = json.loads(job.data["data"])["n"]
+        assert job.type == "square" and job.id == str(job.data["id"])
+        return {"square": n * n, "by": "python"}
+
+    master = spawn([node, str(FIXTURES / "node_master.js")], "node-master", {"QX_JOBS": "500", "QX_TYPE": "square"})
+    master.wait_for(lambda lines: {"ready": True} in lines, 30, "node master ready")
+    workers = [
+        queuexec.Worker(tasks={"square": square}, name=f"py-{i}", concurrency=4, workplace=tmp_path / f"wp{i}").start()
+        for i in range(2)
+    ]
+    try:
+        master.wait_for(lambda lines: {"closed": True} in lines, 90, "500 results on the Node master")
+    finally:
+        for worker in workers:
+            worker.close()
+    results = [line["result"] for line in master.lines if isinstance(line, dict) and "result" in line]
+    assert sorted(r["jobID"] for r in results) == list(range(500)), "every job once, ids as Node pushed them"
+    for r in results:
+        assert "error" not in r, r
+        assert r["data"] == {"square": r["jobID"] ** 2, "by": "python"}
+    assert {r["worker"]["name"] for r in results} == {"py-0", "py-1"}
+
+
+def test_a_cli_worker_killed_mid_run_loses_nothing(env: dict[str, str], spawn: Spawn, cli: Path, node: str) -> None:
+    with queuexec.Master(task=FIXTURES / "task.js", lease_ttl=1.0) as master:
+        doomed = cli_worker(spawn, cli, "doomed", command="sleep 0.02; cat")
+        wait_for_workers(master, 1)
+        ids = master.push_many([{"n": n} for n in range(200)])
+        results: dict[str, queuexec.JobResult] = {}
+        for result in master.results(timeout=60):
+            results[result.job_id] = result
+            if len(results) == 20:
+                break
+        doomed.popen.kill()  # SIGKILL: its leased jobs are mid-run
+        doomed.popen.wait(10)
+        node_worker(spawn, node, "survivor")
+        for result in master.results(timeout=60):
+            assert result.job_id not in results, f"job {result.job_id} had two results"
+            results[result.job_id] = result
+            if len(results) == len(ids):
+                break
+    assert sorted(results) == sorted(ids)
+    assert all(r.ok for r in results.values())
+    assert {r.worker.name for r in results.values()} == {"doomed", "survivor"}
+
+
+MASTER_SCRIPT = """
+import json, os, sys, queuexec
+store, out = sys.argv[1:3]
+seen = set()
+if os.path.exists(out):
+    seen = {json.loads(line)["jobID"] for line in open(out) if line.strip()}
+master = queuexec.Master(store=store, auto_ack=False, lease_ttl=1.0)
+master.push_many([queuexec.JobSpec({"n": n}, id=f"job-{n}") for n in range(300)])
+print("pushed", flush=True)
+with open(out, "a") as sink:
+    for result in master.results(until_drained=True):
+        if result.job_id not in seen:
+            seen.add(result.job_id)
+            sink.write(json.dumps(result.to_dict()) + "\\n")
+            sink.flush()
+        master.ack(result)
+master.close()
+print("drained", flush=True)
+"""
+
+
+def test_a_python_master_restarted_on_its_store_carries_on_with_a_cli_worker(
+    env: dict[str, str], spawn: Spawn, cli: Path, tmp_path: Path
+) -> None:
+    store, out = tmp_path / "jobs.sqlite", tmp_path / "results.jsonl"
+    cli_worker(spawn, cli, "steady", command="sleep 0.01; cat", concurrency=2)
+
+    first = spawn([sys.executable, "-c", MASTER_SCRIPT, str(store), str(out)], "master-1")
+    first.wait_for(lambda lines: "pushed" in lines, 30, "first master pushed")
+    deadline = time.monotonic() + 60
+    while not (out.exists() and len(out.read_text().splitlines()) >= 40):
+        assert time.monotonic() < deadline and first.popen.poll() is None, "40 results before the kill"
+        time.sleep(0.02)
+    first.popen.kill()  # SIGKILL: leases held, results in flight
+    first.popen.wait(10)
+    assert len(out.read_text().splitlines()) < 300
+
+    second = spawn([sys.executable, "-c", MASTER_SCRIPT, str(store), str(out)], "master-2")
+    second.wait_for(lambda lines: "drained" in lines, 90, "the restarted master drained")
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["jobID"] for line in lines) == sorted(f"job-{n}" for n in range(300))
+    assert all(line["data"] == {"n": int(line["jobID"][4:])} for line in lines)
+    assert {line["worker"]["name"] for line in lines} == {"steady"}
+    assert second.popen.wait(10) == 0
