@@ -1,7 +1,7 @@
 // The task.js a master ships when its execAssets name none. Replace it with your own: a class
 // whose async run(job) returns the result (anything JSON can carry).
-// `job` is exactly what was pushed: with queue-xec's usual payload {id, data} where data is a
-// JSON string, JSON.parse(job.data) gives the data back.
+// `job` is {id, data}: with queue-xec's usual payload {id, data: JSON.stringify(...)},
+// JSON.parse(job.data) gives the data back.
 
 class Task {
   constructor() {
@@ -9,7 +9,7 @@ class Task {
   }
 
   async run(job) {
-    this.data = job;
+    this.data = job.data;
     // Echo the job back, so a master without its own task still sees work done.
     return { echo: job };
   }

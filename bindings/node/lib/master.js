@@ -364,39 +364,44 @@ class Master extends EventEmitter {
 }
 
 /**
- * A payload as a core job. The task receives the payload itself (queue-xec sent the whole
- * payload and the worker did `task.run(JSON.parse(payload))`); an object's `id` becomes the
- * job's id and the result's jobID. A string is taken as JSON text when it parses (queue-xec's
- * worker JSON.parse'd it), else as a plain string.
+ * A payload as a core job {id, data}. Tasks receive `{id, data}` on every kind of worker (this
+ * Node worker, the sandboxed runtime, other front ends), so a payload of queue-xec's shape
+ * `{id, data}` travels as exactly that: its `id` becomes the job id (and the result's jobID),
+ * its `data` the job data, unchanged (a JSON string stays a string for the task to
+ * JSON.parse). Any other payload (an array, a number, an object with other keys) travels whole
+ * as the data, with an id the master assigns unless the object has an `id` or the options give
+ * one. A string is taken as JSON text when it parses (queue-xec's worker JSON.parse'd it), else
+ * as a plain string.
  */
 function toJob(payload, options = {}) {
-  let data;
   let value = payload;
   if (typeof payload === 'string') {
     try {
       value = JSON.parse(payload);
-      data = payload;
     } catch {
-      data = JSON.stringify(payload);
+      value = payload;
     }
-  } else {
-    try {
-      data = JSON.stringify(payload);
-    } catch (error) {
-      throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
-        code: 'ERR_QUEUEXEC_PAYLOAD',
-        cause: error,
-      });
-    }
-    if (data === undefined) {
-      throw new PayloadError(`a payload of type ${typeof payload} cannot be sent as JSON`, {
-        code: 'ERR_QUEUEXEC_PAYLOAD',
-      });
-    }
+  }
+  const isObject = value !== null && typeof value === 'object' && !Array.isArray(value);
+  const jobShaped = isObject && Object.keys(value).every((key) => key === 'id' || key === 'data');
+  const body = jobShaped ? (value.data === undefined ? null : value.data) : value;
+  let data;
+  try {
+    data = JSON.stringify(body);
+  } catch (error) {
+    throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
+      code: 'ERR_QUEUEXEC_PAYLOAD',
+      cause: error,
+    });
+  }
+  if (data === undefined) {
+    throw new PayloadError(`a payload of type ${typeof body} cannot be sent as JSON`, {
+      code: 'ERR_QUEUEXEC_PAYLOAD',
+    });
   }
   const opts = options || {};
   let id = opts.id;
-  if (id === undefined && value !== null && typeof value === 'object' && !Array.isArray(value)) id = value.id;
+  if (id === undefined && isObject) id = value.id;
   let typedId;
   if (id === undefined || id === null || id === '') {
     id = undefined;

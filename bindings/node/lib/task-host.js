@@ -44,7 +44,10 @@ class TaskHost {
     }
   }
 
-  /** Runs one job: task.run(payload, {id, attempt, taskType, signal}). */
+  /**
+   * Runs one job: `task.run({id, data}, {id, attempt, taskType, signal})`, as the sandboxed
+   * runtime does (`data` is the job's JSON data parsed; see toJob in master.js).
+   */
   async run(job) {
     const controller = new AbortController();
     let timer = null;
@@ -54,10 +57,10 @@ class TaskHost {
     }
     try {
       if (!this.task) return { error: this.loadError || 'no task.js is loaded' };
-      const payload = JSON.parse(job.data);
+      const input = { id: job.id, data: parseData(job.data) };
       const context = { id: job.id, attempt: job.attempt, taskType: job.taskType ?? undefined, signal: controller.signal };
       this.log.debug(`working on ${job.id}`);
-      const result = await this.task.run(payload, context);
+      const result = await this.task.run(input, context);
       const json = JSON.stringify(result);
       return { result: json === undefined ? 'null' : json };
     } catch (error) {
@@ -66,6 +69,14 @@ class TaskHost {
     } finally {
       if (timer) clearTimeout(timer);
     }
+  }
+}
+
+function parseData(data) {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return data;
   }
 }
 

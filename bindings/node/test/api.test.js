@@ -96,7 +96,7 @@ test('pushNewJob rejects `payload is undefined` and accepts objects, arrays, str
   const stats = await mm.stats();
   assert.equal(stats.queued, 6);
   assert.equal(stats.workers, 0);
-  await assert.rejects(mm.pushNewJob({ id: 1n }), (e) => e.code === 'ERR_QUEUEXEC_PAYLOAD');
+  await assert.rejects(mm.pushNewJob({ id: 'big', data: 1n }), (e) => e.code === 'ERR_QUEUEXEC_PAYLOAD');
   await assert.rejects(mm.pushNewJob({ id: 'x' }, { priority: 'high' }), (e) => e.code === 'ERR_QUEUEXEC_CONFIG');
 });
 

@@ -6,7 +6,7 @@ worker.on('jobFinished', ({ jobID, error }) => console.log(jobID, error ?? 'ok')
 worker.on('error', (e) => console.error(e.code, e.message));
 
 const task: Worker.Task = {
-  async run(job: { id: number; data: string }, ctx: Worker.JobContext) {
+  async run(job: Worker.Job<string>, ctx: Worker.JobContext) {
     if (ctx.signal.aborted) throw new Error('late');
     return JSON.parse(job.data);
   },

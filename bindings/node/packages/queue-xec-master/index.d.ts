@@ -171,7 +171,8 @@ declare class Master extends EventEmitter {
 
   /**
    * Queues a job; resolves once it is durable. Rejects with `payload is undefined` without a
-   * payload. The task receives the payload itself; an object's `id` becomes the jobID.
+   * payload. A payload `{id, data}` reaches the task as `{id, data}` (id as a string) and `id`
+   * becomes the jobID; any other payload reaches it as `{id: <assigned>, data: payload}`.
    */
   pushNewJob(payload: unknown, options?: Master.JobOptions): Promise<Master.PushReceipt>;
   /** Queues many jobs at once: all or none. */

@@ -47,9 +47,15 @@ declare namespace Worker {
     signal: AbortSignal;
   }
 
+  /** What a task receives: the job id and the pushed data (queue-xec's `{id, data}`). */
+  interface Job<T = any> {
+    id: string;
+    data: T;
+  }
+
   /** What task.js exports: a class with `run`. */
   interface Task {
-    run(job: any, context: JobContext): unknown | Promise<unknown>;
+    run(job: Job, context: JobContext): unknown | Promise<unknown>;
   }
 
   class QueuexecError extends Error {
