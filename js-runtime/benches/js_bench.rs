@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut bare = Vec::with_capacity(COLD_SAMPLES);
     let mut cold = Vec::with_capacity(COLD_SAMPLES);
+    let (mut create, mut load, mut first) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..COLD_SAMPLES {
         let t = Instant::now();
         let runtime = JsRuntime::new(RuntimeOptions::default());
@@ -71,9 +72,15 @@ fn main() -> anyhow::Result<()> {
         let _entered = local.enter();
         let t = Instant::now();
         let mut rt = TaskRuntime::new(&config)?;
+        let created = t.elapsed();
         rt.load(&source)?;
+        let loaded = t.elapsed();
         let result = local.block_on(rt.run("first", "null"))?;
-        cold.push(t.elapsed());
+        let done = t.elapsed();
+        cold.push(done);
+        create.push(created);
+        load.push(loaded - created);
+        first.push(done - loaded);
         assert_eq!(result, "null");
         drop(rt);
     }
@@ -132,6 +139,12 @@ fn main() -> anyhow::Result<()> {
         "  cold start: TaskRuntime new + load + 1st call median {}  ({:.2}x bare)",
         ms(cold_median),
         cold_median.as_secs_f64() / bare_median.as_secs_f64()
+    );
+    println!(
+        "    of which: new {} + load task.js {} + first call {} (medians)",
+        ms(median(&mut create)),
+        ms(median(&mut load)),
+        ms(median(&mut first))
     );
     println!(
         "  warm no-op call, runtime thread (TaskRuntime) mean   {}",

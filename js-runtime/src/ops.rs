@@ -24,6 +24,7 @@ pub(crate) struct TimeOrigin(pub(crate) Instant);
 deno_core::extension!(
     queuexec_task,
     ops = [
+        op_bootstrap_source,
         op_console_write,
         op_module_resolve,
         op_module_read,
@@ -40,6 +41,25 @@ deno_core::extension!(
         state.put(TimeOrigin(Instant::now()));
     },
 );
+
+/// The parts of the bootstrap evaluated on first use (js/lazy/*.js), by name.
+#[op2]
+#[string]
+fn op_bootstrap_source(#[string] name: &str) -> Result<&'static str, JsErrorBox> {
+    Ok(match name {
+        "base64" => include_str!("../js/lazy/base64.js"),
+        "buffer" => include_str!("../js/lazy/buffer.js"),
+        "console" => include_str!("../js/lazy/console.js"),
+        "encoding" => include_str!("../js/lazy/encoding.js"),
+        "node" => include_str!("../js/lazy/node.js"),
+        "url" => include_str!("../js/lazy/url.js"),
+        _ => {
+            return Err(JsErrorBox::generic(format!(
+                "no bootstrap part named {name}"
+            )));
+        }
+    })
+}
 
 /// `console.*`: one line (or block) of task output to the worker's log, at a level
 /// (0 error, 1 warn, 2 info, 3 debug).
@@ -160,7 +180,7 @@ fn op_url_parse(#[string] href: &str, has_base: bool, #[string] base: &str) -> O
     parsed.ok().as_ref().map(UrlParts::of)
 }
 
-/// A URL setter; `part` follows `PART` in js/01_web.js. `null` when the new value is refused.
+/// A URL setter; `part` follows `PART` in js/lazy/url.js. `null` when the new value is refused.
 #[op2]
 #[serde]
 fn op_url_set(#[string] href: &str, #[smi] part: u32, #[string] value: &str) -> Option<UrlParts> {

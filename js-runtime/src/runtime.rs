@@ -15,20 +15,9 @@ use crate::modules::ModuleFiles;
 use crate::ops::{self, RuntimeInfo};
 use crate::task::TaskSource;
 
-/// The bootstrap scripts, in order; the last one's completion value is `[load, run]`.
-const BOOTSTRAP: [(&str, &str); 5] = [
-    (
-        "queuexec:00_console.js",
-        include_str!("../js/00_console.js"),
-    ),
-    ("queuexec:01_web.js", include_str!("../js/01_web.js")),
-    ("queuexec:02_buffer.js", include_str!("../js/02_buffer.js")),
-    ("queuexec:03_node.js", include_str!("../js/03_node.js")),
-    (
-        "queuexec:04_require.js",
-        include_str!("../js/04_require.js"),
-    ),
-];
+/// The bootstrap script; its completion value is `[load, run]`. The rest of the runtime's
+/// JavaScript (js/lazy/*.js) is evaluated on first use.
+const BOOTSTRAP: &str = include_str!("../js/bootstrap.js");
 
 /// Extra heap granted once the limit is reached, so the engine can unwind the terminated job.
 #[cfg(feature = "v8")]
@@ -92,15 +81,10 @@ impl TaskRuntime {
             });
         }
 
-        let mut last = None;
-        for (name, source) in BOOTSTRAP {
-            let value = runtime
-                .execute_script(name, source)
-                .map_err(|e| JsError::Engine(format!("{name}: {e}")))?;
-            last = Some(value);
-        }
+        let value = runtime
+            .execute_script("queuexec:bootstrap.js", BOOTSTRAP)
+            .map_err(|e| JsError::Engine(format!("the runtime's bootstrap failed: {e}")))?;
         let (load_fn, run_fn) = {
-            let value = last.ok_or_else(|| JsError::Engine("no bootstrap script".into()))?;
             deno_core::scope!(scope, runtime);
             let value = v8::Local::new(scope, value);
             let array = v8::Local::<v8::Array>::try_from(value)

@@ -296,7 +296,7 @@ impl Slot {
     }
 
     fn serve(mut self, rx: Receiver<SlotMessage>) {
-        while let Ok(message) = rx.recv() {
+        while let Some(message) = next_message(&rx) {
             match message {
                 SlotMessage::Job(job) => self.run_job(job),
                 SlotMessage::Load(task, reply) => {
@@ -438,6 +438,26 @@ impl Slot {
             }
         }
         drop(lease);
+    }
+}
+
+/// How long a slot that just finished a job polls for the next before it sleeps: a worker
+/// with queued jobs hands the next one over within microseconds, and catching it awake saves
+/// a thread wake-up per job.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// The next message for a slot, or `None` when the executor is gone.
+fn next_message(rx: &Receiver<SlotMessage>) -> Option<SlotMessage> {
+    let started = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(message) => return Some(message),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) if started.elapsed() < SPIN_BEFORE_SLEEP => {
+                std::hint::spin_loop();
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => return rx.recv().ok(),
+        }
     }
 }
 

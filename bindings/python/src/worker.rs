@@ -11,11 +11,13 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyTuple};
 use queuexec_core::{Executor, JobInput, TaskFailure, Worker, WorkerConfig, WorkerEvent};
+use queuexec_js::{JsConfig, JsExecutor};
 use tokio::sync::oneshot;
 
 use crate::error::{CoreResultExt, config_error};
@@ -36,16 +38,22 @@ impl PyExecutor {
     }
 
     fn no_task(&self, task_type: Option<&str>) -> TaskFailure {
-        let mut known: Vec<&str> = self.python_types.iter().map(String::as_str).collect();
-        known.sort_unstable();
-        TaskFailure::new(match task_type {
-            Some(t) => format!(
-                "this Python worker has no task for type {t:?} (it has {known:?}) and no task.js runtime; add it to the worker's tasks"
-            ),
-            None => format!(
-                "the job names no task type and this Python worker has no default task (types: {known:?}); give the job a type or the worker a default"
-            ),
-        })
+        TaskFailure::new(format!(
+            "{} and no task.js runtime (run_task_js=False)",
+            no_python_task(&self.python_types, task_type)
+        ))
+    }
+}
+
+/// What a job without a Python task lacks, naming the tasks the worker has.
+fn no_python_task(python_types: &HashSet<String>, task_type: Option<&str>) -> String {
+    let mut known: Vec<&str> = python_types.iter().map(String::as_str).collect();
+    known.sort_unstable();
+    match task_type {
+        Some(t) => format!("this Python worker has no task for type {t:?} (it has {known:?})"),
+        None => format!(
+            "the job names no task type and this Python worker has no default task (its types: {known:?})"
+        ),
     }
 }
 
@@ -123,7 +131,7 @@ fn start_job(
         None,
         move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
             let (ok, text): (bool, String) = args.extract()?;
-            if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(tx) = lock(&tx).take() {
                 let _ = tx.send((ok, text));
             }
             Ok(())
@@ -213,11 +221,17 @@ impl PyWorker {
         config.workplace = workplace;
         config.room_dir = room_dir;
         config.default_timeout = seconds("timeout", default_timeout)?;
+        let python_types: HashSet<String> = python_types.into_iter().collect();
         let executor = Arc::new(PyExecutor {
             dispatch: Arc::new(dispatch),
-            python_types: python_types.into_iter().collect(),
+            fallback: task_js_executor(
+                run_task_js,
+                concurrency,
+                config.default_timeout,
+                &python_types,
+            ),
+            python_types,
             catch_all,
-            fallback: task_js_executor(run_task_js),
         });
         let (worker, mut events) = block_on(py, Worker::start(config, executor))?.or_raise(py)?;
         // Nobody reads the worker's events from Python yet: log them and keep the channel empty.
@@ -299,10 +313,121 @@ impl Drop for PyWorker {
 }
 
 /// The executor for jobs no Python task handles: the master's task.js in the embedded runtime.
-fn task_js_executor(wanted: bool) -> Option<Arc<dyn Executor>> {
-    // The embedded JavaScript runtime (queuexec-js) is not wired in yet.
-    let _ = wanted;
-    None
+fn task_js_executor(
+    wanted: bool,
+    concurrency: usize,
+    default_timeout: Option<Duration>,
+    python_types: &HashSet<String>,
+) -> Option<Arc<dyn Executor>> {
+    wanted.then(|| {
+        Arc::new(LazyTaskJs::new(
+            concurrency,
+            default_timeout,
+            python_types.clone(),
+        )) as Arc<dyn Executor>
+    })
+}
+
+/// The embedded runtime, started on first need: a worker whose jobs all have Python tasks never
+/// pays for JavaScript runtimes (threads and heaps).
+struct LazyTaskJs {
+    config: JsConfig,
+    executor: Mutex<Option<JsExecutor>>,
+    /// Why the master's task.js could not be loaded, reported by the jobs that need it.
+    load_error: Arc<Mutex<Option<String>>>,
+    /// The Python tasks, named in errors.
+    python_types: HashSet<String>,
+}
+
+impl LazyTaskJs {
+    fn new(
+        concurrency: usize,
+        default_timeout: Option<Duration>,
+        python_types: HashSet<String>,
+    ) -> Self {
+        let mut config = JsConfig {
+            concurrency: concurrency.max(1),
+            ..JsConfig::default()
+        };
+        if default_timeout.is_some() {
+            config.default_timeout = default_timeout;
+        }
+        LazyTaskJs {
+            config,
+            executor: Mutex::new(None),
+            load_error: Arc::new(Mutex::new(None)),
+            python_types,
+        }
+    }
+
+    fn executor(&self) -> Result<JsExecutor, TaskFailure> {
+        let mut slot = lock(&self.executor);
+        if let Some(executor) = slot.as_ref() {
+            return Ok(executor.clone());
+        }
+        let executor = JsExecutor::new(self.config.clone()).map_err(|e| {
+            TaskFailure::new(format!(
+                "the embedded JavaScript runtime could not start: {e}"
+            ))
+        })?;
+        *slot = Some(executor.clone());
+        Ok(executor)
+    }
+}
+
+impl Executor for LazyTaskJs {
+    fn run(&self, job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
+        if let Some(error) = lock(&self.load_error).clone() {
+            let missing = no_python_task(&self.python_types, job.task_type.as_deref());
+            return Box::pin(futures::future::ready(Err(TaskFailure::new(format!(
+                "{missing}, and {error}"
+            )))));
+        }
+        match self.executor() {
+            Ok(executor) => executor.run(job),
+            Err(e) => Box::pin(futures::future::ready(Err(e))),
+        }
+    }
+
+    /// Loads the master's task.js. Never fails the bundle: a task.js that does not load must not
+    /// stop the Python tasks, so the error is kept for the jobs that needed task.js.
+    fn assets_changed(
+        &self,
+        workplace: &std::path::Path,
+        manifest: &queuexec_core::assets::Manifest,
+    ) -> BoxFuture<'static, Result<(), TaskFailure>> {
+        let has_task = manifest.files.iter().any(|f| {
+            f.name == queuexec_js::TASK_FILE || f.worker_path.ends_with(queuexec_js::TASK_FILE)
+        });
+        let load_error = self.load_error.clone();
+        if !has_task {
+            *lock(&load_error) = Some("the master shipped no task.js to run instead".to_string());
+            return Box::pin(futures::future::ready(Ok(())));
+        }
+        let loading = self
+            .executor()
+            .map(|executor| executor.assets_changed(workplace, manifest));
+        Box::pin(async move {
+            let outcome = match loading {
+                Ok(loading) => loading.await,
+                Err(e) => Err(e),
+            };
+            *lock(&load_error) = match outcome {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!("the master's task.js could not be loaded: {e}");
+                    Some(format!(
+                        "the master's task.js, which would run instead, could not be loaded: {e}"
+                    ))
+                }
+            };
+            Ok(())
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn log_event(event: &WorkerEvent) {

@@ -32,8 +32,8 @@ class Worker:
     ``tasks`` maps task types to functions (as meteor-cluster's task map does): a job pushed with
     ``type="resize"`` runs ``tasks["resize"](job)``. ``default`` runs jobs whose type is not in
     ``tasks`` (and jobs with no type). A job no Python function handles runs the master's task.js
-    in the embedded JavaScript runtime when ``run_task_js`` and that runtime are available;
-    otherwise it fails with an error that says so.
+    in the embedded JavaScript runtime (sandboxed; started only when the master ships a task.js);
+    with ``run_task_js=False`` it fails with an error naming the missing type.
 
     A function's return value is the job's result; an exception it raises becomes the job's error
     (``"ValueError: message"``), and the worker carries on. Plain functions run on a thread of

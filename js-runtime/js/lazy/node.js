@@ -1,16 +1,11 @@
-// queuexec task runtime, part 3: `process`, `global`, and the Node built-in modules a task may
-// require.
+// queuexec task runtime, lazily loaded part: the pure-JavaScript Node built-ins (events, util, assert, path, querystring, string_decoder, crypto).
 //
-// Pure-JavaScript built-ins are provided (events, util, path, buffer, assert, string_decoder,
-// timers, url, querystring, crypto's random functions, perf_hooks). Built-ins that reach the
-// file system, the network, the environment, other processes or dynamic code are refused:
-// the worker does not grant them.
+// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
+// of the runtime's internals `q` that returns this part's exports.
 "use strict";
 
-((globalThis) => {
-  const q = globalThis.__queuexec;
+(function (q, globalThis) {
   const core = q.core;
-  const info = core.ops.op_runtime_info();
 
   // ---------------------------------------------------------------- events
 
@@ -81,7 +76,7 @@
       const list = this._events && this._events[name];
       if (!list || list.length === 0) {
         if (name === "error") {
-          const err = args[0] instanceof Error ? args[0] : new Error("Unhandled error. (" + q.inspect(args[0]) + ")");
+          const err = args[0] instanceof Error ? args[0] : new Error("Unhandled error. (" + q.lazy("console").inspect(args[0]) + ")");
           throw err;
         }
         return false;
@@ -124,80 +119,6 @@
       emitter.once(name, onEvent);
       if (name !== "error") emitter.once("error", onError);
     });
-
-  // --------------------------------------------------------------- process
-
-  const env = Object.assign({}, info.env);
-  const startedAt = q.now();
-  const hrtime = (previous) => {
-    const now = q.now();
-    let sec = Math.floor(now / 1000);
-    let nsec = Math.floor((now % 1000) * 1e6);
-    if (previous) {
-      sec -= previous[0];
-      nsec -= previous[1];
-      if (nsec < 0) {
-        sec -= 1;
-        nsec += 1e9;
-      }
-    }
-    return [sec, nsec];
-  };
-  hrtime.bigint = () => BigInt(Math.floor(q.now() * 1e6));
-
-  function refuse(what) {
-    return () => {
-      throw new Error(`${what} is not allowed in a queuexec task: the worker does not grant process access`);
-    };
-  }
-
-  const stdio = (level) => ({
-    isTTY: false,
-    write(chunk) {
-      const text = typeof chunk === "string" ? chunk : q.Buffer.from(chunk).toString();
-      (level === "error" ? globalThis.console.error : globalThis.console.log)(text.replace(/\n$/, ""));
-      return true;
-    },
-  });
-
-  const process = new EventEmitter();
-  Object.assign(process, {
-    title: "queuexec",
-    version: "",
-    versions: { queuexec: info.version },
-    platform: info.platform,
-    arch: info.arch,
-    release: { name: "queuexec" },
-    argv: ["queuexec", "/task/task.js"],
-    execArgv: [],
-    env,
-    exitCode: undefined,
-    pid: 0,
-    ppid: 0,
-    browser: false,
-    stdout: stdio("log"),
-    stderr: stdio("error"),
-    cwd: () => "/task",
-    chdir: refuse("process.chdir()"),
-    exit: refuse("process.exit()"),
-    abort: refuse("process.abort()"),
-    kill: refuse("process.kill()"),
-    dlopen: refuse("process.dlopen()"),
-    binding: refuse("process.binding()"),
-    umask: () => 0o22,
-    uptime: () => (q.now() - startedAt) / 1000,
-    hrtime,
-    memoryUsage: () => ({ rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 }),
-    cpuUsage: () => ({ user: 0, system: 0 }),
-    nextTick: (callback, ...args) => {
-      if (typeof callback !== "function") throw new TypeError('The "callback" argument must be of type function');
-      queueMicrotask(() => callback(...args));
-    },
-    emitWarning: (warning) => globalThis.console.warn(typeof warning === "string" ? "Warning: " + warning : String(warning)),
-  });
-
-  Object.defineProperty(globalThis, "process", { value: process, configurable: true, enumerable: false, writable: true });
-  Object.defineProperty(globalThis, "global", { value: globalThis, configurable: true, enumerable: false, writable: true });
 
   // ------------------------------------------------------------------ util
 
@@ -300,9 +221,9 @@
   };
 
   const util = {
-    format: q.format,
-    formatWithOptions: (_options, ...args) => q.format(...args),
-    inspect: q.inspect,
+    format: (...args) => q.lazy("console").format(...args),
+    formatWithOptions: (_options, ...args) => q.lazy("console").format(...args),
+    inspect: q.lazy("console").inspect,
     inherits,
     promisify,
     callbackify,
@@ -351,10 +272,10 @@
     AssertionError,
     ok: assert,
     fail: (message = "Failed") => fail(message, undefined, undefined, "fail"),
-    equal: (a, b, m) => a == b || fail(m, a, b, "==", `${q.inspect(a)} == ${q.inspect(b)}`),
-    notEqual: (a, b, m) => a != b || fail(m, a, b, "!=", `${q.inspect(a)} != ${q.inspect(b)}`),
-    strictEqual: (a, b, m) => Object.is(a, b) || fail(m, a, b, "strictEqual", `Expected values to be strictly equal: ${q.inspect(a)} !== ${q.inspect(b)}`),
-    notStrictEqual: (a, b, m) => !Object.is(a, b) || fail(m, a, b, "notStrictEqual", `Expected "actual" to be strictly unequal to: ${q.inspect(b)}`),
+    equal: (a, b, m) => a == b || fail(m, a, b, "==", `${q.lazy("console").inspect(a)} == ${q.lazy("console").inspect(b)}`),
+    notEqual: (a, b, m) => a != b || fail(m, a, b, "!=", `${q.lazy("console").inspect(a)} != ${q.lazy("console").inspect(b)}`),
+    strictEqual: (a, b, m) => Object.is(a, b) || fail(m, a, b, "strictEqual", `Expected values to be strictly equal: ${q.lazy("console").inspect(a)} !== ${q.lazy("console").inspect(b)}`),
+    notStrictEqual: (a, b, m) => !Object.is(a, b) || fail(m, a, b, "notStrictEqual", `Expected "actual" to be strictly unequal to: ${q.lazy("console").inspect(b)}`),
     deepEqual: (a, b, m) => deepEqual(a, b, false, []) || fail(m, a, b, "deepEqual", "Expected values to be loosely deep-equal"),
     deepStrictEqual: (a, b, m) => deepEqual(a, b, true, []) || fail(m, a, b, "deepStrictEqual", "Expected values to be strictly deep-equal"),
     notDeepStrictEqual: (a, b, m) => !deepEqual(a, b, true, []) || fail(m, a, b, "notDeepStrictEqual", "Expected values not to be strictly deep-equal"),
@@ -510,7 +431,7 @@
     }
     write(buf) {
       if (this.decoder) return this.decoder.decode(buf, { stream: true });
-      return q.Buffer.from(buf).toString(this.encoding);
+      return q.lazy("buffer").Buffer.from(buf).toString(this.encoding);
     }
     end(buf) {
       let out = buf ? this.write(buf) : "";
@@ -528,7 +449,7 @@
   }
   const cryptoModule = {
     randomBytes(size, callback) {
-      const buf = q.Buffer.from(q.randomBytes(size));
+      const buf = q.lazy("buffer").Buffer.from(q.randomBytes(size));
       if (typeof callback === "function") {
         queueMicrotask(() => callback(null, buf));
         return undefined;
@@ -563,45 +484,21 @@
     pbkdf2Sync: unavailable("crypto", "pbkdf2Sync"),
   };
 
-  // ------------------------------------------------------- the module table
-
   const timersPromises = {
-    setTimeout: (ms, value) => new Promise((resolve) => q.timers.setTimeout(() => resolve(value), ms)),
-    setImmediate: (value) => new Promise((resolve) => q.timers.setImmediate(() => resolve(value))),
+    setTimeout: (ms, value) => new Promise((resolve) => globalThis.setTimeout(() => resolve(value), ms)),
+    setImmediate: (value) => new Promise((resolve) => globalThis.setImmediate(() => resolve(value))),
   };
 
-  const builtins = {
-    assert: () => assert,
-    "assert/strict": () => assert,
-    buffer: () => q.bufferModule,
-    console: () => globalThis.console,
-    crypto: () => cryptoModule,
-    events: () => EventEmitter,
-    path: () => path,
-    "path/posix": () => path,
-    perf_hooks: () => ({ performance: globalThis.performance }),
-    process: () => process,
-    querystring: () => querystring,
-    string_decoder: () => ({ StringDecoder }),
-    timers: () => q.timers,
-    "timers/promises": () => timersPromises,
-    url: () => ({ URL: globalThis.URL, URLSearchParams: globalThis.URLSearchParams }),
-    util: () => util,
-    "util/types": () => types,
-    sys: () => util,
+  return {
+    assert,
+    crypto: cryptoModule,
+    events: EventEmitter,
+    path,
+    querystring,
+    string_decoder: { StringDecoder },
+    "timers/promises": timersPromises,
+    util,
+    "util/types": types,
   };
 
-  // Node built-ins that would reach outside the sandbox: never served unless granted.
-  const sandboxed = [
-    "child_process", "cluster", "dgram", "diagnostics_channel", "dns", "dns/promises", "fs", "fs/promises", "http",
-    "http2", "https", "inspector", "inspector/promises", "module", "net", "os", "readline", "readline/promises",
-    "repl", "tls", "trace_events", "tty", "v8", "vm", "wasi", "worker_threads",
-  ];
-
-  // Node built-ins not implemented here; a same-named package in the bundle is used instead.
-  const unimplemented = [
-    "async_hooks", "constants", "domain", "punycode", "stream", "stream/consumers", "stream/promises", "stream/web", "zlib",
-  ];
-
-  q.nodeModules = { builtins, sandboxed, unimplemented, EventEmitter };
-})(globalThis);
+})

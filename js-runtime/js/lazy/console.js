@@ -1,21 +1,12 @@
-// queuexec task runtime, part 0: internals holder, `inspect`, `util.format` and `console`.
+// queuexec task runtime, lazily loaded part: util.inspect, util.format and console.
 //
-// The bootstrap scripts run in order before any task code; they share state through
-// `globalThis.__queuexec`, which the last script deletes together with deno_core's `Deno`.
+// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
+// of the runtime's internals `q` that returns this part's exports.
 "use strict";
 
-((globalThis) => {
-  const core = globalThis.Deno.core;
+(function (q, globalThis) {
+  const core = q.core;
   const { op_console_write } = core.ops;
-  const q = { core, builtins: Object.create(null) };
-  Object.defineProperty(globalThis, "__queuexec", {
-    value: q,
-    configurable: true,
-    enumerable: false,
-    writable: false,
-  });
-
-  // Levels understood by op_console_write.
   const LEVEL = { error: 0, warn: 1, info: 2, debug: 3 };
 
   const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -72,7 +63,7 @@
     }
     if (value instanceof RegExp) return value.toString();
     if (value instanceof Promise) return "Promise { <unknown> }";
-    if (q.Buffer && value instanceof q.Buffer) {
+    if (q.isLoaded("buffer") && value instanceof q.lazy("buffer").Buffer) {
       const hex = [];
       const n = Math.min(value.length, 50);
       for (let i = 0; i < n; i++) hex.push(value[i].toString(16).padStart(2, "0"));
@@ -227,10 +218,10 @@
     return out;
   }
 
-  let groupIndent = "";
   function write(level, args) {
     let text = format(...args);
-    if (groupIndent) text = groupIndent + text.split("\n").join("\n" + groupIndent);
+    const indent = q.groupIndent;
+    if (indent) text = indent + text.split("\n").join("\n" + indent);
     op_console_write(level, text);
   }
 
@@ -271,20 +262,14 @@
     },
     group: (...args) => {
       if (args.length) write(LEVEL.info, args);
-      groupIndent += "  ";
+      q.groupIndent += "  ";
     },
     groupCollapsed: (...args) => console.group(...args),
     groupEnd: () => {
-      groupIndent = groupIndent.slice(2);
+      q.groupIndent = q.groupIndent.slice(2);
     },
   };
 
-  q.inspect = inspect;
-  q.format = format;
-  Object.defineProperty(globalThis, "console", {
-    value: console,
-    configurable: true,
-    enumerable: false,
-    writable: true,
-  });
-})(globalThis);
+  return { inspect, format, console };
+
+})

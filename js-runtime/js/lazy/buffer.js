@@ -1,11 +1,10 @@
-// queuexec task runtime, part 2: Node's `Buffer`, the subset common pure-JS packages use.
+// queuexec task runtime, lazily loaded part: Node's Buffer.
 //
-// Like Node, a Buffer is a Uint8Array whose prototype is Buffer.prototype. Encodings: utf8,
-// hex, base64, base64url, latin1/binary, ascii, utf16le/ucs2.
+// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
+// of the runtime's internals `q` that returns this part's exports.
 "use strict";
 
-((globalThis) => {
-  const q = globalThis.__queuexec;
+(function (q, globalThis) {
   const core = q.core;
   const { op_encoding_decode_utf8 } = core.ops;
 
@@ -55,7 +54,7 @@
       }
       case "base64":
       case "base64url":
-        return q.base64.decode(s);
+        return q.lazy("base64").decode(s);
       case "latin1":
       case "ascii": {
         const out = new Uint8Array(s.length);
@@ -84,9 +83,9 @@
         return out;
       }
       case "base64":
-        return q.base64.encode(bytes, false);
+        return q.lazy("base64").encode(bytes, false);
       case "base64url":
-        return q.base64.encode(bytes, true);
+        return q.lazy("base64").encode(bytes, true);
       case "latin1": {
         let out = "";
         for (let i = 0; i < bytes.length; i += 4096) out += String.fromCharCode(...bytes.subarray(i, i + 4096));
@@ -368,14 +367,13 @@
     return this;
   };
 
-  q.Buffer = Buffer;
-  q.bufferModule = {
+  return {
     Buffer,
     SlowBuffer: Buffer,
     kMaxLength: 2 ** 32,
     constants: { MAX_LENGTH: 2 ** 32, MAX_STRING_LENGTH: 2 ** 29 - 24 },
-    atob: globalThis.atob,
-    btoa: globalThis.btoa,
+    atob: (s) => q.lazy("base64").atob(s),
+    btoa: (s) => q.lazy("base64").btoa(s),
   };
-  Object.defineProperty(globalThis, "Buffer", { value: Buffer, configurable: true, enumerable: false, writable: true });
-})(globalThis);
+
+})
