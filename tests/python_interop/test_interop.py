@@ -74,9 +74,10 @@ def test_python_master_serves_a_cli_worker_and_a_node_worker(
 
 def test_node_master_serves_python_workers(env: dict[str, str], spawn: Spawn, node: str, tmp_path: Path) -> None:
     def square(job: queuexec.Job) -> dict[str, Any]:
-        # A queue-xec payload {id, data: JSON text}, as the Node master pushes it.
-        n = json.loads(job.data["data"])["n"]
-        assert job.type == "square" and job.id == str(job.data["id"])
+        # A queue-xec payload {id, data: JSON.stringify({n})} arrives as job.id and job.data, the
+        # JSON text the Node master was given, as queue-xec's task.js receives it.
+        n = json.loads(job.data)["n"]
+        assert job.type == "square" and job.id == str(n)
         return {"square": n * n, "by": "python"}
 
     master = spawn([node, str(FIXTURES / "node_master.js")], "node-master", {"QX_JOBS": "500", "QX_TYPE": "square"})
