@@ -1,4 +1,4 @@
-//! The ops task code reaches through the bootstrap scripts (`js/*.js`), grouped by domain in
+//! The ops task code reaches through the runtime's JavaScript (`js/bootstrap.js`, `js/lazy/*.js`), grouped by domain in
 //! one extension. None of them blocks: module files are small local reads done while a module
 //! loads, exactly where Node's `require` reads them.
 
