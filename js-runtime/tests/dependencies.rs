@@ -122,7 +122,7 @@ async fn a_task_using_big_js_and_moment_runs_from_the_shipped_bundle() {
 }
 
 #[tokio::test]
-async fn the_same_dependency_list_gives_the_same_bundle() {
+async fn the_same_dependency_list_in_any_order_gives_the_same_bundle() {
     let list: Vec<String> = DEPENDENCIES.iter().rev().map(|d| d.to_string()).collect();
     let first = tokio::task::spawn_blocking(move || deps::build_bundle(&list))
         .await

@@ -447,3 +447,31 @@ async fn the_demo_task_estimates_pi() {
         assert!((pi - std::f64::consts::PI).abs() < 0.05, "{result}");
     }
 }
+
+#[test]
+fn a_task_runtime_runs_on_the_current_thread() {
+    let dir = task_dir(&[(
+        "task.js",
+        "module.exports = class { constructor() { this.n = 0 } run(job) { return [job.id, ++this.n] } };\n",
+    )]);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let _entered = tokio.enter();
+    let mut runtime = queuexec_js::TaskRuntime::new(&small_config(1)).expect("runtime");
+    assert!(!runtime.is_loaded());
+    runtime
+        .load(&queuexec_js::TaskSource::from_dir(dir.path(), None).expect("source"))
+        .expect("load");
+    assert_eq!(
+        tokio.block_on(runtime.run("a", "null")).expect("run"),
+        r#"["a",1]"#
+    );
+    assert_eq!(
+        tokio.block_on(runtime.run("b", "null")).expect("run"),
+        r#"["b",2]"#
+    );
+    let again = runtime.load(&queuexec_js::TaskSource::from_dir(dir.path(), None).expect("source"));
+    assert!(again.is_err(), "a runtime holds one task");
+}
