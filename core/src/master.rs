@@ -10,7 +10,7 @@
 //! - the store writer thread groups writes (`store::StoreWriter`);
 //! - a push seals the payload and waits for its commit in the caller's task.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,7 +32,7 @@ use crate::protocol::{
 };
 use crate::room::{self, RoomEntry};
 use crate::scheduler::{Leased, RunOutcome, Scheduler, SchedulerConfig, SessionId, Transition};
-use crate::store::{JobStore, MemoryStore, SqliteStore, StoreOp, StoreWriter, StoredJob};
+use crate::store::{JobStore, SqliteStore, StoreOp, StoreWriter, StoredJob};
 
 /// Where a master keeps its jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +161,7 @@ pub struct Master {
 struct Inner {
     engine: mpsc::UnboundedSender<EngineCommand>,
     durable: Option<StoreWriter>,
-    memory: SharedMemory,
+    memory: MemoryIds,
     key: TransferKey,
     room_id: String,
     room_dir: Option<PathBuf>,
@@ -236,7 +236,7 @@ impl Master {
                 Some(StoreWriter::spawn(Box::new(store) as Box<dyn JobStore>))
             }
         };
-        let memory: SharedMemory = Arc::new(Mutex::new(MemoryStore::new()));
+        let memory: MemoryIds = Arc::new(Mutex::new(HashSet::new()));
 
         let mut scheduler = Scheduler::new(SchedulerConfig {
             lease_ttl_ms: config.lease_ttl.as_millis() as i64,
@@ -281,7 +281,6 @@ impl Master {
         let deliver_task = tokio::spawn(deliver(
             delivery_rx,
             durable.clone(),
-            memory.clone(),
             events_tx.clone(),
             config.auto_ack,
         ));
@@ -291,7 +290,6 @@ impl Master {
             sessions: HashMap::new(),
             order: VecDeque::new(),
             durable: durable.clone(),
-            memory: memory.clone(),
             events: events_tx.clone(),
             delivery: delivery_tx,
             bundle,
@@ -436,7 +434,7 @@ impl Master {
         }
         let now = now_ms();
         let mut durable_ops = Vec::new();
-        let mut memory_ops = Vec::new();
+        let mut memory_jobs = Vec::new();
         let mut receipts = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.into_iter().enumerate() {
             if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&job.data) {
@@ -476,7 +474,7 @@ impl Master {
             );
             let in_memory = job.in_memory || self.inner.durable.is_none();
             if in_memory {
-                memory_ops.push(StoreOp::Insert(stored));
+                memory_jobs.push(stored);
             } else {
                 durable_ops.push(StoreOp::Insert(stored));
             }
@@ -495,15 +493,21 @@ impl Master {
                 })
                 .collect()
         };
-        if !memory_ops.is_empty() {
-            // Memory jobs need no thread hop: the map is updated right here.
-            duplicates.extend(apply_memory(&self.inner.memory, &memory_ops)?);
-            accepted.extend(inserted(&memory_ops).into_iter().map(|j| (j, true)));
-        }
         if let (Some(durable), false) = (&self.inner.durable, durable_ops.is_empty()) {
             let jobs = inserted(&durable_ops);
             duplicates.extend(durable.apply(durable_ops).await?);
             accepted.extend(jobs.into_iter().map(|j| (j, false)));
+        }
+        if !memory_jobs.is_empty() {
+            // Memory jobs need no store at all: only their ids are kept, to refuse duplicates.
+            let mut known = lock(&self.inner.memory);
+            for job in memory_jobs {
+                if known.insert(job.id.clone()) {
+                    accepted.push((job, true));
+                } else {
+                    duplicates.push(job.id);
+                }
+            }
         }
         if !duplicates.is_empty() {
             let dup: std::collections::HashSet<&str> =
@@ -669,13 +673,10 @@ fn stored_result(key: &TransferKey, job: &StoredJob) -> Option<JobResult> {
     })
 }
 
-/// The jobs of a master without a durable store (and `in_memory` jobs): kept in a map the push
-/// path and the delivery task update directly.
-type SharedMemory = Arc<Mutex<MemoryStore>>;
-
-fn apply_memory(memory: &SharedMemory, ops: &[StoreOp]) -> Result<Vec<String>> {
-    lock(memory).apply(ops)
-}
+/// The ids of every job kept in memory only (a master without a durable store, or `in_memory`
+/// jobs), so a pushed id that is already known is not queued again. The scheduler holds the jobs
+/// themselves; nothing else about them needs keeping.
+type MemoryIds = Arc<Mutex<HashSet<String>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -725,7 +726,6 @@ enum EngineCommand {
 #[derive(Default)]
 struct Batch {
     durable_ops: Vec<StoreOp>,
-    memory_ops: Vec<StoreOp>,
     results: Vec<(JobResult, bool)>,
 }
 
@@ -743,7 +743,6 @@ enum Delivery {
 async fn deliver(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
     durable: Option<StoreWriter>,
-    memory: SharedMemory,
     events: mpsc::UnboundedSender<MasterEvent>,
     auto_ack: bool,
 ) {
@@ -771,7 +770,6 @@ async fn deliver(
             match rx.try_recv() {
                 Ok(Delivery::Batch(more)) => {
                     batch.durable_ops.extend(more.durable_ops);
-                    batch.memory_ops.extend(more.memory_ops);
                     batch.results.extend(more.results);
                 }
                 Ok(other) => {
@@ -789,29 +787,17 @@ async fn deliver(
             )));
             continue;
         }
-        if !batch.memory_ops.is_empty() {
-            let _ = apply_memory(&memory, &batch.memory_ops);
-        }
         let mut acks_durable = Vec::new();
-        let mut acks_memory = Vec::new();
         for (result, in_memory) in batch.results {
-            if auto_ack {
-                let op = StoreOp::Delivered {
+            if auto_ack && !in_memory {
+                acks_durable.push(StoreOp::Delivered {
                     id: result.job_id.clone(),
-                };
-                if in_memory {
-                    acks_memory.push(op)
-                } else {
-                    acks_durable.push(op)
-                }
+                });
             }
             let _ = events.send(MasterEvent::Result(result));
         }
         if let (Some(durable), false) = (&durable, acks_durable.is_empty()) {
             durable.apply_detached(acks_durable);
-        }
-        if !acks_memory.is_empty() {
-            let _ = apply_memory(&memory, &acks_memory);
         }
     }
 }
@@ -827,7 +813,6 @@ struct Engine {
     sessions: HashMap<SessionId, SessionState>,
     order: VecDeque<SessionId>,
     durable: Option<StoreWriter>,
-    memory: SharedMemory,
     events: mpsc::UnboundedSender<MasterEvent>,
     delivery: mpsc::UnboundedSender<Delivery>,
     bundle: BundleHash,
@@ -1016,12 +1001,13 @@ impl Engine {
         }
     }
 
-    /// Writes transitions to their stores; terminal ones are delivered once committed.
+    /// Writes transitions to the durable store (memory jobs need no write); terminal ones are
+    /// delivered once committed.
     fn persist(&mut self, transitions: Vec<Transition>) {
         let mut batch = Batch::default();
         let durable = self.durable.is_some();
         for t in transitions {
-            let (op, in_memory, result) = match t {
+            match t {
                 Transition::Done {
                     id,
                     attempt,
@@ -1031,22 +1017,22 @@ impl Engine {
                     in_memory,
                 } => {
                     self.stats.done += 1;
-                    let result = JobResult {
-                        job_id: id.to_string(),
-                        worker: worker.clone(),
-                        outcome: Ok(json),
-                        attempts: attempt,
-                    };
-                    (
-                        StoreOp::Done {
+                    let in_memory = in_memory || !durable;
+                    if !in_memory {
+                        batch.durable_ops.push(StoreOp::Done {
                             id: id.to_string(),
                             attempt,
                             result: sealed,
-                            worker,
-                        },
-                        in_memory,
-                        Some(result),
-                    )
+                            worker: worker.clone(),
+                        });
+                    }
+                    let result = JobResult {
+                        job_id: id.to_string(),
+                        worker,
+                        outcome: Ok(json),
+                        attempts: attempt,
+                    };
+                    batch.results.push((result, in_memory));
                 }
                 Transition::Retry {
                     id,
@@ -1057,16 +1043,14 @@ impl Engine {
                 } => {
                     self.stats.retried += 1;
                     tracing::debug!(job = %id, attempt, %error, "attempt failed; will retry");
-                    (
-                        StoreOp::Retry {
+                    if !(in_memory || !durable) {
+                        batch.durable_ops.push(StoreOp::Retry {
                             id: id.to_string(),
                             attempt,
                             not_before_ms,
                             error,
-                        },
-                        in_memory,
-                        None,
-                    )
+                        });
+                    }
                 }
                 Transition::Dead {
                     id,
@@ -1076,35 +1060,26 @@ impl Engine {
                     in_memory,
                 } => {
                     self.stats.dead += 1;
+                    let in_memory = in_memory || !durable;
+                    if !in_memory {
+                        batch.durable_ops.push(StoreOp::Dead {
+                            id: id.to_string(),
+                            attempt,
+                            error: error.clone(),
+                            worker: worker.clone(),
+                        });
+                    }
                     let result = JobResult {
                         job_id: id.to_string(),
-                        worker: worker.clone().unwrap_or(WorkerInfo {
+                        worker: worker.unwrap_or(WorkerInfo {
                             id: String::new(),
                             name: String::new(),
                         }),
-                        outcome: Err(error.clone()),
+                        outcome: Err(error),
                         attempts: attempt,
                     };
-                    (
-                        StoreOp::Dead {
-                            id: id.to_string(),
-                            attempt,
-                            error,
-                            worker,
-                        },
-                        in_memory,
-                        Some(result),
-                    )
+                    batch.results.push((result, in_memory));
                 }
-            };
-            let in_memory = in_memory || !durable;
-            if in_memory {
-                batch.memory_ops.push(op);
-            } else {
-                batch.durable_ops.push(op);
-            }
-            if let Some(result) = result {
-                batch.results.push((result, in_memory));
             }
         }
         let _ = self.delivery.send(Delivery::Batch(batch));
@@ -1115,11 +1090,10 @@ impl Engine {
             .into_iter()
             .map(|(id, _)| StoreOp::Delivered { id })
             .collect();
-        // Unknown ids are ignored by both stores, so sending to both is harmless.
+        // Memory jobs have nothing to mark; the durable store ignores ids it does not hold.
         if let Some(durable) = &self.durable {
-            durable.apply_detached(ops.clone());
+            durable.apply_detached(ops);
         }
-        let _ = apply_memory(&self.memory, &ops);
     }
 
     fn check_drained(&mut self) {
@@ -1154,6 +1128,9 @@ async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Str
         Ok(Err(e)) => {
             tracing::warn!(%peer, "refused a peer: {e}");
             let _ = stream.close().await;
+            // Give the refusal time to reach the peer before the connection goes: closing it at
+            // once can drop the frame that says why.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             shared.net.disconnect(peer).await;
             return;
         }
