@@ -31,6 +31,7 @@ class Worker extends EventEmitter {
     workplace,
     timeout,
     mdns,
+    maxHeapMb,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-worker');
@@ -38,13 +39,9 @@ class Worker extends EventEmitter {
     const tokens = resolveTokens(token, transferEncryptToken, 'worker', native);
     this.token = tokens.token;
     this.name = name;
-    if (sandbox) {
-      throw new ConfigError(
-        'sandbox: true runs task.js in the embedded JavaScript runtime, which this build of queue-xec-worker ' +
-          'does not include yet; leave sandbox off to run task.js in Node',
-        { code: 'ERR_QUEUEXEC_CONFIG' },
-      );
-    }
+    // sandbox: task.js runs in the embedded runtime (no fs, network, env or processes; npm
+    // dependencies come from the master's bundle), not in this Node process.
+    this.sandbox = Boolean(sandbox);
     const workers = numberSetting(concurrency, 1);
     if (!Number.isInteger(workers) || workers < 1) {
       throw new ConfigError(`concurrency must be an integer of at least 1, got ${JSON.stringify(concurrency)}`, {
@@ -74,6 +71,8 @@ class Worker extends EventEmitter {
       workplace: this.workplace,
       mdns: mdns === undefined ? undefined : Boolean(mdns),
       defaultTimeoutMs: timeout === undefined ? undefined : Number(timeout),
+      sandbox: this.sandbox,
+      maxHeapMb: maxHeapMb === undefined ? undefined : Number(maxHeapMb),
     };
 
     /** Resolves with this worker once it is running; rejects with why it could not start. */

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use napi_derive::napi;
-use queuexec_core::{Worker, WorkerConfig, WorkerEvent};
+use queuexec_core::{Executor, Worker, WorkerConfig, WorkerEvent};
+use queuexec_js::{JsConfig, JsExecutor};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::error::{CoreResultExt, config_error, for_promise};
@@ -34,6 +35,11 @@ pub struct JsWorkerOptions {
     pub mdns: Option<bool>,
     /// Wall-clock limit of a job that sets none, in milliseconds.
     pub default_timeout_ms: Option<f64>,
+    /// Run task.js in the embedded, sandboxed runtime (no file system, network, environment or
+    /// process access) instead of calling `runJob` / `assetsChanged` in Node.
+    pub sandbox: Option<bool>,
+    /// Heap limit of each sandboxed runtime in MiB (default 256).
+    pub max_heap_mb: Option<u32>,
 }
 
 /// Starts a worker that finds the master and works until `close()`.
@@ -73,7 +79,27 @@ pub async fn start_worker(
         .map(PathBuf::from);
     config.mdns = options.mdns;
     config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
-    let executor = Arc::new(NodeExecutor::new(run_job, assets_changed));
+    let executor: Arc<dyn Executor> = if options.sandbox.unwrap_or(false) {
+        let mut js = JsConfig {
+            concurrency: config.concurrency,
+            ..JsConfig::default()
+        };
+        if config.default_timeout.is_some() {
+            js.default_timeout = config.default_timeout;
+        }
+        if let Some(mb) = options.max_heap_mb {
+            js.heap_limit_bytes = (mb as usize).saturating_mul(1024 * 1024);
+        }
+        // The Node callbacks are not needed: dropping them releases their hold on the event loop.
+        drop((run_job, assets_changed));
+        Arc::new(JsExecutor::new(js).map_err(|e| {
+            for_promise(config_error(format!(
+                "the sandboxed JavaScript runtime could not start: {e}"
+            )))
+        })?)
+    } else {
+        Arc::new(NodeExecutor::new(run_job, assets_changed))
+    };
     let (worker, events) = Worker::start(config, executor).await.js_async()?;
     let (closed, _) = watch::channel(false);
     Ok(JsWorker {

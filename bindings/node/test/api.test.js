@@ -143,11 +143,6 @@ test('masterPath is taken relative to process.cwd(), leading slash and all, as q
   assert.equal(fs.realpathSync(assets.files[0].resolvedMasterPath), fs.realpathSync(path.join(cwd, 'src', 'task.js')));
 });
 
-test('sandbox: true is refused clearly until the embedded runtime is in this build', (t) => {
-  isolated(t);
-  assert.throws(() => new Worker({ ...tokens(), sandbox: true }), /embedded JavaScript runtime/);
-});
-
 test('close() on both ends resolves and lets the process exit', async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);

@@ -255,3 +255,43 @@ test('every kind of payload reaches the task as {id, data}; the default task.js 
   assert.ok(got.some((r) => r.jobID === 1), 'a numeric id comes back as a number');
   worker.child.kill('SIGTERM');
 });
+
+test('sandbox: true runs task.js in the embedded runtime, where Node built-ins are out of reach', async (t) => {
+  const env = testEnv(t);
+  const cwd = tmpdir(t);
+  fs.mkdirSync(path.join(cwd, 'src'));
+  fs.writeFileSync(
+    path.join(cwd, 'src', 'task.js'),
+    `class Task {
+       async run(job) {
+         const data = JSON.parse(job.data);
+         if (data.fs) return require('fs').readFileSync('/etc/hostname', 'utf8');
+         return { square: data.n * data.n };
+       }
+     }
+     module.exports = Task;`,
+  );
+  const workerDir = tmpdir(t);
+  const worker = run(t, WORKER, { cwd: workerDir, env: { ...env, QX_NAME: 'sandboxed', QX_SANDBOX: '1' } });
+  const script = path.join(cwd, 'sandbox.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const got = [];
+     const mm = new Master({ execAssets: { files: [{ masterPath: '/src/task.js', name: 'task.js', workerPath: '/workplace/task.js' }] },
+       onResults: (r) => { got.push(r); if (got.length === 2) { console.log(JSON.stringify({ got })); mm.close(); } } });
+     mm.on('workerJoined', () => Promise.all([
+       mm.pushNewJob({ id: 'calc', data: JSON.stringify({ n: 7 }) }),
+       mm.pushNewJob({ id: 'escape', data: JSON.stringify({ fs: true }) }, { retries: 0 }),
+     ]));`,
+  );
+  const master = run(t, script, { cwd, env });
+  const { got } = await master.next((l) => l.got, 60000);
+  const calc = got.find((r) => r.jobID === 'calc');
+  assert.equal(calc.data.square, 49);
+  assert.equal(calc.worker.name, 'sandboxed');
+  const escape = got.find((r) => r.jobID === 'escape');
+  assert.ok(escape.error, 'require("fs") is refused');
+  assert.match(escape.error, /fs/);
+  worker.child.kill('SIGTERM');
+});

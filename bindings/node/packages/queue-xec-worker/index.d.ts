@@ -19,8 +19,10 @@ declare namespace Worker {
     concurrency?: number;
     /** Jobs held ready beyond the running ones (default 1; `batchSize` from the environment when `getBatch` is set). */
     batchSize?: number;
-    /** Run task.js in the embedded sandboxed runtime instead of Node (not in this build yet: throws). */
+    /** Run task.js in the embedded sandboxed runtime (no fs, network, env, processes) instead of Node. */
     sandbox?: boolean;
+    /** Heap limit of each sandboxed runtime in MiB (default 256). */
+    maxHeapMb?: number;
     /** The master's multiaddr, for a master on another machine (default: found on this host; env QUEUEXEC_MASTER). */
     master?: string;
     /** The folder worker paths are relative to (default process.cwd(), as in queue-xec). */
