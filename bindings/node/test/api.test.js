@@ -160,3 +160,16 @@ test('close() on both ends resolves and lets the process exit', async (t) => {
   const { code } = await Promise.race([p.exited, new Promise((r) => setTimeout(() => r({ code: 'still running' }), 10000))]);
   assert.equal(code, 0, `the process exits by itself after close(); stderr: ${p.stderr()}`);
 });
+
+test("a worker whose transferEncryptToken differs from the master's says so with an 'error' event", async (t) => {
+  isolated(t);
+  const room = tokens().token;
+  const mm = new Master({ token: room, transferEncryptToken: 'x'.repeat(32), watchAssets: false });
+  t.after(() => mm.close());
+  await mm.ready;
+  const w = new Worker({ token: room, transferEncryptToken: 'y'.repeat(32), name: 'wrong' });
+  t.after(() => w.close());
+  const error = await new Promise((resolve) => w.once('error', resolve));
+  assert.ok(error instanceof Worker.errors.UnauthorizedError, String(error));
+  assert.match(error.message, /transferEncryptToken differs/);
+});
