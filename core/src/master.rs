@@ -1268,7 +1268,8 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
     let mut opener = FrameSealer::new(shared.key.clone(), Direction::ToMaster);
     let mut reader = futures::io::BufReader::with_capacity(64 * 1024, reader);
     let closed = || Error::Closed("the master");
-    while let Some(frame) = protocol::read_frame(&mut reader, protocol::MAX_FRAME).await? {
+    let mut frame = Vec::new();
+    while protocol::read_frame_into(&mut reader, protocol::MAX_FRAME, &mut frame).await? {
         match opener.open::<ToMaster>(&frame)? {
             ToMaster::Credits(n) => shared
                 .engine

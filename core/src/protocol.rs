@@ -215,6 +215,33 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(frame))
 }
 
+/// Reads one frame into `buf`, reusing its allocation (job frames are large and frequent: a
+/// fresh buffer each time costs page faults). `Ok(false)` at a clean end of stream.
+pub(crate) async fn read_frame_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> Result<bool> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(Error::Network(format!("reading from a peer: {e}"))),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(Error::Protocol(format!(
+            "a peer sent a {len}-byte frame; the limit is {max}"
+        )));
+    }
+    buf.resize(len, 0);
+    reader
+        .read_exact(buf)
+        .await
+        .map_err(|e| Error::Network(format!("reading from a peer: {e}")))?;
+    Ok(true)
+}
+
 /// Writes one frame (without flushing, so callers can batch).
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> Result<()> {
     let len = u32::try_from(frame.len()).map_err(|_| {

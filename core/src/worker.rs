@@ -501,7 +501,8 @@ impl Runner {
         let mut opener = FrameSealer::new(key.clone(), Direction::ToWorker);
         let mut sync = Sync::default();
         let result: Result<()> = async {
-            while let Some(frame) = protocol::read_frame(&mut reader, protocol::MAX_FRAME).await? {
+            let mut frame = Vec::new();
+            while protocol::read_frame_into(&mut reader, protocol::MAX_FRAME, &mut frame).await? {
                 match opener.open::<ToWorker>(&frame)? {
                     ToWorker::Jobs { bundle, jobs } => {
                         if !sync.active && self.installed == Some(bundle) {
