@@ -18,8 +18,10 @@ class ConfigError extends QueuexecError {}
 class PayloadError extends QueuexecError {}
 /** The job store (SQLite file) failed. */
 class StoreError extends QueuexecError {}
-/** An asset file could not be read, written, or verified. */
+/** An asset path or an asset's hash was refused. */
 class AssetError extends QueuexecError {}
+/** A file could not be read or written; `cause` is the OS error. */
+class IoError extends QueuexecError {}
 /** The network failed, or a peer broke the protocol or could not be opened. */
 class NetworkError extends QueuexecError {}
 /** The master refused this worker, or the reverse: the tokens differ. */
@@ -45,6 +47,7 @@ const BY_CODE = {
   ERR_QUEUEXEC_PAYLOAD: PayloadError,
   ERR_QUEUEXEC_STORE: StoreError,
   ERR_QUEUEXEC_ASSET: AssetError,
+  ERR_QUEUEXEC_IO: IoError,
   ERR_QUEUEXEC_ENVELOPE: NetworkError,
   ERR_QUEUEXEC_NETWORK: NetworkError,
   ERR_QUEUEXEC_UNAUTHORIZED: UnauthorizedError,
@@ -77,6 +80,7 @@ module.exports = {
   PayloadError,
   StoreError,
   AssetError,
+  IoError,
   NetworkError,
   UnauthorizedError,
   DependencyError,

@@ -21,8 +21,10 @@ pub enum ErrorCode {
     Token,
     /// A sealed message failed its integrity check.
     Envelope,
-    /// An asset path or an asset's hash was refused, or a file could not be read or written.
+    /// An asset path or an asset's hash was refused.
     Asset,
+    /// A file could not be read or written (the cause is the OS error).
+    Io,
     /// The job store failed.
     Store,
     /// A job's data or a result is not what it must be.
@@ -47,6 +49,7 @@ impl AsRef<str> for ErrorCode {
             ErrorCode::Token => "ERR_QUEUEXEC_TOKEN",
             ErrorCode::Envelope => "ERR_QUEUEXEC_ENVELOPE",
             ErrorCode::Asset => "ERR_QUEUEXEC_ASSET",
+            ErrorCode::Io => "ERR_QUEUEXEC_IO",
             ErrorCode::Store => "ERR_QUEUEXEC_STORE",
             ErrorCode::Payload => "ERR_QUEUEXEC_PAYLOAD",
             ErrorCode::Config => "ERR_QUEUEXEC_CONFIG",
@@ -73,9 +76,8 @@ impl IntoJsError for CoreError {
         let code = match &self {
             CoreError::Token(_) => ErrorCode::Token,
             CoreError::Envelope => ErrorCode::Envelope,
-            CoreError::AssetPath { .. } | CoreError::AssetHash { .. } | CoreError::Io { .. } => {
-                ErrorCode::Asset
-            }
+            CoreError::AssetPath { .. } | CoreError::AssetHash { .. } => ErrorCode::Asset,
+            CoreError::Io { .. } => ErrorCode::Io,
             CoreError::Store { .. } => ErrorCode::Store,
             CoreError::Payload(_) => ErrorCode::Payload,
             CoreError::Config(_) => ErrorCode::Config,
@@ -148,7 +150,7 @@ mod tests {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         };
         let js = core.into_js();
-        assert_eq!(js.status.as_ref(), "ERR_QUEUEXEC_ASSET");
+        assert_eq!(js.status.as_ref(), "ERR_QUEUEXEC_IO");
         assert!(js.reason.contains("/nowhere/task.js"), "{}", js.reason);
         let cause = js.cause.as_ref().map(|c| c.reason.clone());
         assert_eq!(cause.as_deref(), Some("no such file"));

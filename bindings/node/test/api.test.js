@@ -173,3 +173,24 @@ test("a worker whose transferEncryptToken differs from the master's says so with
   assert.ok(error instanceof Worker.errors.UnauthorizedError, String(error));
   assert.match(error.message, /transferEncryptToken differs/);
 });
+
+test('a master that cannot start rejects ready and every push with a classed error that keeps its cause', async (t) => {
+  isolated(t);
+  const dir = tmpdir(t);
+  const mm = new Master({ ...tokens(), watchAssets: false, storePath: path.join(dir, 'missing', 'dir', 'jobs.sqlite') });
+  const errors = [];
+  mm.on('error', (e) => errors.push(e));
+  await assert.rejects(mm.ready, (e) => {
+    assert.ok(e instanceof Master.errors.IoError, `${e.name}: ${e.message}`);
+    assert.equal(e.code, 'ERR_QUEUEXEC_IO');
+    assert.match(e.message, /missing/);
+    assert.ok(e.cause instanceof Error, 'the OS error is kept as the cause');
+    assert.match(e.cause.message, /No such file or directory/);
+    return true;
+  });
+  await assert.rejects(mm.pushNewJob({ id: 1 }), { code: 'ERR_QUEUEXEC_IO' });
+  assert.equal(errors.length, 1, "the failure is also an 'error' event");
+  const bad = new Master({ ...tokens(), watchAssets: false, execAssets: { files: [{ masterPath: '/package.json', name: 'task.js', workerPath: '../escape.js' }] } });
+  bad.on('error', () => {});
+  await assert.rejects(bad.ready, (e) => e instanceof Master.errors.AssetError && /climbs out of the workplace/.test(e.message));
+});

@@ -124,6 +124,8 @@ declare namespace Master {
   class PayloadError extends QueuexecError {}
   class StoreError extends QueuexecError {}
   class AssetError extends QueuexecError {}
+  /** A file could not be read or written; `cause` is the OS error. */
+  class IoError extends QueuexecError {}
   class NetworkError extends QueuexecError {}
   class UnauthorizedError extends QueuexecError {}
   class DependencyError extends QueuexecError {}
@@ -142,6 +144,7 @@ declare namespace Master {
     PayloadError: typeof PayloadError;
     StoreError: typeof StoreError;
     AssetError: typeof AssetError;
+    IoError: typeof IoError;
     NetworkError: typeof NetworkError;
     UnauthorizedError: typeof UnauthorizedError;
     DependencyError: typeof DependencyError;
