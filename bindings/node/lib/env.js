@@ -3,7 +3,7 @@
 // loaded with dotenv (variables already set win), then `token`, `transferEncryptToken` and
 // `LOG_LEVEL` are taken from process.env when the constructor does not give them.
 
-const { TokenError, ConfigError, fromNative } = require('./errors');
+const { TokenError, fromNative } = require('./errors');
 
 let dotenvLoaded = false;
 
@@ -66,11 +66,11 @@ const LEVELS = { off: 0, fatal: 1, error: 1, warn: 2, warning: 2, info: 3, debug
 /** A small logger with queue-xec's levels (off, info, warn, error, debug); off by default. */
 class Logger {
   constructor(level, prefix) {
-    const name = String(level || 'off').toLowerCase();
+    let name = String(level || 'off').toLowerCase();
     if (!(name in LEVELS)) {
-      throw new ConfigError(`unknown loglevel ${JSON.stringify(level)}: use off, error, warn, info or debug`, {
-        code: 'ERR_QUEUEXEC_CONFIG',
-      });
+      // queue-xec's logger took an unknown level as 'off'; so do we, but say so once.
+      console.error(`[${prefix}] unknown loglevel ${JSON.stringify(level)} (use off, error, warn, info or debug): logging is off`);
+      name = 'off';
     }
     this.level = name;
     this.rank = LEVELS[name];
