@@ -57,7 +57,7 @@ test('tokens and LOG_LEVEL come from ./.env, as dotenv loads it, and the environ
   const env = testEnv(t);
   const cwd = tmpdir(t);
   const fromFile = tokens();
-  fs.writeFileSync(path.join(cwd, '.env'), `# tokens\ntoken=${fromFile.token}\ntransferEncryptToken="${fromFile.transferEncryptToken}"\nLOG_LEVEL=off\n`);
+  fs.writeFileSync(path.join(cwd, '.env'), `# tokens\ntoken=${fromFile.token}\ntransferEncryptToken="${fromFile.transferEncryptToken}"\nLOG_LEVEL=error\n`);
   const script = path.join(cwd, 'probe.js');
   fs.writeFileSync(
     script,
@@ -70,6 +70,7 @@ test('tokens and LOG_LEVEL come from ./.env, as dotenv loads it, and the environ
   const probe = run(t, script, { cwd, env });
   const line = await probe.next((l) => l.token);
   assert.equal(line.token, fromFile.token);
+  assert.equal(line.level, 'error', 'LOG_LEVEL from .env');
   const overridden = run(t, script, { cwd, env: { ...env, token: 'from-the-environment' } });
   assert.equal((await overridden.next((l) => l.token)).token, 'from-the-environment');
 });
