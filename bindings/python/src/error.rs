@@ -125,11 +125,6 @@ fn attached_err<T: pyo3::PyTypeInfo>(message: String) -> PyErr {
     Python::attach(|py| new_err(&py.get_type::<T>(), message))
 }
 
-/// `queuexec.ClosedError`: `what` was closed.
-pub(crate) fn closed_error(what: &str) -> PyErr {
-    attached_err::<ClosedError>(format!("{what} is closed"))
-}
-
 /// `queuexec.ConfigError`.
 pub(crate) fn config_error(message: impl Into<String>) -> PyErr {
     attached_err::<ConfigError>(message.into())

@@ -7,13 +7,12 @@
 
 use std::future::Future;
 use std::sync::OnceLock;
-use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 
-use crate::error::{closed_error, runtime_error};
+use crate::error::runtime_error;
 
 /// How often a waiting Python thread checks for signals.
 pub(crate) const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -49,34 +48,40 @@ fn init_logging() {
     }
 }
 
-/// Runs `fut` on the runtime and waits for it with the GIL released. Ctrl-C (any signal whose
-/// handler raises) cancels the future and raises in the caller.
+/// Runs `fut` to completion on the calling thread (inside the runtime's context) with the GIL
+/// released. Ctrl-C (any signal whose handler raises) drops the future and raises in the caller.
 pub(crate) fn block_on<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
 where
-    F: Future<Output = T> + Send + 'static,
-    T: Send + 'static,
+    F: Future<Output = T> + Send,
+    T: Send,
 {
-    let (tx, rx) = sync_channel(1);
-    let task = runtime()?.spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    let mut rx = rx;
+    let runtime = runtime()?;
+    // Polled here rather than spawned: one thread hand-off less per call (push() is called in
+    // tight loops). Slices of SIGNAL_POLL let Python run its signal handlers in between.
+    let mut fut = std::pin::pin!(fut);
     loop {
-        // The receiver is moved into the GIL-free closure and back (it is Send, not Sync).
-        let (received, back) = py.detach(move || (rx.recv_timeout(SIGNAL_POLL), rx));
-        rx = back;
-        match received {
+        // The timer is made inside the future: only there is the runtime's context entered.
+        let slice = py.detach(|| {
+            run_here(runtime, async {
+                tokio::time::timeout(SIGNAL_POLL, fut.as_mut()).await
+            })
+        });
+        match slice {
             Ok(value) => return Ok(value),
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(interrupted) = py.check_signals() {
-                    task.abort();
-                    return Err(interrupted);
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(closed_error("the queuexec runtime"));
-            }
+            Err(_elapsed) => py.check_signals()?,
         }
+    }
+}
+
+/// Drives `fut` on this thread. Python code runs on ordinary threads, or on the runtime's
+/// blocking threads (a worker's plain tasks, which may push to a master of the same process):
+/// those are inside the runtime's context, may block, but may not start the runtime again, so
+/// there the future is polled by a plain executor (tokio's timers and channels still work).
+fn run_here<F: Future>(runtime: &Runtime, fut: F) -> F::Output {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        futures::executor::block_on(fut)
+    } else {
+        runtime.block_on(fut)
     }
 }
 
@@ -95,11 +100,6 @@ where
     T: Send,
 {
     let runtime = runtime()?;
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(runtime_error(
-            "a blocking queuexec call was made from inside queuexec's own runtime thread; call it from a Python thread",
-        ));
-    }
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let slice = match deadline {
@@ -109,8 +109,11 @@ where
             None => SIGNAL_POLL,
         };
         let fut = make();
-        let got =
-            py.detach(|| runtime.block_on(async { tokio::time::timeout(slice, fut).await.ok() }));
+        let got = py.detach(|| {
+            run_here(runtime, async {
+                tokio::time::timeout(slice, fut).await.ok()
+            })
+        });
         if let Some(value) = got {
             return Ok(Some(value));
         }

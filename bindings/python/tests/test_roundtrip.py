@@ -190,3 +190,25 @@ def test_worker_with_another_transfer_token_is_refused(open_master: MakeMaster, 
     with pytest.raises(queuexec.UnauthorizedError) as caught:
         intruder.run()
     assert isinstance(caught.value, PermissionError)
+
+
+def test_a_task_can_push_follow_up_jobs_to_a_master_in_the_same_process(
+    open_master: MakeMaster, open_worker: MakeWorker
+) -> None:
+    master = open_master()
+
+    def halve(job: queuexec.Job) -> int:
+        if job.data > 1:
+            master.push(job.data // 2, type="halve")  # from the worker's task thread
+        return int(job.data)
+
+    async def halve_async(job: queuexec.Job) -> int:
+        if job.data > 1:
+            master.push(job.data // 2, type="halve_async")  # from the worker's event loop
+        return int(job.data)
+
+    open_worker(tasks={"halve": halve, "halve_async": halve_async})
+    master.push(8, type="halve")
+    master.push(16, type="halve_async")
+    results = collect(master, 9)
+    assert sorted(r.data for r in results.values()) == [1, 1, 2, 2, 4, 4, 8, 8, 16]

@@ -205,7 +205,10 @@ class _Dispatcher:
             if thread is not None:
                 self._loop = None
         if thread is not None and loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
+            try:
+                asyncio.run_coroutine_threadsafe(_cancel_all_then_stop(), loop)
+            except RuntimeError:  # the loop is already closed
+                return
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
 
@@ -254,6 +257,16 @@ class _Dispatcher:
             thread.start()
             self._loop, self._own_thread = loop, thread
             return loop
+
+
+async def _cancel_all_then_stop() -> None:
+    """Ends the worker's own loop: its tasks are cancelled and awaited, then the loop stops."""
+    me = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not me]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.get_running_loop().stop()
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
