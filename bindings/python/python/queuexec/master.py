@@ -148,8 +148,10 @@ class Master:
         return self._native.closed
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<queuexec.Master {self.peer_id} {state}>"
+        native = getattr(self, "_native", None)  # None when __init__ failed
+        if native is None:
+            return "<queuexec.Master not started>"
+        return f"<queuexec.Master {native.peer_id} {'closed' if native.closed else 'open'}>"
 
     # ------------------------------------------------------------------ pushing
 

@@ -189,6 +189,7 @@ class _Dispatcher:
     def __init__(self, tasks: dict[str, Task], default: Task | None) -> None:
         self.tasks = tasks
         self.default = default
+        self._is_async: dict[str | None, bool] = {}  # by task type: the function is fixed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -232,7 +233,10 @@ class _Dispatcher:
         except ValueError as e:
             done(False, f"the job's data is not JSON: {e}")
             return None
-        if inspect.iscoroutinefunction(fn):
+        is_async = self._is_async.get(task_type)
+        if is_async is None:
+            is_async = self._is_async[task_type] = inspect.iscoroutinefunction(fn)
+        if is_async:
             return self._schedule(_run_coroutine_fn(fn, job, done))
         try:
             value = fn(job)
