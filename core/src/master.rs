@@ -1043,7 +1043,7 @@ impl Engine {
                 } => {
                     self.stats.retried += 1;
                     tracing::debug!(job = %id, attempt, %error, "attempt failed; will retry");
-                    if !(in_memory || !durable) {
+                    if !in_memory && durable {
                         batch.durable_ops.push(StoreOp::Retry {
                             id: id.to_string(),
                             attempt,
