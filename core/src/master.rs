@@ -633,7 +633,14 @@ fn lock_store(path: &std::path::Path) -> Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| Error::io("opening the store lock", &lock_path, e))?;
+        .map_err(|e| Error::Store {
+            location: path.display().to_string(),
+            message: format!(
+                "cannot create the store's lock file {} ({e}); check that its folder exists and is writable",
+                lock_path.display()
+            ),
+            source: Some(Box::new(e)),
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Store {
