@@ -182,14 +182,14 @@ test('a master that cannot start rejects ready and every push with a classed err
   const errors = [];
   mm.on('error', (e) => errors.push(e));
   await assert.rejects(mm.ready, (e) => {
-    assert.ok(e instanceof Master.errors.IoError, `${e.name}: ${e.message}`);
-    assert.equal(e.code, 'ERR_QUEUEXEC_IO');
+    assert.ok(e instanceof Master.errors.StoreError, `${e.name}: ${e.message}`);
+    assert.equal(e.code, 'ERR_QUEUEXEC_STORE');
     assert.match(e.message, /missing/);
     assert.ok(e.cause instanceof Error, 'the OS error is kept as the cause');
     assert.match(e.cause.message, /No such file or directory/);
     return true;
   });
-  await assert.rejects(mm.pushNewJob({ id: 1 }), { code: 'ERR_QUEUEXEC_IO' });
+  await assert.rejects(mm.pushNewJob({ id: 1 }), { code: 'ERR_QUEUEXEC_STORE' });
   assert.equal(errors.length, 1, "the failure is also an 'error' event");
   const bad = new Master({ ...tokens(), watchAssets: false, execAssets: { files: [{ masterPath: '/package.json', name: 'task.js', workerPath: '../escape.js' }] } });
   bad.on('error', () => {});
