@@ -932,7 +932,7 @@ impl Engine {
             }
             EngineCommand::Heartbeat { id } => self.scheduler.renew(id, now),
             EngineCommand::Ack(ids) => {
-                self.ack(ids.into_iter().map(|id| (id, false)).collect());
+                self.ack(ids);
             }
             EngineCommand::AssetsChanged(bundle) => self.bundle = bundle,
             EngineCommand::Idle(reply) => {
@@ -1092,10 +1092,10 @@ impl Engine {
         let _ = self.delivery.send(Delivery::Batch(batch));
     }
 
-    fn ack(&mut self, ids: Vec<(String, bool)>) {
+    fn ack(&mut self, ids: Vec<String>) {
         let ops: Vec<StoreOp> = ids
             .into_iter()
-            .map(|(id, _)| StoreOp::Delivered { id })
+            .map(|id| StoreOp::Delivered { id })
             .collect();
         // Memory jobs have nothing to mark; the durable store ignores ids it does not hold.
         if let Some(durable) = &self.durable {
