@@ -1,0 +1,90 @@
+//! The master's delivery task: applies the engine's store writes in order (merging what queued
+//! up into one transaction), then hands out their results, so a result reaches the user only
+//! once it is durable. It also answers `idle` and sends `Drained` in the same order.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::MasterEvent;
+use crate::job::JobResult;
+use crate::store::{StoreOp, StoreWriter};
+
+/// Store writes and the events they allow, in engine order.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) durable_ops: Vec<StoreOp>,
+    pub(super) results: Vec<(JobResult, bool)>,
+}
+
+/// What the engine hands the delivery task, in its order.
+pub(super) enum Delivery {
+    Batch(Batch),
+    Idle {
+        reply: oneshot::Sender<bool>,
+        idle: bool,
+    },
+    Drained,
+}
+
+/// Applies the engine's batches in order (merging what queued up into one transaction), then
+/// hands out their results: a result reaches the user only once it is durable.
+pub(super) async fn deliver(
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    durable: Option<StoreWriter>,
+    events: mpsc::UnboundedSender<MasterEvent>,
+    auto_ack: bool,
+) {
+    let mut held: Option<Delivery> = None;
+    loop {
+        let first = match held.take() {
+            Some(d) => d,
+            None => match rx.recv().await {
+                Some(d) => d,
+                None => break,
+            },
+        };
+        let mut batch = match first {
+            Delivery::Batch(batch) => batch,
+            Delivery::Idle { reply, idle } => {
+                let _ = reply.send(idle);
+                continue;
+            }
+            Delivery::Drained => {
+                let _ = events.send(MasterEvent::Drained);
+                continue;
+            }
+        };
+        while batch.results.len() < 65_536 {
+            match rx.try_recv() {
+                Ok(Delivery::Batch(more)) => {
+                    batch.durable_ops.extend(more.durable_ops);
+                    batch.results.extend(more.results);
+                }
+                Ok(other) => {
+                    held = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if let (Some(durable), false) = (&durable, batch.durable_ops.is_empty())
+            && let Err(e) = durable.apply(batch.durable_ops).await
+        {
+            let _ = events.send(MasterEvent::Warning(format!(
+                "results could not be written to the store and will be redone after a restart: {e}"
+            )));
+            continue;
+        }
+        let mut acks_durable = Vec::new();
+        for (result, in_memory) in batch.results {
+            if auto_ack && !in_memory {
+                acks_durable.push(StoreOp::Delivered {
+                    id: result.job_id.clone(),
+                });
+            }
+            let _ = events.send(MasterEvent::Result(result));
+        }
+        if let (Some(durable), false) = (&durable, acks_durable.is_empty()) {
+            durable.apply_detached(acks_durable);
+        }
+    }
+}

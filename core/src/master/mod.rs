@@ -1,0 +1,601 @@
+//! The master engine: accepts pushes, keeps them durable, leases them to workers, collects
+//! results.
+//!
+//! Tasks and who owns what:
+//! - the network task owns the swarm (`net`);
+//! - one engine task owns the [`Scheduler`] and the sessions' credit windows; it never does
+//!   crypto or I/O, it only moves jobs between states and hands messages to others;
+//! - one task per worker connection reads and opens its frames (results are decrypted there) and
+//!   one writes and seals them;
+//! - the store writer thread groups writes (`store::StoreWriter`);
+//! - a push seals the payload and waits for its commit in the caller's task.
+//!
+//! Files: this one holds the public handle ([`Master`]) and its start-up; `engine.rs` the engine
+//! task, `delivery.rs` the task that makes results durable before they are handed out,
+//! `session.rs` one worker connection, `push.rs` pushing jobs.
+
+mod delivery;
+mod engine;
+mod push;
+mod session;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use self::delivery::deliver;
+use self::engine::{Engine, EngineCommand};
+use self::session::{SessionShared, serve_session};
+use crate::assets::{AssetSet, AssetSpec};
+use crate::crypto::{RoomKey, TransferKey};
+use crate::error::{Error, Result};
+use crate::job::{JobResult, WorkerInfo, now_ms};
+use crate::net::{self, Net, NetConfig, NetEvent};
+use crate::protocol;
+use crate::room::{self, RoomEntry};
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::store::{JobStore, SqliteStore, StoreWriter, StoredJob};
+
+/// Where a master keeps its jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In memory only: jobs are lost with the process (queue-xec's behaviour).
+    Memory,
+    /// A SQLite file: accepted jobs survive restarts of the master.
+    Sqlite(PathBuf),
+}
+
+/// Everything a master needs to start.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// The room token (queue-xec's `token`): workers holding it may join.
+    pub token: String,
+    /// The transfer token (queue-xec's `transferEncryptToken`, at least 32 characters): keys the
+    /// envelope of every message.
+    pub transfer_token: String,
+    /// Where jobs are kept.
+    pub store: StoreConfig,
+    /// Multiaddrs to listen on. The default, loopback on a free TCP and QUIC port, serves workers
+    /// on this host; listen on `/ip4/0.0.0.0/tcp/PORT` to serve other machines.
+    pub listen: Vec<String>,
+    /// Directory of room files for same-host discovery (`None`: `room::room_dir`).
+    pub room_dir: Option<PathBuf>,
+    /// Write the room file so that workers on this host find the master with no address.
+    pub announce: bool,
+    /// mDNS on the local network; `None` reads `QUEUEXEC_MDNS`. Off unless asked for.
+    pub mdns: Option<bool>,
+    /// Files shipped to workers (task.js and what it requires).
+    pub assets: Vec<AssetSpec>,
+    /// Directory that relative `master_path`s are taken from.
+    pub asset_base_dir: PathBuf,
+    /// npm packages the task needs.
+    pub dependencies: Vec<String>,
+    /// Retries of a job whose push does not say.
+    pub default_retries: u32,
+    /// How long a lease lasts without a heartbeat from its worker.
+    pub lease_ttl: Duration,
+    /// First retry delay (doubles per attempt, at most a minute).
+    pub retry_backoff: Duration,
+    /// Most worker connections at once.
+    pub max_workers: u32,
+    /// Mark results delivered as soon as they are handed out as events. When false, call
+    /// [`Master::ack`] after handling each; unacknowledged results are handed out again after a
+    /// restart on the same store.
+    pub auto_ack: bool,
+}
+
+impl MasterConfig {
+    /// A configuration with these tokens and every other setting at its default.
+    pub fn new(token: impl Into<String>, transfer_token: impl Into<String>) -> Self {
+        MasterConfig {
+            token: token.into(),
+            transfer_token: transfer_token.into(),
+            store: StoreConfig::Memory,
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".into(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+            ],
+            room_dir: None,
+            announce: true,
+            mdns: None,
+            assets: Vec::new(),
+            asset_base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            dependencies: Vec::new(),
+            default_retries: 3,
+            lease_ttl: Duration::from_secs(15),
+            retry_backoff: Duration::from_millis(100),
+            max_workers: 1024,
+            auto_ack: true,
+        }
+    }
+}
+
+/// What happened on a master.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum MasterEvent {
+    /// A job ended: its result, or its final error.
+    Result(JobResult),
+    /// A worker proved it holds the token and joined.
+    WorkerJoined(WorkerInfo),
+    /// A worker's connection ended.
+    WorkerLeft(WorkerInfo),
+    /// Nothing is queued, delayed or running any more.
+    Drained,
+    /// Something the user should know that did not stop the master.
+    Warning(String),
+}
+
+/// The answer to one push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReceipt {
+    /// The job's id.
+    pub id: String,
+    /// True when a job with this id already existed, so nothing was queued.
+    pub duplicate: bool,
+}
+
+/// Counts of a master's jobs and workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Ready to run.
+    pub queued: u64,
+    /// Waiting for their delay or retry backoff.
+    pub delayed: u64,
+    /// Leased to a worker.
+    pub running: u64,
+    /// Finished with a result since the master started.
+    pub done: u64,
+    /// Dead-lettered since the master started.
+    pub dead: u64,
+    /// Failed attempts that will be retried, since the master started.
+    pub retried: u64,
+    /// Workers connected now.
+    pub workers: u64,
+}
+
+/// A master. Cheap to clone; every clone drives the same engine.
+#[derive(Clone)]
+pub struct Master {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: mpsc::UnboundedSender<EngineCommand>,
+    durable: Option<StoreWriter>,
+    memory: MemoryIds,
+    key: TransferKey,
+    room_id: String,
+    room_dir: Option<PathBuf>,
+    peer_id: PeerId,
+    seq: AtomicI64,
+    default_max_attempts: u32,
+    addrs: Arc<Mutex<Vec<Multiaddr>>>,
+    assets: Arc<RwLock<AssetSet>>,
+    closed: AtomicBool,
+    net: Net,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    deliver_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held while the master lives: one master per store file.
+    store_lock: Mutex<Option<std::fs::File>>,
+}
+
+impl Master {
+    /// Opens the store, resumes its unfinished jobs, starts listening and announces the room.
+    /// Returns the master and the stream of its events (results among them).
+    pub async fn start(
+        config: MasterConfig,
+    ) -> Result<(Master, mpsc::UnboundedReceiver<MasterEvent>)> {
+        let room = RoomKey::from_token(&config.token)?;
+        let key = TransferKey::from_token(&config.transfer_token)?;
+        if config.lease_ttl < Duration::from_millis(100) {
+            return Err(Error::Config("lease_ttl must be at least 100 ms".into()));
+        }
+        let listen = config
+            .listen
+            .iter()
+            .map(|a| net::parse_addr(a, "listen address"))
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut assets = AssetSet::load(
+            &config.assets,
+            &config.asset_base_dir,
+            config.dependencies.clone(),
+        )?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        if !config.dependencies.is_empty() {
+            let deps = config.dependencies.clone();
+            match tokio::task::spawn_blocking(move || crate::deps::build_bundle(&deps)).await {
+                Ok(Ok(bundle)) => assets.set_dependency_bundle(bundle),
+                Ok(Err(e)) => {
+                    let warning = format!(
+                        "{e}; workers that are not Node cannot run tasks that require these dependencies"
+                    );
+                    tracing::warn!("{warning}");
+                    let _ = events_tx.send(MasterEvent::Warning(warning));
+                }
+                Err(e) => {
+                    return Err(Error::Dependencies(format!(
+                        "the bundle builder stopped: {e}"
+                    )));
+                }
+            }
+        }
+
+        let mut store_lock = None;
+        let durable = match &config.store {
+            StoreConfig::Memory => None,
+            StoreConfig::Sqlite(path) => {
+                store_lock = Some(lock_store(path)?);
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                    .await
+                    .map_err(|e| Error::Store {
+                        location: "sqlite".into(),
+                        message: format!("opening stopped: {e}"),
+                        source: None,
+                    })??;
+                Some(StoreWriter::spawn(Box::new(store) as Box<dyn JobStore>))
+            }
+        };
+        let memory: MemoryIds = Arc::new(Mutex::new(HashSet::new()));
+
+        let mut scheduler = Scheduler::new(SchedulerConfig {
+            lease_ttl_ms: config.lease_ttl.as_millis() as i64,
+            backoff_base_ms: config.retry_backoff.as_millis() as i64,
+            backoff_cap_ms: 60_000,
+        });
+        let mut max_seq = 0;
+        if let Some(durable) = &durable {
+            max_seq = durable.max_seq().await?;
+            let now = now_ms();
+            let mut resumed = 0usize;
+            for job in durable.load().await? {
+                if job.state.is_terminal() {
+                    if let Some(result) = stored_result(&key, &job) {
+                        let _ = events_tx.send(MasterEvent::Result(result));
+                    }
+                } else {
+                    resumed += 1;
+                    scheduler.enqueue(job, false, now);
+                }
+            }
+            if resumed > 0 {
+                tracing::info!(resumed, "resumed unfinished jobs from the store");
+            }
+        }
+
+        let (net, net_events) = net::spawn(NetConfig {
+            listen,
+            mdns: net::mdns_wanted(config.mdns),
+            max_connections: config.max_workers.saturating_add(8),
+        })?;
+        let peer_id = net.peer_id();
+        let addrs = Arc::new(Mutex::new(Vec::new()));
+        let assets = Arc::new(RwLock::new(assets));
+        let bundle = read_lock(&assets).bundle_hash();
+        let room_dir = config
+            .announce
+            .then(|| room::room_dir(config.room_dir.as_deref()));
+
+        let (engine_tx, engine_rx) = mpsc::unbounded_channel();
+        let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
+        let deliver_task = tokio::spawn(deliver(
+            delivery_rx,
+            durable.clone(),
+            events_tx.clone(),
+            config.auto_ack,
+        ));
+        let ever_had_jobs = !scheduler.is_idle();
+        let engine = Engine {
+            scheduler,
+            sessions: HashMap::new(),
+            order: VecDeque::new(),
+            durable: durable.clone(),
+            events: events_tx.clone(),
+            delivery: delivery_tx,
+            bundle,
+            drained_sent: false,
+            ever_had_jobs,
+            stats: Stats::default(),
+        };
+        tokio::spawn(engine.run(engine_rx));
+
+        // Wait for the listeners to report their addresses, so the room file and the addresses
+        // we return are complete.
+        let mut net_events = net_events;
+        let wanted = config.listen.len().max(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while lock(&addrs).len() < wanted {
+            match tokio::time::timeout_at(deadline, net_events.recv()).await {
+                Ok(Some(NetEvent::ListenAddr(a))) => lock(&addrs).push(a),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if lock(&addrs).is_empty() {
+            return Err(Error::Network(format!(
+                "the master reported no listening address within 5 s (asked for {:?})",
+                config.listen
+            )));
+        }
+        let inner = Arc::new(Inner {
+            engine: engine_tx.clone(),
+            durable,
+            memory,
+            key: key.clone(),
+            room_id: room.room_id().to_string(),
+            room_dir: room_dir.clone(),
+            peer_id,
+            seq: AtomicI64::new(max_seq),
+            default_max_attempts: config.default_retries.saturating_add(1),
+            addrs: addrs.clone(),
+            assets: assets.clone(),
+            closed: AtomicBool::new(false),
+            net: net.clone(),
+            tasks: Mutex::new(Vec::new()),
+            deliver_task: Mutex::new(Some(deliver_task)),
+            store_lock: Mutex::new(store_lock),
+        });
+        let master = Master { inner };
+        master.announce();
+
+        // Later listen addresses (interfaces coming up) keep the room file current.
+        // (A weak handle: this task must not keep the master alive.)
+        let weak = Arc::downgrade(&master.inner);
+        let addr_task = tokio::spawn(async move {
+            while let Some(event) = net_events.recv().await {
+                if let (NetEvent::ListenAddr(a), Some(inner)) = (event, weak.upgrade()) {
+                    lock(&inner.addrs).push(a);
+                    Master { inner }.announce();
+                }
+            }
+        });
+
+        let mut incoming = net
+            .control()
+            .accept(protocol::JOB_PROTOCOL)
+            .map_err(|e| Error::Network(format!("cannot accept job streams: {e}")))?;
+        let shared = Arc::new(SessionShared {
+            room,
+            key,
+            engine: engine_tx,
+            assets,
+            net,
+            next_session: AtomicI64::new(1),
+            lease_ttl_ms: config.lease_ttl.as_millis() as u64,
+        });
+        let accept_task = tokio::spawn(async move {
+            while let Some((peer, stream)) = incoming.next().await {
+                tokio::spawn(serve_session(shared.clone(), peer, stream));
+            }
+        });
+        lock(&master.inner.tasks).extend([addr_task, accept_task]);
+        Ok((master, events_rx))
+    }
+
+    /// The master's peer id.
+    pub fn peer_id(&self) -> String {
+        self.inner.peer_id.to_string()
+    }
+
+    /// The room id (SHA-256 of the token, hex).
+    pub fn room_id(&self) -> &str {
+        &self.inner.room_id
+    }
+
+    /// Addresses workers can dial, each ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> Vec<String> {
+        lock(&self.inner.addrs)
+            .iter()
+            .map(|a| self.with_peer(a).to_string())
+            .collect()
+    }
+
+    fn with_peer(&self, addr: &Multiaddr) -> Multiaddr {
+        addr.clone().with(Protocol::P2p(self.inner.peer_id))
+    }
+
+    fn announce(&self) {
+        let Some(dir) = &self.inner.room_dir else {
+            return;
+        };
+        let addrs: Vec<String> = {
+            let all = lock(&self.inner.addrs);
+            all.iter()
+                .filter(|a| net::is_loopback(a))
+                .map(|a| self.with_peer(a).to_string())
+                .collect()
+        };
+        if addrs.is_empty() {
+            return;
+        }
+        let entry = RoomEntry {
+            peer_id: self.peer_id(),
+            addrs,
+            pid: std::process::id(),
+        };
+        if let Err(e) = room::announce(dir, &self.inner.room_id, &entry) {
+            tracing::warn!(
+                "could not write the room file, so workers on this host need --master: {e}"
+            );
+        }
+    }
+
+    /// Marks results as handled, so a restart on the same store does not hand them out again.
+    /// Needed only with `auto_ack: false`.
+    pub fn ack(&self, job_ids: Vec<String>) {
+        let _ = self.inner.engine.send(EngineCommand::Ack(job_ids));
+    }
+
+    /// Whether no job is waiting or running. When it answers true, every result so far has
+    /// already been handed to the event stream.
+    pub async fn idle(&self) -> Result<bool> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .engine
+            .send(EngineCommand::Idle(reply))
+            .map_err(|_| Error::Closed("the master"))?;
+        rx.await.map_err(|_| Error::Closed("the master"))
+    }
+
+    /// Counts of jobs and workers.
+    pub async fn stats(&self) -> Result<Stats> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .engine
+            .send(EngineCommand::Stats(reply))
+            .map_err(|_| Error::Closed("the master"))?;
+        rx.await.map_err(|_| Error::Closed("the master"))
+    }
+
+    /// Reads the asset files again; when their content changed, workers fetch the new bundle
+    /// before their next job. Returns whether it changed.
+    pub async fn reload_assets(&self) -> Result<bool> {
+        let assets = self.inner.assets.clone();
+        let changed = tokio::task::spawn_blocking(move || {
+            let mut set = write_lock(&assets);
+            set.reload().map(|changed| (changed, set.bundle_hash()))
+        })
+        .await
+        .map_err(|e| Error::Config(format!("reloading assets stopped: {e}")))??;
+        if changed.0 {
+            tracing::info!(bundle = %changed.1, "assets changed");
+            let _ = self
+                .inner
+                .engine
+                .send(EngineCommand::AssetsChanged(changed.1));
+        }
+        Ok(changed.0)
+    }
+
+    /// The current asset bundle hash.
+    pub fn bundle_hash(&self) -> String {
+        read_lock(&self.inner.assets).bundle_hash().to_string()
+    }
+
+    /// Stops serving: workers are disconnected, the store is flushed and closed, the room file
+    /// withdrawn. Jobs that were running are queued again on the next start (durable store).
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        for task in lock(&self.inner.tasks).drain(..) {
+            task.abort();
+        }
+        self.inner.net.shutdown().await;
+        let (reply, rx) = oneshot::channel();
+        if self
+            .inner
+            .engine
+            .send(EngineCommand::Shutdown(reply))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        // The engine is gone, so the delivery queue ends once it has written what it holds.
+        let deliver_task = lock(&self.inner.deliver_task).take();
+        if let Some(task) = deliver_task {
+            let _ = task.await;
+        }
+        if let Some(durable) = &self.inner.durable {
+            durable.close().await;
+        }
+        if let Some(dir) = &self.inner.room_dir {
+            room::withdraw(dir, &self.inner.room_id, &self.peer_id());
+        }
+        // Closing the file releases the lock: another master may take the store now.
+        lock(&self.inner.store_lock).take();
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.room_dir {
+            room::withdraw(dir, &self.room_id, &self.peer_id.to_string());
+        }
+    }
+}
+
+/// Takes the store's lock file (`<store>.lock`), so two masters never share one store: each
+/// would hand out the other's jobs.
+fn lock_store(path: &std::path::Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Store {
+            location: path.display().to_string(),
+            message: format!(
+                "cannot create the store's lock file {} ({e}); check that its folder exists and is writable",
+                lock_path.display()
+            ),
+            source: Some(Box::new(e)),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Store {
+            location: path.display().to_string(),
+            message: "another master is using this store; stop it first, or give this master its own --store file"
+                .into(),
+            source: None,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking the store", &lock_path, e)),
+    }
+}
+
+/// The result of a terminal stored job, for redelivery after a restart.
+fn stored_result(key: &TransferKey, job: &StoredJob) -> Option<JobResult> {
+    let worker = job.worker.clone().unwrap_or(WorkerInfo {
+        id: String::new(),
+        name: String::new(),
+    });
+    let outcome = match (&job.result, &job.last_error) {
+        (Some(sealed), _) if job.state == crate::store::JobState::Done => {
+            match key.open(&protocol::result_context(&job.id, true), sealed) {
+                Ok(plain) => Ok(String::from_utf8_lossy(&plain).into_owned()),
+                Err(_) => Err(
+                    "the stored result could not be opened with this transferEncryptToken"
+                        .to_string(),
+                ),
+            }
+        }
+        (_, Some(error)) => Err(error.clone()),
+        _ => Err("the job ended without a result".to_string()),
+    };
+    Some(JobResult {
+        job_id: job.id.clone(),
+        worker,
+        outcome,
+        attempts: job.attempt,
+    })
+}
+
+/// The ids of every job kept in memory only (a master without a durable store, or `in_memory`
+/// jobs), so a pushed id that is already known is not queued again. The scheduler holds the jobs
+/// themselves; nothing else about them needs keeping.
+type MemoryIds = Arc<Mutex<HashSet<String>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

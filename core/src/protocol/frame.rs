@@ -1,0 +1,347 @@
+//! Frames on the job stream: a u32 big-endian length, then that many bytes, capped by the
+//! receiver. After the handshake every frame is sealed with the transfer key and numbered per
+//! direction ([`FrameSealer`]); [`SealedWriter`] and [`SealedReader`] are the one writer and the
+//! one reader both the master's sessions and the worker use.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use serde::{Deserialize, Serialize};
+
+use super::MAX_FRAME;
+use crate::crypto::TransferKey;
+use crate::error::{Error, Result};
+
+/// Bytes buffered before a write reaches the stream (batches small frames into one packet).
+const BUFFER: usize = 64 * 1024;
+
+/// Which way a frame travels; part of each frame's sealing context.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Direction {
+    ToWorker,
+    ToMaster,
+}
+
+/// Seals and numbers frames in one direction.
+pub(crate) struct FrameSealer {
+    key: TransferKey,
+    direction: Direction,
+    seq: u64,
+}
+
+impl FrameSealer {
+    pub(crate) fn new(key: TransferKey, direction: Direction) -> Self {
+        FrameSealer {
+            key,
+            direction,
+            seq: 0,
+        }
+    }
+
+    fn context(&self) -> [u8; 9] {
+        let mut context = [0u8; 9];
+        context[0] = match self.direction {
+            Direction::ToWorker => b'w',
+            Direction::ToMaster => b'm',
+        };
+        context[1..].copy_from_slice(&self.seq.to_be_bytes());
+        context
+    }
+
+    pub(crate) fn seal<T: Serialize>(&mut self, message: &T) -> Result<Vec<u8>> {
+        let plain = postcard::to_stdvec(message)
+            .map_err(|e| Error::Protocol(format!("could not encode a message: {e}")))?;
+        let sealed = self.key.seal(&self.context(), &plain);
+        self.seq += 1;
+        Ok(sealed)
+    }
+
+    pub(crate) fn open<T: for<'de> Deserialize<'de>>(&mut self, frame: &[u8]) -> Result<T> {
+        let plain = self.key.open(&self.context(), frame)?;
+        self.seq += 1;
+        postcard::from_bytes(&plain).map_err(|e| {
+            Error::Protocol(format!(
+                "a peer sent a message this version cannot read: {e}"
+            ))
+        })
+    }
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(Error::Network(format!("reading from a peer: {e}"))),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(Error::Protocol(format!(
+            "a peer sent a {len}-byte frame; the limit is {max}"
+        )));
+    }
+    let mut frame = vec![0u8; len];
+    reader
+        .read_exact(&mut frame)
+        .await
+        .map_err(|e| Error::Network(format!("reading from a peer: {e}")))?;
+    Ok(Some(frame))
+}
+
+/// Reads one frame into `buf`, reusing its allocation (job frames are large and frequent: a
+/// fresh buffer each time costs page faults). `Ok(false)` at a clean end of stream.
+pub(crate) async fn read_frame_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> Result<bool> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(Error::Network(format!("reading from a peer: {e}"))),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(Error::Protocol(format!(
+            "a peer sent a {len}-byte frame; the limit is {max}"
+        )));
+    }
+    buf.resize(len, 0);
+    reader
+        .read_exact(buf)
+        .await
+        .map_err(|e| Error::Network(format!("reading from a peer: {e}")))?;
+    Ok(true)
+}
+
+/// Writes one frame (without flushing, so callers can batch).
+pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> Result<()> {
+    let len = u32::try_from(frame.len()).map_err(|_| {
+        Error::Protocol(format!("a {}-byte frame is too large to send", frame.len()))
+    })?;
+    writer
+        .write_all(&len.to_be_bytes())
+        .await
+        .map_err(|e| Error::Network(format!("writing to a peer: {e}")))?;
+    writer
+        .write_all(frame)
+        .await
+        .map_err(|e| Error::Network(format!("writing to a peer: {e}")))
+}
+
+impl Direction {
+    /// The peer frames in this direction go to, for messages.
+    fn receiver(self) -> &'static str {
+        match self {
+            Direction::ToWorker => "a worker",
+            Direction::ToMaster => "the master",
+        }
+    }
+}
+
+/// Seals, numbers and writes messages in one direction. Writes are buffered: call
+/// [`flush`](Self::flush) once a batch is written.
+pub(crate) struct SealedWriter<W> {
+    sealer: FrameSealer,
+    direction: Direction,
+    writer: futures::io::BufWriter<W>,
+}
+
+impl<W: AsyncWrite + Unpin> SealedWriter<W> {
+    pub(crate) fn new(key: TransferKey, direction: Direction, writer: W) -> Self {
+        SealedWriter {
+            sealer: FrameSealer::new(key, direction),
+            direction,
+            writer: futures::io::BufWriter::with_capacity(BUFFER, writer),
+        }
+    }
+
+    /// Seals `message` as the next frame and writes it (buffered).
+    pub(crate) async fn send<T: Serialize>(&mut self, message: &T) -> Result<()> {
+        let frame = self.sealer.seal(message)?;
+        write_frame(&mut self.writer, &frame).await
+    }
+
+    /// Sends everything written so far.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| Error::Network(format!("writing to {}: {e}", self.direction.receiver())))
+    }
+
+    /// Flushes and closes the stream's write side; errors are ignored (the peer may be gone).
+    pub(crate) async fn close(mut self) {
+        let _ = self.writer.close().await;
+    }
+}
+
+/// Reads and opens frames in one direction, reusing one buffer (job frames are large and
+/// frequent: a fresh buffer each time costs page faults).
+pub(crate) struct SealedReader<R> {
+    opener: FrameSealer,
+    reader: futures::io::BufReader<R>,
+    frame: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> SealedReader<R> {
+    pub(crate) fn new(key: TransferKey, direction: Direction, reader: R) -> Self {
+        SealedReader {
+            opener: FrameSealer::new(key, direction),
+            reader: futures::io::BufReader::with_capacity(BUFFER, reader),
+            frame: Vec::new(),
+        }
+    }
+
+    /// The next message; `Ok(None)` at a clean end of stream.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] for a frame over [`MAX_FRAME`] or a message this version cannot
+    /// read, [`Error::Envelope`] for a frame that does not open, [`Error::Network`] when reading
+    /// fails.
+    pub(crate) async fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>> {
+        if !read_frame_into(&mut self.reader, MAX_FRAME, &mut self.frame).await? {
+            return Ok(None);
+        }
+        self.opener.open(&self.frame).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ToMaster, ToWorker};
+
+    fn key() -> TransferKey {
+        TransferKey::from_token("0123456789abcdef0123456789abcdef").expect("valid token")
+    }
+
+    #[test]
+    fn frames_round_trip_in_order_only() {
+        let mut tx = FrameSealer::new(key(), Direction::ToMaster);
+        let mut rx = FrameSealer::new(key(), Direction::ToMaster);
+        let a = tx.seal(&ToMaster::Credits(3)).expect("seal");
+        let b = tx.seal(&ToMaster::Heartbeat).expect("seal");
+        // b before a: its sequence number does not match, so it is refused.
+        assert!(rx.open::<ToMaster>(&b).is_err());
+        let mut rx = FrameSealer::new(key(), Direction::ToMaster);
+        assert!(matches!(
+            rx.open::<ToMaster>(&a).expect("open a"),
+            ToMaster::Credits(3)
+        ));
+        assert!(matches!(
+            rx.open::<ToMaster>(&b).expect("open b"),
+            ToMaster::Heartbeat
+        ));
+    }
+
+    #[test]
+    fn a_frame_cannot_be_reflected_to_the_other_direction() {
+        let mut tx = FrameSealer::new(key(), Direction::ToMaster);
+        let mut rx = FrameSealer::new(key(), Direction::ToWorker);
+        let frame = tx.seal(&ToMaster::Heartbeat).expect("seal");
+        assert!(matches!(rx.open::<ToWorker>(&frame), Err(Error::Envelope)));
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_are_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &[7u8; 100]).await.expect("write");
+        let mut reader = futures::io::Cursor::new(buf);
+        let err = read_frame(&mut reader, 99).await.expect_err("over the cap");
+        assert!(err.to_string().contains("limit is 99"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_stream_ends_cleanly_or_errors() {
+        let mut reader = futures::io::Cursor::new(Vec::<u8>::new());
+        assert!(
+            read_frame(&mut reader, 10)
+                .await
+                .expect("empty stream")
+                .is_none()
+        );
+        let mut reader = futures::io::Cursor::new(vec![0, 0, 0, 9, 1, 2]);
+        assert!(read_frame(&mut reader, 10).await.is_err());
+    }
+
+    fn duplex() -> (
+        tokio_util::compat::Compat<tokio::io::DuplexStream>,
+        tokio_util::compat::Compat<tokio::io::DuplexStream>,
+    ) {
+        use tokio_util::compat::TokioAsyncReadCompatExt;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        (a.compat(), b.compat())
+    }
+
+    #[tokio::test]
+    async fn sealed_writer_and_reader_round_trip_messages_in_order_over_a_stream() {
+        let (a, b) = duplex();
+        let mut writer = SealedWriter::new(key(), Direction::ToMaster, a);
+        let mut reader = SealedReader::new(key(), Direction::ToMaster, b);
+        let run = async {
+            writer.send(&ToMaster::Credits(7)).await?;
+            writer.send(&ToMaster::Heartbeat).await?;
+            writer.send(&ToMaster::GetManifest).await?;
+            writer.flush().await?;
+            writer.close().await;
+            let mut got = Vec::new();
+            while let Some(message) = reader.next::<ToMaster>().await? {
+                got.push(format!("{message:?}"));
+            }
+            Ok::<_, Error>(got)
+        };
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the round trip finishes within 10 s")
+            .expect("every frame opens");
+        assert_eq!(got, ["Credits(7)", "Heartbeat", "GetManifest"]);
+    }
+
+    #[tokio::test]
+    async fn a_reader_refuses_a_frame_over_the_cap_without_reading_it() {
+        let (mut a, b) = duplex();
+        let mut reader = SealedReader::new(key(), Direction::ToWorker, b);
+        let run = async {
+            // Only the length: a reader that tried to read the body would wait forever.
+            a.write_all(&((MAX_FRAME + 1) as u32).to_be_bytes())
+                .await
+                .expect("write the length");
+            a.flush().await.expect("flush");
+            reader.next::<ToWorker>().await
+        };
+        let result = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the refusal comes within 10 s");
+        let err = result.expect_err("a frame over the cap is refused");
+        assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!("limit is {MAX_FRAME}")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_with_another_key_refuses_the_first_frame() {
+        let (a, b) = duplex();
+        let mut writer = SealedWriter::new(key(), Direction::ToWorker, a);
+        let other = TransferKey::from_token("another transfer token of 32 chars!").expect("valid");
+        let mut reader = SealedReader::new(other, Direction::ToWorker, b);
+        let run = async {
+            writer
+                .send(&ToWorker::FileMissing {
+                    sha256: crate::assets::Sha256([1; 32]),
+                })
+                .await?;
+            writer.flush().await?;
+            reader.next::<ToWorker>().await
+        };
+        let result = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the answer comes within 10 s");
+        assert!(matches!(result, Err(Error::Envelope)), "{result:?}");
+    }
+}

@@ -1,0 +1,323 @@
+//! The worker engine: finds the master, proves it holds the token, keeps the master's assets
+//! installed, takes jobs through a credit window and runs them through an [`Executor`].
+//!
+//! No polling for work: the worker grants the master credits and the master pushes jobs as soon
+//! as it has them. Heartbeats renew the leases of running jobs. When the connection drops,
+//! running jobs are abandoned (the master requeues them) and the worker looks for the master
+//! again.
+//!
+//! Files: this one holds the public handle ([`Worker`]) and the loop that finds and serves
+//! masters; `discovery.rs` finds the master, `session.rs` serves one connection,
+//! `asset_sync.rs` keeps the master's assets installed.
+
+mod asset_sync;
+mod discovery;
+mod session;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::assets::{BundleHash, Workplace};
+use crate::crypto::{RoomKey, TransferKey};
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::net::{self, Net, NetConfig, NetEvent};
+use crate::room;
+
+/// Everything a worker needs to start.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The room token (queue-xec's `token`).
+    pub token: String,
+    /// The transfer token (queue-xec's `transferEncryptToken`).
+    pub transfer_token: String,
+    /// The master's multiaddr. `None`: find it through the room file on this host (and mDNS when
+    /// enabled).
+    pub master: Option<String>,
+    /// The name the master reports for this worker.
+    pub name: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Jobs held ready beyond `concurrency`, so the next starts without a round trip.
+    pub prefetch: usize,
+    /// Folder the master's assets are installed in.
+    pub workplace: PathBuf,
+    /// Directory of room files (`None`: `room::room_dir`).
+    pub room_dir: Option<PathBuf>,
+    /// mDNS discovery; `None` reads `QUEUEXEC_MDNS`. Off unless asked for.
+    pub mdns: Option<bool>,
+    /// Multiaddrs to listen on (only needed for mDNS; none by default).
+    pub listen: Vec<String>,
+    /// Wall-clock limit of a job that does not set its own.
+    pub default_timeout: Option<Duration>,
+}
+
+impl WorkerConfig {
+    /// A configuration with these tokens and every other setting at its default.
+    pub fn new(token: impl Into<String>, transfer_token: impl Into<String>) -> Self {
+        WorkerConfig {
+            token: token.into(),
+            transfer_token: transfer_token.into(),
+            master: None,
+            name: "no_name".into(),
+            concurrency: 1,
+            prefetch: 1,
+            workplace: PathBuf::from("workplace"),
+            room_dir: None,
+            mdns: None,
+            listen: Vec::new(),
+            default_timeout: None,
+        }
+    }
+}
+
+/// What happened on a worker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum WorkerEvent {
+    /// Joined a master.
+    Connected {
+        /// The master's peer id.
+        master: String,
+    },
+    /// Lost the master; the worker looks for it again.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// The master's asset bundle was installed.
+    AssetsInstalled {
+        /// Its bundle hash.
+        bundle: String,
+        /// Files that had to be fetched.
+        fetched: usize,
+    },
+    /// A job ended on this worker.
+    JobFinished {
+        /// The job id.
+        id: String,
+        /// Its error, if it failed.
+        error: Option<String>,
+    },
+    /// The master refused this worker (wrong token); the worker has stopped.
+    Refused {
+        /// The master's reason.
+        reason: String,
+    },
+}
+
+/// Counts of a worker's jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Jobs that finished with a result.
+    pub done: u64,
+    /// Jobs that failed.
+    pub failed: u64,
+    /// Jobs running now.
+    pub running: u64,
+    /// Whether the worker is connected to a master.
+    pub connected: bool,
+}
+
+/// A worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<WorkerInner>,
+}
+
+struct WorkerInner {
+    peer_id: PeerId,
+    name: String,
+    done: AtomicU64,
+    failed: AtomicU64,
+    running: AtomicU64,
+    connected: AtomicBool,
+    stop: Notify,
+    stopped: AtomicBool,
+    /// `Some` once the worker has stopped: `Err` carries why the master refused it.
+    outcome: watch::Sender<Option<Result<(), String>>>,
+}
+
+impl Worker {
+    /// Starts the worker: it finds the master and works until [`Worker::close`] or until the
+    /// master refuses it.
+    pub async fn start(
+        config: WorkerConfig,
+        executor: Arc<dyn Executor>,
+    ) -> Result<(Worker, mpsc::UnboundedReceiver<WorkerEvent>)> {
+        let room = RoomKey::from_token(&config.token)?;
+        let key = TransferKey::from_token(&config.transfer_token)?;
+        if config.concurrency == 0 {
+            return Err(Error::Config("concurrency must be at least 1".into()));
+        }
+        let master = config
+            .master
+            .as_deref()
+            .map(|m| net::parse_addr(m, "master address"))
+            .transpose()?;
+        let listen = config
+            .listen
+            .iter()
+            .map(|a| net::parse_addr(a, "listen address"))
+            .collect::<Result<Vec<_>>>()?;
+        let workplace = {
+            let root = config.workplace.clone();
+            tokio::task::spawn_blocking(move || Workplace::open(root))
+                .await
+                .map_err(|e| Error::Config(format!("opening the workplace stopped: {e}")))??
+        };
+        let mdns = net::mdns_wanted(config.mdns);
+        let (net, net_events) = net::spawn(NetConfig {
+            listen,
+            mdns,
+            max_connections: 64,
+        })?;
+        let inner = Arc::new(WorkerInner {
+            peer_id: net.peer_id(),
+            name: config.name.clone(),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            stop: Notify::new(),
+            stopped: AtomicBool::new(false),
+            outcome: watch::Sender::new(None),
+        });
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let runner = Runner {
+            inner: inner.clone(),
+            room,
+            key,
+            net,
+            net_events,
+            master,
+            room_dir: room::room_dir(config.room_dir.as_deref()),
+            mdns_found: VecDeque::new(),
+            config,
+            executor,
+            workplace: Arc::new(workplace),
+            installed: None,
+            events: events_tx,
+        };
+        tokio::spawn(runner.run());
+        Ok((Worker { inner }, events_rx))
+    }
+
+    /// This worker's peer id.
+    pub fn peer_id(&self) -> String {
+        self.inner.peer_id.to_string()
+    }
+
+    /// This worker's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Counts of jobs.
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            done: self.inner.done.load(Ordering::Relaxed),
+            failed: self.inner.failed.load(Ordering::Relaxed),
+            running: self.inner.running.load(Ordering::Relaxed),
+            connected: self.inner.connected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the worker. Running jobs are abandoned; the master gives them to other workers.
+    pub async fn close(&self) {
+        self.inner.stopped.store(true, Ordering::Release);
+        self.inner.stop.notify_waiters();
+        self.inner.stop.notify_one();
+        self.wait().await.ok();
+    }
+
+    /// Resolves when the worker has stopped: `Ok` after `close`, an error when the master
+    /// refused it.
+    pub async fn wait(&self) -> Result<()> {
+        let mut rx = self.inner.outcome.subscribe();
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => return Err(Error::Closed("the worker")),
+        };
+        outcome.unwrap_or(Ok(())).map_err(Error::Unauthorized)
+    }
+}
+
+/// The worker's task: finds masters and serves them.
+struct Runner {
+    inner: Arc<WorkerInner>,
+    room: RoomKey,
+    key: TransferKey,
+    net: Net,
+    net_events: mpsc::UnboundedReceiver<NetEvent>,
+    master: Option<Multiaddr>,
+    room_dir: PathBuf,
+    mdns_found: VecDeque<Multiaddr>,
+    config: WorkerConfig,
+    executor: Arc<dyn Executor>,
+    workplace: Arc<Workplace>,
+    installed: Option<BundleHash>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let inner = self.inner.clone();
+        let outcome = tokio::select! {
+            outcome = self.work() => outcome,
+            () = inner.stop.notified() => Ok(()),
+        };
+        let outcome = match outcome {
+            Err(Error::Unauthorized(reason)) => {
+                tracing::error!("the master refused this worker: {reason}");
+                let _ = self.events.send(WorkerEvent::Refused {
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+            _ => Ok(()),
+        };
+        inner.connected.store(false, Ordering::Relaxed);
+        inner.outcome.send_replace(Some(outcome));
+    }
+
+    /// Finds the master, serves it, and finds it again when the connection ends.
+    async fn work(&mut self) -> Result<()> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if self.inner.stopped.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let addrs = self.discover().await;
+            let mut served = false;
+            for (addr, from_mdns) in addrs {
+                match self.session(addr.clone()).await {
+                    Ok(()) => {
+                        served = true;
+                        break;
+                    }
+                    // mDNS finds every master on the LAN, other rooms' too: skip those.
+                    Err(Error::Unauthorized(reason)) if from_mdns => {
+                        tracing::debug!(%addr, "not this room's master: {reason}");
+                    }
+                    Err(e @ Error::Unauthorized(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(%addr, "no session with the master: {e}");
+                    }
+                }
+            }
+            if served {
+                backoff = Duration::from_millis(50);
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! One connection to a master, on the worker: the dial and handshake, the credit window, the
+//! heartbeats, the frame reader (jobs and asset-sync messages), the jobs run through the
+//! [`Executor`], and the writer that batches results.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, FutureExt};
+use libp2p::{Multiaddr, PeerId, Stream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::asset_sync::AssetSync;
+use super::{Runner, WorkerEvent};
+use crate::crypto::TransferKey;
+use crate::error::{Error, Result};
+use crate::executor::{Executor, JobInput};
+use crate::protocol::{
+    self, Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult,
+    WorkerHandshake,
+};
+
+/// What one master connection's jobs need: where to send, the run slots, the running jobs.
+pub(super) struct Connection {
+    /// To the writer task.
+    pub(super) out: mpsc::UnboundedSender<Outbound>,
+    /// One permit per job that may run at once.
+    pub(super) slots: Arc<Semaphore>,
+    /// The jobs started on this connection; aborted when it ends.
+    pub(super) tasks: JoinSet<()>,
+}
+
+/// What the worker sends: results are batched into one frame, other messages go as they are.
+pub(super) enum Outbound {
+    Message(ToMaster),
+    Result(WireResult),
+}
+
+impl Runner {
+    /// Dials the master, joins it, and serves it until the connection ends.
+    pub(super) async fn session(&mut self, addr: Multiaddr) -> Result<()> {
+        let peer = tokio::time::timeout(Duration::from_secs(10), self.net.dial(addr.clone()))
+            .await
+            .map_err(|_| Error::Network(format!("no answer from {addr} within 10 s")))??;
+        let mut control = self.net.control();
+        let mut stream = control
+            .open_stream(peer, protocol::JOB_PROTOCOL)
+            .await
+            .map_err(|e| Error::Network(format!("{addr} does not serve queuexec jobs: {e}")))?;
+        let lease_ttl_ms =
+            tokio::time::timeout(Duration::from_secs(10), self.handshake(peer, &mut stream))
+                .await
+                .map_err(|_| Error::Network(format!("no handshake with {addr} within 10 s")))??;
+        tracing::info!(master = %peer, "joined the master");
+        self.inner.connected.store(true, Ordering::Relaxed);
+        let _ = self.events.send(WorkerEvent::Connected {
+            master: peer.to_string(),
+        });
+        let result = self.serve(stream, lease_ttl_ms).await;
+        self.inner.connected.store(false, Ordering::Relaxed);
+        let reason = match &result {
+            Ok(()) => "the master closed the connection".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(master = %peer, "left the master: {reason}");
+        let _ = self.events.send(WorkerEvent::Disconnected { reason });
+        match result {
+            Err(e @ Error::Unauthorized(_)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn handshake(&self, master: PeerId, stream: &mut Stream) -> Result<u64> {
+        WorkerHandshake {
+            room: &self.room,
+            key: &self.key,
+            master: &master.to_string(),
+            worker: &self.net.peer_id().to_string(),
+            name: &self.config.name,
+            concurrency: self.config.concurrency as u32,
+        }
+        .run(stream)
+        .await
+    }
+
+    /// Serves one master connection until it ends.
+    async fn serve(&mut self, stream: Stream, lease_ttl_ms: u64) -> Result<()> {
+        let (reader, writer) = stream.split();
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
+        let write_task = tokio::spawn(write_loop(self.key.clone(), writer, out_rx));
+
+        let window = self.config.concurrency + self.config.prefetch;
+        let _ = out_tx.send(Outbound::Message(ToMaster::Credits(window as u32)));
+        let mut connection = Connection {
+            out: out_tx,
+            slots: Arc::new(Semaphore::new(self.config.concurrency)),
+            tasks: JoinSet::new(),
+        };
+
+        // Heartbeats renew leases while jobs are held.
+        let heartbeat = {
+            let out_tx = connection.out.clone();
+            let inner = self.inner.clone();
+            let period = Duration::from_millis((lease_ttl_ms / 3).max(30));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if inner.running.load(Ordering::Relaxed) > 0
+                        && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        };
+
+        let mut reader = SealedReader::new(self.key.clone(), Direction::ToWorker, reader);
+        let mut sync = AssetSync::default();
+        let result: Result<()> = async {
+            while let Some(message) = reader.next::<ToWorker>().await? {
+                match message {
+                    ToWorker::Jobs { bundle, jobs } => {
+                        if !sync.active && self.installed == Some(bundle) {
+                            self.start_jobs(jobs, &mut connection, None);
+                        } else {
+                            sync.wait_for_assets(jobs, &connection.out);
+                        }
+                    }
+                    ToWorker::Manifest(manifest) => {
+                        self.on_manifest(&mut sync, manifest, &mut connection)
+                            .await?;
+                    }
+                    ToWorker::FileChunk {
+                        sha256,
+                        offset,
+                        data,
+                        last,
+                    } => {
+                        self.on_file_chunk(&mut sync, sha256, offset, data, last, &mut connection)
+                            .await?;
+                    }
+                    ToWorker::FileMissing { .. } => sync.restart(&connection.out),
+                }
+            }
+            Ok(())
+        }
+        .await;
+
+        heartbeat.abort();
+        connection.tasks.abort_all();
+        self.inner.running.store(0, Ordering::Relaxed);
+        drop(connection);
+        write_task.abort();
+        result
+    }
+
+    /// Starts jobs (each waits for a free slot); with `failure`, fails them at once with it.
+    pub(super) fn start_jobs(
+        &self,
+        jobs: Vec<WireJob>,
+        connection: &mut Connection,
+        failure: Option<String>,
+    ) {
+        for job in jobs {
+            self.inner.running.fetch_add(1, Ordering::Relaxed);
+            let slots = connection.slots.clone();
+            let out_tx = connection.out.clone();
+            let key = self.key.clone();
+            let executor = self.executor.clone();
+            let inner = self.inner.clone();
+            let events = self.events.clone();
+            let default_timeout = self.config.default_timeout;
+            let failure = failure.clone();
+            connection.tasks.spawn(async move {
+                let outcome = match failure {
+                    Some(failure) => Err(failure),
+                    None => match slots.acquire_owned().await {
+                        Ok(_permit) => run_job(&key, &*executor, &job, default_timeout).await,
+                        Err(_) => return,
+                    },
+                };
+                let ok = outcome.is_ok();
+                if ok {
+                    inner.done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    inner.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                inner.running.fetch_sub(1, Ordering::Relaxed);
+                let _ = events.send(WorkerEvent::JobFinished {
+                    id: job.id.clone(),
+                    error: outcome.as_ref().err().cloned(),
+                });
+                let body = match &outcome {
+                    Ok(json) => key.seal(&protocol::result_context(&job.id, true), json.as_bytes()),
+                    Err(error) => {
+                        key.seal(&protocol::result_context(&job.id, false), error.as_bytes())
+                    }
+                };
+                let _ = out_tx.send(Outbound::Result(WireResult {
+                    id: job.id,
+                    attempt: job.attempt,
+                    ok,
+                    body,
+                }));
+            });
+        }
+        // Reap finished tasks so the set does not grow without bound.
+        while connection.tasks.try_join_next().is_some() {}
+    }
+}
+
+/// Runs one job through the executor, enforcing its timeout and catching panics.
+async fn run_job(
+    key: &TransferKey,
+    executor: &dyn Executor,
+    job: &WireJob,
+    default_timeout: Option<Duration>,
+) -> std::result::Result<String, String> {
+    let data = key
+        .open(&protocol::payload_context(&job.id), &job.payload)
+        .map_err(|e| format!("the job's data could not be opened: {e}"))?;
+    let data =
+        String::from_utf8(data).map_err(|_| "the job's data is not UTF-8 text".to_string())?;
+    let timeout = job
+        .timeout_ms
+        .map(Duration::from_millis)
+        .or(default_timeout);
+    let input = JobInput {
+        id: job.id.clone(),
+        data,
+        task_type: job.task_type.clone(),
+        attempt: job.attempt,
+        timeout,
+    };
+    let run = std::panic::AssertUnwindSafe(executor.run(input)).catch_unwind();
+    let outcome = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(format!(
+                    "the job ran longer than its timeout of {} ms and was stopped",
+                    limit.as_millis()
+                ));
+            }
+        },
+        None => run.await,
+    };
+    match outcome {
+        Ok(Ok(json)) => Ok(json),
+        Ok(Err(failure)) => Err(failure.message),
+        Err(_) => Err("the task panicked".to_string()),
+    }
+}
+
+/// Seals and writes what the worker sends; results queued together travel in one frame.
+async fn write_loop<W: futures::AsyncWrite + Unpin>(
+    key: TransferKey,
+    writer: W,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+) -> Result<()> {
+    let mut writer = SealedWriter::new(key, Direction::ToMaster, writer);
+    let mut results = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Outbound::Result(r) => results.push(r),
+                Outbound::Message(m) => {
+                    if !results.is_empty() {
+                        writer
+                            .send(&ToMaster::Results(std::mem::take(&mut results)))
+                            .await?;
+                    }
+                    writer.send(&m).await?;
+                }
+            }
+            next = if results.len() >= 4096 {
+                None
+            } else {
+                rx.try_recv().ok()
+            };
+        }
+        if !results.is_empty() {
+            writer
+                .send(&ToMaster::Results(std::mem::take(&mut results)))
+                .await?;
+        }
+        writer.flush().await?;
+    }
+    writer.close().await;
+    Ok(())
+}
