@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use queuexec_core::assets::AssetSpec;
+use queuexec_core::AssetSpec;
 use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent};
 use tokio::process::Child;
 

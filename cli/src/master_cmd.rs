@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use queuexec_core::assets::AssetSpec;
+use queuexec_core::AssetSpec;
 use queuexec_core::{JobResult, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -66,7 +66,7 @@ pub(crate) fn random_alphanumeric(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut out = String::with_capacity(len);
     while out.len() < len {
-        for byte in queuexec_core::crypto::random_bytes::<64>() {
+        for byte in queuexec_core::random_bytes::<64>() {
             // 248 = 4 * 62: rejecting above it keeps every character equally likely.
             if byte < 248 && out.len() < len {
                 out.push(ALPHABET[(byte % 62) as usize] as char);

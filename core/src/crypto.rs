@@ -56,7 +56,7 @@ const ROOM_INFO_AUTH: &[u8] = b"queuexec/v1/room/auth-hmac-sha256";
 /// [`from_token`](Self::from_token), and cloned per message, so sealing and opening cost only
 /// the cipher and hash work. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
-pub struct TransferKey {
+pub(crate) struct TransferKey {
     /// AES-256 encryption key schedule (from the encryption key).
     enc: Aes256Enc,
     /// AES-256 decryption key schedule (same key).
@@ -73,7 +73,7 @@ impl TransferKey {
     /// # Errors
     /// [`Error::Token`] if the token has fewer than 32 characters. The message gives the
     /// count, never the token.
-    pub fn from_token(token: &str) -> Result<TransferKey> {
+    pub(crate) fn from_token(token: &str) -> Result<TransferKey> {
         let chars = token.chars().count();
         if chars < MIN_TRANSFER_TOKEN_CHARS {
             return Err(Error::Token(format!(
@@ -107,7 +107,7 @@ impl TransferKey {
     /// # Panics
     /// Only if the operating system's random number generator is unavailable (see
     /// [`random_bytes`]).
-    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let iv: [u8; IV_LEN] = random_bytes();
         self.seal_with_iv(context, plaintext, iv)
     }
@@ -143,7 +143,7 @@ impl TransferKey {
     /// # Errors
     /// [`Error::Envelope`] for every failure alike — unknown version, too short, bad length,
     /// altered bytes, wrong context, wrong key, bad padding — so nothing leaks about which.
-    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         // Length and version are public, so checking them first leaks nothing.
         if sealed.len() < MIN_SEALED_LEN
             || !(sealed.len() - HEADER_LEN - TAG_LEN).is_multiple_of(BLOCK_LEN)
@@ -217,7 +217,7 @@ impl fmt::Debug for TransferKey {
 /// What the room token gives a peer: the room id peers meet under, and an authentication key
 /// to prove, by challenge and response, that it holds the token.
 #[derive(Clone)]
-pub struct RoomKey {
+pub(crate) struct RoomKey {
     room_id: String,
     /// HMAC-SHA256 keyed with the auth key (HKDF from the token, independent of the room id).
     auth: HmacSha256,
@@ -229,7 +229,7 @@ impl RoomKey {
     ///
     /// # Errors
     /// [`Error::Token`] if the token is empty or only whitespace.
-    pub fn from_token(token: &str) -> Result<RoomKey> {
+    pub(crate) fn from_token(token: &str) -> Result<RoomKey> {
         if token.trim().is_empty() {
             return Err(Error::Token(
                 "the room token is missing: set `token` (in the environment or in .env) to the \
@@ -248,13 +248,13 @@ impl RoomKey {
 
     /// The room id: the lowercase hex SHA-256 of the token (64 characters). Peers meet in
     /// this room; it also names files and appears in the handshake. It is public.
-    pub fn room_id(&self) -> &str {
+    pub(crate) fn room_id(&self) -> &str {
         &self.room_id
     }
 
     /// The proof that this peer holds the room token: HMAC-SHA256 under the auth key over
     /// `transcript` (which should hold both sides' fresh challenges and identities).
-    pub fn prove(&self, transcript: &[u8]) -> [u8; 32] {
+    pub(crate) fn prove(&self, transcript: &[u8]) -> [u8; 32] {
         self.auth
             .clone()
             .chain_update(transcript)
@@ -265,7 +265,7 @@ impl RoomKey {
 
     /// Checks, in constant time, a `proof` another peer gave for `transcript`. A proof of the
     /// wrong length is refused.
-    pub fn verify(&self, transcript: &[u8], proof: &[u8]) -> bool {
+    pub(crate) fn verify(&self, transcript: &[u8], proof: &[u8]) -> bool {
         self.auth
             .clone()
             .chain_update(transcript)
@@ -284,7 +284,7 @@ impl fmt::Debug for RoomKey {
 }
 
 /// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 

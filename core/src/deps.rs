@@ -19,7 +19,7 @@ use crate::assets::{Manifest, ManifestEntry, Workplace};
 use crate::error::{Error, Result};
 
 /// The environment variable that overrides where built bundles are cached.
-pub const CACHE_DIR_ENV: &str = "QUEUEXEC_CACHE_DIR";
+pub const DEPENDENCY_CACHE_DIR_ENV: &str = "QUEUEXEC_CACHE_DIR";
 
 /// The directory every bundle entry lives under.
 const NODE_MODULES: &str = "node_modules";
@@ -31,7 +31,7 @@ const STDERR_TAIL: usize = 2000;
 /// `dependencies` (npm specs such as `big.js@6` or `moment`), built with
 /// `npm install --ignore-scripts --no-audit --no-fund --no-package-lock` in a temporary
 /// directory, or read from the bundle cache when this list was built before.
-pub fn build_bundle(dependencies: &[String]) -> Result<Bytes> {
+pub fn build_dependency_bundle(dependencies: &[String]) -> Result<Bytes> {
     let specs = normalized_specs(dependencies)?;
     let cache_file = cache_dir().map(|dir| {
         dir.join("bundles")
@@ -58,7 +58,7 @@ pub fn build_bundle(dependencies: &[String]) -> Result<Bytes> {
 /// `dependency_bundle`, already written and hash-checked in `workplace`) into
 /// `<workplace>/.queuexec/bundles/<sha256>/node_modules`, unless it is there already, and
 /// returns that directory. Entries that are absolute, contain `..`, or are links are refused.
-pub fn unpack_bundle(workplace: &Workplace, entry: &ManifestEntry) -> Result<PathBuf> {
+pub fn unpack_dependency_bundle(workplace: &Workplace, entry: &ManifestEntry) -> Result<PathBuf> {
     let hash = hex::encode(entry.sha256.0);
     let bundles = workplace.root().join(".queuexec").join("bundles");
     let target = bundles.join(&hash);
@@ -98,7 +98,7 @@ pub fn unpack_bundle(workplace: &Workplace, entry: &ManifestEntry) -> Result<Pat
 }
 
 /// Where the dependency bundle of `manifest` is (or will be) unpacked, if it has one.
-pub fn bundle_dir(workplace_root: &Path, manifest: &Manifest) -> Option<PathBuf> {
+pub fn dependency_bundle_dir(workplace_root: &Path, manifest: &Manifest) -> Option<PathBuf> {
     let entry = manifest.dependency_bundle.as_ref()?;
     Some(
         workplace_root
@@ -132,7 +132,7 @@ fn list_key(specs: &[String]) -> String {
 }
 
 fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os(CACHE_DIR_ENV) {
+    match std::env::var_os(DEPENDENCY_CACHE_DIR_ENV) {
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
         _ => dirs::cache_dir().map(|d| d.join("queuexec")),
     }

@@ -1,28 +1,35 @@
 //! queuexec core: a master hands encrypted jobs to workers over libp2p, durably.
 //!
-//! The modules follow the problem's domains (see `ARCHITECTURE.md`):
-//! [`crypto`] (keys and the envelope), [`assets`] (manifest, bundle hash, the worker's
-//! workplace), [`deps`] (dependency bundles), [`store`] (durable and in-memory job storage),
-//! `scheduler` (job states, leases, retries), `protocol` (wire messages), `net` (the libp2p
-//! swarm), and the two engines [`Master`] and [`Worker`].
+//! The modules follow the problem's domains (see `ARCHITECTURE.md`): `crypto` (keys and the
+//! envelope), `assets` (manifest, bundle hash, the worker's workplace), `deps` (dependency
+//! bundles), `store` (durable and in-memory job storage), `scheduler` (job states, leases,
+//! retries), `protocol` (wire messages, frames, the handshake), `net` (the libp2p swarm), and
+//! the two engines [`Master`] and [`Worker`].
+//!
+//! Every module is private: what a front end (the CLI, a binding) may use is re-exported here,
+//! and nothing else is API. `testing` holds the few internals this workspace's tests of other
+//! crates need; it is not API.
 //!
 //! This crate knows nothing of napi, pyo3 or deno_core: workers run jobs through the
 //! [`Executor`] trait, implemented by the CLI and the bindings.
 
-pub mod assets;
-pub mod crypto;
-pub mod deps;
+mod assets;
+mod crypto;
+mod deps;
 mod error;
 mod executor;
 mod job;
 mod master;
 mod net;
 mod protocol;
-pub mod room;
+mod room;
 mod scheduler;
-pub mod store;
+mod store;
 mod worker;
 
+pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
+pub use crypto::random_bytes;
+pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{Error, Result};
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
@@ -31,3 +38,25 @@ pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Checks a room token and a transfer token the way [`Master::start`] and [`Worker::start`]
+/// will, so a front end can refuse them at once instead of failing later.
+///
+/// # Errors
+/// [`Error::Token`] saying which token is unusable and why.
+pub fn check_tokens(token: &str, transfer_token: &str) -> Result<()> {
+    crypto::RoomKey::from_token(token)?;
+    crypto::TransferKey::from_token(transfer_token)?;
+    Ok(())
+}
+
+/// Internals that this workspace's tests in other crates need (js-runtime's dependency tests
+/// play the master's side without a network). Not API: it may change in any release.
+///
+/// A module rather than a cargo feature: a feature enabled only by dev-dependencies would
+/// compile this crate, and everything above it, twice in one `cargo build` + `cargo test` run.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::assets::AssetSet;
+    pub use crate::deps::{build_dependency_bundle, dependency_bundle_dir};
+}

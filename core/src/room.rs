@@ -13,21 +13,21 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Environment variable that overrides the room directory.
-pub const ROOM_DIR_ENV: &str = "QUEUEXEC_ROOM_DIR";
+pub(crate) const ROOM_DIR_ENV: &str = "QUEUEXEC_ROOM_DIR";
 
 /// What a master announces in its room file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomEntry {
+pub(crate) struct RoomEntry {
     /// The master's peer id.
-    pub peer_id: String,
+    pub(crate) peer_id: String,
     /// Dialable addresses, each ending in `/p2p/<peer id>`.
-    pub addrs: Vec<String>,
+    pub(crate) addrs: Vec<String>,
     /// The master's process id (so a stale file can be told apart).
-    pub pid: u32,
+    pub(crate) pid: u32,
 }
 
 /// The room directory to use: `explicit`, else the environment, else the per-user default.
-pub fn room_dir(explicit: Option<&Path>) -> PathBuf {
+pub(crate) fn room_dir(explicit: Option<&Path>) -> PathBuf {
     if let Some(dir) = explicit {
         return dir.to_path_buf();
     }
@@ -46,7 +46,7 @@ fn room_file(dir: &Path, room_id: &str) -> PathBuf {
 }
 
 /// Writes (atomically) the master's entry for `room_id`.
-pub fn announce(dir: &Path, room_id: &str, entry: &RoomEntry) -> Result<PathBuf> {
+pub(crate) fn announce(dir: &Path, room_id: &str, entry: &RoomEntry) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the room directory", dir, e))?;
     #[cfg(unix)]
     {
@@ -64,13 +64,13 @@ pub fn announce(dir: &Path, room_id: &str, entry: &RoomEntry) -> Result<PathBuf>
 }
 
 /// Reads the entry for `room_id`, if a master announced one.
-pub fn lookup(dir: &Path, room_id: &str) -> Option<RoomEntry> {
+pub(crate) fn lookup(dir: &Path, room_id: &str) -> Option<RoomEntry> {
     let bytes = std::fs::read(room_file(dir, room_id)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Removes the room file if it is still this master's.
-pub fn withdraw(dir: &Path, room_id: &str, peer_id: &str) {
+pub(crate) fn withdraw(dir: &Path, room_id: &str, peer_id: &str) {
     if lookup(dir, room_id).is_some_and(|e| e.peer_id == peer_id) {
         let _ = std::fs::remove_file(room_file(dir, room_id));
     }

@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use queuexec_core::assets::{AssetSpec, Manifest};
 use queuexec_core::{
-    Error, Executor, JobInput, JobResult, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig,
-    TaskFailure, Worker, WorkerConfig, WorkerEvent,
+    AssetSpec, Error, Executor, JobInput, JobResult, JobSpec, Manifest, Master, MasterConfig,
+    MasterEvent, StoreConfig, TaskFailure, Worker, WorkerConfig, WorkerEvent,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use futures::future::BoxFuture;
-use queuexec_core::assets::Manifest;
+use queuexec_core::Manifest;
 use queuexec_core::{Executor, JobInput, TaskFailure};
 use tokio::sync::oneshot;
 

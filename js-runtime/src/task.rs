@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use queuexec_core::assets::{Manifest, Workplace};
-use queuexec_core::deps;
+use queuexec_core::{Manifest, Workplace, unpack_dependency_bundle};
 
 use crate::error::JsError;
 
@@ -109,7 +108,7 @@ impl TaskSource {
         let workplace = Workplace::open(workplace_root)?;
         let entry_path = workplace.resolve(&entry.worker_path)?;
         let node_modules = match &manifest.dependency_bundle {
-            Some(bundle) => Some(deps::unpack_bundle(&workplace, bundle)?),
+            Some(bundle) => Some(unpack_dependency_bundle(&workplace, bundle)?),
             None => None,
         };
         TaskSource::new(workplace.root(), entry_path, node_modules)

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use common::{job, small_config, write_files};
 use queuexec_core::Executor;
-use queuexec_core::assets::{AssetSet, AssetSpec, Manifest, Workplace};
-use queuexec_core::deps;
+use queuexec_core::testing::{AssetSet, build_dependency_bundle, dependency_bundle_dir};
+use queuexec_core::{AssetSpec, Manifest, Workplace};
 use queuexec_js::JsExecutor;
 
 const TASK: &str = r#"
@@ -53,7 +53,7 @@ async fn master_assets() -> (tempfile::TempDir, AssetSet) {
     );
     let dependencies: Vec<String> = DEPENDENCIES.iter().map(|d| d.to_string()).collect();
     let list = dependencies.clone();
-    let bundle = tokio::task::spawn_blocking(move || deps::build_bundle(&list))
+    let bundle = tokio::task::spawn_blocking(move || build_dependency_bundle(&list))
         .await
         .expect("join")
         .expect("npm builds the bundle");
@@ -102,7 +102,7 @@ async fn a_task_using_big_js_and_moment_runs_from_the_shipped_bundle() {
     );
 
     // The bundle is unpacked once per hash: a second load reuses it.
-    let unpacked = deps::bundle_dir(workplace.root(), &manifest).expect("bundle dir");
+    let unpacked = dependency_bundle_dir(workplace.root(), &manifest).expect("bundle dir");
     assert!(unpacked.join("big.js/package.json").is_file());
     let marker = unpacked.join("moment/.unpacked-once");
     std::fs::write(&marker, "").expect("marker");
@@ -124,12 +124,12 @@ async fn a_task_using_big_js_and_moment_runs_from_the_shipped_bundle() {
 #[tokio::test]
 async fn the_same_dependency_list_in_any_order_gives_the_same_bundle() {
     let list: Vec<String> = DEPENDENCIES.iter().rev().map(|d| d.to_string()).collect();
-    let first = tokio::task::spawn_blocking(move || deps::build_bundle(&list))
+    let first = tokio::task::spawn_blocking(move || build_dependency_bundle(&list))
         .await
         .expect("join")
         .expect("bundle");
     let list: Vec<String> = DEPENDENCIES.iter().map(|d| d.to_string()).collect();
-    let second = tokio::task::spawn_blocking(move || deps::build_bundle(&list))
+    let second = tokio::task::spawn_blocking(move || build_dependency_bundle(&list))
         .await
         .expect("join")
         .expect("bundle");

@@ -13,7 +13,7 @@ use napi::Status;
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
-use queuexec_core::assets::Manifest;
+use queuexec_core::Manifest;
 use queuexec_core::{Executor, JobInput, TaskFailure};
 
 use crate::job::{JsJobInput, JsTaskOutcome};

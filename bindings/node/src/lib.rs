@@ -39,9 +39,7 @@ pub fn version() -> String {
 /// throw at once instead of failing later. Throws `ERR_QUEUEXEC_TOKEN` with the core's message.
 #[napi]
 pub fn check_tokens(token: String, transfer_token: String) -> Result<()> {
-    queuexec_core::crypto::RoomKey::from_token(&token).js()?;
-    queuexec_core::crypto::TransferKey::from_token(&transfer_token).js()?;
-    Ok(())
+    queuexec_core::check_tokens(&token, &transfer_token).js()
 }
 
 static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi_derive::napi;
-use queuexec_core::assets::AssetSpec;
+use queuexec_core::AssetSpec;
 use queuexec_core::{Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo};
 use tokio::sync::{Mutex, mpsc, watch};
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use queuexec_core::assets::AssetSpec;
+use queuexec_core::AssetSpec;
 use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent, StoreConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 

@@ -107,7 +107,7 @@ impl Executor for PyExecutor {
     fn assets_changed(
         &self,
         workplace: &std::path::Path,
-        manifest: &queuexec_core::assets::Manifest,
+        manifest: &queuexec_core::Manifest,
     ) -> BoxFuture<'static, Result<(), TaskFailure>> {
         match &self.fallback {
             Some(fallback) => fallback.assets_changed(workplace, manifest),
@@ -394,7 +394,7 @@ impl Executor for LazyTaskJs {
     fn assets_changed(
         &self,
         workplace: &std::path::Path,
-        manifest: &queuexec_core::assets::Manifest,
+        manifest: &queuexec_core::Manifest,
     ) -> BoxFuture<'static, Result<(), TaskFailure>> {
         let has_task = manifest.files.iter().any(|f| {
             f.name == queuexec_js::TASK_FILE || f.worker_path.ends_with(queuexec_js::TASK_FILE)

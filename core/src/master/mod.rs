@@ -212,7 +212,9 @@ impl Master {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         if !config.dependencies.is_empty() {
             let deps = config.dependencies.clone();
-            match tokio::task::spawn_blocking(move || crate::deps::build_bundle(&deps)).await {
+            match tokio::task::spawn_blocking(move || crate::deps::build_dependency_bundle(&deps))
+                .await
+            {
                 Ok(Ok(bundle)) => assets.set_dependency_bundle(bundle),
                 Ok(Err(e)) => {
                     let warning = format!(

@@ -1,7 +1,7 @@
 //! The in-memory job store: the same semantics as the SQLite store, nothing survives the process.
 //!
-//! A master without a durable store still needs it, to deduplicate job ids and to answer `get`
-//! and `counts` about finished jobs.
+//! Built for tests only: it is the reference the store conformance suite holds the SQLite store
+//! to. A master without a durable store keeps its jobs in the scheduler and their ids in a set.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use crate::error::Result;
 
 /// Jobs kept in a map by id. Everything is lost when the process ends.
 #[derive(Debug, Default)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     jobs: HashMap<String, StoredJob>,
     counts: StateCounts,
     max_seq: i64,
@@ -18,7 +18,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// An empty store.
-    pub fn new() -> MemoryStore {
+    pub(crate) fn new() -> MemoryStore {
         MemoryStore::default()
     }
 

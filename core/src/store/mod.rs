@@ -4,20 +4,24 @@
 //! restart through a [`StoreWriter`], which groups the writes of many callers into one
 //! transaction (group commit) so throughput does not hinge on one commit per job.
 
+// The in-memory store is the reference the conformance suite checks SQLite against; the master
+// keeps memory-only jobs in its scheduler and needs no store for them.
+#[cfg(test)]
 mod memory;
 mod sqlite;
 mod writer;
 
-pub use memory::MemoryStore;
-pub use sqlite::{SqliteOptions, SqliteStore};
-pub use writer::StoreWriter;
+#[cfg(test)]
+pub(crate) use memory::MemoryStore;
+pub(crate) use sqlite::SqliteStore;
+pub(crate) use writer::StoreWriter;
 
 use crate::error::Result;
 use crate::job::WorkerInfo;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobState {
+pub(crate) enum JobState {
     /// Waiting for a worker (possibly not before `not_before_ms`).
     Queued,
     /// Handed to a worker under a lease.
@@ -32,7 +36,7 @@ pub enum JobState {
 
 impl JobState {
     /// The state as stored (a small integer, stable across versions).
-    pub fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         match self {
             JobState::Queued => 0,
             JobState::Leased => 1,
@@ -43,7 +47,7 @@ impl JobState {
     }
 
     /// The state for a stored code.
-    pub fn from_code(code: i64) -> Option<Self> {
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
         Some(match code {
             0 => JobState::Queued,
             1 => JobState::Leased,
@@ -55,47 +59,47 @@ impl JobState {
     }
 
     /// Done or dead.
-    pub fn is_terminal(self) -> bool {
+    pub(crate) fn is_terminal(self) -> bool {
         matches!(self, JobState::Done | JobState::Dead)
     }
 }
 
 /// A job as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredJob {
+pub(crate) struct StoredJob {
     /// The job's id (unique in the store).
-    pub id: String,
+    pub(crate) id: String,
     /// Push order, for FIFO within a priority.
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// Task type, if the job names one.
-    pub task_type: Option<String>,
+    pub(crate) task_type: Option<String>,
     /// The job's data, sealed with the transfer key (the store never holds it in clear).
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
     /// Higher runs first.
-    pub priority: i32,
+    pub(crate) priority: i32,
     /// Current state.
-    pub state: JobState,
+    pub(crate) state: JobState,
     /// Attempts started so far.
-    pub attempt: u32,
+    pub(crate) attempt: u32,
     /// Attempts allowed in all (retries + 1).
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Per-run wall-clock limit in milliseconds.
-    pub timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
     /// Not before this time (ms since the Unix epoch).
-    pub not_before_ms: i64,
+    pub(crate) not_before_ms: i64,
     /// The error of the last failed attempt.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// The sealed result of a done job.
-    pub result: Option<Vec<u8>>,
+    pub(crate) result: Option<Vec<u8>>,
     /// Who ran the final attempt.
-    pub worker: Option<WorkerInfo>,
+    pub(crate) worker: Option<WorkerInfo>,
     /// Whether the final result was handed to the user and acknowledged.
-    pub delivered: bool,
+    pub(crate) delivered: bool,
 }
 
 /// One change to persist.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StoreOp {
+pub(crate) enum StoreOp {
     /// A new job. Ignored (and reported as a duplicate) when the id already exists.
     Insert(StoredJob),
     /// An attempt failed and the job waits for another, not before `not_before_ms`.
@@ -138,23 +142,24 @@ pub enum StoreOp {
     },
 }
 
-/// Counts of jobs per state, for stats.
+/// Counts of jobs per state (tests check stores with them; the master counts in its scheduler).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StateCounts {
+pub(crate) struct StateCounts {
     /// Queued (including delayed).
-    pub queued: u64,
+    pub(crate) queued: u64,
     /// Leased.
-    pub leased: u64,
+    pub(crate) leased: u64,
     /// Done.
-    pub done: u64,
+    pub(crate) done: u64,
     /// Failed, waiting for a retry.
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// Dead-lettered.
-    pub dead: u64,
+    pub(crate) dead: u64,
 }
 
 /// Where jobs are kept.
-pub trait JobStore: Send + 'static {
+pub(crate) trait JobStore: Send + 'static {
     /// Names the store in errors and logs (its file, or "memory").
     fn location(&self) -> String;
 
@@ -168,9 +173,11 @@ pub trait JobStore: Send + 'static {
     fn apply(&mut self, ops: &[StoreOp]) -> Result<Vec<String>>;
 
     /// Jobs per state.
+    #[cfg(test)]
     fn counts(&mut self) -> Result<StateCounts>;
 
     /// One job by id.
+    #[cfg(test)]
     fn get(&mut self, id: &str) -> Result<Option<StoredJob>>;
 
     /// The highest `seq` ever stored, 0 when the store is empty. A restarted scheduler numbers

@@ -14,7 +14,9 @@ use rusqlite::{
     CachedStatement, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params,
 };
 
-use super::{JobState, JobStore, StateCounts, StoreOp, StoredJob};
+#[cfg(test)]
+use super::StateCounts;
+use super::{JobState, JobStore, StoreOp, StoredJob};
 use crate::error::{Error, Result};
 use crate::job::{WorkerInfo, now_ms};
 
@@ -107,17 +109,17 @@ impl<'c> Statements<'c> {
 
 /// Options for [`SqliteStore::open_with`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SqliteOptions {
+pub(crate) struct SqliteOptions {
     /// `PRAGMA synchronous=FULL`: fsync the WAL on every commit, so accepted jobs survive a
     /// power loss too, not only a crash of the process. Off by default (`synchronous=NORMAL`).
-    pub synchronous_full: bool,
+    pub(crate) synchronous_full: bool,
 }
 
 /// The durable job store: a SQLite file in WAL mode.
 ///
 /// A push resolves once its transaction is committed to the WAL, which survives a crash of the
 /// process; see the module docs for power loss and [`SqliteOptions::synchronous_full`].
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     conn: Connection,
     location: String,
 }
@@ -135,12 +137,12 @@ impl SqliteStore {
     ///
     /// Fails with [`Error::Store`] when the file is not a SQLite database, is another
     /// program's database, or was written by a newer queuexec.
-    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+    pub(crate) fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         Self::open_with(path, SqliteOptions::default())
     }
 
     /// Opens the store at `path` with `options`; see [`open`](Self::open).
-    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
+    pub(crate) fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
         let path = path.as_ref();
         let location = path.display().to_string();
         let conn = Connection::open(path).map_err(|e| {
@@ -506,6 +508,7 @@ impl JobStore for SqliteStore {
         Ok(ignored)
     }
 
+    #[cfg(test)]
     fn counts(&mut self) -> Result<StateCounts> {
         let failed = |e| store_error(&self.location, "counting jobs", e);
         let mut stmt = self
@@ -531,6 +534,7 @@ impl JobStore for SqliteStore {
         Ok(counts)
     }
 
+    #[cfg(test)]
     fn get(&mut self, id: &str) -> Result<Option<StoredJob>> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1");
         let mut stmt = self

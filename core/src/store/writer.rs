@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{JobStore, StateCounts, StoreOp, StoredJob};
+#[cfg(test)]
+use super::StateCounts;
+use super::{JobStore, StoreOp, StoredJob};
 use crate::error::{Error, Result};
 
 /// A group stops taking more callers once it holds this many ops (one caller's ops are never
@@ -26,7 +28,9 @@ enum Request {
         reply: Option<Reply<Vec<String>>>,
     },
     Load(Reply<Vec<StoredJob>>),
+    #[cfg(test)]
     Counts(Reply<StateCounts>),
+    #[cfg(test)]
     Get(String, Reply<Option<StoredJob>>),
     MaxSeq(Reply<i64>),
     Close(oneshot::Sender<()>),
@@ -41,7 +45,7 @@ enum Request {
 /// The thread ends, after finishing the queued work, when every clone is dropped or when
 /// [`close`](Self::close) is called; calls after that fail with [`Error::Closed`].
 #[derive(Clone)]
-pub struct StoreWriter {
+pub(crate) struct StoreWriter {
     requests: mpsc::UnboundedSender<Request>,
     commits: Arc<AtomicU64>,
     location: Arc<str>,
@@ -58,7 +62,7 @@ impl std::fmt::Debug for StoreWriter {
 
 impl StoreWriter {
     /// Starts the thread that owns `store`; returns the first handle to it.
-    pub fn spawn(store: Box<dyn JobStore>) -> StoreWriter {
+    pub(crate) fn spawn(store: Box<dyn JobStore>) -> StoreWriter {
         let (requests, receiver) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         let location: Arc<str> = store.location().into();
@@ -83,7 +87,7 @@ impl StoreWriter {
     ///
     /// When the group's transaction fails, every caller in it gets an [`Error::Store`] with the
     /// same message, and none of the group's ops was applied.
-    pub fn apply(
+    pub(crate) fn apply(
         &self,
         ops: Vec<StoreOp>,
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
@@ -95,7 +99,7 @@ impl StoreWriter {
 
     /// Queues `ops` with the same ordering as [`apply`](Self::apply), for writes nobody awaits
     /// (such as delivery acknowledgements). A failure is logged, and reported to nobody.
-    pub fn apply_detached(&self, ops: Vec<StoreOp>) {
+    pub(crate) fn apply_detached(&self, ops: Vec<StoreOp>) {
         if self
             .requests
             .send(Request::Apply { ops, reply: None })
@@ -106,17 +110,20 @@ impl StoreWriter {
     }
 
     /// [`JobStore::load`], after every write queued before it.
-    pub fn load(&self) -> impl Future<Output = Result<Vec<StoredJob>>> + Send + 'static {
+    pub(crate) fn load(&self) -> impl Future<Output = Result<Vec<StoredJob>>> + Send + 'static {
         self.ask(Request::Load)
     }
 
-    /// [`JobStore::counts`], after every write queued before it.
-    pub fn counts(&self) -> impl Future<Output = Result<StateCounts>> + Send + 'static {
+    /// [`JobStore::counts`], after every write queued before it. (Tests only: the master
+    /// counts jobs in its scheduler.)
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> impl Future<Output = Result<StateCounts>> + Send + 'static {
         self.ask(Request::Counts)
     }
 
-    /// [`JobStore::get`], after every write queued before it.
-    pub fn get(
+    /// [`JobStore::get`], after every write queued before it. (Tests only.)
+    #[cfg(test)]
+    pub(crate) fn get(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<StoredJob>>> + Send + 'static {
@@ -125,14 +132,14 @@ impl StoreWriter {
     }
 
     /// [`JobStore::max_seq`], after every write queued before it.
-    pub fn max_seq(&self) -> impl Future<Output = Result<i64>> + Send + 'static {
+    pub(crate) fn max_seq(&self) -> impl Future<Output = Result<i64>> + Send + 'static {
         self.ask(Request::MaxSeq)
     }
 
     /// Finishes every request queued before this call, closes the store (for SQLite: the
     /// connection, which checkpoints the WAL) and resolves once it is closed. Later calls, from
     /// any clone, fail with [`Error::Closed`]. Closing twice is harmless.
-    pub fn close(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn close(&self) -> impl Future<Output = ()> + Send + 'static {
         let (done, closed) = oneshot::channel();
         let sent = self.requests.send(Request::Close(done)).is_ok();
         async move {
@@ -145,13 +152,8 @@ impl StoreWriter {
 
     /// How many transactions the writer has committed: a statistic, to see how well writes
     /// are grouped (jobs written / commits = average group size).
-    pub fn commits(&self) -> u64 {
+    pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
-    }
-
-    /// The store's location (its file, or "memory").
-    pub fn location(&self) -> &str {
-        &self.location
     }
 
     fn ask<T: Send + 'static>(
@@ -197,9 +199,11 @@ fn run(
             Request::Load(reply) => {
                 let _ = reply.send(store.load());
             }
+            #[cfg(test)]
             Request::Counts(reply) => {
                 let _ = reply.send(store.counts());
             }
+            #[cfg(test)]
             Request::Get(id, reply) => {
                 let _ = reply.send(store.get(&id));
             }

@@ -167,7 +167,7 @@ impl Runner {
         {
             let workplace = self.workplace.clone();
             match tokio::task::spawn_blocking(move || {
-                crate::deps::unpack_bundle(&workplace, &entry)
+                crate::deps::unpack_dependency_bundle(&workplace, &entry)
             })
             .await
             {
