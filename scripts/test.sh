@@ -55,11 +55,13 @@ bash scripts/ensure-deps.sh
 step "Python virtualenv and npm tooling"
 export QUEUEXEC_PY_VENV=${QUEUEXEC_PY_VENV:-$target/python-venv}
 bash bindings/python/scripts/test.sh --venv-only
-# The whole run happens inside the virtualenv, with what maturin sets for pyo3's build script:
-# pyo3 then sees the same interpreter in every cargo invocation and is compiled once.
+# The whole run happens inside the virtualenv, with the variables maturin gives pyo3's build
+# scripts (PYO3_CONFIG_FILE too, once maturin has written it below): pyo3 then sees the same
+# environment in every cargo invocation and is compiled once.
 export VIRTUAL_ENV="$QUEUEXEC_PY_VENV" PATH="$QUEUEXEC_PY_VENV/bin:$PATH"
-export PYO3_PYTHON="$QUEUEXEC_PY_VENV/bin/python"
-PYO3_ENVIRONMENT_SIGNATURE=$(python -c 'import platform, struct; print(f"{platform.python_implementation().lower()}-{platform.python_version_tuple()[0]}.{platform.python_version_tuple()[1]}-{struct.calcsize("P") * 8}bit")')
+export PYO3_PYTHON="$QUEUEXEC_PY_VENV/bin/python" PYTHON_SYS_EXECUTABLE="$QUEUEXEC_PY_VENV/bin/python"
+export PYO3_BUILD_EXTENSION_MODULE=1
+PYO3_ENVIRONMENT_SIGNATURE=$(python -c 'import sys; print(f"cpython-{sys.version_info[0]}.{sys.version_info[1]}-64bit")')
 export PYO3_ENVIRONMENT_SIGNATURE
 # Scripts off: the addon is built below, after the Rust build it reuses.
 npm install --no-audit --no-fund --ignore-scripts
@@ -71,6 +73,13 @@ npx eslint
 ruff check
 
 step "Rust build (the one build the tests, the addon, the wheel and the CLI share)"
+# maturin first: it writes the pyo3 config file that the plain cargo builds must then name too.
+maturin develop
+pyver=$(python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+for config in "$target"/maturin/pyo3-config-*-"$pyver"*.txt; do
+  [ -f "$config" ] && export PYO3_CONFIG_FILE="$config"
+done
+[ -n "${PYO3_CONFIG_FILE:-}" ] || echo "test.sh: maturin wrote no $target/maturin/pyo3-config-*-$pyver*.txt; pyo3 will be compiled again" >&2
 cargo build --workspace
 
 step "Rust tests (nextest)"

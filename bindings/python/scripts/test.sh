@@ -34,8 +34,8 @@ fi
 [ "${1:-}" = --venv-only ] && exit 0
 
 export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
-export PYO3_PYTHON="$venv/bin/python"
-PYO3_ENVIRONMENT_SIGNATURE=$("$venv/bin/python" -c 'import platform, struct; print(f"{platform.python_implementation().lower()}-{platform.python_version_tuple()[0]}.{platform.python_version_tuple()[1]}-{struct.calcsize("P") * 8}bit")')
+export PYO3_PYTHON="$venv/bin/python" PYTHON_SYS_EXECUTABLE="$venv/bin/python" PYO3_BUILD_EXTENSION_MODULE=1
+PYO3_ENVIRONMENT_SIGNATURE=$("$venv/bin/python" -c 'import sys; print(f"cpython-{sys.version_info[0]}.{sys.version_info[1]}-64bit")')
 export PYO3_ENVIRONMENT_SIGNATURE
 
 echo "== ruff over the Python code (bindings/python, tests/)"
