@@ -42,7 +42,7 @@ echo "== ruff over the Python code (bindings/python, tests/)"
 ruff check
 
 echo "== building queuexec._native (dev profile)"
-maturin develop --quiet
+maturin develop
 python -c "import queuexec, sys; print('queuexec', queuexec.__version__, 'on Python', sys.version.split()[0])"
 
 echo "== mypy (strict) over the package and the examples"
@@ -53,7 +53,7 @@ if [ "${QUEUEXEC_PY_SKIP_WHEEL:-0}" != 1 ]; then
     wheels=$(mktemp -d)
     clean=$(mktemp -d)
     trap 'rm -rf "$wheels" "$clean"' EXIT
-    maturin build --quiet --profile dev --out "$wheels"
+    maturin build --profile dev --out "$wheels"
     "$python" -m venv "$clean/venv"
     "$clean/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index "$wheels"/queuexec-*.whl
     (cd "$clean" && "$clean/venv/bin/python" - <<'PY'
@@ -71,7 +71,7 @@ suites=(bindings/python/tests)
 if [ "${QUEUEXEC_PY_SKIP_INTEROP:-0}" != 1 ]; then
     echo "== the other front ends for tests/python_interop: the CLI and the npm packages"
     # --workspace, not -p queuexec-cli: the CLI alone resolves syn with other features.
-    cargo build --quiet --workspace --bins
+    cargo build --workspace --bins
     if [ ! -e node_modules/queue-xec-master ] || [ ! -e node_modules/queue-xec-worker ]; then
         npm install --no-audit --no-fund
     elif ! node -e "require('queuexec-native')" 2>/dev/null; then
