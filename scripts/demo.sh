@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
-cargo build -q -p queuexec-cli
-exec target/debug/queuexec demo "$@"
+# --workspace, like scripts/test.sh: the CLI alone resolves some dependencies' features differently
+# and would compile them again.
+cargo build -q --workspace --bins
+exec "${CARGO_TARGET_DIR:-target}/debug/queuexec" demo "$@"

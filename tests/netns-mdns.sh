@@ -7,7 +7,7 @@
 #
 # Needs root (ip netns). Cleans up its namespaces and processes (by PID) on exit.
 set -euo pipefail
-bin=$(realpath "$1")
+bin=$(realpath -m "$1")
 id="qx$$"
 ns_m="${id}m"; ns_w="${id}w"
 work=$(mktemp -d)
@@ -20,9 +20,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip netns add "$ns_m"
-ip netns add "$ns_w"
-ip link add "${id}a" type veth peer name "${id}b"
+[ -x "$bin" ] || { echo "netns-mdns: FAILED: no queuexec binary at $1 (build it with cargo build --workspace)" >&2; exit 1; }
+if ! ip netns add "$ns_m" || ! ip netns add "$ns_w" || ! ip link add "${id}a" type veth peer name "${id}b"; then
+  echo "netns-mdns: FAILED: cannot make network namespaces and a veth pair (ip netns add / ip link add)" >&2
+  echo "netns-mdns: this test needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN, and iproute2; it never skips" >&2
+  exit 1
+fi
 ip link set "${id}a" netns "$ns_m"
 ip link set "${id}b" netns "$ns_w"
 ip -n "$ns_m" addr add 10.231.0.1/24 dev "${id}a"

@@ -45,7 +45,10 @@ def cli() -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    pytest.fail(f"no queuexec CLI at {[str(c) for c in candidates]}: run `cargo build -p queuexec-cli` first")
+    pytest.fail(
+        f"no queuexec CLI at {[str(c) for c in candidates]}: "
+        "run `cargo build --workspace --bins` first, or set QUEUEXEC_CLI"
+    )
 
 
 @pytest.fixture(scope="session")

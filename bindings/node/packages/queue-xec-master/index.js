@@ -6,7 +6,6 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const bundled = path.join(__dirname, 'runtime', 'index.js');
-// eslint-disable-next-line import/no-dynamic-require
 const shared = fs.existsSync(bundled) ? require(bundled) : require('queuexec-native');
 
 const Master = shared.Master;

@@ -6,7 +6,6 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const bundled = path.join(__dirname, '..', 'runtime', 'lib', 'setup.js');
-// eslint-disable-next-line import/no-dynamic-require
 const setup = fs.existsSync(bundled) ? require(bundled) : require('queuexec-native/lib/setup');
 
 setup.main('worker', process.argv.slice(2)).then(

@@ -1,0 +1,39 @@
+// eslint (flat config) over the repository's JavaScript: the Node addon's JS layer, the npm
+// packages, their tests, scripts and bench, and the cross-language test fixtures. Run by
+// scripts/test.sh as `npx eslint`; `npm run lint` at the root does the same.
+'use strict';
+
+const js = require('@eslint/js');
+const globals = require('globals');
+
+module.exports = [
+  {
+    ignores: [
+      '**/node_modules/**',
+      // Copies made by `npm pack` (bindings/node/scripts/bundle-native.js).
+      'bindings/node/packages/*/runtime/**',
+      'bindings/node/native/**',
+      'target/**',
+      // Code for the embedded engine (js-runtime), not for Node.
+      'js-runtime/**',
+    ],
+  },
+  {
+    files: ['bindings/node/**/*.js', 'tests/**/*.js', 'eslint.config.js'],
+    ...js.configs.recommended,
+    languageOptions: {
+      ecmaVersion: 2023,
+      sourceType: 'commonjs',
+      globals: { ...globals.node },
+    },
+    rules: {
+      ...js.configs.recommended.rules,
+      // Unused variables are errors; unused callback parameters and caught errors are not.
+      'no-unused-vars': ['error', { args: 'none', caughtErrors: 'none' }],
+      'no-empty': ['error', { allowEmptyCatch: true }],
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+      'no-var': 'error',
+      'prefer-const': 'error',
+    },
+  },
+];
