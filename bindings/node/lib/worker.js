@@ -8,12 +8,18 @@ const path = require('node:path');
 
 const native = require('./native');
 const { loadDotenv, resolveTokens, Logger, numberSetting } = require('./env');
-const { ConfigError, fromNative } = require('./errors');
+const { ConfigError, TaskLoadError, fromNative } = require('./errors');
 const { TaskHost } = require('./task-host');
 
 loadDotenv();
 
 const EVENT_BATCH = 256;
+
+/** After a task failed to load: first pause before trying again, and the longest. */
+const LOAD_RETRY_FIRST_MS = 5000;
+const LOAD_RETRY_MAX_MS = 5 * 60 * 1000;
+/** How long the core gets to send the failed results before the worker leaves the master. */
+const LOAD_FAILURE_FLUSH_MS = 200;
 
 class Worker extends EventEmitter {
   /**
@@ -35,7 +41,7 @@ class Worker extends EventEmitter {
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-worker');
-    native.setLogLevel(this.log.level);
+    native.setLogLevel(this.log.coreLevel);
     const tokens = resolveTokens(token, transferEncryptToken, 'worker', native);
     this.token = tokens.token;
     this.name = name;
@@ -61,7 +67,7 @@ class Worker extends EventEmitter {
 
     this._host = new TaskHost(this.log);
     this._closed = false;
-    const options = {
+    this._options = {
       token: tokens.token,
       transferToken: tokens.transferEncryptToken,
       name: String(name),
@@ -74,29 +80,77 @@ class Worker extends EventEmitter {
       sandbox: this.sandbox,
       maxHeapMb: maxHeapMb === undefined ? undefined : Number(maxHeapMb),
     };
+    this._retryMs = LOAD_RETRY_FIRST_MS;
+    this._retryTimer = null;
 
     /** Resolves with this worker once it is running; rejects with why it could not start. */
-    this.ready = native
-      .startWorker(
-        options,
-        (job) => this._host.run(job),
-        (info) => this._host.load(info),
-      )
-      .then(
-        (handle) => {
-          this._native = handle;
-          this.id = handle.peerId;
-          this._pump(handle);
-          if (this._closed) return handle.close().then(() => this);
-          return this;
-        },
-        (error) => {
-          const classed = fromNative(error);
-          this._report(classed, 'could not start');
-          throw classed;
-        },
-      );
+    this.ready = this._start().then(
+      () => this,
+      (error) => {
+        const classed = fromNative(error);
+        this._report(classed, 'could not start');
+        throw classed;
+      },
+    );
     this.ready.catch(() => {});
+  }
+
+  /** Starts a native worker (again, after a task that could not load) and pumps its events. */
+  async _start() {
+    const handle = await native.startWorker(
+      this._options,
+      (job) => this._host.run(job),
+      (info) => this._load(info),
+    );
+    this._native = handle;
+    this.id = handle.peerId;
+    this._pump(handle);
+    if (this._closed) await handle.close();
+    return handle;
+  }
+
+  /**
+   * The master's assets arrived: load the task. When it cannot load, the jobs this worker
+   * already holds fail with the reason (so the master learns it), the worker leaves the master
+   * and takes no more jobs, says so (an 'error' event, a warning at the default level), and
+   * comes back after a pause (5 s, doubling up to 5 min) to install and load again, with the
+   * master's assets as they are then.
+   */
+  async _load(info) {
+    const outcome = await this._host.load(info);
+    if (!outcome.error) {
+      this._retryMs = LOAD_RETRY_FIRST_MS;
+      return outcome;
+    }
+    const handle = this._native;
+    const error = new TaskLoadError(
+      `${outcome.error}; this worker takes no jobs and tries again in ${Math.round(this._retryMs / 1000)} s ` +
+        '(fix the task or its dependencies on the master: workers fetch the changed assets)',
+      { code: 'ERR_QUEUEXEC_TASK_LOAD' },
+    );
+    this.log.notice(error.message);
+    if (this.listenerCount('error') > 0) this._emitSafely('error', error);
+    if (!this._suspending && handle) {
+      this._suspending = true;
+      // After the core has sent the failed results of the jobs it held.
+      setTimeout(() => this._suspend(handle), LOAD_FAILURE_FLUSH_MS).unref();
+    }
+    return outcome;
+  }
+
+  async _suspend(handle) {
+    await handle.close().catch(() => {});
+    await this._pumpDone;
+    this._suspending = false;
+    if (this._closed) return;
+    const delay = this._retryMs;
+    this._retryMs = Math.min(this._retryMs * 2, LOAD_RETRY_MAX_MS);
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      if (this._closed) return;
+      this.log.info('trying the master\'s task again');
+      this._restarting = this._start().catch((error) => this._report(fromNative(error), 'could not start again'));
+    }, delay);
   }
 
   /** Counts: done, failed, running, connected. */
@@ -109,12 +163,14 @@ class Worker extends EventEmitter {
   async close() {
     if (this._closing) return this._closing;
     this._closed = true;
+    if (this._retryTimer) clearTimeout(this._retryTimer);
     this._closing = (async () => {
       try {
         await this.ready;
       } catch {
         return;
       }
+      await this._restarting;
       const handle = this._native;
       await handle.close().catch((error) => {
         throw fromNative(error);

@@ -47,8 +47,9 @@ pub fn check_tokens(token: String, transfer_token: String) -> Result<()> {
 static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 static LOG_RANK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Sets how much the core logs to stderr: queue-xec's `loglevel` (`off`, `error`, `warn`,
-/// `info`, `debug`). Logging is per process, so the most verbose level asked for wins.
+/// Sets how much the core logs to stdout (`off`, `error`, `warn`, `info`, `debug`, `trace`; the JS
+/// layer maps queue-xec's LOG_LEVEL onto these). Logging is per process, so the most verbose
+/// level asked for wins.
 #[napi]
 pub fn set_log_level(level: String) -> Result<()> {
     let (rank, directive) = match level.to_ascii_lowercase().as_str() {
@@ -77,9 +78,13 @@ pub fn set_log_level(level: String) -> Result<()> {
         return Ok(());
     }
     let (layer, handle) = reload::Layer::new(filter());
+    // On stdout, as queue-xec logged; colour only on a terminal and never with NO_COLOR set.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let subscriber = tracing_subscriber::registry().with(layer).with(
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(std::io::stdout)
+            .with_ansi(colour)
             .with_target(false),
     );
     // Another library in the process may own the global subscriber; then its settings rule.
