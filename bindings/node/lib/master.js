@@ -43,7 +43,7 @@ class Master extends EventEmitter {
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
-    native.setLogLevel(this.log.coreLevel);
+    native.setLogLevel(this.log.coreLevel, -new Date().getTimezoneOffset());
     const tokens = resolveTokens(token, transferEncryptToken, 'master', native);
     this.token = tokens.token;
     this.onResults = typeof onResults === 'function' ? onResults : () => {};

@@ -41,7 +41,7 @@ class Worker extends EventEmitter {
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-worker');
-    native.setLogLevel(this.log.coreLevel);
+    native.setLogLevel(this.log.coreLevel, -new Date().getTimezoneOffset());
     const tokens = resolveTokens(token, transferEncryptToken, 'worker', native);
     this.token = tokens.token;
     this.name = name;
