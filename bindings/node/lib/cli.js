@@ -91,23 +91,27 @@ async function main(role, argv, { shared } = {}) {
   }
 }
 
-/** Resolves once a signal asked to stop and `close` finished. */
-function untilSignal(close) {
+/**
+ * Resolves once a signal asked to stop and `close` finished (0), or once `fatal` is called
+ * (1, after `close`).
+ */
+function untilSignal(close, onFatal = () => {}) {
   return new Promise((resolve) => {
     let stopping = false;
-    const stop = () => {
+    const stop = (code) => {
       if (stopping) return;
       stopping = true;
       close().then(
-        () => resolve(0),
+        () => resolve(code),
         (error) => {
           process.stderr.write(`${error.message}\n`);
           resolve(1);
         },
       );
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.once('SIGINT', () => stop(0));
+    process.once('SIGTERM', () => stop(0));
+    onFatal(() => stop(1));
   });
 }
 
@@ -119,10 +123,22 @@ async function runWorker(Worker, args) {
   if (args.loglevel !== undefined) options.loglevel = args.loglevel;
   if (args.sandbox) options.sandbox = true;
   const worker = new Worker(options);
-  // The worker reports its own failures (to the log); an unhandled 'error' must not crash it.
-  worker.on('error', () => {});
-  await worker.ready;
-  return untilSignal(() => worker.close());
+  let fatal = null;
+  worker.on('error', (error) => {
+    // A task that cannot load is already in the log (a warning); the worker tries again.
+    if (error.code === 'ERR_QUEUEXEC_TASK_LOAD') return;
+    process.stderr.write(`queue-xec-worker: ${error.message}\n`);
+    // Refused by the master (another token): the worker has stopped.
+    if (error.code === 'ERR_QUEUEXEC_UNAUTHORIZED' && fatal) fatal();
+  });
+  // A worker that cannot start has said why through the listener above.
+  if (!(await worker.ready.then(() => true, () => false))) return 1;
+  return untilSignal(
+    () => worker.close(),
+    (stop) => {
+      fatal = stop;
+    },
+  );
 }
 
 /** The config file to use: --config, else the first of CONFIG_NAMES in the current directory. */
@@ -156,8 +172,12 @@ async function runMaster(Master, args) {
       if (typeof onResults === 'function') onResults(result);
     },
   });
-  master.on('error', () => {});
-  await master.ready;
+  master.on('error', (error) => {
+    // A job that failed for good is a result line already.
+    if (error.code !== 'ERR_QUEUEXEC_JOB') process.stderr.write(`queue-xec-master: ${error.message}\n`);
+  });
+  // A master that cannot start has said why through the listener above.
+  if (!(await master.ready.then(() => true, () => false))) return 1;
   let payloads = typeof jobs === 'function' ? await jobs() : jobs;
   if (payloads !== undefined && payloads !== null) {
     if (!Array.isArray(payloads)) payloads = Array.from(payloads);

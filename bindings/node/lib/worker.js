@@ -96,7 +96,12 @@ class Worker extends EventEmitter {
   }
 
   /** Starts a native worker (again, after a task that could not load) and pumps its events. */
-  async _start() {
+  _start() {
+    this._starting = this._startNative();
+    return this._starting;
+  }
+
+  async _startNative() {
     const handle = await native.startWorker(
       this._options,
       (job) => this._host.run(job),
@@ -122,7 +127,8 @@ class Worker extends EventEmitter {
       this._retryMs = LOAD_RETRY_FIRST_MS;
       return outcome;
     }
-    const handle = this._native;
+    // The core may load before startWorker has resolved: wait for the handle it is loading for.
+    const handle = await this._starting.catch(() => null);
     const error = new TaskLoadError(
       `${outcome.error}; this worker takes no jobs and tries again in ${Math.round(this._retryMs / 1000)} s ` +
         '(fix the task or its dependencies on the master: workers fetch the changed assets)',
