@@ -268,7 +268,7 @@ class Master extends EventEmitter {
       case 'workerJoined':
       case 'workerLeft': {
         const worker = { id: event.workerId, name: event.workerName };
-        this.log.info(event.kind === 'workerJoined' ? 'worker joined:' : 'worker left:', worker.name, worker.id);
+        // The core logs it (same format, same stdout).
         this._emitSafely(event.kind, worker);
         break;
       }

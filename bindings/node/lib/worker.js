@@ -202,18 +202,16 @@ class Worker extends EventEmitter {
     })();
   }
 
+  // The core logs these events itself (same format, same stdout): no second line here.
   _dispatch(event, handle) {
     switch (event.kind) {
       case 'connected':
-        this.log.info('joined the master', event.master);
         this._emitSafely('connected', { master: event.master });
         break;
       case 'disconnected':
-        this.log.info('left the master:', event.reason);
         this._emitSafely('disconnected', { reason: event.reason });
         break;
       case 'assetsInstalled':
-        this.log.info(`assets installed (bundle ${event.bundle.slice(0, 12)}, ${event.fetched} file(s) fetched)`);
         this._emitSafely('assetsInstalled', { bundle: event.bundle, fetched: event.fetched });
         break;
       case 'jobFinished': {

@@ -59,7 +59,7 @@ test('lines carry a local DD-MM HH:mm:ss timestamp; colour only on a terminal an
 });
 
 test("a worker's and a master's log, the core's lines included, go to stdout without escape codes when redirected", { timeout: 90000 }, async (t) => {
-  const env = testEnv(t, { LOG_LEVEL: 'debug' });
+  const env = { ...testEnv(t), LOG_LEVEL: 'debug' };
   const cwd = tmpdir(t);
   fs.mkdirSync(path.join(cwd, 'src'));
   fs.copyFileSync(path.join(FIXTURES, 'task.js'), path.join(cwd, 'src', 'task.js'));
