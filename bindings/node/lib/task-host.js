@@ -75,7 +75,7 @@ class TaskHost {
     this.missedModules.add(name);
     return new Error(
       `${error.message.split('\n')[0]}: add ${JSON.stringify(name)} to the master's execAssets.dependencies ` +
-        'so workers install it, then restart this worker',
+        'so workers install it before loading task.js',
     );
   }
 
