@@ -252,3 +252,21 @@ test('npx queue-xec-worker runs a worker from .env; npx queue-xec-master runs a 
   const stopped = await worker.exited;
   assert.equal(stopped.code, 0, `the worker closes cleanly on SIGTERM; stderr: ${worker.stderr()}`);
 });
+
+test('a module task.js requires but nobody announced: the error names it and, once it is on disk, says a restart is needed', async (t) => {
+  const { TaskHost } = require('queuexec-native/lib/task-host');
+  const app = appFolder(t);
+  fs.mkdirSync(path.join(app, 'workplace'));
+  fs.writeFileSync(path.join(app, 'workplace', 'task.js'), "const dep = require('qx-late');\nclass Task { async run() { return dep; } }\nmodule.exports = Task;\n");
+  const host = new TaskHost({ info() {}, debug() {}, warn() {} });
+  const info = { workplace: app, files: [{ name: 'task.js', workerPath: 'workplace/task.js' }], dependencies: [], bundle: 'b'.repeat(64) };
+  const first = await host.load(info);
+  assert.match(first.error, /Cannot find module 'qx-late'.*add "qx-late" to the master's execAssets\.dependencies/s);
+  assert.deepEqual(await host.run({ id: '1', data: '1', attempt: 1 }), { error: first.error }, 'no task, no job');
+  // Installed by hand after the miss, without index.js: this process cannot see it any more.
+  fs.mkdirSync(path.join(app, 'node_modules', 'qx-late', 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(app, 'node_modules', 'qx-late', 'package.json'), JSON.stringify({ name: 'qx-late', main: 'lib/main.js' }));
+  fs.writeFileSync(path.join(app, 'node_modules', 'qx-late', 'lib', 'main.js'), 'module.exports = 1;\n');
+  const second = await host.load(info);
+  assert.match(second.error, /installed now.*restart the worker/s);
+});
