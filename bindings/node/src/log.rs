@@ -2,7 +2,6 @@
 //! (`DD-MM HH:mm:ss [LEVEL] > message`, local time), so the core's lines read like the JS
 //! layer's (`lib/logger.js`). Used by `set_log_level` in `lib.rs`.
 
-use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{Event, Level, Subscriber};
