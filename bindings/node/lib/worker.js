@@ -18,8 +18,6 @@ const EVENT_BATCH = 256;
 /** After a task failed to load: first pause before trying again, and the longest. */
 const LOAD_RETRY_FIRST_MS = 5000;
 const LOAD_RETRY_MAX_MS = 5 * 60 * 1000;
-/** How long the core gets to send the failed results before the worker leaves the master. */
-const LOAD_FAILURE_FLUSH_MS = 200;
 
 class Worker extends EventEmitter {
   /**
@@ -82,6 +80,9 @@ class Worker extends EventEmitter {
     };
     this._retryMs = LOAD_RETRY_FIRST_MS;
     this._retryTimer = null;
+    // Native handles this worker is leaving (after a task that could not load, or a probe).
+    this._leaving = new WeakSet();
+    this._probe = false;
 
     /** Resolves with this worker once it is running; rejects with why it could not start. */
     this.ready = this._start().then(
@@ -102,8 +103,11 @@ class Worker extends EventEmitter {
   }
 
   async _startNative() {
+    // After a task that could not load, the worker comes back as a probe holding one job at
+    // most, so a task still broken costs one job attempt per try, not concurrency + batchSize.
+    const options = this._probe ? { ...this._options, concurrency: 1, prefetch: 0 } : this._options;
     const handle = await native.startWorker(
-      this._options,
+      options,
       (job) => this._host.run(job),
       (info) => this._load(info),
     );
@@ -115,42 +119,50 @@ class Worker extends EventEmitter {
   }
 
   /**
-   * The master's assets arrived: load the task. When it cannot load, the jobs this worker
-   * already holds fail with the reason (so the master learns it), the worker leaves the master
-   * and takes no more jobs, says so (an 'error' event, a warning at the default level), and
-   * comes back after a pause (5 s, doubling up to 5 min) to install and load again, with the
-   * master's assets as they are then.
+   * The master's assets arrived: load the task. When it cannot load, the worker says so (an
+   * 'error' event, a warning at the default level), leaves the master at once, so the jobs it
+   * holds go back to the queue for other workers, and comes back after a pause (5 s, doubling
+   * up to 5 min) as a probe holding one job at most, to install and load the master's assets as
+   * they are then. Answering the core with the failure instead would fail the held jobs and
+   * take the next ones, which would fail too: the queue would burn its attempts in a loop.
    */
   async _load(info) {
     const outcome = await this._host.load(info);
-    if (!outcome.error) {
-      this._retryMs = LOAD_RETRY_FIRST_MS;
-      return outcome;
-    }
     // The core may load before startWorker has resolved: wait for the handle it is loading for.
     const handle = await this._starting.catch(() => null);
+    if (!outcome.error) {
+      this._retryMs = LOAD_RETRY_FIRST_MS;
+      if (this._probe && handle && !this._leaving.has(handle)) {
+        // The task loads again: back at full concurrency and batchSize (the probe's one job,
+        // if it has one, goes back to the queue).
+        this._probe = false;
+        this._leaving.add(handle);
+        setImmediate(() => this._restart(handle, 0));
+      }
+      return outcome;
+    }
+    if (!handle || this._leaving.has(handle)) return outcome;
+    this._leaving.add(handle);
+    const delay = this._retryMs;
+    this._retryMs = Math.min(this._retryMs * 2, LOAD_RETRY_MAX_MS);
+    this._probe = true;
     const error = new TaskLoadError(
-      `${outcome.error}; this worker takes no jobs and tries again in ${Math.round(this._retryMs / 1000)} s ` +
+      `${outcome.error}; this worker takes no jobs and tries again in ${Math.round(delay / 1000)} s ` +
         '(fix the task or its dependencies on the master: workers fetch the changed assets)',
       { code: 'ERR_QUEUEXEC_TASK_LOAD' },
     );
     this.log.notice(error.message);
     if (this.listenerCount('error') > 0) this._emitSafely('error', error);
-    if (!this._suspending && handle) {
-      this._suspending = true;
-      // After the core has sent the failed results of the jobs it held.
-      setTimeout(() => this._suspend(handle), LOAD_FAILURE_FLUSH_MS).unref();
-    }
-    return outcome;
+    // Answered only once the worker has left the master (the core waits for the answer and
+    // takes no job meanwhile); by then nobody listens.
+    return this._restart(handle, delay).then(() => outcome);
   }
 
-  async _suspend(handle) {
+  /** Leaves the master with `handle` and starts again after `delay` ms (unless closed). */
+  async _restart(handle, delay) {
     await handle.close().catch(() => {});
     await this._pumpDone;
-    this._suspending = false;
     if (this._closed) return;
-    const delay = this._retryMs;
-    this._retryMs = Math.min(this._retryMs * 2, LOAD_RETRY_MAX_MS);
     this._retryTimer = setTimeout(() => {
       this._retryTimer = null;
       if (this._closed) return;

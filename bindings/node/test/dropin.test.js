@@ -99,7 +99,7 @@ test('a dependency already on disk is not installed again; yarn.lock picks yarn,
   await assert.rejects(installDependencies(['not-here'], nested, app, log), (e) => /yarn add not-here failed/.test(e.message) && /not installed/.test(e.message));
 });
 
-test('a task that cannot load: the worker says so, leaves, and runs every job once the master fixes the task', { timeout: 120000 }, async (t) => {
+test('a task that cannot load: the worker says so, leaves, comes back holding one job at most, and runs every job once the master fixes the task', { timeout: 120000 }, async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t, 'qx-master-');
   fs.mkdirSync(path.join(cwd, 'src'));
@@ -113,11 +113,13 @@ test('a task that cannot load: the worker says so, leaves, and runs every job on
      const out = (o) => console.log(JSON.stringify(o));
      const mm = new Master({ watchAssets: false, onResults: (r) => { out({ result: r }); } });
      mm.on('error', (e) => out({ jobError: e.message }));
-     let fixed = false;
+     let left = 0;
      mm.on('workerLeft', async () => {
-       if (fixed) return;
-       fixed = true;
+       left += 1;
        const stats = await mm.stats();
+       // The first try and one probe fail; then the task is fixed.
+       if (left === 1) return out({ leftOnce: true, stats });
+       if (left !== 2) return;
        fs.writeFileSync(${JSON.stringify(taskPath)}, 'class Task { async run(job) { return { ok: job.id }; } }\\nmodule.exports = Task;\\n');
        out({ left: true, stats, changed: await mm.reloadAssets() });
      });
@@ -127,14 +129,19 @@ test('a task that cannot load: the worker says so, leaves, and runs every job on
   );
   const master = run(t, script, { cwd, env });
   await master.next((l) => l.pushed);
-  const worker = run(t, WORKER, { cwd: tmpdir(t, 'qx-worker-'), env: { ...env, QX_NAME: 'retrier' } });
+  // concurrency 2 + batchSize 4: six jobs held at once.
+  const worker = run(t, WORKER, { cwd: tmpdir(t, 'qx-worker-'), env: { ...env, QX_NAME: 'retrier', QX_CONCURRENCY: '2', getBatch: 'true', batchSize: '4' } });
   const reported = await worker.next((l) => l.error, 30000);
   assert.equal(reported.error.code, 'ERR_QUEUEXEC_TASK_LOAD');
   assert.match(reported.error.message, /qx-never-announced/);
   assert.match(reported.error.message, /execAssets\.dependencies/, 'it says how to fix it');
+  const once = await master.next((l) => l.leftOnce, 30000);
   const left = await master.next((l) => l.left, 30000);
   assert.equal(left.changed, true);
-  assert.ok(left.stats.done === 0, 'no job ran while the task could not load');
+  assert.equal(left.stats.done, 0, 'no job ran while the task could not load');
+  assert.ok(once.stats.retried >= 1 && once.stats.retried <= 6, `the first try cost the attempts of the jobs it held: ${JSON.stringify(once.stats)}`);
+  assert.ok(left.stats.retried - once.stats.retried <= 1, `the probe held one job at most: ${JSON.stringify(left.stats)}`);
+  assert.equal(worker.lines.filter((l) => l.error).length, 2, 'each failed try was reported');
   await master.next((l) => l.closed, 60000);
   const got = results(master);
   assert.deepEqual(got.filter((r) => r.error), [], 'no job lost its last attempt');

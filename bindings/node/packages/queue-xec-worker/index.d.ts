@@ -75,8 +75,9 @@ declare namespace Worker {
   class UnauthorizedError extends QueuexecError {}
   class NetworkError extends QueuexecError {}
   /**
-   * task.js could not be loaded (or its dependencies installed): the worker takes no jobs and
-   * tries again later (5 s, doubling up to 5 min).
+   * task.js could not be loaded (or its dependencies installed): the worker leaves the master
+   * (its jobs go back to the queue) and tries again later (5 s, doubling up to 5 min) holding
+   * one job at most until the task loads.
    */
   class TaskLoadError extends QueuexecError {}
 
