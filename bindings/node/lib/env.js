@@ -61,42 +61,8 @@ function nonEmpty(value) {
   return typeof value === 'string' ? value.length > 0 : value !== undefined && value !== null && value !== '';
 }
 
-const LEVELS = { off: 0, fatal: 1, error: 1, warn: 2, warning: 2, info: 3, debug: 4, trace: 5 };
-
-/** A small logger with queue-xec's levels (off, info, warn, error, debug); off by default. */
-class Logger {
-  constructor(level, prefix) {
-    let name = String(level || 'off').toLowerCase();
-    if (!(name in LEVELS)) {
-      // queue-xec's logger took an unknown level as 'off'; so do we, but say so once.
-      console.error(`[${prefix}] unknown loglevel ${JSON.stringify(level)} (use off, error, warn, info or debug): logging is off`);
-      name = 'off';
-    }
-    this.level = name;
-    this.rank = LEVELS[name];
-    this.prefix = prefix;
-  }
-
-  write(rank, label, args) {
-    if (this.rank >= rank) console.error(`[${this.prefix}] ${label}:`, ...args);
-  }
-
-  error(...args) {
-    this.write(1, 'error', args);
-  }
-
-  warn(...args) {
-    this.write(2, 'warn', args);
-  }
-
-  info(...args) {
-    this.write(3, 'info', args);
-  }
-
-  debug(...args) {
-    this.write(4, 'debug', args);
-  }
-}
+// The logger lives in logger.js; re-exported here for the modules that take it from env.js.
+const { Logger } = require('./logger');
 
 /** A number from an option or an environment variable; `fallback` when neither is usable. */
 function numberSetting(value, fallback) {

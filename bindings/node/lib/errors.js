@@ -28,6 +28,8 @@ class NetworkError extends QueuexecError {}
 class UnauthorizedError extends QueuexecError {}
 /** Dependencies could not be bundled or installed. */
 class DependencyError extends QueuexecError {}
+/** A worker could not load the master's task.js (or install its dependencies). */
+class TaskLoadError extends QueuexecError {}
 /** The master or worker is closed. */
 class ClosedError extends QueuexecError {}
 
@@ -53,6 +55,7 @@ const BY_CODE = {
   ERR_QUEUEXEC_UNAUTHORIZED: UnauthorizedError,
   ERR_QUEUEXEC_DEPENDENCIES: DependencyError,
   ERR_QUEUEXEC_CLOSED: ClosedError,
+  ERR_QUEUEXEC_TASK_LOAD: TaskLoadError,
 };
 
 /**
@@ -84,6 +87,7 @@ module.exports = {
   NetworkError,
   UnauthorizedError,
   DependencyError,
+  TaskLoadError,
   ClosedError,
   JobError,
   fromNative,

@@ -9,11 +9,12 @@ const path = require('node:path');
 const native = require('./native');
 const { loadDotenv, resolveTokens, Logger } = require('./env');
 const { ConfigError, PayloadError, JobError, fromNative } = require('./errors');
+const { encodePayload, WHOLE_MARK } = require('./payload');
 
 loadDotenv();
 
-/** The task.js workers get when the master names none (queue-xec shipped src/task.js). */
-const DEFAULT_TASK = path.join(__dirname, 'default-task.js');
+/** The task.js workers get when execAssets.files name none: the app's own, as in queue-xec. */
+const DEFAULT_TASK = { masterPath: '/src/task.js', name: 'task.js', workerPath: '/workplace/task.js' };
 
 /** Jobs handed to the core in one call at most. */
 const PUSH_CHUNK = 8192;
@@ -42,7 +43,7 @@ class Master extends EventEmitter {
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
-    native.setLogLevel(this.log.level);
+    native.setLogLevel(this.log.coreLevel, -new Date().getTimezoneOffset());
     const tokens = resolveTokens(token, transferEncryptToken, 'master', native);
     this.token = tokens.token;
     this.onResults = typeof onResults === 'function' ? onResults : () => {};
@@ -53,9 +54,11 @@ class Master extends EventEmitter {
     this._closed = false;
     this._batch = [];
     this._flushScheduled = false;
-    // Ids that were not strings when pushed (queue-xec ids are often numbers): the result's
-    // jobID is given back with the type the user pushed.
-    this._typedIds = new Map();
+    // The jobID of each queued job whose core id (always a string) is not it: a number id
+    // (queue-xec's are often numbers) is given back as the number, a payload without an id
+    // gets a result without a jobID, as in queue-xec. Lost on a restart: resumed jobs then
+    // report their core id.
+    this._jobIDs = new Map();
     this._watchers = [];
 
     const options = {
@@ -238,7 +241,7 @@ class Master extends EventEmitter {
   }
 
   _remember(job, receipt) {
-    if (!receipt.duplicate && job.typedId !== undefined) this._typedIds.set(receipt.id, job.typedId);
+    if (!receipt.duplicate && job.jobID !== receipt.id) this._jobIDs.set(receipt.id, job.jobID);
   }
 
   _pump(handle) {
@@ -265,7 +268,7 @@ class Master extends EventEmitter {
       case 'workerJoined':
       case 'workerLeft': {
         const worker = { id: event.workerId, name: event.workerName };
-        this.log.info(event.kind === 'workerJoined' ? 'worker joined:' : 'worker left:', worker.name, worker.id);
+        // The core logs it (same format, same stdout).
         this._emitSafely(event.kind, worker);
         break;
       }
@@ -281,26 +284,32 @@ class Master extends EventEmitter {
     }
   }
 
+  /**
+   * A job ended: `onResults` gets queue-xec's `{jobID, worker: {id, name}, data}` (no jobID
+   * when the payload had no id), or `{jobID, worker, error}` after its last attempt failed. The
+   * 'result' event also gets {id, attempts}: the core's job id and the attempts it took.
+   */
   _deliver(raw) {
     let jobID = raw.jobId;
-    if (this._typedIds.has(jobID)) {
-      jobID = this._typedIds.get(raw.jobId);
-      this._typedIds.delete(raw.jobId);
+    if (this._jobIDs.has(raw.jobId)) {
+      jobID = this._jobIDs.get(raw.jobId);
+      this._jobIDs.delete(raw.jobId);
     }
     const worker = { id: raw.workerId, name: raw.workerName };
+    const meta = { id: raw.jobId, attempts: raw.attempts };
+    const result = jobID === undefined ? {} : { jobID };
+    result.worker = worker;
     if (raw.error === undefined || raw.error === null) {
-      let data;
       try {
-        data = JSON.parse(raw.data);
+        result.data = JSON.parse(raw.data);
       } catch {
-        data = raw.data;
+        result.data = raw.data;
       }
-      const result = { jobID, worker, data };
       this._call(this.onResults, result);
-      this._emitSafely('result', result);
+      this._emitSafely('result', result, meta);
     } else {
-      const result = { jobID, worker, error: raw.error };
-      this.log.warn(`job ${jobID} failed after ${raw.attempts} attempt(s): ${raw.error}`);
+      result.error = raw.error;
+      this.log.warn(`job ${jobID === undefined ? raw.jobId : jobID} failed after ${raw.attempts} attempt(s): ${raw.error}`);
       this._call(this.onResults, result);
       if (this.listenerCount('error') > 0) {
         this._emitSafely('error', new JobError(raw.error, { jobID, worker, attempts: raw.attempts }));
@@ -364,59 +373,34 @@ class Master extends EventEmitter {
 }
 
 /**
- * A payload as a core job {id, data}. Tasks receive `{id, data}` on every kind of worker (this
- * Node worker, the sandboxed runtime, other front ends), so a payload of queue-xec's shape
- * `{id, data}` travels as exactly that: its `id` becomes the job id (and the result's jobID),
- * its `data` the job data, unchanged (a JSON string stays a string for the task to
- * JSON.parse). Any other payload (an array, a number, an object with other keys) travels whole
- * as the data, with an id the master assigns unless the object has an `id` or the options give
- * one. A string is taken as JSON text when it parses (queue-xec's worker JSON.parse'd it), else
- * as a plain string.
+ * A payload as a core job (see payload.js for how it travels): `native` is the job handed to
+ * the core, `jobID` what the result's jobID will be (the payload's own id with its type; none
+ * when the payload has none, as in queue-xec). `options.id` sets the job id instead of the
+ * payload's; the payload then travels whole, so the task still receives it as pushed.
  */
 function toJob(payload, options = {}) {
-  let value = payload;
-  if (typeof payload === 'string') {
-    try {
-      value = JSON.parse(payload);
-    } catch {
-      value = payload;
-    }
-  }
-  const isObject = value !== null && typeof value === 'object' && !Array.isArray(value);
-  const jobShaped = isObject && Object.keys(value).every((key) => key === 'id' || key === 'data');
-  const body = jobShaped ? (value.data === undefined ? null : value.data) : value;
-  let data;
+  let encoded;
+  const opts = options || {};
   try {
-    data = JSON.stringify(body);
+    encoded = encodePayload(payload);
+    if (opts.id !== undefined && opts.id !== null && opts.id !== '') {
+      const data = encoded.data.endsWith(WHOLE_MARK) ? encoded.data : JSON.stringify(payload) + WHOLE_MARK;
+      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, jobID: opts.id };
+    }
   } catch (error) {
     throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
       code: 'ERR_QUEUEXEC_PAYLOAD',
       cause: error,
     });
   }
-  if (data === undefined) {
-    throw new PayloadError(`a payload of type ${typeof body} cannot be sent as JSON`, {
-      code: 'ERR_QUEUEXEC_PAYLOAD',
-    });
-  }
-  const opts = options || {};
-  let id = opts.id;
-  if (id === undefined && isObject) id = value.id;
-  let typedId;
-  if (id === undefined || id === null || id === '') {
-    id = undefined;
-  } else {
-    if (typeof id !== 'string') typedId = id;
-    id = typeof id === 'object' ? JSON.stringify(id) : String(id);
-  }
-  const job = { id, data };
+  const job = { id: encoded.id, data: encoded.data };
   if (opts.priority !== undefined) job.priority = integer(opts.priority, 'priority');
   if (opts.retries !== undefined) job.retries = Math.max(0, integer(opts.retries, 'retries'));
   if (opts.timeout !== undefined) job.timeoutMs = milliseconds(opts.timeout, 'timeout');
   if (opts.delay !== undefined) job.delayMs = milliseconds(opts.delay, 'delay');
   if (opts.taskType !== undefined) job.taskType = String(opts.taskType);
   if (opts.inMemory !== undefined) job.inMemory = Boolean(opts.inMemory);
-  return { native: job, typedId };
+  return { native: job, jobID: encoded.jobID };
 }
 
 function integer(value, name) {
@@ -442,7 +426,8 @@ function milliseconds(value, name) {
 /**
  * queue-xec's execAssets with paths resolved: masterPath relative to process.cwd() (even with a
  * leading '/', as queue-xec joined it), workerPath relative to the worker's workplace. When no
- * file is named task.js, the default task is added, as queue-xec did.
+ * file is named task.js, `<cwd>/src/task.js` is added, as queue-xec did; when that file does
+ * not exist either, the master says so (every job would fail on the workers).
  */
 function resolveAssets(execAssets, log) {
   const given = execAssets && typeof execAssets === 'object' && !Array.isArray(execAssets) ? execAssets : {};
@@ -455,8 +440,14 @@ function resolveAssets(execAssets, log) {
     });
   }
   if (tasks.length === 0) {
-    log.debug('no task.js in execAssets.files: the default task.js is shipped');
-    files.push({ masterPath: DEFAULT_TASK, name: 'task.js', workerPath: '/workplace/task.js', builtin: true });
+    log.debug('populating execAssets with default values, not found task.js from user:', DEFAULT_TASK.masterPath);
+    if (!fs.existsSync(path.join(process.cwd(), DEFAULT_TASK.masterPath))) {
+      log.notice(
+        `execAssets.files name no task.js and ${path.join(process.cwd(), DEFAULT_TASK.masterPath)} does not exist: ` +
+          'workers have no task to run; add {masterPath, name: \'task.js\', workerPath} to execAssets.files or create src/task.js',
+      );
+    }
+    files.push({ ...DEFAULT_TASK });
   }
   const resolved = [];
   for (const file of files) {
@@ -466,7 +457,7 @@ function resolveAssets(execAssets, log) {
         { code: 'ERR_QUEUEXEC_CONFIG' },
       );
     }
-    let masterPath = file.builtin ? file.masterPath : path.join(process.cwd(), file.masterPath);
+    let masterPath = path.join(process.cwd(), file.masterPath);
     if (!fs.existsSync(masterPath) && path.isAbsolute(file.masterPath) && fs.existsSync(file.masterPath)) {
       masterPath = file.masterPath;
     }

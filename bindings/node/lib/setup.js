@@ -152,6 +152,9 @@ async function runSetup(role, args, io = {}) {
         transfer = await ask(`transferEncryptToken [${MIN_TRANSFER_TOKEN}+ characters]: `, checkTransferToken);
         token = await ask(`token [${MIN_ROOM_TOKEN}+ characters]: `, checkRoomToken);
       }
+      if (!interactive && token === undefined && transfer === undefined) {
+        say('No terminal to ask on: generating new random tokens (pass --token and --transfer-encrypt-token to choose them).');
+      }
       if (token === undefined) token = randomToken(32);
       if (transfer === undefined) transfer = randomToken(32);
     } else {

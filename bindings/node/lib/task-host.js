@@ -3,10 +3,17 @@
 // package works (native ones too). The core calls `load` after installing the master's assets
 // and `run` for each job; both always resolve to {result} or {error} and never throw, so a
 // task that throws or rejects becomes a job error and the worker goes on.
+//
+// Dependencies are looked for on disk, never with an in-process require.resolve: Node caches
+// a failed lookup (the missing package.json of node_modules/<name>), so a package installed
+// after such a probe stays unloadable until the process restarts. That is how queue-xec's
+// examples failed on their first run in an app whose node_modules/ already existed.
 
 const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+
+const { decodePayload } = require('./payload');
 
 class TaskHost {
   constructor(log) {
@@ -14,6 +21,8 @@ class TaskHost {
     this.task = null;
     this.loadError = 'no task.js has been received from the master yet';
     this.loadedFiles = [];
+    // Packages a require() of this process failed to find: Node remembers the miss.
+    this.missedModules = new Set();
   }
 
   /** The master's assets were installed in `info.workplace`: install dependencies, (re)load task.js. */
@@ -31,7 +40,12 @@ class TaskHost {
       // Forget every asset file (not only task.js), so helpers it requires are fresh too.
       for (const file of new Set([...this.loadedFiles, ...files])) delete require.cache[file];
       this.loadedFiles = files;
-      const exported = require(taskPath);
+      let exported;
+      try {
+        exported = require(taskPath);
+      } catch (error) {
+        throw this.explainRequireError(error, path.dirname(taskPath));
+      }
       this.task = instantiate(exported, taskPath);
       this.loadError = null;
       this.log.info(`loaded ${taskPath} (bundle ${info.bundle.slice(0, 12)})`);
@@ -39,14 +53,36 @@ class TaskHost {
     } catch (error) {
       this.task = null;
       this.loadError = `task.js could not be loaded: ${message(error)}`;
-      this.log.error(this.loadError);
       return { error: this.loadError };
     }
   }
 
   /**
-   * Runs one job: `task.run({id, data}, {id, attempt, taskType, signal})`, as the sandboxed
-   * runtime does (`data` is the job's JSON data parsed; see toJob in master.js).
+   * A require() that failed. A package that is missing is remembered, because Node caches the
+   * miss; when it is on disk by now (installed by hand, or announced later) only a restart of
+   * this process can load it, and the message says so.
+   */
+  explainRequireError(error, fromDir) {
+    const missing = error && error.code === 'MODULE_NOT_FOUND' ? /Cannot find module '([^']+)'/.exec(error.message) : null;
+    if (!missing || missing[1].startsWith('.') || path.isAbsolute(missing[1])) return error;
+    const name = bareName(missing[1]);
+    if (this.missedModules.has(name) && installedOnDisk(name, fromDir)) {
+      return new Error(
+        `${error.message.split('\n')[0]}: it is installed now, but this process looked for it before and Node ` +
+          'keeps that miss; restart the worker (and add it to the master\'s execAssets.dependencies)',
+      );
+    }
+    this.missedModules.add(name);
+    return new Error(
+      `${error.message.split('\n')[0]}: add ${JSON.stringify(name)} to the master's execAssets.dependencies ` +
+        'so workers install it before loading task.js',
+    );
+  }
+
+  /**
+   * Runs one job as queue-xec did: `task.run(payload)` with the payload as pushed (a JSON round
+   * trip), plus a second argument {id, attempt, taskType, signal}. The result is what the task
+   * returned, as JSON.
    */
   async run(job) {
     const controller = new AbortController();
@@ -57,7 +93,7 @@ class TaskHost {
     }
     try {
       if (!this.task) return { error: this.loadError || 'no task.js is loaded' };
-      const input = { id: job.id, data: parseData(job.data) };
+      const input = decodePayload(job.id, job.data);
       const context = { id: job.id, attempt: job.attempt, taskType: job.taskType ?? undefined, signal: controller.signal };
       this.log.debug(`working on ${job.id}`);
       const result = await this.task.run(input, context);
@@ -69,14 +105,6 @@ class TaskHost {
     } finally {
       if (timer) clearTimeout(timer);
     }
-  }
-}
-
-function parseData(data) {
-  try {
-    return JSON.parse(data);
-  } catch {
-    return data;
   }
 }
 
@@ -109,10 +137,17 @@ function message(error) {
   }
 }
 
+/** The package a request names: `moment/locale/de` -> `moment`, `@s/p/x` -> `@s/p`. */
+function bareName(request) {
+  const parts = request.split('/');
+  return request.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
 /**
  * The package name a dependency spec installs: `big.js@6` -> `big.js`, `@scope/pkg@1` ->
- * `@scope/pkg`, a local folder (`./lib`, `/abs/lib`, `file:../lib`) -> the name in its
- * package.json. `null` when it cannot be told (then it is installed).
+ * `@scope/pkg`, `dep@file:../dep.tgz` -> `dep`, a local folder (`./lib`, `/abs/lib`,
+ * `file:../lib`) -> the name in its package.json. `null` when it cannot be told (then it is
+ * installed).
  */
 function packageName(spec, cwd = process.cwd()) {
   const local = spec.startsWith('file:') ? spec.slice(5) : spec;
@@ -123,6 +158,7 @@ function packageName(spec, cwd = process.cwd()) {
       return null;
     }
   }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) || spec.startsWith('git+') || spec.startsWith('github:')) return null;
   if (spec.startsWith('@')) {
     const at = spec.indexOf('@', 1);
     return at === -1 ? spec : spec.slice(0, at);
@@ -131,37 +167,58 @@ function packageName(spec, cwd = process.cwd()) {
   return at <= 0 ? spec : spec.slice(0, at);
 }
 
-function resolves(name, fromDir) {
-  for (const request of [name, `${name}/package.json`]) {
-    try {
-      require.resolve(request, { paths: [fromDir] });
+/**
+ * Whether `name` is installed where Node's resolution from `fromDir` would find it: a
+ * node_modules/<name>/package.json in `fromDir` or a folder above it. Read from disk only, so
+ * none of Node's module caches learn about a miss.
+ */
+function installedOnDisk(name, fromDir) {
+  let dir = path.resolve(fromDir);
+  for (;;) {
+    if (path.basename(dir) !== 'node_modules' && fs.existsSync(path.join(dir, 'node_modules', name, 'package.json'))) {
       return true;
-    } catch {
-      // try the next form
     }
+    const parent = path.dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
   }
-  return false;
 }
 
-/** Installs with npm, in `cwd`, the announced dependencies that do not resolve from `fromDir`. */
+/**
+ * The package manager queue-xec's installer (lmify) would pick in `cwd`: yarn when the folder
+ * has a yarn.lock, npm otherwise. Returns [command, args before the packages].
+ */
+function packageManager(cwd) {
+  const windows = process.platform === 'win32';
+  if (fs.existsSync(path.join(cwd, 'yarn.lock'))) {
+    return { name: 'yarn', command: windows ? 'yarn.cmd' : 'yarn', args: ['add', '--silent', '--non-interactive'] };
+  }
+  return { name: 'npm', command: windows ? 'npm.cmd' : 'npm', args: ['install', '--no-audit', '--no-fund', '--no-progress'] };
+}
+
+/**
+ * Installs in `cwd`, with yarn or npm as queue-xec did, the announced dependencies that are not
+ * on disk where the task (in `fromDir`) will look for them.
+ */
 async function installDependencies(dependencies, fromDir, cwd, log) {
-  const missing = (dependencies || []).filter((spec) => {
+  const missing = (dependencies || []).map(String).filter((spec) => {
     const name = packageName(spec, cwd);
-    return name === null || !resolves(name, fromDir);
+    return name === null || !installedOnDisk(name, fromDir);
   });
   if (missing.length === 0) return;
-  log.info(`installing dependencies: ${missing.join(' ')}`);
-  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const pm = packageManager(cwd);
+  log.info(`installing dependencies with ${pm.name}: ${missing.join(' ')}`);
   await new Promise((resolve, reject) => {
     execFile(
-      npm,
-      ['install', '--no-audit', '--no-fund', '--no-progress', ...missing],
+      pm.command,
+      [...pm.args, ...missing],
       { cwd, shell: process.platform === 'win32', maxBuffer: 16 * 1024 * 1024 },
       (error, stdout, stderr) => {
         if (error) {
-          reject(new Error(`npm install ${missing.join(' ')} failed in ${cwd}: ${String(stderr || error.message).trim()}`));
+          const why = error.code === 'ENOENT' ? `${pm.command} is not installed (or not on PATH)` : String(stderr || error.message).trim();
+          reject(new Error(`${pm.name} ${pm.args[0]} ${missing.join(' ')} failed in ${cwd}: ${why}`));
         } else {
-          log.debug(stdout);
+          log.debug(String(stdout).trim());
           resolve();
         }
       },
@@ -169,4 +226,4 @@ async function installDependencies(dependencies, fromDir, cwd, log) {
   });
 }
 
-module.exports = { TaskHost, packageName, installDependencies };
+module.exports = { TaskHost, packageName, packageManager, installedOnDisk, installDependencies };

@@ -8,12 +8,16 @@ const path = require('node:path');
 
 const native = require('./native');
 const { loadDotenv, resolveTokens, Logger, numberSetting } = require('./env');
-const { ConfigError, fromNative } = require('./errors');
+const { ConfigError, TaskLoadError, fromNative } = require('./errors');
 const { TaskHost } = require('./task-host');
 
 loadDotenv();
 
 const EVENT_BATCH = 256;
+
+/** After a task failed to load: first pause before trying again, and the longest. */
+const LOAD_RETRY_FIRST_MS = 5000;
+const LOAD_RETRY_MAX_MS = 5 * 60 * 1000;
 
 class Worker extends EventEmitter {
   /**
@@ -35,7 +39,7 @@ class Worker extends EventEmitter {
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-worker');
-    native.setLogLevel(this.log.level);
+    native.setLogLevel(this.log.coreLevel, -new Date().getTimezoneOffset());
     const tokens = resolveTokens(token, transferEncryptToken, 'worker', native);
     this.token = tokens.token;
     this.name = name;
@@ -61,7 +65,7 @@ class Worker extends EventEmitter {
 
     this._host = new TaskHost(this.log);
     this._closed = false;
-    const options = {
+    this._options = {
       token: tokens.token,
       transferToken: tokens.transferEncryptToken,
       name: String(name),
@@ -74,29 +78,97 @@ class Worker extends EventEmitter {
       sandbox: this.sandbox,
       maxHeapMb: maxHeapMb === undefined ? undefined : Number(maxHeapMb),
     };
+    this._retryMs = LOAD_RETRY_FIRST_MS;
+    this._retryTimer = null;
+    // Native handles this worker is leaving (after a task that could not load, or a probe).
+    this._leaving = new WeakSet();
+    this._probe = false;
 
     /** Resolves with this worker once it is running; rejects with why it could not start. */
-    this.ready = native
-      .startWorker(
-        options,
-        (job) => this._host.run(job),
-        (info) => this._host.load(info),
-      )
-      .then(
-        (handle) => {
-          this._native = handle;
-          this.id = handle.peerId;
-          this._pump(handle);
-          if (this._closed) return handle.close().then(() => this);
-          return this;
-        },
-        (error) => {
-          const classed = fromNative(error);
-          this._report(classed, 'could not start');
-          throw classed;
-        },
-      );
+    this.ready = this._start().then(
+      () => this,
+      (error) => {
+        const classed = fromNative(error);
+        this._report(classed, 'could not start');
+        throw classed;
+      },
+    );
     this.ready.catch(() => {});
+  }
+
+  /** Starts a native worker (again, after a task that could not load) and pumps its events. */
+  _start() {
+    this._starting = this._startNative();
+    return this._starting;
+  }
+
+  async _startNative() {
+    // After a task that could not load, the worker comes back as a probe holding one job at
+    // most, so a task still broken costs one job attempt per try, not concurrency + batchSize.
+    const options = this._probe ? { ...this._options, concurrency: 1, prefetch: 0 } : this._options;
+    const handle = await native.startWorker(
+      options,
+      (job) => this._host.run(job),
+      (info) => this._load(info),
+    );
+    this._native = handle;
+    this.id = handle.peerId;
+    this._pump(handle);
+    if (this._closed) await handle.close();
+    return handle;
+  }
+
+  /**
+   * The master's assets arrived: load the task. When it cannot load, the worker says so (an
+   * 'error' event, a warning at the default level), leaves the master at once, so the jobs it
+   * holds go back to the queue for other workers, and comes back after a pause (5 s, doubling
+   * up to 5 min) as a probe holding one job at most, to install and load the master's assets as
+   * they are then. Answering the core with the failure instead would fail the held jobs and
+   * take the next ones, which would fail too: the queue would burn its attempts in a loop.
+   */
+  async _load(info) {
+    const outcome = await this._host.load(info);
+    // The core may load before startWorker has resolved: wait for the handle it is loading for.
+    const handle = await this._starting.catch(() => null);
+    if (!outcome.error) {
+      this._retryMs = LOAD_RETRY_FIRST_MS;
+      if (this._probe && handle && !this._leaving.has(handle)) {
+        // The task loads again: back at full concurrency and batchSize (the probe's one job,
+        // if it has one, goes back to the queue).
+        this._probe = false;
+        this._leaving.add(handle);
+        setImmediate(() => this._restart(handle, 0));
+      }
+      return outcome;
+    }
+    if (!handle || this._leaving.has(handle)) return outcome;
+    this._leaving.add(handle);
+    const delay = this._retryMs;
+    this._retryMs = Math.min(this._retryMs * 2, LOAD_RETRY_MAX_MS);
+    this._probe = true;
+    const error = new TaskLoadError(
+      `${outcome.error}; this worker takes no jobs and tries again in ${Math.round(delay / 1000)} s ` +
+        '(fix the task or its dependencies on the master: workers fetch the changed assets)',
+      { code: 'ERR_QUEUEXEC_TASK_LOAD' },
+    );
+    this.log.notice(error.message);
+    if (this.listenerCount('error') > 0) this._emitSafely('error', error);
+    // Answered only once the worker has left the master (the core waits for the answer and
+    // takes no job meanwhile); by then nobody listens.
+    return this._restart(handle, delay).then(() => outcome);
+  }
+
+  /** Leaves the master with `handle` and starts again after `delay` ms (unless closed). */
+  async _restart(handle, delay) {
+    await handle.close().catch(() => {});
+    await this._pumpDone;
+    if (this._closed) return;
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      if (this._closed) return;
+      this.log.info('trying the master\'s task again');
+      this._restarting = this._start().catch((error) => this._report(fromNative(error), 'could not start again'));
+    }, delay);
   }
 
   /** Counts: done, failed, running, connected. */
@@ -109,12 +181,14 @@ class Worker extends EventEmitter {
   async close() {
     if (this._closing) return this._closing;
     this._closed = true;
+    if (this._retryTimer) clearTimeout(this._retryTimer);
     this._closing = (async () => {
       try {
         await this.ready;
       } catch {
         return;
       }
+      await this._restarting;
       const handle = this._native;
       await handle.close().catch((error) => {
         throw fromNative(error);
@@ -140,18 +214,16 @@ class Worker extends EventEmitter {
     })();
   }
 
+  // The core logs these events itself (same format, same stdout): no second line here.
   _dispatch(event, handle) {
     switch (event.kind) {
       case 'connected':
-        this.log.info('joined the master', event.master);
         this._emitSafely('connected', { master: event.master });
         break;
       case 'disconnected':
-        this.log.info('left the master:', event.reason);
         this._emitSafely('disconnected', { reason: event.reason });
         break;
       case 'assetsInstalled':
-        this.log.info(`assets installed (bundle ${event.bundle.slice(0, 12)}, ${event.fetched} file(s) fetched)`);
         this._emitSafely('assetsInstalled', { bundle: event.bundle, fetched: event.fetched });
         break;
       case 'jobFinished': {

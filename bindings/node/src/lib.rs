@@ -9,6 +9,7 @@
 mod error;
 mod executor;
 mod job;
+mod log;
 mod master;
 mod worker;
 
@@ -45,10 +46,12 @@ pub fn check_tokens(token: String, transfer_token: String) -> Result<()> {
 static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 static LOG_RANK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Sets how much the core logs to stderr: queue-xec's `loglevel` (`off`, `error`, `warn`,
-/// `info`, `debug`). Logging is per process, so the most verbose level asked for wins.
+/// Sets how much the core logs to stdout (`off`, `error`, `warn`, `info`, `debug`, `trace`; the JS
+/// layer maps queue-xec's LOG_LEVEL onto these), in queue-xec's line format with local time
+/// `utcOffsetMinutes` east of UTC (default 0, fixed by the first call). Logging is per process,
+/// so the most verbose level asked for wins.
 #[napi]
-pub fn set_log_level(level: String) -> Result<()> {
+pub fn set_log_level(level: String, utc_offset_minutes: Option<i32>) -> Result<()> {
     let (rank, directive) = match level.to_ascii_lowercase().as_str() {
         "" | "off" => (0, "off"),
         "fatal" | "error" => (1, "error"),
@@ -75,10 +78,16 @@ pub fn set_log_level(level: String) -> Result<()> {
         return Ok(());
     }
     let (layer, handle) = reload::Layer::new(filter());
+    // On stdout, as queue-xec logged; colour only on a terminal and never with NO_COLOR set.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let subscriber = tracing_subscriber::registry().with(layer).with(
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_target(false),
+            .with_writer(std::io::stdout)
+            .with_ansi(colour)
+            .event_format(log::QueueXecFormat {
+                utc_offset_secs: i64::from(utc_offset_minutes.unwrap_or(0)) * 60,
+            }),
     );
     // Another library in the process may own the global subscriber; then its settings rule.
     if subscriber.try_init().is_ok() {

@@ -89,7 +89,7 @@ test('pushNewJob rejects `payload is undefined` and accepts objects, arrays, str
     mm.pushNewJob({ data: 'no id' }),
   ]);
   assert.equal(receipts[0].id, '7');
-  assert.equal(receipts[3].id, 'from-json');
+  assert.notEqual(receipts[3].id, 'from-json', 'a string payload travels as the string: its text is not parsed for an id');
   assert.equal(new Set(receipts.map((r) => r.id)).size, 6, 'every push got its own id');
   assert.ok(receipts.every((r) => r.duplicate === false));
   const again = await mm.pushNewJob({ id: 7, data: 'again' });
@@ -116,7 +116,7 @@ test('pushNewJobs queues an array at once; per-job options are accepted', async 
   await assert.rejects(mm.pushNewJobs('nope'), /array/);
 });
 
-test('two task.js files are refused; a missing asset file is skipped with a warning', (t) => {
+test('two task.js files are refused; a missing asset file is skipped with a warning, a missing src/task.js with a notice', (t) => {
   isolated(t);
   const files = [
     { masterPath: '/a.js', name: 'task.js', workerPath: '/w/a.js' },
@@ -125,10 +125,21 @@ test('two task.js files are refused; a missing asset file is skipped with a warn
   assert.throws(() => new Master({ ...tokens(), execAssets: { files } }), /only one file with name task.js/);
   const { resolveAssets } = require('queuexec-native/lib/master');
   const warnings = [];
-  const assets = resolveAssets({ files: [{ masterPath: '/does/not/exist.js', name: 'x.js', workerPath: '/workplace/x.js' }] }, { warn: (...a) => warnings.push(a.join(' ')), debug() {} });
-  assert.deepEqual(assets.files.map((f) => f.name), ['task.js'], 'the default task.js is added, the missing file left out');
-  assert.equal(assets.files[0].resolvedWorkerPath, 'workplace/task.js');
+  const notices = [];
+  const cwd = tmpdir(t);
+  const before = process.cwd();
+  process.chdir(cwd);
+  t.after(() => process.chdir(before));
+  const log = { warn: (...a) => warnings.push(a.join(' ')), notice: (...a) => notices.push(a.join(' ')), debug() {} };
+  const assets = resolveAssets({ files: [{ masterPath: '/does/not/exist.js', name: 'x.js', workerPath: '/workplace/x.js' }] }, log);
+  assert.deepEqual(assets.files, [], 'the missing file is left out; so is src/task.js, which does not exist here');
   assert.match(warnings.join('\n'), /not found/);
+  assert.match(notices.join('\n'), /name no task\.js and .*src\/task\.js does not exist/, 'said even at the default log level');
+  fs.mkdirSync(path.join(cwd, 'src'));
+  fs.copyFileSync(path.join(FIXTURES, 'task.js'), path.join(cwd, 'src', 'task.js'));
+  const defaults = resolveAssets({ dependencies: ['big.js'] }, log);
+  assert.deepEqual(defaults.files.map((f) => [f.name, f.masterPath, f.resolvedWorkerPath]), [['task.js', '/src/task.js', 'workplace/task.js']], "queue-xec's default: the app's own src/task.js");
+  assert.deepEqual(defaults.dependencies, ['big.js']);
 });
 
 test('masterPath is taken relative to process.cwd(), leading slash and all, as queue-xec did', (t) => {

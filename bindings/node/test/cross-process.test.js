@@ -223,39 +223,6 @@ test('with storePath, jobs pushed before a master restart are done after it', as
   worker.child.kill('SIGTERM');
 });
 
-test('every kind of payload reaches the task as {id, data}; the default task.js is shipped when none is named', async (t) => {
-  const env = testEnv(t);
-  const cwd = tmpdir(t);
-  const script = path.join(cwd, 'kinds.js');
-  fs.writeFileSync(
-    script,
-    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
-     const out = (o) => console.log(JSON.stringify(o));
-     const got = [];
-     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === 6) { out({ got }); mm.close(); } } });
-     mm.on('workerJoined', () => Promise.all([
-       mm.pushNewJob({ id: 1, data: JSON.stringify({ x: 1 }) }),
-       mm.pushNewJob({ id: 'b', data: { nested: true } }),
-       mm.pushNewJob([1, 2, 3], { id: 'arr' }),
-       mm.pushNewJob('plain text', { id: 'str' }),
-       mm.pushNewJob(42, { id: 'num' }),
-       mm.pushNewJob({ id: 'extra', data: 'd', more: 1 }),
-     ]));`,
-  );
-  const [worker] = startWorkers(t, env, [tmpdir(t)]);
-  const master = run(t, script, { cwd, env });
-  const { got } = await master.next((l) => l.got, 60000);
-  const byId = Object.fromEntries(got.map((r) => [r.jobID, r.data.echo]));
-  assert.deepEqual(byId[1], { id: '1', data: '{"x":1}' }, "queue-xec's payload: data stays the JSON string");
-  assert.deepEqual(byId.b, { id: 'b', data: { nested: true } });
-  assert.deepEqual(byId.arr, { id: 'arr', data: [1, 2, 3] });
-  assert.deepEqual(byId.str, { id: 'str', data: 'plain text' });
-  assert.deepEqual(byId.num, { id: 'num', data: 42 });
-  assert.deepEqual(byId.extra, { id: 'extra', data: { id: 'extra', data: 'd', more: 1 } }, 'other shapes travel whole');
-  assert.ok(got.some((r) => r.jobID === 1), 'a numeric id comes back as a number');
-  worker.child.kill('SIGTERM');
-});
-
 test('sandbox: true runs task.js in the embedded runtime, where Node built-ins are out of reach', async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);

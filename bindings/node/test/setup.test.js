@@ -73,3 +73,30 @@ test('without --setup the commands print their usage', (t) => {
   assert.equal(r.status, 0);
   assert.match(r.stdout, /queue-xec-master --setup/);
 });
+
+test('on a terminal, queue-xec-worker --setup asks for the two tokens, as worker.js --setup did, and rejects short ones', async (t) => {
+  const { PassThrough } = require('node:stream');
+  const { runSetup, parseArgs } = require('queuexec-native/lib/setup');
+  const cwd = tmpdir(t);
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  let shown = '';
+  stdout.on('data', (d) => {
+    shown += d;
+  });
+  const transfer = 'k'.repeat(32);
+  const token = 'T'.repeat(20);
+  // A short transfer token first: asked again.
+  stdin.write(`short\n${transfer}\n${token}\n`);
+  const code = await runSetup('worker', parseArgs(['--setup']), { stdin, stdout, stderr: new PassThrough(), cwd, env: {}, isTTY: true });
+  assert.equal(code, 0, shown);
+  assert.match(shown, /Enter Transfer Encrypt Token: .*at least 32 characters.*Enter Transfer Encrypt Token: Enter Master token: /s);
+  assert.deepEqual(readEnv(cwd), { token, transferEncryptToken: transfer });
+  assert.match(shown, /Settings stored in/);
+});
+
+test('npx queue-xec-worker without a token says how to make one and exits non-zero', (t) => {
+  const r = cli(WORKER_BIN, [], tmpdir(t));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /token not defined.*queue-xec-worker --setup/s);
+});

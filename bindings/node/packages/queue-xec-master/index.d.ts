@@ -17,7 +17,7 @@ declare namespace Master {
   interface ExecAssets {
     /** npm packages workers install before running task.js. */
     dependencies?: string[];
-    /** Files shipped to workers; without a task.js the default one is added. */
+    /** Files shipped to workers; without a task.js, `<cwd>/src/task.js` is added (as in queue-xec). */
     files?: AssetFile[];
   }
 
@@ -29,7 +29,8 @@ declare namespace Master {
 
   /** A job that succeeded: `data` is what task.run resolved to. */
   interface JobSuccess<T = any> {
-    jobID: JobId;
+    /** The payload's id as pushed; absent when the payload had none (as in queue-xec). */
+    jobID?: JobId;
     worker: WorkerInfo;
     data: T;
     error?: undefined;
@@ -37,7 +38,7 @@ declare namespace Master {
 
   /** A job that failed for good: its task threw or rejected (or timed out, or lost its worker) on every attempt. */
   interface JobFailure {
-    jobID: JobId;
+    jobID?: JobId;
     worker: WorkerInfo;
     error: string;
     data?: undefined;
@@ -45,8 +46,14 @@ declare namespace Master {
 
   type JobResult<T = any> = JobSuccess<T> | JobFailure;
 
-  /** The job id: the payload's `id` as pushed (a number stays a number), else one the master assigned. */
-  type JobId = string | number | boolean;
+  /** The job id: the payload's `id` as pushed (a number stays a number). */
+  type JobId = string | number;
+
+  /** What the 'result' event adds: the core's job id (the receipt's id) and the attempts it took. */
+  interface ResultMeta {
+    id: string;
+    attempts: number;
+  }
 
   type LogLevel = 'off' | 'info' | 'warn' | 'error' | 'debug';
 
@@ -89,7 +96,7 @@ declare namespace Master {
     timeout?: number;
     /** Milliseconds to wait before the job may start. */
     delay?: number;
-    /** Overrides the payload's id. */
+    /** Sets the job id (and the result's jobID) instead of the payload's `id`. */
     id?: string | number;
     /** Task type, for workers that map types to functions. */
     taskType?: string;
@@ -129,6 +136,8 @@ declare namespace Master {
   class NetworkError extends QueuexecError {}
   class UnauthorizedError extends QueuexecError {}
   class DependencyError extends QueuexecError {}
+  /** A worker could not load task.js (reported by workers). */
+  class TaskLoadError extends QueuexecError {}
   class ClosedError extends QueuexecError {}
   /** Emitted as 'error' when a job fails for good. */
   class JobError extends QueuexecError {
@@ -148,13 +157,14 @@ declare namespace Master {
     NetworkError: typeof NetworkError;
     UnauthorizedError: typeof UnauthorizedError;
     DependencyError: typeof DependencyError;
+    TaskLoadError: typeof TaskLoadError;
     ClosedError: typeof ClosedError;
     JobError: typeof JobError;
   };
 }
 
 interface MasterEvents {
-  result: [result: Master.JobSuccess];
+  result: [result: Master.JobSuccess, meta: Master.ResultMeta];
   error: [error: Master.JobError | Master.QueuexecError];
   workerJoined: [worker: Master.WorkerInfo];
   workerLeft: [worker: Master.WorkerInfo];
@@ -174,8 +184,9 @@ declare class Master extends EventEmitter {
 
   /**
    * Queues a job; resolves once it is durable. Rejects with `payload is undefined` without a
-   * payload. A payload `{id, data}` reaches the task as `{id, data}` (id as a string) and `id`
-   * becomes the jobID; any other payload reaches it as `{id: <assigned>, data: payload}`.
+   * payload. A Node worker's task receives the payload as pushed (a JSON round trip: a number
+   * id stays a number, other keys stay, a number, string or array arrives as itself); its `id`
+   * becomes the result's jobID. Workers of other kinds receive `{id, data}`.
    */
   pushNewJob(payload: unknown, options?: Master.JobOptions): Promise<Master.PushReceipt>;
   /** Queues many jobs at once: all or none. */

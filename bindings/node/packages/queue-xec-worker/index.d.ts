@@ -42,6 +42,7 @@ declare namespace Worker {
 
   /** The second argument task.run receives (the first is the pushed payload). */
   interface JobContext {
+    /** The job id as the master's queue knows it (a string). */
     id: string;
     attempt: number;
     taskType?: string;
@@ -49,15 +50,21 @@ declare namespace Worker {
     signal: AbortSignal;
   }
 
-  /** What a task receives: the job id and the pushed data (queue-xec's `{id, data}`). */
+  /**
+   * queue-xec's usual payload, as a task receives it from a queue-xec-master: the payload as
+   * pushed (a JSON round trip), so the id keeps its type and other keys stay. A payload of
+   * another kind (a number, a string, an array) arrives as itself. From masters of other kinds
+   * a task receives `{id, data}`.
+   */
   interface Job<T = any> {
-    id: string;
+    id?: string | number;
     data: T;
+    [key: string]: unknown;
   }
 
-  /** What task.js exports: a class with `run`. */
+  /** What task.js exports: a class with `run`; `job` is the payload as pushed. */
   interface Task {
-    run(job: Job, context: JobContext): unknown | Promise<unknown>;
+    run(job: any, context: JobContext): unknown | Promise<unknown>;
   }
 
   class QueuexecError extends Error {
@@ -67,6 +74,12 @@ declare namespace Worker {
   class ConfigError extends QueuexecError {}
   class UnauthorizedError extends QueuexecError {}
   class NetworkError extends QueuexecError {}
+  /**
+   * task.js could not be loaded (or its dependencies installed): the worker leaves the master
+   * (its jobs go back to the queue) and tries again later (5 s, doubling up to 5 min) holding
+   * one job at most until the task loads.
+   */
+  class TaskLoadError extends QueuexecError {}
 
   const errors: {
     QueuexecError: typeof QueuexecError;
@@ -74,6 +87,7 @@ declare namespace Worker {
     ConfigError: typeof ConfigError;
     UnauthorizedError: typeof UnauthorizedError;
     NetworkError: typeof NetworkError;
+    TaskLoadError: typeof TaskLoadError;
   };
 }
 

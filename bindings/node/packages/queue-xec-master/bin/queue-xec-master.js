@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 'use strict';
-// `queue-xec-master --setup`: writes token and transferEncryptToken to ./.env.
+// `queue-xec-master`: runs a master (see --help); `queue-xec-master --setup` writes the tokens to ./.env.
 
 const fs = require('node:fs');
 const path = require('node:path');
 
-const bundled = path.join(__dirname, '..', 'runtime', 'lib', 'setup.js');
-const setup = fs.existsSync(bundled) ? require(bundled) : require('queuexec-native/lib/setup');
+const bundled = path.join(__dirname, '..', 'runtime', 'lib', 'cli.js');
+const cli = fs.existsSync(bundled) ? require(bundled) : require('queuexec-native/lib/cli');
 
-setup.main('master', process.argv.slice(2)).then(
+cli.main('master', process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },

@@ -1,0 +1,69 @@
+'use strict';
+// How a pushed payload travels as a core job {id, data: JSON text}, and how a Node worker turns
+// it back into exactly what was pushed (queue-xec's contract: the task receives the payload as
+// a JSON round trip, types kept).
+//
+// Every kind of worker (this Node worker, the embedded runtime, the CLI, Python) receives a
+// job as {id, data}. So a payload of queue-xec's usual shape {id, data} travels as exactly
+// that: its id becomes the job id and its data the job data, and every worker's task sees
+// `job.id` and `job.data` as queue-xec's did. Anything else (extra keys, no id, a number,
+// string or array) travels whole as the data.
+//
+// What the job id and data alone cannot say (that the id was a number, or that the data is the
+// whole payload) is marked by JSON whitespace after the text, which every JSON parser skips:
+//   no mark  {id: string, data}  -> job id = id,         data = JSON(data)
+//   '\t'     {id: number, data}  -> job id = String(id), data = JSON(data) + '\t'
+//   '\t\t'   anything else       -> job id = payload.id when it has one, data = JSON(payload) + '\t\t'
+// The Node worker reads the mark; other workers never see a difference. JSON.stringify never
+// ends its output with whitespace, so an unmarked text is never mistaken for a marked one.
+
+const NUMERIC_ID_MARK = '\t';
+const WHOLE_MARK = '\t\t';
+
+/**
+ * A payload as {id, data, jobID}: the core job id (undefined: the master assigns one), the JSON
+ * text to send, and the jobID the result will carry (the payload's own id, undefined when it
+ * has none, as queue-xec's results had none). Throws a TypeError for what JSON cannot carry.
+ */
+function encodePayload(payload) {
+  const isObject = payload !== null && typeof payload === 'object' && !Array.isArray(payload);
+  const keys = isObject ? Object.keys(payload) : [];
+  const jobShaped = keys.length === 2 && keys[0] === 'id' && keys[1] === 'data' && payload.data !== undefined;
+  const id = isObject ? payload.id : undefined;
+  if (jobShaped && typeof id === 'string' && id !== '') {
+    return { id, data: stringify(payload.data), jobID: id };
+  }
+  if (jobShaped && typeof id === 'number' && Number.isFinite(id) && String(Number(String(id))) === String(id)) {
+    return { id: String(id), data: stringify(payload.data) + NUMERIC_ID_MARK, jobID: id };
+  }
+  const text = stringify(payload);
+  let coreId;
+  if ((typeof id === 'string' && id !== '') || (typeof id === 'number' && Number.isFinite(id))) coreId = String(id);
+  return { id: coreId, data: text + WHOLE_MARK, jobID: coreId === undefined ? undefined : id };
+}
+
+function stringify(value) {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new TypeError(`a payload of type ${typeof value} cannot be sent as JSON`);
+  return text;
+}
+
+/** What a task receives for a core job: the payload as pushed (see the table above). */
+function decodePayload(id, text) {
+  if (text.endsWith(WHOLE_MARK)) return parse(text);
+  if (text.endsWith(NUMERIC_ID_MARK)) {
+    const n = Number(id);
+    if (Number.isFinite(n) && String(n) === id) return { id: n, data: parse(text) };
+  }
+  return { id, data: parse(text) };
+}
+
+function parse(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+module.exports = { encodePayload, decodePayload, NUMERIC_ID_MARK, WHOLE_MARK };

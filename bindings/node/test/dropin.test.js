@@ -1,0 +1,279 @@
+'use strict';
+// queue-xec users' code, unchanged, on the first try: dependencies installed in an app whose
+// node_modules/ already exists, the task contract (payload as pushed, result shape), a task
+// that cannot load, the default task.js, and the commands. Real processes on loopback.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const { tmpdir, testEnv, run, FIXTURES, MASTER_PKG, WORKER_PKG } = require('./helpers');
+
+const MASTER = path.join(FIXTURES, 'master.js');
+const WORKER = path.join(FIXTURES, 'worker.js');
+const MASTER_BIN = path.join(MASTER_PKG, 'bin', 'queue-xec-master.js');
+const WORKER_BIN = path.join(WORKER_PKG, 'bin', 'queue-xec-worker.js');
+
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+
+function results(proc) {
+  return proc.lines.filter((l) => l.result).map((l) => l.result);
+}
+
+/**
+ * A package tarball like moment's: its entry point is named by package.json "main"
+ * (lib/main.js) and there is no index.js, so a stale "not found" for its package.json cannot
+ * be papered over by Node's index.js fallback.
+ */
+function packDependency(t, name) {
+  const dir = tmpdir(t, 'qx-dep-src-');
+  fs.mkdirSync(path.join(dir, 'lib'));
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', main: 'lib/main.js' }));
+  fs.writeFileSync(path.join(dir, 'lib', 'main.js'), 'module.exports = (n) => ({ doubled: n * 2 });\n');
+  const dest = tmpdir(t, 'qx-dep-tgz-');
+  execFileSync(npm, ['pack', '--pack-destination', dest], { cwd: dir, stdio: 'ignore' });
+  return path.join(dest, `${name}-1.0.0.tgz`);
+}
+
+/** A worker folder as a real app has it: package.json and an existing node_modules/. */
+function appFolder(t) {
+  const dir = tmpdir(t, 'qx-app-');
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'worker-app', version: '1.0.0', private: true }));
+  fs.mkdirSync(path.join(dir, 'node_modules', 'already-here'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'node_modules', 'already-here', 'package.json'), JSON.stringify({ name: 'already-here', version: '1.0.0' }));
+  return dir;
+}
+
+test('first run in an app whose node_modules/ exists: a dependency without index.js is installed and every job succeeds', { timeout: 180000 }, async (t) => {
+  const env = testEnv(t);
+  const tarball = packDependency(t, 'qx-main-only');
+  const masterDir = tmpdir(t, 'qx-master-');
+  fs.mkdirSync(path.join(masterDir, 'src'));
+  fs.writeFileSync(
+    path.join(masterDir, 'src', 'task.js'),
+    `const double = require('qx-main-only');
+     class Task { async run(job) { return double(JSON.parse(job.data).n); } }
+     module.exports = Task;`,
+  );
+  const workerDir = appFolder(t);
+  const worker = run(t, WORKER, { cwd: workerDir, env: { ...env, QX_NAME: 'first-run' } });
+  const master = run(t, MASTER, {
+    cwd: masterDir,
+    env: { ...env, QX_JOBS: '50', QX_WORKERS: '1', QX_TASK: '/src/task.js', QX_DEPS: JSON.stringify([`qx-main-only@file:${tarball}`]) },
+  });
+  await master.next((l) => l.closed, 150000);
+  const got = results(master);
+  assert.equal(got.length, 50);
+  assert.deepEqual(got.filter((r) => r.error), [], 'no job failed on the first run');
+  for (const r of got) assert.equal(r.data.doubled, r.jobID * 2);
+  assert.ok(fs.existsSync(path.join(workerDir, 'node_modules', 'qx-main-only', 'lib', 'main.js')), 'installed into the app');
+  assert.deepEqual(worker.lines.filter((l) => l.error), [], 'the worker reported no error');
+  worker.child.kill('SIGTERM');
+});
+
+test('a dependency already on disk is not installed again; yarn.lock picks yarn, as queue-xec did', async (t) => {
+  const { installDependencies, packageManager, installedOnDisk, packageName } = require('queuexec-native/lib/task-host');
+  const app = appFolder(t);
+  const nested = path.join(app, 'workplace');
+  fs.mkdirSync(nested);
+  assert.equal(installedOnDisk('already-here', nested), true, 'found in a folder above the task');
+  assert.equal(installedOnDisk('not-here', nested), false);
+  assert.equal(packageName('big.js@6.2.1'), 'big.js');
+  assert.equal(packageName('@scope/pkg@^1'), '@scope/pkg');
+  assert.equal(packageName('dep@file:../dep.tgz'), 'dep');
+  const logged = [];
+  const log = { info: (m) => logged.push(m), debug() {} };
+  // Nothing to install: no package manager runs (none would be found on this PATH).
+  const savedPath = process.env.PATH;
+  process.env.PATH = '';
+  t.after(() => {
+    process.env.PATH = savedPath;
+  });
+  await installDependencies(['already-here@^1'], nested, app, log);
+  assert.deepEqual(logged, []);
+  assert.equal(packageManager(app).name, 'npm');
+  fs.writeFileSync(path.join(app, 'yarn.lock'), '');
+  assert.equal(packageManager(app).name, 'yarn');
+  await assert.rejects(installDependencies(['not-here'], nested, app, log), (e) => /yarn add not-here failed/.test(e.message) && /not installed/.test(e.message));
+});
+
+test('a task that cannot load: the worker says so, leaves, comes back holding one job at most, and runs every job once the master fixes the task', { timeout: 120000 }, async (t) => {
+  const env = testEnv(t);
+  const cwd = tmpdir(t, 'qx-master-');
+  fs.mkdirSync(path.join(cwd, 'src'));
+  const taskPath = path.join(cwd, 'src', 'task.js');
+  fs.writeFileSync(taskPath, "require('qx-never-announced');\nclass Task { async run() { return 'broken'; } }\nmodule.exports = Task;\n");
+  const script = path.join(cwd, 'fix.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const fs = require('fs');
+     const out = (o) => console.log(JSON.stringify(o));
+     const mm = new Master({ watchAssets: false, onResults: (r) => { out({ result: r }); } });
+     mm.on('error', (e) => out({ jobError: e.message }));
+     let left = 0;
+     mm.on('workerLeft', async () => {
+       left += 1;
+       const stats = await mm.stats();
+       // The first try and one probe fail; then the task is fixed.
+       if (left === 1) return out({ leftOnce: true, stats });
+       if (left !== 2) return;
+       fs.writeFileSync(${JSON.stringify(taskPath)}, 'class Task { async run(job) { return { ok: job.id }; } }\\nmodule.exports = Task;\\n');
+       out({ left: true, stats, changed: await mm.reloadAssets() });
+     });
+     mm.on('workerJoined', (w) => out({ joined: w.name }));
+     mm.ready.then(() => mm.pushNewJobs(Array.from({ length: 20 }, (_, i) => ({ id: i, data: String(i) })))).then(() => out({ pushed: true }));
+     mm.on('drained', () => mm.close().then(() => out({ closed: true })));`,
+  );
+  const master = run(t, script, { cwd, env });
+  await master.next((l) => l.pushed);
+  // concurrency 2 + batchSize 4: six jobs held at once.
+  const worker = run(t, WORKER, { cwd: tmpdir(t, 'qx-worker-'), env: { ...env, QX_NAME: 'retrier', QX_CONCURRENCY: '2', getBatch: 'true', batchSize: '4' } });
+  const reported = await worker.next((l) => l.error, 30000);
+  assert.equal(reported.error.code, 'ERR_QUEUEXEC_TASK_LOAD');
+  assert.match(reported.error.message, /qx-never-announced/);
+  assert.match(reported.error.message, /execAssets\.dependencies/, 'it says how to fix it');
+  const once = await master.next((l) => l.leftOnce, 30000);
+  const left = await master.next((l) => l.left, 30000);
+  assert.equal(left.changed, true);
+  assert.equal(left.stats.done, 0, 'no job ran while the task could not load');
+  assert.ok(once.stats.retried >= 1 && once.stats.retried <= 6, `the first try cost the attempts of the jobs it held: ${JSON.stringify(once.stats)}`);
+  assert.ok(left.stats.retried - once.stats.retried <= 1, `the probe held one job at most: ${JSON.stringify(left.stats)}`);
+  assert.equal(worker.lines.filter((l) => l.error).length, 2, 'each failed try was reported');
+  await master.next((l) => l.closed, 60000);
+  const got = results(master);
+  assert.deepEqual(got.filter((r) => r.error), [], 'no job lost its last attempt');
+  assert.deepEqual(got.map((r) => r.jobID).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i));
+  assert.ok(got.every((r) => r.data.ok === r.jobID));
+  worker.child.kill('SIGTERM');
+});
+
+test('the task gets every kind of payload as pushed and the result is {jobID, worker: {id, name}, data}', { timeout: 120000 }, async (t) => {
+  const env = testEnv(t);
+  const cwd = tmpdir(t);
+  fs.mkdirSync(path.join(cwd, 'src'));
+  // The default task.js: execAssets names none, so <cwd>/src/task.js is shipped.
+  fs.writeFileSync(
+    path.join(cwd, 'src', 'task.js'),
+    `class Task { async run(job, ctx) { return { job, ctx: { id: ctx.id, attempt: ctx.attempt, signal: ctx.signal instanceof AbortSignal } }; } }
+     module.exports = Task;`,
+  );
+  const payloads = [
+    { id: 1, data: JSON.stringify({ x: 1 }) },
+    { id: 'b', data: { nested: true } },
+    { id: 2.5, data: [1, 'two'] },
+    { id: 'extra', data: 'd', more: 1 },
+    { id: 3, data: 'x', more: { deep: [1] } },
+    { data: 'no id' },
+    { data: 'x', id: 'order' },
+    [1, 2, 3],
+    'plain text',
+    '{"id":"looks","data":"like json"}',
+    42,
+    { id: 'undefined-away', data: 1, gone: undefined },
+  ];
+  const script = path.join(cwd, 'kinds.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const payloads = ${JSON.stringify(payloads)};
+     payloads[payloads.length - 1].gone = undefined; // JSON drops it on the way, as in queue-xec
+     const got = [];
+     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === payloads.length) { console.log(JSON.stringify({ got, types: got.map((r) => typeof r.jobID), keys: got.map((r) => Object.keys(r)) })); mm.close(); } } });
+     mm.on('workerJoined', () => Promise.all(payloads.map((p) => mm.pushNewJob(p))));`,
+  );
+  const worker = run(t, WORKER, { cwd: tmpdir(t), env: { ...env, QX_NAME: 'contract' } });
+  const ready = await worker.next((l) => l.ready);
+  const master = run(t, script, { cwd, env });
+  const { got, types, keys } = await master.next((l) => l.got, 60000);
+  assert.equal(got.length, payloads.length);
+  const roundTrip = (p) => JSON.parse(JSON.stringify(p));
+  for (const p of payloads) {
+    const match = got.find((r) => JSON.stringify(r.data.job) === JSON.stringify(roundTrip(p)));
+    assert.ok(match, `the task received ${JSON.stringify(p)} as pushed; got ${got.map((r) => JSON.stringify(r.data.job)).join(' | ')}`);
+    const expectedId = p !== null && typeof p === 'object' && !Array.isArray(p) ? p.id : undefined;
+    assert.equal(match.jobID, expectedId, `jobID of ${JSON.stringify(p)}`);
+    assert.deepEqual(match.worker, { id: ready.id, name: 'contract' });
+    assert.equal(match.data.ctx.attempt, 1);
+    assert.equal(match.data.ctx.signal, true);
+    assert.equal(typeof match.data.ctx.id, 'string');
+  }
+  const byJob = (pred) => got.findIndex((r) => pred(r.data.job));
+  assert.equal(types[byJob((j) => j && j.id === 1)], 'number', 'a numeric id comes back as a number');
+  assert.equal(typeof got[byJob((j) => j && j.id === 1)].data.job.id, 'number', 'and reaches the task as one');
+  assert.deepEqual(keys[byJob((j) => j === 42)], ['worker', 'data'], 'no jobID for a payload without an id, as in queue-xec');
+  assert.deepEqual(keys[byJob((j) => j && j.id === 'b')], ['jobID', 'worker', 'data']);
+  worker.child.kill('SIGTERM');
+});
+
+test('a sandboxed worker runs the same task.js with numeric ids and extra keys (the whitespace marks are invisible to it)', { timeout: 120000 }, async (t) => {
+  const env = testEnv(t);
+  const cwd = tmpdir(t);
+  fs.mkdirSync(path.join(cwd, 'src'));
+  fs.writeFileSync(
+    path.join(cwd, 'src', 'task.js'),
+    'class Task { async run(job) { const d = typeof job.data === "string" ? JSON.parse(job.data) : job.data; return { id: job.id, d }; } }\nmodule.exports = Task;\n',
+  );
+  const script = path.join(cwd, 'sandboxed.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const got = [];
+     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === 2) { console.log(JSON.stringify({ got })); mm.close(); } } });
+     mm.on('workerJoined', () => Promise.all([mm.pushNewJob({ id: 7, data: JSON.stringify({ x: 1 }) }), mm.pushNewJob({ id: 'e', data: 1, more: 2 })]));`,
+  );
+  const worker = run(t, WORKER, { cwd: tmpdir(t), env: { ...env, QX_NAME: 'sandboxed', QX_SANDBOX: '1' } });
+  const master = run(t, script, { cwd, env });
+  const { got } = await master.next((l) => l.got, 60000);
+  const seven = got.find((r) => r.jobID === 7);
+  assert.deepEqual(seven.data, { id: '7', d: { x: 1 } }, "queue-xec's {id, data}: job.data is the JSON string the master was given");
+  const extra = got.find((r) => r.jobID === 'e');
+  assert.deepEqual(extra.data, { id: 'e', d: { id: 'e', data: 1, more: 2 } }, 'other shapes travel whole as the data');
+  worker.child.kill('SIGTERM');
+});
+
+test('npx queue-xec-worker runs a worker from .env; npx queue-xec-master runs a master from queue-xec.config.js', { timeout: 120000 }, async (t) => {
+  const env = testEnv(t);
+  const { token, transferEncryptToken } = env;
+  delete env.token;
+  delete env.transferEncryptToken;
+  const masterDir = tmpdir(t, 'qx-master-');
+  const workerDir = tmpdir(t, 'qx-worker-');
+  for (const dir of [masterDir, workerDir]) fs.writeFileSync(path.join(dir, '.env'), `token=${token}\ntransferEncryptToken=${transferEncryptToken}\n`);
+  fs.mkdirSync(path.join(masterDir, 'src'));
+  fs.writeFileSync(path.join(masterDir, 'src', 'task.js'), 'class Task { async run(job) { return { sum: job.x + job.y }; } }\nmodule.exports = Task;\n');
+  fs.writeFileSync(
+    path.join(masterDir, 'queue-xec.config.js'),
+    'module.exports = { jobs: () => [{ id: 1, x: 1, y: 2 }, { id: 2, x: 3, y: 4 }] };\n',
+  );
+  const worker = run(t, WORKER_BIN, { cwd: workerDir, env });
+  const master = run(t, MASTER_BIN, { cwd: masterDir, env, args: ['--exit-when-drained'] });
+  const { code } = await Promise.race([master.exited, new Promise((r) => setTimeout(() => r({ code: 'timed out' }), 90000))]);
+  assert.equal(code, 0, `the master exits once drained; stderr: ${master.stderr()}`);
+  const got = master.lines.filter((l) => l.jobID !== undefined);
+  assert.deepEqual(got.map((r) => [r.jobID, r.data.sum]).sort(), [[1, 3], [2, 7]]);
+  assert.equal(got[0].worker.name, 'no_name');
+  worker.child.kill('SIGTERM');
+  const stopped = await worker.exited;
+  assert.equal(stopped.code, 0, `the worker closes cleanly on SIGTERM; stderr: ${worker.stderr()}`);
+});
+
+test('a module task.js requires but nobody announced: the error names it and, once it is on disk, says a restart is needed', async (t) => {
+  const { TaskHost } = require('queuexec-native/lib/task-host');
+  const app = appFolder(t);
+  fs.mkdirSync(path.join(app, 'workplace'));
+  fs.writeFileSync(path.join(app, 'workplace', 'task.js'), "const dep = require('qx-late');\nclass Task { async run() { return dep; } }\nmodule.exports = Task;\n");
+  const host = new TaskHost({ info() {}, debug() {}, warn() {} });
+  const info = { workplace: app, files: [{ name: 'task.js', workerPath: 'workplace/task.js' }], dependencies: [], bundle: 'b'.repeat(64) };
+  const first = await host.load(info);
+  assert.match(first.error, /Cannot find module 'qx-late'.*add "qx-late" to the master's execAssets\.dependencies/s);
+  assert.deepEqual(await host.run({ id: '1', data: '1', attempt: 1 }), { error: first.error }, 'no task, no job');
+  // Installed by hand after the miss, without index.js: this process cannot see it any more.
+  fs.mkdirSync(path.join(app, 'node_modules', 'qx-late', 'lib'), { recursive: true });
+  fs.writeFileSync(path.join(app, 'node_modules', 'qx-late', 'package.json'), JSON.stringify({ name: 'qx-late', main: 'lib/main.js' }));
+  fs.writeFileSync(path.join(app, 'node_modules', 'qx-late', 'lib', 'main.js'), 'module.exports = 1;\n');
+  const second = await host.load(info);
+  assert.match(second.error, /installed now.*restart the worker/s);
+});
