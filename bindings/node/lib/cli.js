@@ -157,7 +157,6 @@ function findConfig(given) {
 
 async function runMaster(Master, args) {
   const file = findConfig(args.config);
-  // eslint-disable-next-line import/no-dynamic-require
   let config = file ? require(file) : {};
   if (config && config.__esModule && config.default) config = config.default;
   if (typeof config === 'function') config = await config();
