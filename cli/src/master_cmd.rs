@@ -556,6 +556,24 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_address_file_is_never_written_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        let path = dir.path().join("master.addr");
+        // A link at the temporary name the file used to be written through.
+        std::os::unix::fs::symlink(&victim, dir.path().join("master.tmp")).expect("symlink");
+        write_atomic(&path, "/ip4/127.0.0.1/tcp/1\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "/ip4/127.0.0.1/tcp/1\n"
+        );
+    }
+
     #[test]
     fn a_torn_results_line_is_cut_and_ids_recovered() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -66,6 +66,10 @@ pub(crate) enum Builtin {
     Echo,
 }
 
+/// The most a command may write to stdout: a result beyond it could not reach the master in
+/// one frame anyway (the transport's frame cap is 8 MiB).
+pub(crate) const MAX_STDOUT_BYTES: usize = 8 << 20;
+
 /// Runs each job as a shell command.
 pub(crate) struct CommandExecutor {
     command: String,
@@ -238,5 +242,125 @@ mod tests {
             err.message.contains("nope") && err.message.contains('3'),
             "{err}"
         );
+    }
+
+    fn job_with(data: &str, timeout: Option<Duration>) -> JobInput {
+        JobInput {
+            id: "j1".into(),
+            data: data.into(),
+            task_type: None,
+            attempt: 1,
+            timeout,
+        }
+    }
+
+    fn executor(command: &str, dir: &std::path::Path) -> CommandExecutor {
+        CommandExecutor {
+            command: command.into(),
+            workplace: dir.to_path_buf(),
+        }
+    }
+
+    /// Whether process `pid` is gone (or a zombie nobody has reaped yet: it runs no more).
+    fn process_is_gone(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[tokio::test]
+    async fn data_larger_than_a_pipe_buffer_goes_through_a_command_that_answers_as_it_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 4 MiB of JSON string: far beyond the ~64-128 KiB a pipe holds in each direction.
+        let data = serde_json::Value::String("x".repeat(4 << 20)).to_string();
+        let run = executor("cat", dir.path()).run(job_with(&data, None));
+        let out = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the command must not deadlock on a full pipe")
+            .expect("cat succeeds");
+        assert_eq!(out.len(), data.len());
+        assert_eq!(out, data);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_outlives_its_timeout_fails_and_its_process_group_is_killed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The shell starts a grandchild that would outlive a kill of the shell alone.
+        let command = "sleep 300 & echo $! > grandchild.pid; wait";
+        let run = executor(command, dir.path()).run(job_with("1", Some(Duration::from_millis(500))));
+        let err = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the executor stops a job at its own timeout")
+            .expect_err("a timed-out job fails");
+        assert!(err.message.contains("timeout"), "{err}");
+        let pid: u32 = std::fs::read_to_string(dir.path().join("grandchild.pid"))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let start = std::time::Instant::now();
+        while !process_is_gone(pid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the command's child {pid} outlived the job"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_job_takes_the_commands_children_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let command = "sleep 300 & echo $! > grandchild.pid; wait";
+        // The worker enforces timeouts by dropping the future: that must end every process.
+        let run = executor(command, dir.path()).run(job_with("1", None));
+        let dropped = tokio::time::timeout(Duration::from_millis(500), run).await;
+        assert!(dropped.is_err(), "the command runs until it is dropped");
+        let pid: u32 = std::fs::read_to_string(dir.path().join("grandchild.pid"))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let start = std::time::Instant::now();
+        while !process_is_gone(pid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the command's child {pid} outlived the dropped job"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stdout_beyond_the_limit_fails_the_job_with_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let command = format!("head -c {} /dev/zero", MAX_STDOUT_BYTES + 1);
+        let run = executor(&command, dir.path()).run(job_with("1", None));
+        let err = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("finishes")
+            .expect_err("too much output");
+        assert!(
+            err.message.contains("more than") && err.message.contains("stdout"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn long_multibyte_stderr_is_reported_cut_on_a_character_boundary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 6,000 bytes of 3-byte characters: 4,096 bytes from the end falls inside one.
+        std::fs::write(dir.path().join("err.txt"), "€".repeat(2000)).expect("write");
+        let run = executor("cat err.txt >&2; exit 1", dir.path()).run(job_with("1", None));
+        let err = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("finishes")
+            .expect_err("exit 1");
+        assert!(err.message.contains("exited with"), "{err}");
+        assert!(err.message.ends_with("€€€"), "{err}");
+        assert!(!err.message.contains('\u{fffd}'), "{err}");
     }
 }

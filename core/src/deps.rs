@@ -459,6 +459,31 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_bundle_cache_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        let file = dir.path().join("bundles").join("abc.tar");
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        // Links at the names the cache used to write to.
+        for name in [format!(".{}.abc.tar", std::process::id()), "abc.tar".into()] {
+            std::os::unix::fs::symlink(&victim, dir.path().join("bundles").join(name))
+                .expect("symlink");
+        }
+        write_atomically(&file, b"bundle bytes").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        assert_eq!(std::fs::read(&file).expect("read"), b"bundle bytes");
+        assert!(
+            !std::fs::symlink_metadata(&file)
+                .expect("cache file")
+                .file_type()
+                .is_symlink()
+        );
+    }
+
     #[test]
     fn a_master_without_npm_says_so() {
         let err = bundle_with_npm(None, &["big.js".into()]).expect_err("no npm");

@@ -99,4 +99,39 @@ mod tests {
         withdraw(dir.path(), "room", "12D3");
         assert_eq!(lookup(dir.path(), "room"), None);
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn announcing_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        // Links at the names an announce used to write to, planted before the master starts.
+        for name in [
+            format!(".room.{}.tmp", std::process::id()),
+            "room.json".to_string(),
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).expect("symlink");
+        }
+        let entry = RoomEntry {
+            peer_id: "12D3".into(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3".into()],
+            pid: 1,
+        };
+        announce(dir.path(), "room", &entry).expect("announce");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read"),
+            "precious",
+            "the file outside the room directory is untouched"
+        );
+        assert_eq!(lookup(dir.path(), "room"), Some(entry));
+        assert!(
+            !std::fs::symlink_metadata(dir.path().join("room.json"))
+                .expect("room file")
+                .file_type()
+                .is_symlink(),
+            "the room file is a file of its own"
+        );
+    }
 }
