@@ -143,15 +143,15 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .parent()
         .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     std::fs::create_dir_all(dir)?;
-    let staging = dir.join(format!(
-        ".{}.{}",
-        std::process::id(),
-        file.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&staging, bytes)?;
-    std::fs::rename(&staging, file)
+    // A fresh file under a random name (created exclusively, so a link planted in the cache
+    // is never followed), renamed over the cache file (replacing a link there, not following
+    // it).
+    let mut staging = tempfile::Builder::new()
+        .prefix(".bundle-")
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut staging, bytes)?;
+    staging.persist(file).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The npm executable on PATH, if any.

@@ -55,11 +55,19 @@ pub fn announce(dir: &Path, room_id: &str, entry: &RoomEntry) -> Result<PathBuf>
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     let path = room_file(dir, room_id);
-    let tmp = dir.join(format!(".{room_id}.{}.tmp", std::process::id()));
     let json = serde_json::to_vec_pretty(entry)
         .map_err(|e| Error::Config(format!("could not encode the room entry: {e}")))?;
-    std::fs::write(&tmp, json).map_err(|e| Error::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
+    // A fresh file under a random name (created exclusively, so a link planted in the
+    // directory is never followed), renamed over the room file (which replaces a link there
+    // rather than writing through it).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{room_id}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary room file in", dir, e))?;
+    std::io::Write::write_all(&mut tmp, &json).map_err(|e| Error::io("writing", tmp.path(), e))?;
+    tmp.persist(&path)
+        .map_err(|e| Error::io("renaming into place", &path, e.error))?;
     Ok(path)
 }
 
