@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod master_cmd;
+mod terminal;
 mod tokens;
 mod worker_cmd;
 
@@ -75,9 +76,14 @@ fn init_logging() {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("warn,queuexec=info,queuexec_core=info")
         });
+    let ansi = terminal::colour_logs(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }
