@@ -543,6 +543,8 @@ fn control_characters_in_a_worker_name_reach_the_masters_terminal_escaped() {
     procs.0.push(spawn_worker(d, name, "cat", &[]));
     let out = output_with_timeout(
         queuexec(d)
+            // The core's own log lines name the worker too.
+            .env("LOG_LEVEL", "info")
             .args([
                 "master",
                 "--jobs",
