@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use std::fmt::Write as _;
 use tracing_subscriber::field::MakeExt as _;
 
 // Jobs are many small allocations across threads; glibc's allocator spent a fifth of the
