@@ -604,3 +604,46 @@ fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         "colour codes in a pipe: {stderr:?}"
     );
 }
+
+#[test]
+fn an_exec_worker_runs_jobs_far_bigger_than_a_pipe_buffer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // 1 MiB of data per job: a command fed all of it before its output is read would block.
+    let big =
+        |i: usize| serde_json::Value::String(format!("{i}{}", "x".repeat(1 << 20))).to_string();
+    write_jobs(&d.join("jobs.jsonl"), (0..3).map(big));
+    let mut procs = Procs(Vec::new());
+    procs.0.push(spawn_worker(d, "w", "cat", &[]));
+    let out = output_with_timeout(
+        queuexec(d)
+            .args([
+                "master",
+                "--jobs",
+                "jobs.jsonl",
+                "--results",
+                "results.jsonl",
+                "--exit-when-done",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("master"),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (counts, lines) = read_results(&d.join("results.jsonl"));
+    assert_eq!(counts.len(), 3);
+    let mut data: Vec<String> = lines
+        .iter()
+        .map(|v| v["data"].as_str().expect("the data came back").to_string())
+        .collect();
+    data.sort();
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!("{i}{}", "x".repeat(1 << 20)))
+        .collect();
+    assert!(data == expected, "the data came back whole");
+}
