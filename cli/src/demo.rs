@@ -8,6 +8,7 @@ use queuexec_core::AssetSpec;
 use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent};
 use tokio::process::Child;
 
+use crate::terminal::escape_control;
 use crate::tokens::random_alphanumeric;
 
 #[derive(Args, Debug)]
@@ -117,7 +118,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
                     }
                     Err(e) => {
                         failed += 1;
-                        eprintln!("demo: job {} failed: {e}", r.job_id);
+                        eprintln!(
+                            "demo: job {} failed: {}",
+                            escape_control(&r.job_id),
+                            escape_control(e)
+                        );
                     }
                 }
             }
@@ -129,7 +134,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     stop_workers(workers).await;
     master.close().await?;
     for (name, count) in &per_worker {
-        eprintln!("demo: {name} ran {count} jobs");
+        eprintln!("demo: {} ran {count} jobs", escape_control(name));
     }
     if samples > 0 {
         println!(

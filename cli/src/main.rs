@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod master_cmd;
+mod terminal;
 mod tokens;
 mod worker_cmd;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::field::MakeExt as _;
 
 // Jobs are many small allocations across threads; glibc's allocator spent a fifth of the
 // benchmark's time in malloc/free. mimalloc is well kept and made for this pattern.
@@ -75,10 +77,28 @@ fn init_logging() {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("warn,queuexec=info,queuexec_core=info")
         });
+    let ansi = terminal::colour_logs(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    // Log fields carry peer-supplied text (worker names, errors), also in the core's lines:
+    // every field is written with its control characters escaped.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|out, field, value| {
+        let text = format!("{value:?}");
+        let text = terminal::escape_control(&text);
+        if field.name() == "message" {
+            write!(out, "{text}")
+        } else {
+            write!(out, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ");
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
+        .fmt_fields(fields)
         .init();
 }
 

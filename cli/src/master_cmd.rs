@@ -1,6 +1,6 @@
 //! `queuexec master`: jobs in as JSON lines, results out as JSON lines.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,12 +9,17 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use queuexec_core::AssetSpec;
-use queuexec_core::{JobResult, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig};
+use queuexec_core::{
+    JobResult, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo,
+};
+use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::TokenArgs;
+use crate::terminal::escape_control;
 
 #[derive(Args, Debug)]
 pub(crate) struct MasterArgs {
@@ -122,6 +127,25 @@ pub(crate) fn parse_job(line: &str) -> Result<JobSpec, String> {
     Ok(job)
 }
 
+/// Ids for jobs lines without an `id`, the same on every read of the same input, so a master
+/// restarted on its store does not queue them again: the first 16 hex digits of the SHA-256 of
+/// the line (without surrounding whitespace), then `-N` for its N-th occurrence in the input.
+#[derive(Default)]
+struct LineIds {
+    seen: HashMap<[u8; 8], u64>,
+}
+
+impl LineIds {
+    fn next(&mut self, line: &str) -> String {
+        let digest = Sha256::digest(line.trim().as_bytes());
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&digest[..8]);
+        let n = self.seen.entry(key).or_insert(0);
+        *n += 1;
+        format!("{}-{n}", hex::encode(key))
+    }
+}
+
 /// The results output: appends lines, never the same job twice (also across restarts).
 struct ResultsSink {
     out: Box<dyn Write + Send>,
@@ -154,7 +178,7 @@ impl ResultsSink {
         if !self.written.insert(result.job_id.clone()) {
             return Ok(false);
         }
-        let mut line = result.to_json_line();
+        let mut line = result_line(&result.job_id, &result.worker, &result.outcome)?;
         line.push('\n');
         self.out
             .write_all(line.as_bytes())
@@ -165,6 +189,44 @@ impl ResultsSink {
     fn flush(&mut self) -> Result<()> {
         self.out.flush().context("writing results")
     }
+}
+
+/// One line of results.jsonl, in queue-xec's shape.
+#[derive(Serialize)]
+struct ResultLine<'a> {
+    #[serde(rename = "jobID")]
+    job_id: &'a str,
+    worker: &'a WorkerInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// A result as one JSON line, built from parsed values: nothing a worker sends is copied
+/// verbatim, so no whitespace or text in it can end the line and start another job's.
+/// Data that is not JSON becomes a JSON string. (Numbers pass through serde_json's `Value`:
+/// integers beyond 64 bits come out as the nearest float.)
+fn result_line(
+    job_id: &str,
+    worker: &WorkerInfo,
+    outcome: &std::result::Result<String, String>,
+) -> Result<String> {
+    let line = match outcome {
+        Ok(data) => ResultLine {
+            job_id,
+            worker,
+            data: Some(serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.clone()))),
+            error: None,
+        },
+        Err(error) => ResultLine {
+            job_id,
+            worker,
+            data: None,
+            error: Some(error),
+        },
+    };
+    serde_json::to_string(&line).with_context(|| format!("encoding the result of job {job_id}"))
 }
 
 /// Job ids already in a results file. A torn last line (a crash mid-write) is cut off.
@@ -196,10 +258,23 @@ fn recover_results(path: &Path) -> Result<HashSet<String>> {
     Ok(ids)
 }
 
+/// Replaces `path` with `text` through a fresh temporary file in the same directory (created
+/// exclusively under a random name, so a link planted there is never followed) and a rename.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".queuexec-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The address a worker should dial: loopback TCP first.
@@ -314,9 +389,19 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
                             }
                             acks.push(result.job_id);
                         }
-                        MasterEvent::WorkerJoined(w) => progress.log(&format!("worker {} ({}) joined", w.name, w.id)),
-                        MasterEvent::WorkerLeft(w) => progress.log(&format!("worker {} ({}) left", w.name, w.id)),
-                        MasterEvent::Warning(w) => progress.log(&format!("warning: {w}")),
+                        MasterEvent::WorkerJoined(w) => progress.log(&format!(
+                            "worker {} ({}) joined",
+                            escape_control(&w.name),
+                            escape_control(&w.id)
+                        )),
+                        MasterEvent::WorkerLeft(w) => progress.log(&format!(
+                            "worker {} ({}) left",
+                            escape_control(&w.name),
+                            escape_control(&w.id)
+                        )),
+                        MasterEvent::Warning(w) => {
+                            progress.log(&format!("warning: {}", escape_control(&w)))
+                        }
                         _ => {}
                     }
                     next = events.try_recv().ok();
@@ -387,6 +472,7 @@ async fn read_jobs(master: Master, source: String, tx: mpsc::UnboundedSender<Inp
     let mut lines = BufReader::new(reader).lines();
     let mut batch = Vec::new();
     let mut line_no = 0u64;
+    let mut line_ids = LineIds::default();
     loop {
         // Push what we have when the input pauses, so a slow producer's jobs start at once.
         let next = if batch.is_empty() {
@@ -409,7 +495,12 @@ async fn read_jobs(master: Master, source: String, tx: mpsc::UnboundedSender<Inp
                     continue;
                 }
                 match parse_job(&line) {
-                    Ok(job) => batch.push(job),
+                    Ok(mut job) => {
+                        if job.id.is_none() {
+                            job.id = Some(line_ids.next(&line));
+                        }
+                        batch.push(job)
+                    }
                     Err(reason) => {
                         let _ = tx.send(Input::Rejected {
                             line: line_no,
@@ -554,6 +645,82 @@ mod tests {
                 .expect_err("type")
                 .contains("`priority` must be an integer")
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_address_file_is_never_written_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        let path = dir.path().join("master.addr");
+        // A link at the temporary name the file used to be written through.
+        std::os::unix::fs::symlink(&victim, dir.path().join("master.tmp")).expect("symlink");
+        write_atomic(&path, "/ip4/127.0.0.1/tcp/1\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "/ip4/127.0.0.1/tcp/1\n"
+        );
+    }
+
+    #[test]
+    fn lines_without_an_id_get_the_same_ids_on_every_read() {
+        let input = ["1", "{\"n\":2}", " 1 ", "3", "1"];
+        let ids = |input: &[&str]| {
+            let mut ids = LineIds::default();
+            input.iter().map(|l| ids.next(l)).collect::<Vec<_>>()
+        };
+        let first = ids(&input);
+        assert_eq!(first, ids(&input), "stable across reads");
+        // The same text again is another job: its occurrence tells them apart.
+        assert!(first[0].ends_with("-1") && first[2].ends_with("-2") && first[4].ends_with("-3"));
+        assert_eq!(first[0][..16], first[2][..16]);
+        let unique: HashSet<_> = first.iter().collect();
+        assert_eq!(unique.len(), input.len());
+        // Lines added at the end, or before, leave the others' ids alone.
+        let mut longer = vec!["0"];
+        longer.extend(input);
+        let again = ids(&longer);
+        assert_eq!(&again[1..], &first[..]);
+    }
+
+    #[test]
+    fn a_result_line_is_rebuilt_so_no_worker_text_can_end_it() {
+        let worker = WorkerInfo {
+            id: "12D3".into(),
+            name: "w\n{\"jobID\":\"x\"}".into(),
+        };
+        let forged =
+            "\n{\"jobID\":\"other\",\"worker\":{\"id\":\"x\",\"name\":\"x\"},\"data\":1}\n";
+        for outcome in [
+            Ok(format!("[{forged}]")),
+            Ok(forged.to_string()),
+            Ok(format!("not json{forged}")),
+            Err(format!("boom{forged}")),
+        ] {
+            let line = result_line("victim", &worker, &outcome).expect("encode");
+            assert!(!line.contains(['\n', '\r']), "{line}");
+            let v: Value = serde_json::from_str(&line).expect("one JSON value");
+            assert_eq!(v["jobID"], "victim");
+            assert_eq!(v["worker"]["name"], worker.name.as_str());
+            match &outcome {
+                Ok(data) => {
+                    let expected =
+                        serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.clone()));
+                    assert_eq!(v["data"], expected);
+                    assert!(v.get("error").is_none());
+                }
+                Err(error) => {
+                    assert_eq!(v["error"], error.as_str());
+                    assert!(v.get("data").is_none());
+                }
+            }
+        }
+        // Key order inside data is kept.
+        let line = result_line("j", &worker, &Ok("{\"b\":1,\"a\":2}".into())).expect("encode");
+        assert!(line.ends_with(r#""data":{"b":1,"a":2}}"#), "{line}");
     }
 
     #[test]

@@ -70,16 +70,37 @@ fn read_results(path: &Path) -> (HashMap<String, usize>, Vec<serde_json::Value>)
     (counts, lines)
 }
 
+/// The file's lines once it has at least `n`.
+fn wait_for_lines(path: &Path, n: usize, limit: Duration) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} has {} of {n} lines after {limit:?}",
+            path.display(),
+            lines.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
-        assert!(
-            start.elapsed() < limit,
-            "process did not finish within {limit:?}"
-        );
+        if start.elapsed() >= limit {
+            // Not left running after the test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process did not finish within {limit:?}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -259,11 +280,18 @@ fn a_hung_worker_loses_no_job() {
         .stderr(Stdio::null())
         .spawn()
         .expect("master");
-    let hung = spawn_worker(d, "hung", "sleep 0.05; cat", &["--concurrency", "2"]);
+    // Each job it starts is recorded, and none can finish within 3 s of starting.
+    let hung = spawn_worker(
+        d,
+        "hung",
+        "echo \"$QUEUEXEC_JOB_ID\" >> ../hung-started; sleep 3; cat",
+        &["--concurrency", "2"],
+    );
     let hung_pid = hung.id();
     procs.0.push(hung);
-    // Let it take jobs, then freeze it (SIGSTOP): no results, no heartbeats.
-    std::thread::sleep(Duration::from_millis(800));
+    // Once it is running a job (it holds that job's lease), freeze it (SIGSTOP): no results,
+    // no heartbeats.
+    let started = wait_for_lines(&d.join("hung-started"), 1, Duration::from_secs(60));
     let stopped = Command::new("kill")
         .args(["-STOP", &hung_pid.to_string()])
         .status()
@@ -281,6 +309,12 @@ fn a_hung_worker_loses_no_job() {
     assert_eq!(counts.len(), 60);
     assert!(counts.values().all(|c| *c == 1));
     assert!(lines.iter().any(|v| v["worker"]["name"] == "healthy"));
+    // The job the frozen worker held was taken back and finished by the healthy one.
+    let held = lines
+        .iter()
+        .find(|v| v["jobID"] == started[0].as_str())
+        .expect("the held job has a result");
+    assert_eq!(held["worker"]["name"], "healthy", "{held}");
 }
 
 #[test]
@@ -379,4 +413,239 @@ fn a_failing_command_reports_its_error_as_the_jobs_result() {
         lines[0]
     );
     assert!(lines[0].get("data").is_none());
+}
+
+#[test]
+fn a_restarted_master_does_not_redo_jobs_without_an_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // 200 lines without ids, 50 of them repeating an earlier line's text: each line is a job.
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        (0..200).map(|i| format!("{{\"n\":{}}}", i % 150)),
+    );
+    let mut procs = Procs(Vec::new());
+    // Every run of the command is counted.
+    procs.0.push(spawn_worker(
+        d,
+        "w",
+        "echo run >> ../runs.log; cat",
+        &["--concurrency", "4"],
+    ));
+    let master = |d: &Path| {
+        let mut c = queuexec(d);
+        c.args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+            "--store",
+            "jobs.sqlite",
+            "--exit-when-done",
+        ])
+        .stderr(Stdio::piped());
+        c.spawn().expect("master")
+    };
+    for run in 1..=2 {
+        let out = output_with_timeout(master(d), Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (counts, lines) = read_results(&d.join("results.jsonl"));
+        assert_eq!(lines.len(), 200, "run {run}: one result per jobs line");
+        assert_eq!(counts.len(), 200, "run {run}: 200 distinct job ids");
+        let runs = std::fs::read_to_string(d.join("runs.log")).unwrap_or_default();
+        assert_eq!(runs.lines().count(), 200, "run {run}: no job ran twice");
+    }
+}
+
+#[test]
+fn a_worker_cannot_plant_a_result_line_for_another_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        [
+            r#"{"id":"victim","data":1,"retries":0}"#.to_string(),
+            r#"{"id":"victim-err","data":2,"retries":0}"#.to_string(),
+            r#"{"id":"other","data":3,"retries":0}"#.to_string(),
+        ],
+    );
+    // Valid JSON whose whitespace holds a complete line for job "other"; and an error text
+    // doing the same.
+    std::fs::write(
+        d.join("forge.sh"),
+        r#"case "$QUEUEXEC_JOB_ID" in
+  victim) printf '[
+{"jobID":"other","worker":{"id":"x","name":"x"},"data":"forged"}
+]
+' ;;
+  victim-err) printf 'boom
+{"jobID":"other","worker":{"id":"x","name":"x"},"data":"forged"}
+' >&2; exit 1 ;;
+  *) cat ;;
+esac
+"#,
+    )
+    .expect("script");
+    let mut procs = Procs(Vec::new());
+    procs.0.push(spawn_worker(d, "w", "sh ../forge.sh", &[]));
+    let out = output_with_timeout(
+        queuexec(d)
+            .args([
+                "master",
+                "--jobs",
+                "jobs.jsonl",
+                "--results",
+                "results.jsonl",
+                "--exit-when-done",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("master"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(d.join("results.jsonl")).expect("results");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per job:\n{text}");
+    let parsed: HashMap<String, serde_json::Value> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("a result line that is not JSON ({e}): {l}"));
+            (v["jobID"].as_str().unwrap_or_default().to_string(), v)
+        })
+        .collect();
+    assert_eq!(parsed["other"]["data"], 3, "{text}");
+    assert_eq!(parsed["victim"]["data"][0]["data"], "forged", "{text}");
+    assert!(
+        parsed["victim-err"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("boom") && e.contains("\"jobID\":\"other\"")),
+        "{text}"
+    );
+}
+
+#[test]
+fn control_characters_in_a_worker_name_reach_the_masters_terminal_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write_jobs(&d.join("jobs.jsonl"), ["1".to_string()]);
+    let mut procs = Procs(Vec::new());
+    // Would retitle the terminal, clear it and ring its bell if printed raw.
+    let name = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J\r\nfake line";
+    procs.0.push(spawn_worker(d, name, "cat", &[]));
+    let out = output_with_timeout(
+        queuexec(d)
+            // The core's own log lines name the worker too.
+            .env("LOG_LEVEL", "info")
+            .args([
+                "master",
+                "--jobs",
+                "jobs.jsonl",
+                "--results",
+                "results.jsonl",
+                "--exit-when-done",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("master"),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("joined"), "{stderr}");
+    assert!(
+        !stderr.contains(['\u{1b}', '\u{7}', '\r']),
+        "raw control characters on the terminal: {stderr:?}"
+    );
+    assert!(
+        stderr.contains("evil\\u{1b}]0;pwned\\u{7}"),
+        "the name is shown escaped: {stderr}"
+    );
+    // The result file keeps the name exactly (JSON escapes it).
+    let (_, lines) = read_results(&d.join("results.jsonl"));
+    assert_eq!(lines[0]["worker"]["name"], name);
+}
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write_jobs(&d.join("jobs.jsonl"), Vec::<String>::new());
+    let out = output_with_timeout(
+        queuexec(d)
+            .env("LOG_LEVEL", "info")
+            .env_remove("NO_COLOR")
+            .args([
+                "master",
+                "--jobs",
+                "jobs.jsonl",
+                "--results",
+                "results.jsonl",
+                "--exit-when-done",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("master"),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("master listening"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
+}
+
+#[test]
+fn an_exec_worker_runs_jobs_far_bigger_than_a_pipe_buffer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // 1 MiB of data per job: a command fed all of it before its output is read would block.
+    let big =
+        |i: usize| serde_json::Value::String(format!("{i}{}", "x".repeat(1 << 20))).to_string();
+    write_jobs(&d.join("jobs.jsonl"), (0..3).map(big));
+    let mut procs = Procs(Vec::new());
+    procs.0.push(spawn_worker(d, "w", "cat", &[]));
+    let out = output_with_timeout(
+        queuexec(d)
+            .args([
+                "master",
+                "--jobs",
+                "jobs.jsonl",
+                "--results",
+                "results.jsonl",
+                "--exit-when-done",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("master"),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (counts, lines) = read_results(&d.join("results.jsonl"));
+    assert_eq!(counts.len(), 3);
+    let mut data: Vec<String> = lines
+        .iter()
+        .map(|v| v["data"].as_str().expect("the data came back").to_string())
+        .collect();
+    data.sort();
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!("{i}{}", "x".repeat(1 << 20)))
+        .collect();
+    assert!(data == expected, "the data came back whole");
 }

@@ -143,15 +143,15 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .parent()
         .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     std::fs::create_dir_all(dir)?;
-    let staging = dir.join(format!(
-        ".{}.{}",
-        std::process::id(),
-        file.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&staging, bytes)?;
-    std::fs::rename(&staging, file)
+    // A fresh file under a random name (created exclusively, so a link planted in the cache
+    // is never followed), renamed over the cache file (replacing a link there, not following
+    // it).
+    let mut staging = tempfile::Builder::new()
+        .prefix(".bundle-")
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut staging, bytes)?;
+    staging.persist(file).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// The npm executable on PATH, if any.
@@ -456,6 +456,31 @@ mod tests {
                 .expect("parent")
                 .join("evil.js")
                 .exists()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_bundle_cache_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        let file = dir.path().join("bundles").join("abc.tar");
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        // Links at the names the cache used to write to.
+        for name in [format!(".{}.abc.tar", std::process::id()), "abc.tar".into()] {
+            std::os::unix::fs::symlink(&victim, dir.path().join("bundles").join(name))
+                .expect("symlink");
+        }
+        write_atomically(&file, b"bundle bytes").expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        assert_eq!(std::fs::read(&file).expect("read"), b"bundle bytes");
+        assert!(
+            !std::fs::symlink_metadata(&file)
+                .expect("cache file")
+                .file_type()
+                .is_symlink()
         );
     }
 

@@ -55,11 +55,19 @@ pub(crate) fn announce(dir: &Path, room_id: &str, entry: &RoomEntry) -> Result<P
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     let path = room_file(dir, room_id);
-    let tmp = dir.join(format!(".{room_id}.{}.tmp", std::process::id()));
     let json = serde_json::to_vec_pretty(entry)
         .map_err(|e| Error::Config(format!("could not encode the room entry: {e}")))?;
-    std::fs::write(&tmp, json).map_err(|e| Error::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
+    // A fresh file under a random name (created exclusively, so a link planted in the
+    // directory is never followed), renamed over the room file (which replaces a link there
+    // rather than writing through it).
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{room_id}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary room file in", dir, e))?;
+    std::io::Write::write_all(&mut tmp, &json).map_err(|e| Error::io("writing", tmp.path(), e))?;
+    tmp.persist(&path)
+        .map_err(|e| Error::io("renaming into place", &path, e.error))?;
     Ok(path)
 }
 
@@ -98,5 +106,40 @@ mod tests {
         );
         withdraw(dir.path(), "room", "12D3");
         assert_eq!(lookup(dir.path(), "room"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn announcing_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim.txt");
+        std::fs::write(&victim, "precious").expect("write");
+        // Links at the names an announce used to write to, planted before the master starts.
+        for name in [
+            format!(".room.{}.tmp", std::process::id()),
+            "room.json".to_string(),
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).expect("symlink");
+        }
+        let entry = RoomEntry {
+            peer_id: "12D3".into(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3".into()],
+            pid: 1,
+        };
+        announce(dir.path(), "room", &entry).expect("announce");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read"),
+            "precious",
+            "the file outside the room directory is untouched"
+        );
+        assert_eq!(lookup(dir.path(), "room"), Some(entry));
+        assert!(
+            !std::fs::symlink_metadata(dir.path().join("room.json"))
+                .expect("room file")
+                .file_type()
+                .is_symlink(),
+            "the room file is a file of its own"
+        );
     }
 }
