@@ -1,6 +1,7 @@
 //! queuexec core: a master hands encrypted jobs to workers over libp2p, durably.
 //!
 //! The modules follow the problem's domains (see `ARCHITECTURE.md`):
+//! [`config`] (tokens, `.env`, defaults and task.js: the rules every front end shares),
 //! [`crypto`] (keys and the envelope), [`assets`] (manifest, bundle hash, the worker's
 //! workplace), [`deps`] (dependency bundles), [`store`] (durable and in-memory job storage),
 //! `scheduler` (job states, leases, retries), `protocol` (wire messages), `net` (the libp2p
@@ -10,6 +11,7 @@
 //! [`Executor`] trait, implemented by the CLI and the bindings.
 
 pub mod assets;
+pub mod config;
 pub mod crypto;
 pub mod deps;
 mod error;
