@@ -8,7 +8,6 @@ use queuexec_core::config::{TASK_ENTRY, asset_specs};
 use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent};
 use tokio::process::Child;
 
-
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
     /// Worker processes to start.

@@ -241,12 +241,8 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     config.assets = asset_specs(args.task.as_deref(), &args.files)?;
     config.dependencies = args.deps.clone();
     config.default_retries = args.retries;
-    config.lease_ttl = Duration::try_from_secs_f64(args.lease_ttl).with_context(|| {
-        format!(
-            "--lease-ttl {}: give a number of seconds",
-            args.lease_ttl
-        )
-    })?;
+    config.lease_ttl = Duration::try_from_secs_f64(args.lease_ttl)
+        .with_context(|| format!("--lease-ttl {}: give a number of seconds", args.lease_ttl))?;
     config.max_workers = args.max_workers;
     config.watch_assets = !args.no_watch;
     config.auto_ack = false;

@@ -587,7 +587,10 @@ mod tests {
             let error = RoomKey::from_token(token).expect_err("missing");
             assert!(matches!(error, Error::Token(_)));
             let message = error.to_string();
-            assert!(message.contains("room token is missing"), "{message}");
+            assert!(
+                message.contains("room token (`token`) is empty"),
+                "{message}"
+            );
             assert!(message.contains("`token`"), "{message}");
         }
     }

@@ -76,7 +76,7 @@ mod tests {
         ManifestEntry {
             name: name.into(),
             worker_path: worker_path.into(),
-            sha256: Sha256::of(b"x"),
+            sha256: Sha256([7; 32]),
             size: 1,
         }
     }

@@ -29,8 +29,12 @@ where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = Option<Result<bool>>> + Send,
 {
+    // The first look is taken now, so a change right after this call is seen.
+    let mut seen: Vec<Fingerprint> = paths
+        .iter()
+        .map(|path| fingerprint(std::fs::metadata(path).ok()))
+        .collect();
     tokio::spawn(async move {
-        let mut seen = fingerprints(&paths).await;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -57,15 +61,19 @@ where
 async fn fingerprints(paths: &[PathBuf]) -> Vec<Fingerprint> {
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        out.push(tokio::fs::metadata(path).await.ok().map(|meta| {
-            #[cfg(unix)]
-            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-            #[cfg(not(unix))]
-            let inode = 0;
-            (meta.len(), meta.modified().ok(), inode)
-        }));
+        out.push(fingerprint(tokio::fs::metadata(path).await.ok()));
     }
     out
+}
+
+fn fingerprint(meta: Option<std::fs::Metadata>) -> Fingerprint {
+    meta.map(|meta| {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        (meta.len(), meta.modified().ok(), inode)
+    })
 }
 
 #[cfg(test)]
@@ -75,8 +83,7 @@ mod tests {
 
     use super::*;
 
-    fn counting(calls: &Arc<AtomicUsize>) -> impl Fn() -> std::future::Ready<Option<Result<bool>>> {
-        let calls = calls.clone();
+    fn counting(calls: Arc<AtomicUsize>) -> impl Fn() -> std::future::Ready<Option<Result<bool>>> {
         move || {
             calls.fetch_add(1, Ordering::SeqCst);
             std::future::ready(Some(Ok(true)))
@@ -92,7 +99,7 @@ mod tests {
         let watch = spawn(
             vec![file.clone()],
             Duration::from_millis(20),
-            counting(&calls),
+            counting(calls.clone()),
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing changed yet");
