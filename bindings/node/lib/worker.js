@@ -15,16 +15,19 @@ loadDotenv();
 
 const EVENT_BATCH = 256;
 
+/** The core's defaults for a worker's concurrency, name and prefetch. */
+const DEFAULTS = native.defaults();
+
 class Worker extends EventEmitter {
   /**
    * @param {object} [options] see index.d.ts
    */
   constructor({
     token,
-    name = 'no_name',
+    name = DEFAULTS.name,
     loglevel,
     transferEncryptToken = null,
-    concurrency = 1,
+    concurrency = DEFAULTS.concurrency,
     batchSize,
     sandbox = false,
     master,
@@ -42,7 +45,7 @@ class Worker extends EventEmitter {
     // sandbox: task.js runs in the embedded runtime (no fs, network, env or processes; npm
     // dependencies come from the master's bundle), not in this Node process.
     this.sandbox = Boolean(sandbox);
-    const workers = numberSetting(concurrency, 1);
+    const workers = numberSetting(concurrency, DEFAULTS.concurrency);
     if (!Number.isInteger(workers) || workers < 1) {
       throw new ConfigError(`concurrency must be an integer of at least 1, got ${JSON.stringify(concurrency)}`, {
         code: 'ERR_QUEUEXEC_CONFIG',
@@ -55,7 +58,7 @@ class Worker extends EventEmitter {
     this.getBatch = getBatch;
     const batched = Boolean(getBatch) && !['false', '0', 'no', 'off'].includes(String(getBatch).toLowerCase());
     const envBatch = numberSetting(process.env.batchSize, 5);
-    this.batchSize = Math.max(0, Math.floor(numberSetting(batchSize, batched ? envBatch : 1)));
+    this.batchSize = Math.max(0, Math.floor(numberSetting(batchSize, batched ? envBatch : DEFAULTS.prefetch)));
     this.concurrency = workers;
     this.workplace = path.resolve(process.cwd(), workplace || '.');
 
