@@ -1,5 +1,6 @@
 //! `queuexec demo`: one master and N local worker processes on loopback run M jobs.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};

@@ -405,7 +405,10 @@ fn a_cli_master_reads_the_shared_env_fixture_as_node_and_python_do() {
             .any(|w| w == b"\r\n"),
         "the fixture keeps its CRLF line ends (see .gitattributes)"
     );
-    write_jobs(&d.join("jobs.jsonl"), (0..5).map(|i| format!("{{\"n\":{i}}}")));
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        (0..5).map(|i| format!("{{\"n\":{i}}}")),
+    );
     let mut procs = Procs(Vec::new());
     // The master has only ./.env to go by.
     let master = queuexec(d)

@@ -137,7 +137,9 @@ pub fn read_dotenv(path: Option<String>) -> Result<Vec<JsEnvEntry>> {
     let path = path
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| config::DEFAULT_ENV_FILE.to_owned());
-    let pairs = config::read_dotenv(Path::new(&path)).js()?.unwrap_or_default();
+    let pairs = config::read_dotenv(Path::new(&path))
+        .js()?
+        .unwrap_or_default();
     Ok(pairs
         .into_iter()
         .map(|(key, value)| JsEnvEntry { key, value })

@@ -57,8 +57,7 @@ pub async fn start_worker(
     }
     config.master = options.master.filter(|m| !m.is_empty());
     if let Some(n) = options.concurrency {
-        config.concurrency =
-            queuexec_core::config::check_concurrency(n as usize).js_async()?;
+        config.concurrency = queuexec_core::config::check_concurrency(n as usize).js_async()?;
     }
     if let Some(n) = options.prefetch {
         config.prefetch = n as usize;
