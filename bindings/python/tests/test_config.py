@@ -21,6 +21,7 @@ def test_the_shared_env_fixture_resolves_to_the_values_every_front_end_reads() -
     assert dict(_native.read_dotenv(str(FIXTURE)) or []) == EXPECTED
 
 
+@pytest.mark.timeout(60)
 def test_a_python_worker_beside_the_shared_env_runs_the_jobs_of_a_master_given_the_expected_tokens(
     isolated: Path,
 ) -> None:
