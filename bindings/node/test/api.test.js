@@ -53,7 +53,7 @@ test('tokens come from the environment when the constructor gives none', async (
   assert.equal(mm.token, process.env.token);
 });
 
-test('tokens and LOG_LEVEL come from ./.env, as dotenv loads it, and the environment wins over it', async (t) => {
+test('tokens and LOG_LEVEL come from ./.env, loaded by the core parser, and the environment wins over it', async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);
   const fromFile = tokens();
