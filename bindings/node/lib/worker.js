@@ -46,10 +46,15 @@ class Worker extends EventEmitter {
     // dependencies come from the master's bundle), not in this Node process.
     this.sandbox = Boolean(sandbox);
     const workers = numberSetting(concurrency, DEFAULTS.concurrency);
-    if (!Number.isInteger(workers) || workers < 1) {
-      throw new ConfigError(`concurrency must be an integer of at least 1, got ${JSON.stringify(concurrency)}`, {
+    if (!Number.isInteger(workers) || workers < 0) {
+      throw new ConfigError(`concurrency must be a whole number, got ${JSON.stringify(concurrency)}`, {
         code: 'ERR_QUEUEXEC_CONFIG',
       });
+    }
+    try {
+      native.checkConcurrency(workers); // the core's rule (at least 1), the same in every front end
+    } catch (error) {
+      throw fromNative(error);
     }
     // queue-xec read getBatch and batchSize (default 5) from the environment: with getBatch set,
     // the master handed out batchSize jobs at a time. Here batchSize is how many jobs wait ready

@@ -123,6 +123,13 @@ pub fn check_transfer_token(token: String) -> Result<()> {
     config::check_transfer_token(&token).js()
 }
 
+/// Checks a worker's concurrency (at least 1) as the core does; throws `ERR_QUEUEXEC_CONFIG`.
+#[napi]
+pub fn check_concurrency(concurrency: u32) -> Result<u32> {
+    config::check_concurrency(concurrency as usize).js()?;
+    Ok(concurrency)
+}
+
 /// A fresh token: 32 letters and digits from the operating system's random number generator.
 #[napi]
 pub fn generate_token() -> String {

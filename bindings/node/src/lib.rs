@@ -22,8 +22,9 @@ use tracing_subscriber::{
 };
 
 pub use config::{
-    JsDefaults, JsEnvEntry, JsTokens, check_room_token, check_tokens, check_transfer_token,
-    defaults, env_file_has_tokens, generate_token, read_dotenv, resolve_tokens, write_env_tokens,
+    JsDefaults, JsEnvEntry, JsTokens, check_concurrency, check_room_token, check_tokens,
+    check_transfer_token, defaults, env_file_has_tokens, generate_token, read_dotenv,
+    resolve_tokens, write_env_tokens,
 };
 pub use error::{ErrorCode, Result};
 pub use executor::{JsAssetFile, JsAssetsInfo};

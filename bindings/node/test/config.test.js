@@ -74,3 +74,11 @@ test('the worker and master defaults are the core\'s', { timeout: 10000 }, () =>
   assert.equal(d.watchAssets, true);
   assert.equal(d.taskEntry, 'task.js');
 });
+
+test('a worker concurrency of 0 is refused with the core\'s message', { timeout: 10000 }, () => {
+  const { Worker } = require('..');
+  assert.throws(
+    () => new Worker({ token: 'room', transferEncryptToken: native.generateToken(), concurrency: 0 }),
+    (e) => e.code === 'ERR_QUEUEXEC_CONFIG' && /concurrency must be at least 1/.test(e.message),
+  );
+});
