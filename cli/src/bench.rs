@@ -9,7 +9,6 @@ use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent, StoreConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::demo::{spawn_workers, stop_workers};
-use crate::tokens::random_alphanumeric;
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -50,7 +49,10 @@ async fn wait_results(events: &mut UnboundedReceiver<MasterEvent>, mut count: us
 }
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
-    let (token, transfer) = (random_alphanumeric(24), random_alphanumeric(32));
+    let queuexec_core::config::Tokens {
+        token,
+        transfer_token: transfer,
+    } = queuexec_core::config::generate_tokens();
     let mut config = MasterConfig::new(&token, &transfer);
     config.announce = false;
     let dir = tempfile::tempdir()?;

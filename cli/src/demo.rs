@@ -1,15 +1,15 @@
 //! `queuexec demo`: one master and N local worker processes on loopback run M jobs.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use queuexec_core::AssetSpec;
+use queuexec_core::config::{TASK_ENTRY, asset_specs};
 use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent};
 use tokio::process::Child;
 
 use crate::terminal::escape_control;
-use crate::tokens::random_alphanumeric;
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
@@ -66,23 +66,22 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     if args.workers == 0 || args.jobs == 0 {
         bail!("--workers and --jobs must be at least 1");
     }
-    let (token, transfer) = (random_alphanumeric(24), random_alphanumeric(32));
+    let queuexec_core::config::Tokens {
+        token,
+        transfer_token: transfer,
+    } = queuexec_core::config::generate_tokens();
     // The master ships a real task.js (a Monte Carlo estimate of pi); the workers have never
     // seen it and run it in their embedded JavaScript runtime.
     let task_dir = tempfile::tempdir().context("creating a temporary folder")?;
     std::fs::write(
-        task_dir.path().join("task.js"),
+        task_dir.path().join(TASK_ENTRY),
         queuexec_js::demo::MONTE_CARLO_PI,
     )
     .context("writing task.js")?;
     let mut config = MasterConfig::new(&token, &transfer);
     config.announce = false;
     config.asset_base_dir = task_dir.path().to_path_buf();
-    config.assets = vec![AssetSpec {
-        name: "task.js".into(),
-        master_path: "task.js".into(),
-        worker_path: "task.js".into(),
-    }];
+    config.assets = asset_specs(Some(Path::new(TASK_ENTRY)), &[])?;
     let (master, mut events) = Master::start(config).await?;
     let addr = crate::master_cmd::best_addr(&master.listen_addrs())
         .context("the master has no address")?;

@@ -50,22 +50,22 @@ enum Command {
 /// Token flags shared by master and worker.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct TokenArgs {
-    /// Room token (else env `token`, else .env).
+    /// Room token (else env `token`, else .env); must not be empty.
     #[arg(long)]
     pub(crate) token: Option<String>,
     /// Transfer token, at least 32 characters (else env `transferEncryptToken`, else .env).
     #[arg(long = "transfer-token")]
     pub(crate) transfer_token: Option<String>,
-    /// The env file to read tokens from.
+    /// The env file to read tokens from (default ./.env, which may be missing).
     #[arg(long, value_name = "PATH")]
     pub(crate) env_file: Option<PathBuf>,
 }
 
 impl TokenArgs {
-    pub(crate) fn resolve(&self) -> Result<tokens::Tokens> {
+    pub(crate) fn resolve(&self) -> Result<queuexec_core::config::Tokens> {
         tokens::resolve(
-            self.token.clone(),
-            self.transfer_token.clone(),
+            self.token.as_deref(),
+            self.transfer_token.as_deref(),
             self.env_file.as_deref(),
         )
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use queuexec_core::AssetSpec;
+use queuexec_core::config::{self as defaults, asset_specs};
 use queuexec_core::{
     JobResult, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo,
 };
@@ -59,11 +59,18 @@ pub(crate) struct MasterArgs {
     #[arg(long = "dep", value_name = "NAME")]
     deps: Vec<String>,
     /// Retries of a failed or lost job, unless its line says otherwise.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults::DEFAULT_RETRIES)]
     retries: u32,
     /// Seconds a worker's lease lasts without a heartbeat.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = defaults::DEFAULT_LEASE_TTL.as_secs_f64())]
     lease_ttl: f64,
+    /// Most worker connections at once.
+    #[arg(long, default_value_t = defaults::DEFAULT_MAX_WORKERS)]
+    max_workers: u32,
+    /// Do not watch the task and files for changes (by default an edited file is reloaded and
+    /// workers fetch it before their next job).
+    #[arg(long)]
+    no_watch: bool,
     /// Announce the master with mDNS on the local network (also QUEUEXEC_MDNS=1).
     #[arg(long)]
     mdns: bool,
@@ -287,35 +294,6 @@ pub(crate) fn best_addr(addrs: &[String]) -> Option<String> {
         .cloned()
 }
 
-pub(crate) fn asset_specs(task: Option<&Path>, files: &[PathBuf]) -> Result<Vec<AssetSpec>> {
-    let mut specs = Vec::new();
-    if let Some(task) = task {
-        specs.push(AssetSpec {
-            name: "task.js".into(),
-            master_path: task.to_path_buf(),
-            worker_path: "task.js".into(),
-        });
-    }
-    for file in files {
-        if file.is_absolute() {
-            bail!(
-                "--file {}: give a path relative to the current directory; workers install it at the same relative path",
-                file.display()
-            );
-        }
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        specs.push(AssetSpec {
-            name,
-            master_path: file.clone(),
-            worker_path: file.to_string_lossy().into_owned(),
-        });
-    }
-    Ok(specs)
-}
-
 enum Input {
     Pushed { accepted: u64, duplicates: u64 },
     Rejected { line: u64, reason: String },
@@ -338,7 +316,10 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     config.assets = asset_specs(args.task.as_deref(), &args.files)?;
     config.dependencies = args.deps.clone();
     config.default_retries = args.retries;
-    config.lease_ttl = Duration::from_secs_f64(args.lease_ttl.max(0.1));
+    config.lease_ttl = Duration::try_from_secs_f64(args.lease_ttl)
+        .with_context(|| format!("--lease-ttl {}: give a number of seconds", args.lease_ttl))?;
+    config.max_workers = args.max_workers;
+    config.watch_assets = !args.no_watch;
     config.auto_ack = false;
 
     let mut sink = ResultsSink::open(&args.results)?;
@@ -355,20 +336,6 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
 
     let (input_tx, mut input_rx) = mpsc::unbounded_channel();
     tokio::spawn(read_jobs(master.clone(), args.jobs.clone(), input_tx));
-
-    // task.js edited on the master: workers fetch the new bundle before their next job.
-    let reload = {
-        let master = master.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if let Err(e) = master.reload_assets().await {
-                    tracing::warn!("assets not reloaded: {e}");
-                }
-            }
-        })
-    };
 
     let progress = Progress::new();
     let (mut pushed, mut written, mut rejected) = (0u64, 0u64, 0u64);
@@ -445,7 +412,6 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
             break Ok(());
         }
     };
-    reload.abort();
     progress.finish(pushed, written);
     master.close().await?;
     outcome?;

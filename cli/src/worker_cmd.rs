@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use futures::future::BoxFuture;
+use queuexec_core::config as core_config;
 use queuexec_core::{Executor, JobInput, TaskFailure, Worker, WorkerConfig, WorkerEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,14 +24,14 @@ pub(crate) struct WorkerArgs {
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) master: Option<String>,
     /// The name the master reports for this worker.
-    #[arg(long)]
-    pub(crate) name: Option<String>,
-    /// Jobs run at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value = core_config::DEFAULT_WORKER_NAME)]
+    pub(crate) name: String,
+    /// Jobs run at once (at least 1).
+    #[arg(long, default_value_t = core_config::DEFAULT_WORKER_CONCURRENCY)]
     pub(crate) concurrency: usize,
     /// Jobs held ready beyond --concurrency.
-    #[arg(long)]
-    pub(crate) prefetch: Option<usize>,
+    #[arg(long, default_value_t = core_config::DEFAULT_WORKER_PREFETCH)]
+    pub(crate) prefetch: usize,
     /// Run each job with this shell command instead of the master's task.js: the job's data is
     /// its stdin (JSON), its stdout the result (JSON, or else a string); a non-zero exit fails
     /// the job with its stderr.
@@ -41,7 +42,7 @@ pub(crate) struct WorkerArgs {
     #[arg(long, value_enum)]
     pub(crate) builtin: Option<Builtin>,
     /// Folder the master's files are installed in.
-    #[arg(long, value_name = "DIR", default_value = "workplace")]
+    #[arg(long, value_name = "DIR", default_value = core_config::DEFAULT_WORKPLACE)]
     pub(crate) workplace: PathBuf,
     /// Seconds a job may run when it sets no timeout of its own.
     #[arg(long)]
@@ -277,20 +278,9 @@ impl Executor for EchoExecutor {
     }
 }
 
-pub(crate) fn default_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    let host = if host.is_empty() {
-        "worker".to_string()
-    } else {
-        host
-    };
-    format!("{host}-{}", std::process::id())
-}
-
 pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let tokens = args.tokens.resolve()?;
+    let concurrency = core_config::check_concurrency(args.concurrency)?;
     std::fs::create_dir_all(&args.workplace)
         .with_context(|| format!("creating the workplace {}", args.workplace.display()))?;
     let executor: Arc<dyn Executor> = match (&args.exec, args.builtin) {
@@ -302,7 +292,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
         // The default: the master's task.js, sandboxed, one runtime per concurrency slot.
         (None, None) => Arc::new(
             queuexec_js::JsExecutor::new(queuexec_js::JsConfig {
-                concurrency: args.concurrency.max(1),
+                concurrency,
                 heap_limit_bytes: args.max_heap_mb.max(16) * 1024 * 1024,
                 default_timeout: args.timeout.map(Duration::from_secs_f64),
                 grants: queuexec_js::Grants::none().with_env(args.allow_env.iter().cloned()),
@@ -313,9 +303,9 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     };
     let mut config = WorkerConfig::new(tokens.token, tokens.transfer_token);
     config.master = args.master.clone();
-    config.name = args.name.clone().unwrap_or_else(default_name);
-    config.concurrency = args.concurrency.max(1);
-    config.prefetch = args.prefetch.unwrap_or(args.concurrency.max(1));
+    config.name = args.name.clone();
+    config.concurrency = concurrency;
+    config.prefetch = args.prefetch;
     config.workplace = args.workplace.clone();
     config.room_dir = args.room_dir.clone();
     config.mdns = args.mdns.then_some(true);

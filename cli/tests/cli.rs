@@ -649,3 +649,75 @@ fn an_exec_worker_runs_jobs_far_bigger_than_a_pipe_buffer() {
         .collect();
     assert!(data == expected, "the data came back whole");
 }
+
+/// `tests/fixtures/shared.env` (quotes, `export`, comments, CRLF) and the values every front
+/// end must read from it (`shared.env.json`); Node and Python assert the same.
+fn shared_env_fixture() -> (PathBuf, serde_json::Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let expected = std::fs::read_to_string(dir.join("shared.env.json")).expect("fixture json");
+    (
+        dir.join("shared.env"),
+        serde_json::from_str(&expected).expect("fixture json parses"),
+    )
+}
+
+#[test]
+fn a_cli_master_reads_the_shared_env_fixture_as_node_and_python_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (fixture, expected) = shared_env_fixture();
+    std::fs::copy(&fixture, d.join(".env")).expect("copy fixture");
+    assert!(
+        std::fs::read(d.join(".env"))
+            .expect("read")
+            .windows(2)
+            .any(|w| w == b"\r\n"),
+        "the fixture keeps its CRLF line ends (see .gitattributes)"
+    );
+    write_jobs(
+        &d.join("jobs.jsonl"),
+        (0..5).map(|i| format!("{{\"n\":{i}}}")),
+    );
+    let mut procs = Procs(Vec::new());
+    // The master has only ./.env to go by.
+    let master = queuexec(d)
+        .env_remove("token")
+        .env_remove("transferEncryptToken")
+        .args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+            "--exit-when-done",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("master");
+    // The worker is given the expected values outright, from its own folder: it can join and
+    // open the jobs only if the master read exactly these tokens.
+    let elsewhere = d.join("worker");
+    std::fs::create_dir_all(&elsewhere).expect("worker dir");
+    procs.0.push(
+        queuexec(&elsewhere)
+            .env("QUEUEXEC_ROOM_DIR", d.join("rooms"))
+            .env("token", expected["token"].as_str().expect("token"))
+            .env(
+                "transferEncryptToken",
+                expected["transferEncryptToken"].as_str().expect("transfer"),
+            )
+            .args(["worker", "--exec", "cat", "--workplace", "wp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker"),
+    );
+    let out = output_with_timeout(master, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (counts, _) = read_results(&d.join("results.jsonl"));
+    assert_eq!(counts.len(), 5);
+}

@@ -38,9 +38,6 @@ const HEADER_LEN: usize = 1 + IV_LEN;
 /// The shortest possible envelope: PKCS#7 always adds at least one block of ciphertext.
 const MIN_SEALED_LEN: usize = HEADER_LEN + BLOCK_LEN + TAG_LEN;
 
-/// The transfer token must have at least this many characters.
-const MIN_TRANSFER_TOKEN_CHARS: usize = 32;
-
 // HKDF domain separation. Changing any of these strings changes every key: they are part of
 // the wire format.
 const TRANSFER_SALT: &[u8] = b"queuexec/v1/transfer-token";
@@ -71,17 +68,10 @@ impl TransferKey {
     /// encryption key and the MAC key, so the two keys are independent.
     ///
     /// # Errors
-    /// [`Error::Token`] if the token has fewer than 32 characters. The message gives the
-    /// count, never the token.
+    /// [`Error::Token`] if the token breaks [`crate::config::check_transfer_token`]'s rule (at
+    /// least 32 characters). The message gives the count, never the token.
     pub(crate) fn from_token(token: &str) -> Result<TransferKey> {
-        let chars = token.chars().count();
-        if chars < MIN_TRANSFER_TOKEN_CHARS {
-            return Err(Error::Token(format!(
-                "the transferEncryptToken must be at least {MIN_TRANSFER_TOKEN_CHARS} characters \
-                 long, but the one given has {chars}; run `queuexec setup` (or start with \
-                 `--setup`) to generate one, and give the same token to the master and its workers"
-            )));
-        }
+        crate::config::check_transfer_token(token)?;
         let hkdf = Hkdf::<Sha256>::new(Some(TRANSFER_SALT), token.as_bytes());
         let enc_key = expand_32(&hkdf, TRANSFER_INFO_ENC)?;
         let mac_key = expand_32(&hkdf, TRANSFER_INFO_MAC)?;
@@ -228,15 +218,10 @@ impl RoomKey {
     /// given (no trimming), so every peer must be given the same string.
     ///
     /// # Errors
-    /// [`Error::Token`] if the token is empty or only whitespace.
+    /// [`Error::Token`] if the token is empty or only whitespace
+    /// ([`crate::config::check_room_token`]).
     pub(crate) fn from_token(token: &str) -> Result<RoomKey> {
-        if token.trim().is_empty() {
-            return Err(Error::Token(
-                "the room token is missing: set `token` (in the environment or in .env) to the \
-                 same value on the master and its workers, or run `queuexec setup` to generate one"
-                    .to_owned(),
-            ));
-        }
+        crate::config::check_room_token(token)?;
         let room_id = hex::encode(sha256(token.as_bytes()));
         let hkdf = Hkdf::<Sha256>::new(Some(ROOM_SALT), token.as_bytes());
         let auth_key = expand_32(&hkdf, ROOM_INFO_AUTH)?;
@@ -602,7 +587,10 @@ mod tests {
             let error = RoomKey::from_token(token).expect_err("missing");
             assert!(matches!(error, Error::Token(_)));
             let message = error.to_string();
-            assert!(message.contains("room token is missing"), "{message}");
+            assert!(
+                message.contains("room token (`token`) is empty"),
+                "{message}"
+            );
             assert!(message.contains("`token`"), "{message}");
         }
     }

@@ -1,6 +1,7 @@
 //! queuexec core: a master hands encrypted jobs to workers over libp2p, durably.
 //!
-//! The modules follow the problem's domains (see `ARCHITECTURE.md`): `crypto` (keys and the
+//! The modules follow the problem's domains (see `ARCHITECTURE.md`): [`config`] (tokens,
+//! `.env`, defaults and task.js: the rules every front end shares), `crypto` (keys and the
 //! envelope), `assets` (manifest, bundle hash, the worker's workplace), `deps` (dependency
 //! bundles), `store` (durable and in-memory job storage), `scheduler` (job states, leases,
 //! retries), `protocol` (wire messages, frames, the handshake), `net` (the libp2p swarm), and
@@ -14,6 +15,7 @@
 //! [`Executor`] trait, implemented by the CLI and the bindings.
 
 mod assets;
+pub mod config;
 mod crypto;
 mod deps;
 mod error;
@@ -28,7 +30,6 @@ mod store;
 mod worker;
 
 pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
-pub use crypto::random_bytes;
 pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{Error, Result};
 pub use executor::{Executor, JobInput, TaskFailure};
@@ -38,17 +39,6 @@ pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Checks a room token and a transfer token the way [`Master::start`] and [`Worker::start`]
-/// will, so a front end can refuse them at once instead of failing later.
-///
-/// # Errors
-/// [`Error::Token`] saying which token is unusable and why.
-pub fn check_tokens(token: &str, transfer_token: &str) -> Result<()> {
-    crypto::RoomKey::from_token(token)?;
-    crypto::TransferKey::from_token(transfer_token)?;
-    Ok(())
-}
 
 /// Internals that this workspace's tests in other crates need (js-runtime's dependency tests
 /// play the master's side without a network). Not API: it may change in any release.

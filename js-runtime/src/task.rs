@@ -7,7 +7,7 @@ use queuexec_core::{Manifest, Workplace, unpack_dependency_bundle};
 use crate::error::JsError;
 
 /// The file name a task's entry has.
-pub const TASK_FILE: &str = "task.js";
+pub const TASK_FILE: &str = queuexec_core::config::TASK_ENTRY;
 
 /// A task's code on disk: its entry file (task.js), the directory of the files the master
 /// shipped (relative requires resolve among them), and the unpacked `node_modules` of its
@@ -84,8 +84,8 @@ impl TaskSource {
         TaskSource::new(dir, dir.join(TASK_FILE), node_modules)
     }
 
-    /// The task a master shipped into a worker's workplace: the manifest file named task.js
-    /// (else the one whose worker path ends with task.js), with the manifest's dependency
+    /// The task a master shipped into a worker's workplace: the manifest file the core picks as
+    /// the entry ([`queuexec_core::config::task_entry`]), with the manifest's dependency
     /// bundle unpacked (once per bundle hash) for bare requires.
     ///
     /// Blocking: it may unpack an archive. Call it off async threads.
@@ -93,12 +93,7 @@ impl TaskSource {
         workplace_root: &Path,
         manifest: &Manifest,
     ) -> Result<TaskSource, JsError> {
-        let entry = manifest
-            .files
-            .iter()
-            .find(|f| f.name == TASK_FILE)
-            .or_else(|| manifest.files.iter().find(|f| f.worker_path.ends_with(TASK_FILE)))
-            .ok_or_else(|| {
+        let entry = queuexec_core::config::task_entry(&manifest.files).ok_or_else(|| {
                 let names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
                 JsError::TaskNotFound(format!(
                     "the master shipped no task.js (its files: {}); a JavaScript worker needs the master to ship its task.js",

@@ -1,64 +1,53 @@
 'use strict';
-// Settings from the environment, as queue-xec reads them: `.env` in the current directory is
-// loaded with dotenv (variables already set win), then `token`, `transferEncryptToken` and
-// `LOG_LEVEL` are taken from process.env when the constructor does not give them.
+// Settings from the environment, as queue-xec reads them: `./.env` is loaded into process.env
+// once (variables already set win), then `token`, `transferEncryptToken` and `LOG_LEVEL` are
+// taken from process.env when the constructor does not give them. The .env parser, the order
+// (argument, environment, .env) and the token rule are the core's (`native.resolveTokens`), the
+// same for the CLI and Python.
 
 const { TokenError, fromNative } = require('./errors');
+const native = require('./native');
 
 let dotenvLoaded = false;
 
-/** Loads ./.env once per process, as `require('dotenv').config()` does in queue-xec. */
+/**
+ * Loads ./.env into process.env once per process, as `require('dotenv').config()` did in
+ * queue-xec (variables already set win). A .env the core's parser refuses throws a ConfigError
+ * naming its line.
+ */
 function loadDotenv() {
   if (dotenvLoaded) return;
   dotenvLoaded = true;
+  let entries;
   try {
-    require('dotenv').config({ quiet: true });
-  } catch (error) {
-    // A missing dotenv is not fatal: the environment and the constructor still work.
-    if (error && error.code !== 'MODULE_NOT_FOUND') throw error;
-  }
-}
-
-const SETUP_HINT = {
-  master: 'npx queue-xec-master --setup',
-  worker: 'npx queue-xec-worker --setup',
-};
-
-/**
- * The tokens to use: the constructor's, else the environment's. Throws a TokenError that says
- * what is missing and how to make it; the transfer token must have at least 32 characters.
- */
-function resolveTokens(token, transferEncryptToken, role, native) {
-  const room = nonEmpty(token) ? token : process.env.token;
-  const transfer = nonEmpty(transferEncryptToken) ? transferEncryptToken : process.env.transferEncryptToken;
-  if (!nonEmpty(room)) {
-    throw new TokenError(
-      `token not defined: pass it in the constructor or with the environment variable "token" (or in .env), ` +
-        `or generate one with \`${SETUP_HINT[role]}\``,
-      { code: 'ERR_QUEUEXEC_TOKEN' },
-    );
-  }
-  if (!nonEmpty(transfer)) {
-    throw new TokenError(
-      `transferEncryptToken not defined: pass it in the constructor or with the environment variable ` +
-        `"transferEncryptToken" (or in .env); it must have at least 32 characters and be the same on the ` +
-        `master and its workers (\`${SETUP_HINT[role]}\` writes one)`,
-      { code: 'ERR_QUEUEXEC_TOKEN' },
-    );
-  }
-  if (typeof room !== 'string' || typeof transfer !== 'string') {
-    throw new TokenError('token and transferEncryptToken must be strings', { code: 'ERR_QUEUEXEC_TOKEN' });
-  }
-  try {
-    native.checkTokens(room, transfer);
+    entries = native.readDotenv();
   } catch (error) {
     throw fromNative(error);
   }
-  return { token: room, transferEncryptToken: transfer };
+  for (const { key, value } of entries) {
+    if (!Object.prototype.hasOwnProperty.call(process.env, key)) process.env[key] = value;
+  }
 }
 
-function nonEmpty(value) {
-  return typeof value === 'string' ? value.length > 0 : value !== undefined && value !== null && value !== '';
+/**
+ * The tokens to use: the constructor's, else the environment's, else ./.env's. Throws a
+ * TokenError saying what is missing, where it may come from and how to make it.
+ */
+function resolveTokens(token, transferEncryptToken) {
+  try {
+    return native.resolveTokens(optionalString(token), optionalString(transferEncryptToken), undefined);
+  } catch (error) {
+    throw fromNative(error);
+  }
+}
+
+/** A token option as the core takes it: absent stays absent, anything else must be a string. */
+function optionalString(value) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') {
+    throw new TokenError(`a token must be a string, got ${typeof value}`, { code: 'ERR_QUEUEXEC_TOKEN' });
+  }
+  return value;
 }
 
 // The logger lives in logger.js; re-exported here for the modules that take it from env.js.

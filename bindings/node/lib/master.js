@@ -16,6 +16,9 @@ loadDotenv();
 /** The task.js workers get when execAssets.files name none: the app's own, as in queue-xec. */
 const DEFAULT_TASK = { masterPath: '/src/task.js', name: 'task.js', workerPath: '/workplace/task.js' };
 
+/** The core's defaults (retries, lease, watching, the task entry's name, ...). */
+const DEFAULTS = native.defaults();
+
 /** Jobs handed to the core in one call at most. */
 const PUSH_CHUNK = 8192;
 
@@ -38,7 +41,7 @@ class Master extends EventEmitter {
     leaseTimeout,
     retryBackoff,
     maxWorkers,
-    watchAssets = true,
+    watchAssets,
     mdns,
   } = {}) {
     super();
@@ -59,7 +62,6 @@ class Master extends EventEmitter {
     // gets a result without a jobID, as in queue-xec. Lost on a restart: resumed jobs then
     // report their core id.
     this._jobIDs = new Map();
-    this._watchers = [];
 
     const options = {
       token: tokens.token,
@@ -78,6 +80,9 @@ class Master extends EventEmitter {
       retryBackoffMs: retryBackoff === undefined ? undefined : Number(retryBackoff),
       maxWorkers: maxWorkers === undefined ? undefined : Number(maxWorkers),
       mdns: mdns === undefined ? undefined : Boolean(mdns),
+      // The core watches the asset files (size and mtime every second, then hashes) and
+      // reloads them when they change, the same for the CLI and Python.
+      watchAssets: watchAssets === undefined ? undefined : Boolean(watchAssets),
     };
 
     /** Resolves with this master once it listens; rejects with why it could not start. */
@@ -87,7 +92,6 @@ class Master extends EventEmitter {
         this.peerId = handle.peerId;
         this.log.info('master listening on', handle.listenAddrs().join(' '));
         this._pump(handle);
-        if (watchAssets) this._watchAssets();
         if (this._closed) return handle.close().then(() => this);
         return this;
       },
@@ -189,8 +193,6 @@ class Master extends EventEmitter {
     if (this._closing) return this._closing;
     this._closed = true;
     this._closing = (async () => {
-      for (const stop of this._watchers) stop();
-      this._watchers = [];
       await this._flush();
       let handle;
       try {
@@ -343,33 +345,6 @@ class Master extends EventEmitter {
     if (this.listenerCount('error') > 0) this._emitSafely('error', error);
     else this.log.error(error.message);
   }
-
-  // queue-xec re-hashed the assets whenever a worker asked; here a change to a file is seen
-  // (polling its stat, so it works on every file system) and the core told to reload.
-  _watchAssets() {
-    if (this._closed) return;
-    let timer = null;
-    const onChange = (cur, prev) => {
-      if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        this.reloadAssets().then(
-          (changed) => changed && this.log.info('assets changed; workers will fetch them'),
-          (error) => this._report(error),
-        );
-      }, 100);
-      timer.unref();
-    };
-    for (const file of this.execAssets.files) {
-      const watched = file.resolvedMasterPath;
-      const watcher = fs.watchFile(watched, { interval: 1000, persistent: false }, onChange);
-      this._watchers.push(() => {
-        fs.unwatchFile(watched, onChange);
-        clearTimeout(timer);
-        void watcher;
-      });
-    }
-  }
 }
 
 /**
@@ -431,9 +406,10 @@ function milliseconds(value, name) {
  */
 function resolveAssets(execAssets, log) {
   const given = execAssets && typeof execAssets === 'object' && !Array.isArray(execAssets) ? execAssets : {};
-  const dependencies = Array.isArray(given.dependencies) ? given.dependencies.map(String) : [];
+  // A single package name is taken as a list of one.
+  const dependencies = given.dependencies === undefined || given.dependencies === null ? [] : [].concat(given.dependencies).map(String);
   const files = Array.isArray(given.files) ? given.files.slice() : [];
-  const tasks = files.filter((f) => f && f.name === 'task.js');
+  const tasks = files.filter((f) => f && f.name === DEFAULTS.taskEntry);
   if (tasks.length > 1) {
     throw new ConfigError('You can pass only one file with name task.js: check execAssets.files', {
       code: 'ERR_QUEUEXEC_CONFIG',

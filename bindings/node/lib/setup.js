@@ -3,57 +3,31 @@
 // `transferEncryptToken` to ./.env, as `node cli.js --setup` and `node worker.js --setup` did.
 // On a terminal it asks; without one it never prompts (flags or the environment decide).
 
-const crypto = require('node:crypto');
-const fs = require('node:fs');
 const path = require('node:path');
 const readline = require('node:readline');
 
-const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const MIN_ROOM_TOKEN = 20;
-const MIN_TRANSFER_TOKEN = 32;
+const native = require('./native');
 
-/** A random alphanumeric string (crypto-grade, unbiased). */
-function randomToken(length) {
-  let out = '';
-  while (out.length < length) {
-    for (const byte of crypto.randomBytes(length * 2)) {
-      // 248 = 4 * 62: bytes above it would bias the first characters.
-      if (byte < 248 && out.length < length) out += ALPHANUMERIC[byte % 62];
-    }
-  }
-  return out;
-}
+// Generation, the token rule and the writing of .env are the core's (the same as
+// `queuexec setup` and Python): these only turn its errors into a message for a prompt.
 
+/** The core's complaint about a room token, or null when it is valid. */
 function checkRoomToken(token) {
-  if (typeof token !== 'string' || token.length < MIN_ROOM_TOKEN) {
-    return `the token must have at least ${MIN_ROOM_TOKEN} characters`;
-  }
-  if (/\s/.test(token)) return 'the token must not contain spaces';
-  return null;
+  return problem(() => native.checkRoomToken(token));
 }
 
+/** The core's complaint about a transfer token, or null when it is valid. */
 function checkTransferToken(token) {
-  if (typeof token !== 'string' || token.length < MIN_TRANSFER_TOKEN) {
-    return `the transferEncryptToken must have at least ${MIN_TRANSFER_TOKEN} characters`;
-  }
-  if (/\s/.test(token)) return 'the transferEncryptToken must not contain spaces';
-  return null;
+  return problem(() => native.checkTransferToken(token));
 }
 
-/** `.env` text with these keys set (replaced in place, or appended), other lines kept. */
-function updateEnvText(text, values) {
-  const lines = text.length > 0 ? text.replace(/\r\n/g, '\n').replace(/\n$/, '').split('\n') : [];
-  const done = new Set();
-  const out = lines.map((line) => {
-    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=/.exec(line);
-    if (m && Object.prototype.hasOwnProperty.call(values, m[1])) {
-      done.add(m[1]);
-      return `${m[1]}=${values[m[1]]}`;
-    }
-    return line;
-  });
-  for (const [key, value] of Object.entries(values)) if (!done.has(key)) out.push(`${key}=${value}`);
-  return `${out.join('\n')}\n`;
+function problem(check) {
+  try {
+    check();
+    return null;
+  } catch (error) {
+    return error.message;
+  }
 }
 
 function parseArgs(argv) {
@@ -133,8 +107,12 @@ async function runSetup(role, args, io = {}) {
       return answer === '' ? byDefault : answer.startsWith('y');
     };
 
-    const existing = fs.existsSync(envPath) ? fs.readFileSync(envPath, 'utf8') : '';
-    const hasTokens = /^\s*(?:export\s+)?(token|transferEncryptToken)\s*=/m.test(existing);
+    let hasTokens;
+    try {
+      hasTokens = native.envFileHasTokens(envPath);
+    } catch (error) {
+      return fail(error.message);
+    }
     if (hasTokens && !args.force) {
       if (!interactive) {
         return fail(`${envPath} already has tokens; pass --force to replace them`);
@@ -149,14 +127,15 @@ async function runSetup(role, args, io = {}) {
     let transfer = args.transferEncryptToken;
     if (role === 'master') {
       if (token === undefined && transfer === undefined && interactive && !(await yes('Create new random tokens?', true))) {
-        transfer = await ask(`transferEncryptToken [${MIN_TRANSFER_TOKEN}+ characters]: `, checkTransferToken);
-        token = await ask(`token [${MIN_ROOM_TOKEN}+ characters]: `, checkRoomToken);
+        const { minTransferTokenChars } = native.defaults();
+        transfer = await ask(`transferEncryptToken [${minTransferTokenChars}+ characters]: `, checkTransferToken);
+        token = await ask('token: ', checkRoomToken);
       }
       if (!interactive && token === undefined && transfer === undefined) {
         say('No terminal to ask on: generating new random tokens (pass --token and --transfer-encrypt-token to choose them).');
       }
-      if (token === undefined) token = randomToken(32);
-      if (transfer === undefined) transfer = randomToken(32);
+      if (token === undefined) token = native.generateToken();
+      if (transfer === undefined) transfer = native.generateToken();
     } else {
       // A worker's tokens come from its master: ask for them, or take them from flags or the
       // environment.
@@ -172,10 +151,10 @@ async function runSetup(role, args, io = {}) {
         );
       }
     }
-    const problem = checkRoomToken(token) || checkTransferToken(transfer);
-    if (problem) return fail(problem);
-
-    fs.writeFileSync(envPath, updateEnvText(existing, { token, transferEncryptToken: transfer }), { mode: 0o600 });
+    const refused = checkRoomToken(token) || checkTransferToken(transfer);
+    if (refused) return fail(refused);
+    const written = problem(() => native.writeEnvTokens(envPath, token, transfer));
+    if (written) return fail(written);
     if (role === 'master') {
       say(`Share these with your workers (they are in ${envPath}):`);
       say(`  token=${token}`);
@@ -215,4 +194,4 @@ async function main(role, argv) {
   return runSetup(role, args);
 }
 
-module.exports = { main, runSetup, parseArgs, randomToken, updateEnvText, checkRoomToken, checkTransferToken };
+module.exports = { main, runSetup, parseArgs, checkRoomToken, checkTransferToken };

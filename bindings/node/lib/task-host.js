@@ -29,7 +29,8 @@ class TaskHost {
   async load(info) {
     try {
       const files = info.files.map((f) => realpath(path.resolve(info.workplace, f.workerPath)));
-      const entry = info.files.find((f) => f.name === 'task.js');
+      // The core picks the entry (task.js), as every other worker does.
+      const entry = info.taskEntry ? { workerPath: info.taskEntry } : null;
       if (!entry) {
         this.task = null;
         this.loadError = "the master's assets have no file named task.js, the entry point of a job";

@@ -19,16 +19,19 @@ const EVENT_BATCH = 256;
 const LOAD_RETRY_FIRST_MS = 5000;
 const LOAD_RETRY_MAX_MS = 5 * 60 * 1000;
 
+/** The core's defaults for a worker's concurrency, name and prefetch. */
+const DEFAULTS = native.defaults();
+
 class Worker extends EventEmitter {
   /**
    * @param {object} [options] see index.d.ts
    */
   constructor({
     token,
-    name = 'no_name',
+    name = DEFAULTS.name,
     loglevel,
     transferEncryptToken = null,
-    concurrency = 1,
+    concurrency = DEFAULTS.concurrency,
     batchSize,
     sandbox = false,
     master,
@@ -46,11 +49,16 @@ class Worker extends EventEmitter {
     // sandbox: task.js runs in the embedded runtime (no fs, network, env or processes; npm
     // dependencies come from the master's bundle), not in this Node process.
     this.sandbox = Boolean(sandbox);
-    const workers = numberSetting(concurrency, 1);
-    if (!Number.isInteger(workers) || workers < 1) {
-      throw new ConfigError(`concurrency must be an integer of at least 1, got ${JSON.stringify(concurrency)}`, {
+    const workers = numberSetting(concurrency, DEFAULTS.concurrency);
+    if (!Number.isInteger(workers) || workers < 0) {
+      throw new ConfigError(`concurrency must be a whole number, got ${JSON.stringify(concurrency)}`, {
         code: 'ERR_QUEUEXEC_CONFIG',
       });
+    }
+    try {
+      native.checkConcurrency(workers); // the core's rule (at least 1), the same in every front end
+    } catch (error) {
+      throw fromNative(error);
     }
     // queue-xec read getBatch and batchSize (default 5) from the environment: with getBatch set,
     // the master handed out batchSize jobs at a time. Here batchSize is how many jobs wait ready
@@ -59,7 +67,7 @@ class Worker extends EventEmitter {
     this.getBatch = getBatch;
     const batched = Boolean(getBatch) && !['false', '0', 'no', 'off'].includes(String(getBatch).toLowerCase());
     const envBatch = numberSetting(process.env.batchSize, 5);
-    this.batchSize = Math.max(0, Math.floor(numberSetting(batchSize, batched ? envBatch : 1)));
+    this.batchSize = Math.max(0, Math.floor(numberSetting(batchSize, batched ? envBatch : DEFAULTS.prefetch)));
     this.concurrency = workers;
     this.workplace = path.resolve(process.cwd(), workplace || '.');
 

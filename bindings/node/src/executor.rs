@@ -45,6 +45,9 @@ pub struct JsAssetsInfo {
     pub dependencies: Vec<String>,
     /// The bundle hash.
     pub bundle: String,
+    /// The worker path of the task's entry (task.js, as the core picks it), if the master
+    /// shipped one.
+    pub task_entry: Option<String>,
 }
 
 /// Runs jobs by calling into JavaScript.
@@ -104,5 +107,7 @@ fn assets_info(workplace: &Path, manifest: &Manifest) -> JsAssetsInfo {
             .collect(),
         dependencies: manifest.dependencies.clone(),
         bundle: manifest.bundle_hash().to_string(),
+        task_entry: queuexec_core::config::task_entry(&manifest.files)
+            .map(|f| f.worker_path.to_string()),
     }
 }

@@ -2,10 +2,12 @@
 //! and `queue-xec-worker`.
 //!
 //! The files mirror the core's modules: [`master`], [`worker`], [`executor`] (the core
-//! `Executor` that runs jobs in JavaScript), [`job`] and [`error`]. All engine work runs on the
+//! `Executor` that runs jobs in JavaScript), [`job`], [`config`] (tokens, `.env`, defaults) and
+//! [`error`]. All engine work runs on the
 //! one tokio runtime napi keeps per process; the JS thread only converts values. The JS layer
 //! in `lib/` (options, dotenv, EventEmitter) is what users see.
 
+mod config;
 mod error;
 mod executor;
 mod job;
@@ -20,6 +22,11 @@ use tracing_subscriber::{
     EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt,
 };
 
+pub use config::{
+    JsDefaults, JsEnvEntry, JsTokens, check_concurrency, check_room_token, check_tokens,
+    check_transfer_token, defaults, env_file_has_tokens, generate_token, read_dotenv,
+    resolve_tokens, write_env_tokens,
+};
 pub use error::{ErrorCode, Result};
 pub use executor::{JsAssetFile, JsAssetsInfo};
 pub use job::{JsJob, JsJobInput, JsJobResult, JsPushReceipt, JsTaskOutcome};
@@ -28,19 +35,10 @@ pub use master::{
 };
 pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats, start_worker};
 
-use crate::error::CoreResultExt;
-
 /// The version of queuexec this addon was built from.
 #[napi]
 pub fn version() -> String {
     queuexec_core::VERSION.to_string()
-}
-
-/// Checks a room token and a transfer token the way the core will, so that a constructor can
-/// throw at once instead of failing later. Throws `ERR_QUEUEXEC_TOKEN` with the core's message.
-#[napi]
-pub fn check_tokens(token: String, transfer_token: String) -> Result<()> {
-    queuexec_core::check_tokens(&token, &transfer_token).js()
 }
 
 static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();

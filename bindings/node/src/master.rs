@@ -45,13 +45,15 @@ pub struct JsMasterOptions {
     pub asset_base_dir: Option<String>,
     /// npm packages the task needs.
     pub dependencies: Option<Vec<String>>,
-    /// Retries of a job whose push does not say (default 3).
+    /// Retries of a job whose push does not say (default: `defaults().retries`).
     pub default_retries: Option<u32>,
-    /// How long a lease lasts without a heartbeat, in milliseconds (default 15000).
+    /// How long a lease lasts without a heartbeat, in milliseconds (default:
+    /// `defaults().leaseTtlMs`).
     pub lease_ttl_ms: Option<f64>,
-    /// First retry delay in milliseconds (default 100; doubles per attempt).
+    /// First retry delay in milliseconds (default: `defaults().retryBackoffMs`; doubles per
+    /// attempt).
     pub retry_backoff_ms: Option<f64>,
-    /// Most worker connections at once.
+    /// Most worker connections at once (default: `defaults().maxWorkers`).
     pub max_workers: Option<u32>,
     /// Directory of room files for same-host discovery (default: `QUEUEXEC_ROOM_DIR`, else a
     /// per-user directory).
@@ -62,6 +64,8 @@ pub struct JsMasterOptions {
     pub mdns: Option<bool>,
     /// Mark results handled as soon as they are handed out (default true).
     pub auto_ack: Option<bool>,
+    /// Watch the asset files and reload them when they change (default: `defaults().watchAssets`).
+    pub watch_assets: Option<bool>,
 }
 
 impl TryFrom<JsMasterOptions> for MasterConfig {
@@ -112,6 +116,9 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
         config.mdns = o.mdns;
         if let Some(auto_ack) = o.auto_ack {
             config.auto_ack = auto_ack;
+        }
+        if let Some(watch) = o.watch_assets {
+            config.watch_assets = watch;
         }
         Ok(config)
     }

@@ -19,13 +19,13 @@ pub struct JsWorkerOptions {
     pub token: String,
     /// The transfer token (at least 32 characters).
     pub transfer_token: String,
-    /// The name the master reports for this worker.
+    /// The name the master reports for this worker (default: `defaults().name`).
     pub name: Option<String>,
     /// The master's multiaddr; found through the room file (and mDNS when enabled) when absent.
     pub master: Option<String>,
-    /// Jobs run at once (default 1).
+    /// Jobs run at once, at least 1 (default: `defaults().concurrency`).
     pub concurrency: Option<u32>,
-    /// Jobs held ready beyond `concurrency` (default 1).
+    /// Jobs held ready beyond `concurrency` (default: `defaults().prefetch`).
     pub prefetch: Option<u32>,
     /// The folder worker paths are relative to (default: the current directory).
     pub workplace: Option<String>,
@@ -57,10 +57,7 @@ pub async fn start_worker(
     }
     config.master = options.master.filter(|m| !m.is_empty());
     if let Some(n) = options.concurrency {
-        if n == 0 {
-            return Err(for_promise(config_error("concurrency must be at least 1")));
-        }
-        config.concurrency = n as usize;
+        config.concurrency = queuexec_core::config::check_concurrency(n as usize).js_async()?;
     }
     if let Some(n) = options.prefetch {
         config.prefetch = n as usize;

@@ -27,13 +27,13 @@ function isolated(t) {
 test('a missing token or a short transferEncryptToken is refused at once, with a clear error', (t) => {
   isolated(t);
   const { transferEncryptToken } = tokens();
-  assert.throws(() => new Master({ transferEncryptToken }), (e) => e instanceof Master.errors.TokenError && /token not defined/.test(e.message));
+  assert.throws(() => new Master({ transferEncryptToken }), (e) => e instanceof Master.errors.TokenError && /no room token/.test(e.message));
   assert.throws(
     () => new Master({ token: 'room', transferEncryptToken: 'x'.repeat(31) }),
     (e) => e instanceof Master.errors.TokenError && e.code === 'ERR_QUEUEXEC_TOKEN' && /at least 32 characters/.test(e.message) && /31/.test(e.message),
   );
   assert.throws(() => new Worker({ token: 'room', transferEncryptToken: 'short' }), (e) => e.code === 'ERR_QUEUEXEC_TOKEN');
-  assert.throws(() => new Worker({ token: 'room' }), /transferEncryptToken not defined/);
+  assert.throws(() => new Worker({ token: 'room' }), /no transfer token/);
 });
 
 test('any non-empty room token is accepted, as queue-xec accepts it', async (t) => {
@@ -53,7 +53,7 @@ test('tokens come from the environment when the constructor gives none', async (
   assert.equal(mm.token, process.env.token);
 });
 
-test('tokens and LOG_LEVEL come from ./.env, as dotenv loads it, and the environment wins over it', async (t) => {
+test('tokens and LOG_LEVEL come from ./.env, loaded by the core parser, and the environment wins over it', async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);
   const fromFile = tokens();

@@ -76,7 +76,7 @@ test('the packed tarballs install into an empty project and a master/worker pair
   fs.copyFileSync(path.join(project, '.env'), path.join(workerDir, '.env'));
   fs.writeFileSync(path.join(workerDir, 'worker.js'), "const Worker = require('queue-xec-worker');\nnew Worker({ name: 'packed' });\n");
 
-  // Tokens come from the .env the setup wrote (dotenv), not from this test.
+  // Tokens come from the .env the setup wrote (the core's .env parser), not from this test.
   const env = testEnv(t);
   delete env.token;
   delete env.transferEncryptToken;

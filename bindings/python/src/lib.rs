@@ -3,11 +3,13 @@
 //! Binding files mirror the core's modules: [`master`] wraps `queuexec_core::Master`,
 //! [`worker`] wraps `queuexec_core::Worker` with an executor that calls Python, [`error`] maps
 //! core errors to the exception classes of `queuexec.exceptions`, and [`runtime`] holds the
-//! process's tokio runtime and the GIL-free waits on it. The public Python API is the package
+//! process's tokio runtime and the GIL-free waits on it, and [`config`] exposes the core's
+//! shared rules (tokens, `.env`, defaults, asset specs). The public Python API is the package
 //! in `python/queuexec`, which wraps these classes.
 
 use pyo3::prelude::*;
 
+mod config;
 mod error;
 mod master;
 mod runtime;
@@ -28,5 +30,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<master::PyMaster>()?;
     m.add_class::<worker::PyWorker>()?;
+    config::register(m)?;
     Ok(())
 }

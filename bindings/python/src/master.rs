@@ -88,8 +88,8 @@ impl PyMaster {
     #[staticmethod]
     #[pyo3(signature = (
         *, token, transfer_token, store=None, listen=None, room_dir=None, announce=true,
-        assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=3,
-        lease_ttl=15.0, retry_backoff=0.1, max_workers=1024, auto_ack=true
+        assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=None,
+        lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -103,11 +103,12 @@ impl PyMaster {
         assets: Vec<(String, PathBuf, String)>,
         asset_base_dir: Option<PathBuf>,
         dependencies: Vec<String>,
-        retries: u32,
-        lease_ttl: f64,
-        retry_backoff: f64,
-        max_workers: u32,
+        retries: Option<u32>,
+        lease_ttl: Option<f64>,
+        retry_backoff: Option<f64>,
+        max_workers: Option<u32>,
         auto_ack: bool,
+        watch_assets: Option<bool>,
     ) -> PyResult<PyMaster> {
         let mut config = MasterConfig::new(token, transfer_token);
         config.store = match store {
@@ -131,10 +132,22 @@ impl PyMaster {
             config.asset_base_dir = dir;
         }
         config.dependencies = dependencies;
-        config.default_retries = retries;
-        config.lease_ttl = seconds("lease_ttl", Some(lease_ttl))?.unwrap_or_default();
-        config.retry_backoff = seconds("retry_backoff", Some(retry_backoff))?.unwrap_or_default();
-        config.max_workers = max_workers;
+        // None: the core's default, already in `config`.
+        if let Some(retries) = retries {
+            config.default_retries = retries;
+        }
+        if let Some(ttl) = seconds("lease_ttl", lease_ttl)? {
+            config.lease_ttl = ttl;
+        }
+        if let Some(backoff) = seconds("retry_backoff", retry_backoff)? {
+            config.retry_backoff = backoff;
+        }
+        if let Some(max) = max_workers {
+            config.max_workers = max;
+        }
+        if let Some(watch) = watch_assets {
+            config.watch_assets = watch;
+        }
         config.auto_ack = auto_ack;
         let (master, rx) = block_on(py, Master::start(config))?.or_raise(py)?;
         Ok(PyMaster {

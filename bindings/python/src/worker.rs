@@ -20,7 +20,7 @@ use queuexec_core::{Executor, JobInput, TaskFailure, Worker, WorkerConfig, Worke
 use queuexec_js::{JsConfig, JsExecutor};
 use tokio::sync::oneshot;
 
-use crate::error::{CoreResultExt, config_error};
+use crate::error::CoreResultExt;
 use crate::runtime::{block_on, runtime, seconds, wait_for};
 
 /// Runs jobs through the Python dispatcher, or through `fallback` (task.js) when no Python task
@@ -190,7 +190,7 @@ impl PyWorker {
     #[staticmethod]
     #[pyo3(signature = (
         *, token, transfer_token, dispatch, python_types, catch_all, master=None,
-        name="no_name".to_string(), concurrency=1, prefetch=None, workplace=PathBuf::from("workplace"),
+        name=None, concurrency=None, prefetch=None, workplace=None,
         room_dir=None, default_timeout=None, run_task_js=true
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -202,23 +202,31 @@ impl PyWorker {
         python_types: Vec<String>,
         catch_all: bool,
         master: Option<String>,
-        name: String,
-        concurrency: usize,
+        name: Option<String>,
+        concurrency: Option<usize>,
         prefetch: Option<usize>,
-        workplace: PathBuf,
+        workplace: Option<PathBuf>,
         room_dir: Option<PathBuf>,
         default_timeout: Option<f64>,
         run_task_js: bool,
     ) -> PyResult<PyWorker> {
-        if concurrency == 0 {
-            return Err(config_error("concurrency must be at least 1"));
-        }
+        // None: the core's default, already in `config`.
         let mut config = WorkerConfig::new(token, transfer_token);
+        if let Some(concurrency) = concurrency {
+            config.concurrency =
+                queuexec_core::config::check_concurrency(concurrency).or_raise(py)?;
+        }
+        let concurrency = config.concurrency;
         config.master = master;
-        config.name = name;
-        config.concurrency = concurrency;
-        config.prefetch = prefetch.unwrap_or(concurrency);
-        config.workplace = workplace;
+        if let Some(name) = name {
+            config.name = name;
+        }
+        if let Some(prefetch) = prefetch {
+            config.prefetch = prefetch;
+        }
+        if let Some(workplace) = workplace {
+            config.workplace = workplace;
+        }
         config.room_dir = room_dir;
         config.default_timeout = seconds("timeout", default_timeout)?;
         let python_types: HashSet<String> = python_types.into_iter().collect();
@@ -396,9 +404,7 @@ impl Executor for LazyTaskJs {
         workplace: &std::path::Path,
         manifest: &queuexec_core::Manifest,
     ) -> BoxFuture<'static, Result<(), TaskFailure>> {
-        let has_task = manifest.files.iter().any(|f| {
-            f.name == queuexec_js::TASK_FILE || f.worker_path.ends_with(queuexec_js::TASK_FILE)
-        });
+        let has_task = queuexec_core::config::task_entry(&manifest.files).is_some();
         let load_error = self.load_error.clone();
         if !has_task {
             *lock(&load_error) = Some("the master shipped no task.js to run instead".to_string());

@@ -89,6 +89,9 @@ pub struct MasterConfig {
     /// [`Master::ack`] after handling each; unacknowledged results are handed out again after a
     /// restart on the same store.
     pub auto_ack: bool,
+    /// Watch the asset files and reload them when they change, so workers fetch the new
+    /// bundle before their next job (see [`crate::config::ASSET_WATCH_INTERVAL`]).
+    pub watch_assets: bool,
 }
 
 impl MasterConfig {
@@ -108,11 +111,12 @@ impl MasterConfig {
             assets: Vec::new(),
             asset_base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             dependencies: Vec::new(),
-            default_retries: 3,
-            lease_ttl: Duration::from_secs(15),
-            retry_backoff: Duration::from_millis(100),
-            max_workers: 1024,
+            default_retries: crate::config::DEFAULT_RETRIES,
+            lease_ttl: crate::config::DEFAULT_LEASE_TTL,
+            retry_backoff: crate::config::DEFAULT_RETRY_BACKOFF,
+            max_workers: crate::config::DEFAULT_MAX_WORKERS,
             auto_ack: true,
+            watch_assets: crate::config::DEFAULT_WATCH_ASSETS,
         }
     }
 }
@@ -195,8 +199,12 @@ impl Master {
     ) -> Result<(Master, mpsc::UnboundedReceiver<MasterEvent>)> {
         let room = RoomKey::from_token(&config.token)?;
         let key = TransferKey::from_token(&config.transfer_token)?;
-        if config.lease_ttl < Duration::from_millis(100) {
-            return Err(Error::Config("lease_ttl must be at least 100 ms".into()));
+        if config.lease_ttl < crate::config::MIN_LEASE_TTL {
+            return Err(Error::Config(format!(
+                "lease_ttl must be at least {} ms, got {} ms",
+                crate::config::MIN_LEASE_TTL.as_millis(),
+                config.lease_ttl.as_millis()
+            )));
         }
         let listen = config
             .listen
@@ -380,6 +388,28 @@ impl Master {
             }
         });
         lock(&master.inner.tasks).extend([addr_task, accept_task]);
+        if config.watch_assets && !config.assets.is_empty() {
+            let paths = config
+                .assets
+                .iter()
+                .map(|spec| config.asset_base_dir.join(&spec.master_path))
+                .collect();
+            let weak = Arc::downgrade(&master.inner);
+            let watch = crate::config::watch::spawn(
+                paths,
+                crate::config::ASSET_WATCH_INTERVAL,
+                move || {
+                    let master = weak.upgrade().map(|inner| Master { inner });
+                    async move {
+                        match master {
+                            Some(master) => Some(master.reload_assets().await),
+                            None => None,
+                        }
+                    }
+                },
+            );
+            lock(&master.inner.tasks).push(watch);
+        }
         Ok((master, events_rx))
     }
 

@@ -15,8 +15,8 @@ declare namespace Master {
   }
 
   interface ExecAssets {
-    /** npm packages workers install before running task.js. */
-    dependencies?: string[];
+    /** npm packages workers install before running task.js: one name or a list. */
+    dependencies?: string | string[];
     /** Files shipped to workers; without a task.js, `<cwd>/src/task.js` is added (as in queue-xec). */
     files?: AssetFile[];
   }
@@ -80,7 +80,8 @@ declare namespace Master {
     retryBackoff?: number;
     /** Most worker connections at once. */
     maxWorkers?: number;
-    /** Re-send changed asset files to workers automatically (default true). */
+    /** Let the core watch the asset files (size and mtime every second, then hashes) and send a
+     * changed bundle to workers before their next job (default true, as in the CLI and Python). */
     watchAssets?: boolean;
     /** Announce the master with mDNS on the local network (default: QUEUEXEC_MDNS, else off). */
     mdns?: boolean;

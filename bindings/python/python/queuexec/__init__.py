@@ -19,7 +19,7 @@ wire format is the Rust core's.
 
 from __future__ import annotations
 
-from ._native import __version__
+from ._native import __version__, defaults
 from .exceptions import (
     AssetError,
     ClosedError,
@@ -40,6 +40,7 @@ from .master import AssetFile, JobSpec, Master
 from .worker import Task, Worker
 
 __all__ = [
+    "defaults",
     "AssetError",
     "AssetFile",
     "ClosedError",

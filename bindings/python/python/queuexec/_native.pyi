@@ -26,11 +26,12 @@ class Master:
         assets: list[tuple[str, str, str]] = ...,
         asset_base_dir: str | None = None,
         dependencies: list[str] = ...,
-        retries: int = 3,
-        lease_ttl: float = 15.0,
-        retry_backoff: float = 0.1,
-        max_workers: int = 1024,
+        retries: int | None = None,  # None: the core's default, 3
+        lease_ttl: float | None = None,  # None: the core's default, 15.0 seconds
+        retry_backoff: float | None = None,  # None: the core's default, 0.1 seconds
+        max_workers: int | None = None,  # None: the core's default, 1024
         auto_ack: bool = True,
+        watch_assets: bool | None = None,  # None: the core's default, True (polled every second)
     ) -> Master: ...
     @property
     def peer_id(self) -> str: ...
@@ -66,10 +67,10 @@ class Worker:
         python_types: list[str],
         catch_all: bool,
         master: str | None = None,
-        name: str = "no_name",
-        concurrency: int = 1,
-        prefetch: int | None = None,
-        workplace: str | Any = "workplace",
+        name: str | None = None,  # None: the core's default, "no_name"
+        concurrency: int | None = None,  # None: the core's default, 1 (at least 1)
+        prefetch: int | None = None,  # None: the core's default, 1
+        workplace: str | Any | None = None,  # None: the core's default, "workplace"
         room_dir: str | None = None,
         default_timeout: float | None = None,
         run_task_js: bool = True,
@@ -83,3 +84,32 @@ class Worker:
     def stats(self) -> dict[str, Any]: ...
     def wait(self, timeout: float | None = None) -> bool: ...
     def close(self) -> None: ...
+
+def resolve_tokens(
+    token: str | None = None, transfer_token: str | None = None, env_file: str | None = None
+) -> tuple[str, str]:
+    """(token, transfer_token): each from its argument, else the environment variable (``token``,
+    ``transferEncryptToken``), else ``env_file`` (default ``./.env``). Raises TokenError/ConfigError."""
+
+def check_tokens(token: str, transfer_token: str) -> None:
+    """Raises TokenError unless the room token is non-blank and the transfer token has 32+ characters."""
+
+def generate_token() -> str:
+    """32 random letters and digits from the OS CSPRNG."""
+
+def read_dotenv(path: str) -> list[tuple[str, str]] | None:
+    """The (key, value) pairs of a .env file in file order; None when it does not exist."""
+
+def env_file_has_tokens(path: str) -> bool:
+    """Whether the .env file assigns ``token`` or ``transferEncryptToken``."""
+
+def write_env_tokens(path: str, token: str, transfer_token: str) -> None:
+    """Writes both tokens to the .env file (other lines kept, owner-only, symbolic links refused)."""
+
+def asset_specs(task: str | None, files: list[str]) -> list[tuple[str, str, str]]:
+    """(name, master_path, worker_path) for a task (shipped as task.js) plus files (same relative path)."""
+
+def defaults() -> dict[str, Any]:
+    """The core's defaults: retries=3, lease_ttl=15.0, retry_backoff=0.1, max_workers=1024,
+    watch_assets=True, concurrency=1, name="no_name", prefetch=1, workplace="workplace",
+    min_transfer_token_chars=32, generated_token_chars=32, task_entry="task.js"."""

@@ -68,7 +68,11 @@ class Master:
     ``listen`` defaults to loopback (workers on this host find the master with no address); listen
     on ``/ip4/0.0.0.0/tcp/PORT`` to serve other machines. ``task`` is the task.js that Node, CLI
     and embedded-runtime workers run; ``assets`` are further files shipped with it and
-    ``dependencies`` the npm packages it requires.
+    ``dependencies`` the npm packages it requires. Where a list is expected, one string is a list
+    of one. The master watches ``task`` and ``assets`` and reloads them when they change (workers
+    fetch the new files before their next job); ``watch_assets=False`` turns that off.
+    ``retries``, ``lease_ttl`` (seconds), ``max_workers`` and ``watch_assets`` left at ``None``
+    take the core's defaults, the same as the CLI's and Node's (:func:`queuexec.defaults`).
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -79,35 +83,36 @@ class Master:
         transfer_encrypt_token: str | None = None,
         *,
         store: PathLike | None = None,
-        listen: Sequence[str] | None = None,
+        listen: str | Sequence[str] | None = None,
         task: PathLike | None = None,
-        assets: Sequence[AssetFile] | None = None,
-        dependencies: Sequence[str] | None = None,
+        assets: AssetFile | Sequence[AssetFile] | None = None,
+        dependencies: str | Sequence[str] | None = None,
         on_result: ResultCallback | None = None,
-        retries: int = 3,
-        lease_ttl: float = 15.0,
+        retries: int | None = None,
+        lease_ttl: float | None = None,
         auto_ack: bool = True,
         env_file: PathLike | None = None,
         room_dir: PathLike | None = None,
         announce: bool = True,
-        max_workers: int = 1024,
+        max_workers: int | None = None,
+        watch_assets: bool | None = None,
     ) -> None:
         room_token, transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
-        if isinstance(dependencies, str):
-            raise ConfigError("dependencies must be a list of npm package names, not one string")
+        # None leaves a setting to the core's default (see queuexec.defaults()).
         self._native = _native.Master.start(
             token=room_token,
             transfer_token=transfer_token,
             store=None if store is None else os.fspath(store),
-            listen=None if listen is None else list(listen),
+            listen=None if listen is None else _as_list(listen),
             room_dir=None if room_dir is None else os.fspath(room_dir),
             announce=announce,
-            assets=_asset_specs(task, assets or ()),
-            dependencies=list(dependencies or ()),
+            assets=_asset_specs(task, _as_list(assets)),
+            dependencies=[str(d) for d in _as_list(dependencies)],
             retries=retries,
             lease_ttl=lease_ttl,
             max_workers=max_workers,
             auto_ack=auto_ack,
+            watch_assets=watch_assets,
         )
         self._pending: deque[tuple[Any, ...]] = deque()
         self._on_result = on_result
@@ -373,10 +378,21 @@ def _job_tuple(spec: JobSpec, index: int) -> tuple[Any, ...]:
     )
 
 
+def _as_list(value: Any) -> list[Any]:
+    """``None`` as an empty list, one string (or path, or mapping) as a list of one, any other
+    iterable as a list."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, os.PathLike, Mapping)):
+        return [value]
+    return list(value)
+
+
 def _asset_specs(task: PathLike | None, assets: Sequence[AssetFile]) -> list[tuple[str, str, str]]:
-    specs: list[tuple[str, str, str]] = []
-    if task is not None:
-        specs.append(("task.js", os.fspath(task), "task.js"))
+    """The task plus the asset files: paths through the core's rule (task as task.js, files at
+    the same relative path), queue-xec's mappings as they are given."""
+    mappings: list[tuple[str, str, str]] = []
+    paths: list[str] = []
     for item in assets:
         if isinstance(item, Mapping):
             master_path = item.get("masterPath", item.get("master_path"))
@@ -384,13 +400,13 @@ def _asset_specs(task: PathLike | None, assets: Sequence[AssetFile]) -> list[tup
                 raise ConfigError(f"asset {dict(item)!r} has no masterPath")
             worker_path = item.get("workerPath", item.get("worker_path", Path(master_path).name))
             name = item.get("name", Path(master_path).name)
-            specs.append((name, master_path, worker_path))
-            continue
-        path = Path(os.fspath(item))
-        if path.is_absolute():
-            raise ConfigError(
-                f"asset {str(path)!r}: give a path relative to the current directory; "
-                "workers install it at the same relative path (or pass a dict with masterPath and workerPath)"
-            )
-        specs.append((path.name, str(path), path.as_posix()))
-    return specs
+            mappings.append((name, master_path, worker_path))
+        else:
+            paths.append(os.fspath(item))
+    specs = [
+        (name, os.fspath(master_path), worker_path)
+        for name, master_path, worker_path in _native.asset_specs(
+            None if task is None else os.fspath(task), paths
+        )
+    ]
+    return specs + mappings

@@ -6,7 +6,6 @@ import asyncio
 import inspect
 import json
 import os
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -39,7 +38,9 @@ class Worker:
     (``"ValueError: message"``), and the worker carries on. Plain functions run on a thread of
     their own (holding the GIL while they run Python code); ``async def`` functions run on the
     asyncio loop of :meth:`run_async`, or on a loop the worker owns with :meth:`run`/:meth:`start`.
-    Up to ``concurrency`` jobs run at once (default: the number of cores).
+    Up to ``concurrency`` jobs run at once. ``name``, ``concurrency``, ``prefetch`` and
+    ``workplace`` left at ``None`` take the core's defaults, the same as the CLI's and Node's
+    (:func:`queuexec.defaults`: one job at a time, the name ``no_name``, one job held ready).
 
     ``master`` is the master's multiaddr (``Master.listen_addrs``); without it the worker finds a
     master on this host through its room file. ``timeout`` (seconds) limits jobs that set none.
@@ -56,7 +57,7 @@ class Worker:
         name: str | None = None,
         concurrency: int | None = None,
         prefetch: int | None = None,
-        workplace: PathLike = "workplace",
+        workplace: PathLike | None = None,
         timeout: float | None = None,
         run_task_js: bool = True,
         env_file: PathLike | None = None,
@@ -69,14 +70,13 @@ class Worker:
                 raise ConfigError(f"tasks must map task type names to functions; {task_type!r} maps to {fn!r}")
         if default is not None and not callable(default):
             raise ConfigError(f"default must be a function, not {default!r}")
-        if concurrency is not None and concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
         self._dispatcher = _Dispatcher(task_map, default)
         self._master = master
-        self._name = name if name is not None else socket.gethostname()
-        self._concurrency = concurrency if concurrency is not None else (os.cpu_count() or 1)
+        # None: the core's default, applied by the native worker.
+        self._name = name if name is not None else _native.defaults()["name"]
+        self._concurrency = concurrency
         self._prefetch = prefetch
-        self._workplace = os.fspath(workplace)
+        self._workplace = None if workplace is None else os.fspath(workplace)
         self._timeout = timeout
         self._run_task_js = run_task_js
         self._room_dir = None if room_dir is None else os.fspath(room_dir)
