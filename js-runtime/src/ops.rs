@@ -398,9 +398,8 @@ fn runtime_info(state: &OpState) -> Result<ProcessInfo, JsErrorBox> {
     })
 }
 
-/// Fault injection for this crate's unit tests only (never compiled into a product build): ops
-/// that panic, reachable by task code as `__queuexecTestFaults.panic()` (a sync op, through
-/// [`guarded`]) and `.panicAsync()` (an async op whose future panics inside the event loop).
+/// Fault injection for this crate's unit tests only (never compiled into a product build): an
+/// op that panics, reachable by task code as `__queuexecTestFaults.panic()`.
 #[cfg(test)]
 pub(crate) mod test_faults {
     use deno_core::op2;
@@ -408,23 +407,15 @@ pub(crate) mod test_faults {
 
     use super::guarded;
 
-    deno_core::extension!(
-        queuexec_test_faults,
-        ops = [op_test_panic, op_test_panic_async],
-    );
+    deno_core::extension!(queuexec_test_faults, ops = [op_test_panic]);
 
-    /// Evaluated before the bootstrap in unit tests: puts the fault ops where tasks find them.
-    pub(crate) const EXPOSE: &str = "Object.defineProperty(globalThis, '__queuexecTestFaults', { value: Object.freeze({ panic: Deno.core.ops.op_test_panic, panicAsync: Deno.core.ops.op_test_panic_async }) });";
+    /// Evaluated before the bootstrap in unit tests: puts the fault op where tasks find it.
+    pub(crate) const EXPOSE: &str = "Object.defineProperty(globalThis, '__queuexecTestFaults', { value: Object.freeze({ panic: Deno.core.ops.op_test_panic }) });";
 
     #[op2(fast)]
     fn op_test_panic() -> Result<(), JsErrorBox> {
         guarded("op_test_panic", || -> Result<(), JsErrorBox> {
             panic!("a test op panicked on purpose")
         })
-    }
-
-    #[op2(async(lazy), fast)]
-    async fn op_test_panic_async() {
-        panic!("a test async op panicked on purpose");
     }
 }

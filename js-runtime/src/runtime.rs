@@ -201,6 +201,11 @@ impl TaskRuntime {
             ];
             JsRuntime::scoped_call_with_args(scope, &self.run_fn, &args)
         };
+        // Unit tests' fault injection: a Rust panic in the middle of a job, outside any op.
+        #[cfg(test)]
+        if data == "\"panic-in-slot\"" {
+            panic!("a test panic in the slot while running a job");
+        }
         let value = self
             .runtime
             .with_event_loop_promise(call, PollEventLoopOptions::default())

@@ -111,36 +111,55 @@ const leaks = [];
 const INTERNAL_KEYS = ["ops", "core", "evalContext", "op_print", "op_panic", "primordials", "__bootstrap"];
 
 // The real attack: whatever internal object reaches a hook is used to write to the worker's
-// stdout and to abort it.
+// stdout and to abort it. Only own properties are read, so the task's own getters on
+// Object.prototype do not recurse into these helpers.
+const hasOwn = Object.hasOwn;
+const ownDescriptor = Reflect.getOwnPropertyDescriptor;
+function own(v, key) {
+  try {
+    const d = ownDescriptor(v, key);
+    return d === undefined ? undefined : d.value;
+  } catch {
+    return undefined;
+  }
+}
 function exploit(v) {
   try {
-    const ops = v.ops || (v.core && v.core.ops) || v;
-    if (typeof ops.op_print === "function") ops.op_print("PWNED-BY-TASK\n", false);
-    if (v.core && typeof v.core.print === "function") v.core.print("PWNED-BY-TASK\n", false);
-    if (typeof ops.op_panic === "function") ops.op_panic("PWNED-BY-TASK");
+    const core = own(v, "core");
+    const ops = own(v, "ops") || (core && own(core, "ops")) || v;
+    const print = own(ops, "op_print");
+    const panic = own(ops, "op_panic");
+    if (typeof print === "function") print("PWNED-BY-TASK\n", false);
+    const corePrint = core && own(core, "print");
+    if (typeof corePrint === "function") corePrint("PWNED-BY-TASK\n", false);
+    if (typeof panic === "function") panic("PWNED-BY-TASK");
   } catch {}
 }
 
 function isInternal(v) {
   if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
-  for (let i = 0; i < INTERNAL_KEYS.length; i++) {
-    try {
-      if (INTERNAL_KEYS[i] in v) return true;
-    } catch {}
-  }
   try {
+    for (let i = 0; i < INTERNAL_KEYS.length; i++) if (hasOwn(v, INTERNAL_KEYS[i])) return true;
     const names = getOwnPropertyNames(v);
     for (let i = 0; i < names.length; i++) {
-      if (typeof names[i] === "string" && names[i].length > 3 && names[i][0] === "o" && names[i][1] === "p" && names[i][2] === "_") return true;
+      const n = names[i];
+      if (typeof n === "string" && n.length > 3 && n[0] === "o" && n[1] === "p" && n[2] === "_") return true;
     }
   } catch {}
   return false;
 }
 
+let inspecting = false;
 function inspect(label, v) {
-  if (isInternal(v)) {
-    leaks[leaks.length] = label;
-    exploit(v);
+  if (inspecting) return;
+  inspecting = true;
+  try {
+    if (isInternal(v)) {
+      leaks[leaks.length] = label;
+      exploit(v);
+    }
+  } finally {
+    inspecting = false;
   }
 }
 
@@ -261,7 +280,9 @@ async fn attack_holds(attack: &str) {
     let victim = executor.run(job("victim", r#""victim""#));
     let attacked = executor.run(job("attack-1", r#"{"n":1}"#));
     let (victim, attacked) = tokio::join!(victim, attacked);
-    let victim = victim.expect("the job in flight on the other slot completes");
+    let victim = victim.unwrap_or_else(|e| {
+        panic!("the job in flight on the other slot did not complete: {e} (the attacked job: {attacked:?})")
+    });
     let victim: serde_json::Value = serde_json::from_str(&victim).expect("json");
     assert_eq!(victim["victim"], "done");
     check(&attacked.expect("the attacked job runs"), "attack-1");
@@ -598,9 +619,9 @@ Error.prepareStackTrace = function (error, frames) {
 // Saving and restoring the hook, as the `callsites` package does, keeps it working.
 const saved = Error.prepareStackTrace;
 Error.prepareStackTrace = (_, frames) => frames;
-const own = new Error("own frames").stack;
-if (!Array.isArray(own) || own.length === 0 || !String(own[0].getFileName()).includes("/task/task.js")) {
-  leaks[leaks.length] = "the task's hook did not get its own frames: " + String(own);
+const ownFrames = new Error("own frames").stack;
+if (!Array.isArray(ownFrames) || ownFrames.length === 0 || !String(ownFrames[0].getFileName()).includes("/task/task.js")) {
+  leaks[leaks.length] = "the task's hook did not get its own frames: " + String(ownFrames);
 }
 Error.prepareStackTrace = saved;
 // deno_core finds the hook through the global Error: replacing it must not bypass the above.
