@@ -21,6 +21,13 @@ module.exports = class {
         try { __queuexecTestFaults.panic(); return "not reached"; } catch (e) { return "caught: " + e.message; }
       case "slow": await new Promise((resolve) => setTimeout(resolve, 400)); return "slow done";
       case "count": return this.count;
+      case "deno-ops": {
+        const out = {};
+        for (const [name, op] of Object.entries(__queuexecTestFaults.denoOps)) {
+          try { op("PWNED-BY-TASK\n", false); out[name] = "ran"; } catch (e) { out[name] = e.message; }
+        }
+        return out;
+      }
       default: return "fine " + job.id;
     }
   }
@@ -113,6 +120,28 @@ async fn a_runtime_whose_op_panicked_is_rebuilt_even_when_the_task_caught_the_er
         // runtime that ran the panic would say 2).
         assert_eq!(executor.run(job("c1", "count")).await.expect("count"), "1");
         assert_eq!(executor.run(job("c2", "count")).await.expect("count"), "2");
+    })
+    .await
+    .expect("deadline");
+}
+
+#[tokio::test]
+async fn deno_cores_dangerous_ops_are_disabled_even_if_reached() {
+    tokio::time::timeout(DEADLINE, async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let executor = executor(&dir, 1).await;
+        let result = executor
+            .run(job("ops", "deno-ops"))
+            .await
+            .expect("the job runs");
+        let value: serde_json::Value = serde_json::from_str(&result).expect("json");
+        for name in ["op_panic", "op_print", "op_resources", "op_load_ext_script"] {
+            assert_eq!(value[name], "op is disabled", "{name}: {value}");
+        }
+        assert_eq!(
+            executor.run(job("next", "ok")).await.expect("next"),
+            r#""fine next""#
+        );
     })
     .await
     .expect("deadline");

@@ -399,7 +399,8 @@ fn runtime_info(state: &OpState) -> Result<ProcessInfo, JsErrorBox> {
 }
 
 /// Fault injection for this crate's unit tests only (never compiled into a product build): an
-/// op that panics, reachable by task code as `__queuexecTestFaults.panic()`.
+/// op that panics, reachable by task code as `__queuexecTestFaults.panic()`, and some of
+/// deno_core's disabled ops as `__queuexecTestFaults.denoOps`.
 #[cfg(test)]
 pub(crate) mod test_faults {
     use deno_core::op2;
@@ -410,7 +411,8 @@ pub(crate) mod test_faults {
     deno_core::extension!(queuexec_test_faults, ops = [op_test_panic]);
 
     /// Evaluated before the bootstrap in unit tests: puts the fault op where tasks find it.
-    pub(crate) const EXPOSE: &str = "Object.defineProperty(globalThis, '__queuexecTestFaults', { value: Object.freeze({ panic: Deno.core.ops.op_test_panic }) });";
+    /// Also hands out the disabled deno_core ops, to check they stay disabled.
+    pub(crate) const EXPOSE: &str = "Object.defineProperty(globalThis, '__queuexecTestFaults', { value: Object.freeze({ panic: Deno.core.ops.op_test_panic, denoOps: Object.freeze({ op_panic: Deno.core.ops.op_panic, op_print: Deno.core.ops.op_print, op_resources: Deno.core.ops.op_resources, op_load_ext_script: Deno.core.ops.op_load_ext_script }) }) });";
 
     #[op2(fast)]
     fn op_test_panic() -> Result<(), JsErrorBox> {
