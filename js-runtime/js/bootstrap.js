@@ -190,25 +190,32 @@
   // is a wrapper handing the hook call sites of the task's own frames only, without receivers
   // or functions (as V8 does for strict-mode frames). Saving and restoring the property (as
   // packages such as `callsites` do) gives back the same hook.
-  let sample;
-  Error.prepareStackTrace = (error, sites) => {
-    sample = sites[0];
-    return "";
-  };
-  void new Error("sample").stack;
-  Error.prepareStackTrace = undefined;
-  const site = sample !== undefined && sample !== null ? ObjectGetPrototypeOf(sample) : null;
-  const siteMethod = (name) =>
-    site !== null && typeof site[name] === "function" ? uncurryThis(site[name]) : () => undefined;
-  const siteFileName = siteMethod("getFileName");
-  const siteLine = siteMethod("getLineNumber");
-  const siteColumn = siteMethod("getColumnNumber");
-  const siteFunctionName = siteMethod("getFunctionName");
-  const siteMethodName = siteMethod("getMethodName");
-  const siteTypeName = siteMethod("getTypeName");
-  const siteIsNative = siteMethod("isNative");
-  const siteIsConstructor = siteMethod("isConstructor");
-  const siteToString = siteMethod("toString");
+  // deno_core's call sites share one prototype whose methods are read-only and
+  // non-configurable: they are taken from it (uncurried) the first time a hook is called, so
+  // startup pays nothing for this.
+  let siteFileName, siteLine, siteColumn, siteFunctionName, siteMethodName, siteTypeName;
+  let siteIsNative, siteIsConstructor, siteToString;
+  let sitePrototype = null;
+  function learnSites(raw) {
+    const prototype = raw !== null && typeof raw === "object" ? ObjectGetPrototypeOf(raw) : null;
+    if (prototype === null || prototype === sitePrototype) return;
+    sitePrototype = prototype;
+    const method = (name) => {
+      const descriptor = ObjectGetOwnPropertyDescriptor(prototype, name);
+      return descriptor !== undefined && typeof descriptor.value === "function"
+        ? uncurryThis(descriptor.value)
+        : () => undefined;
+    };
+    siteFileName = method("getFileName");
+    siteLine = method("getLineNumber");
+    siteColumn = method("getColumnNumber");
+    siteFunctionName = method("getFunctionName");
+    siteMethodName = method("getMethodName");
+    siteTypeName = method("getTypeName");
+    siteIsNative = method("isNative");
+    siteIsConstructor = method("isConstructor");
+    siteToString = method("toString");
+  }
   const isRuntimeFile = (file) =>
     typeof file === "string" &&
     (StringPrototypeStartsWith(file, "queuexec:") || StringPrototypeStartsWith(file, "ext:"));
@@ -248,7 +255,8 @@
     const n = ArrayIsArray(sites) ? sites.length : 0;
     for (let i = 0; i < n; i++) {
       const raw = sites[i];
-      if (!isRuntimeFile(siteFileName(raw))) ArrayPrototypePush(safe, safeSite(raw));
+      learnSites(raw);
+      if (sitePrototype !== null && !isRuntimeFile(siteFileName(raw))) ArrayPrototypePush(safe, safeSite(raw));
     }
     return safe;
   }
