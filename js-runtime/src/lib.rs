@@ -32,6 +32,8 @@ compile_error!(
 mod config;
 mod error;
 mod executor;
+#[cfg(test)]
+mod fault_tests;
 mod modules;
 mod ops;
 mod runtime;

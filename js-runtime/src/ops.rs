@@ -1,11 +1,21 @@
 //! The ops task code reaches through the runtime's JavaScript (`js/bootstrap.js`, `js/lazy/*.js`), grouped by domain in
-//! one extension. None of them blocks: module files are small local reads done while a module
-//! loads, exactly where Node's `require` reads them.
+//! one extension, and which of deno_core's own ops are switched off. None of them blocks:
+//! module files are small local reads done while a module loads, exactly where Node's
+//! `require` reads them.
+//!
+//! No op may panic across the engine boundary: an op is called from the engine through an
+//! `extern "C"` callback, where a Rust panic aborts the whole worker process. So every op
+//! here runs its body in [`guarded`], which turns a panic into a JavaScript exception (the
+//! job's error) and flags the runtime to be rebuilt; deno_core's ops that could abort or reach
+//! outside the sandbox (`op_panic`, `op_print`, resources, module loading, hooks, ...) are
+//! disabled by [`disable_unsafe_ops`] (they throw "op is disabled" if ever reached).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use deno_core::{OpState, op2};
+use deno_core::{OpDecl, OpState, op2};
 use deno_error::JsErrorBox;
 use serde::Serialize;
 
@@ -36,16 +46,117 @@ deno_core::extension!(
         op_runtime_info,
     ],
     options = { info: RuntimeInfo },
+    middleware = disable_unsafe_ops,
     state = |state, options| {
         state.put(options.info);
         state.put(TimeOrigin(Instant::now()));
     },
 );
 
+/// deno_core's own ops that this runtime never uses and that would reach outside the sandbox
+/// or take the worker down if task code ever got hold of them: `op_panic` aborts the process,
+/// `op_print` writes to its stdout, the resource ops read and write resources, the import
+/// and extension-script ops load code, the hook setters install callbacks deno_core calls
+/// with its own state. Everything deno_core's JavaScript calls while running (timers,
+/// microtasks, `op_eval_context`, structured clone, exception dispatch) stays.
+pub(crate) const DISABLED_OPS: &[&str] = &[
+    "op_abort_wasm_streaming",
+    "op_add",
+    "op_add_async",
+    "op_add_main_module_handler",
+    "op_cancel_read",
+    "op_close",
+    "op_compile_function",
+    "op_error_async",
+    "op_error_async_deferred",
+    "op_import_sync",
+    "op_import_sync_with_source",
+    "op_is_terminal",
+    "op_lazy_load_esm",
+    "op_leak_tracing_enable",
+    "op_leak_tracing_get",
+    "op_leak_tracing_get_all",
+    "op_load_ext_script",
+    "op_memory_usage",
+    "op_op_names",
+    "op_panic",
+    "op_pipe",
+    "op_print",
+    "op_read",
+    "op_read_all",
+    "op_read_sync",
+    "op_resources",
+    "op_set_format_exception_callback",
+    "op_set_handled_promise_rejection_handler",
+    "op_set_promise_hooks",
+    "op_set_wasm_streaming_callback",
+    "op_shutdown",
+    "op_try_close",
+    "op_void_async",
+    "op_void_async_deferred",
+    "op_void_sync",
+    "op_wasm_streaming_feed",
+    "op_wasm_streaming_set_url",
+    "op_write",
+    "op_write_all",
+    "op_write_sync",
+    "op_write_type_error",
+];
+
+/// The extension's op middleware (deno_core applies it to its own ops too): switches off
+/// [`DISABLED_OPS`].
+fn disable_unsafe_ops(op: OpDecl) -> OpDecl {
+    if DISABLED_OPS.contains(&op.name) {
+        op.disable()
+    } else {
+        op
+    }
+}
+
+thread_local! {
+    /// Set when an op on this thread panicked; the runtime is then rebuilt (see
+    /// [`take_op_panicked`]). Runtimes live on one thread each, so per thread is per runtime.
+    static OP_PANICKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether an op on this thread panicked since the last call (and clears the flag).
+pub(crate) fn take_op_panicked() -> bool {
+    OP_PANICKED.with(|flag| flag.replace(false))
+}
+
+/// Runs an op's body; a panic becomes a JavaScript error naming the op, instead of unwinding
+/// into the engine (which would abort the process). The runtime is flagged for a rebuild,
+/// since the panic may have left its state half-updated.
+pub(crate) fn guarded<T>(
+    op: &'static str,
+    body: impl FnOnce() -> Result<T, JsErrorBox>,
+) -> Result<T, JsErrorBox> {
+    match std::panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(payload) => {
+            OP_PANICKED.with(|flag| flag.set(true));
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            tracing::error!(op, "an op of the JavaScript runtime panicked: {detail}");
+            Err(JsErrorBox::generic(format!(
+                "internal error in the queuexec JavaScript runtime ({op} panicked: {detail}); \
+                 this job failed, the worker rebuilds the runtime and goes on. Please report it"
+            )))
+        }
+    }
+}
+
 /// The parts of the bootstrap evaluated on first use (js/lazy/*.js), by name.
 #[op2]
 #[string]
 fn op_bootstrap_source(#[string] name: &str) -> Result<&'static str, JsErrorBox> {
+    guarded("op_bootstrap_source", || bootstrap_source(name))
+}
+
+fn bootstrap_source(name: &str) -> Result<&'static str, JsErrorBox> {
     Ok(match name {
         "base64" => include_str!("../js/lazy/base64.js"),
         "buffer" => include_str!("../js/lazy/buffer.js"),
@@ -64,13 +175,16 @@ fn op_bootstrap_source(#[string] name: &str) -> Result<&'static str, JsErrorBox>
 /// `console.*`: one line (or block) of task output to the worker's log, at a level
 /// (0 error, 1 warn, 2 info, 3 debug).
 #[op2(fast)]
-fn op_console_write(#[smi] level: u32, #[string] text: &str) {
-    match level {
-        0 => tracing::error!(target: "queuexec::task", "{text}"),
-        1 => tracing::warn!(target: "queuexec::task", "{text}"),
-        2 => tracing::info!(target: "queuexec::task", "{text}"),
-        _ => tracing::debug!(target: "queuexec::task", "{text}"),
-    }
+fn op_console_write(#[smi] level: u32, #[string] text: &str) -> Result<(), JsErrorBox> {
+    guarded("op_console_write", || {
+        match level {
+            0 => tracing::error!(target: "queuexec::task", "{text}"),
+            1 => tracing::warn!(target: "queuexec::task", "{text}"),
+            2 => tracing::info!(target: "queuexec::task", "{text}"),
+            _ => tracing::debug!(target: "queuexec::task", "{text}"),
+        }
+        Ok(())
+    })
 }
 
 /// `require()` resolution: `{found: "/task/..."}` or `{missing: "why"}`.
@@ -80,35 +194,47 @@ fn op_module_resolve(
     state: &mut OpState,
     #[string] specifier: &str,
     #[string] parent: &str,
-) -> Resolution {
-    match state.try_borrow::<ModuleFiles>() {
-        Some(files) => files.resolve(specifier, parent),
-        None => Resolution::Missing(format!(
-            "Cannot find module '{specifier}' required by {parent}: no task is loaded"
-        )),
-    }
+) -> Result<Resolution, JsErrorBox> {
+    guarded("op_module_resolve", || {
+        Ok(match state.try_borrow::<ModuleFiles>() {
+            Some(files) => files.resolve(specifier, parent),
+            None => Resolution::Missing(format!(
+                "Cannot find module '{specifier}' required by {parent}: no task is loaded"
+            )),
+        })
+    })
 }
 
 /// The source of a module file `op_module_resolve` found.
 #[op2]
 #[string]
 fn op_module_read(state: &mut OpState, #[string] filename: &str) -> Result<String, JsErrorBox> {
-    let files = state.try_borrow::<ModuleFiles>().ok_or_else(|| {
-        JsErrorBox::generic(format!("cannot read module {filename}: no task is loaded"))
-    })?;
-    files.read(filename).map_err(JsErrorBox::generic)
+    guarded("op_module_read", || {
+        let files = state.try_borrow::<ModuleFiles>().ok_or_else(|| {
+            JsErrorBox::generic(format!("cannot read module {filename}: no task is loaded"))
+        })?;
+        files.read(filename).map_err(JsErrorBox::generic)
+    })
 }
 
 /// `crypto.getRandomValues`: fills the buffer from the operating system's generator.
 #[op2(fast)]
 fn op_crypto_fill_random(#[buffer] buf: &mut [u8]) -> Result<(), JsErrorBox> {
-    getrandom::fill(buf).map_err(|e| JsErrorBox::generic(format!("crypto.getRandomValues: {e}")))
+    guarded("op_crypto_fill_random", || {
+        getrandom::fill(buf)
+            .map_err(|e| JsErrorBox::generic(format!("crypto.getRandomValues: {e}")))
+    })
 }
 
 /// `performance.now()`: milliseconds since this runtime started.
 #[op2(fast)]
-fn op_perf_now(state: &mut OpState) -> f64 {
-    state.borrow::<TimeOrigin>().0.elapsed().as_secs_f64() * 1000.0
+fn op_perf_now(state: &mut OpState) -> Result<f64, JsErrorBox> {
+    guarded("op_perf_now", || {
+        let origin = state.try_borrow::<TimeOrigin>().ok_or_else(|| {
+            JsErrorBox::generic("performance.now(): the runtime has no time origin")
+        })?;
+        Ok(origin.0.elapsed().as_secs_f64() * 1000.0)
+    })
 }
 
 /// `TextDecoder` for utf-8: lossy unless `fatal`; drops a leading BOM when `strip_bom`.
@@ -119,6 +245,12 @@ fn op_encoding_decode_utf8(
     fatal: bool,
     strip_bom: bool,
 ) -> Result<String, JsErrorBox> {
+    guarded("op_encoding_decode_utf8", || {
+        decode_utf8(bytes, fatal, strip_bom)
+    })
+}
+
+fn decode_utf8(bytes: &[u8], fatal: bool, strip_bom: bool) -> Result<String, JsErrorBox> {
     let bytes = if strip_bom {
         bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes)
     } else {
@@ -171,7 +303,15 @@ impl UrlParts {
 /// `new URL(href, base?)`: the parts, or `null` when the URL is invalid.
 #[op2]
 #[serde]
-fn op_url_parse(#[string] href: &str, has_base: bool, #[string] base: &str) -> Option<UrlParts> {
+fn op_url_parse(
+    #[string] href: &str,
+    has_base: bool,
+    #[string] base: &str,
+) -> Result<Option<UrlParts>, JsErrorBox> {
+    guarded("op_url_parse", || Ok(url_parse(href, has_base, base)))
+}
+
+fn url_parse(href: &str, has_base: bool, base: &str) -> Option<UrlParts> {
     let parsed = if has_base {
         url::Url::parse(base).ok()?.join(href)
     } else {
@@ -183,7 +323,15 @@ fn op_url_parse(#[string] href: &str, has_base: bool, #[string] base: &str) -> O
 /// A URL setter; `part` follows `PART` in js/lazy/url.js. `null` when the new value is refused.
 #[op2]
 #[serde]
-fn op_url_set(#[string] href: &str, #[smi] part: u32, #[string] value: &str) -> Option<UrlParts> {
+fn op_url_set(
+    #[string] href: &str,
+    #[smi] part: u32,
+    #[string] value: &str,
+) -> Result<Option<UrlParts>, JsErrorBox> {
+    guarded("op_url_set", || Ok(url_set(href, part, value)))
+}
+
+fn url_set(href: &str, part: u32, value: &str) -> Option<UrlParts> {
     use url::quirks;
     let mut url = url::Url::parse(href).ok()?;
     let ok = match part {
@@ -222,7 +370,11 @@ struct ProcessInfo {
 
 #[op2]
 #[serde]
-fn op_runtime_info(state: &mut OpState) -> ProcessInfo {
+fn op_runtime_info(state: &mut OpState) -> Result<ProcessInfo, JsErrorBox> {
+    guarded("op_runtime_info", || runtime_info(state))
+}
+
+fn runtime_info(state: &OpState) -> Result<ProcessInfo, JsErrorBox> {
     let platform = match std::env::consts::OS {
         "macos" => "darwin",
         "windows" => "win32",
@@ -234,10 +386,38 @@ fn op_runtime_info(state: &mut OpState) -> ProcessInfo {
         "x86" => "ia32",
         other => other,
     };
-    ProcessInfo {
+    let env = state
+        .try_borrow::<RuntimeInfo>()
+        .map(|info| info.env.clone())
+        .unwrap_or_default();
+    Ok(ProcessInfo {
         platform,
         arch,
         version: crate::VERSION,
-        env: state.borrow::<RuntimeInfo>().env.clone(),
+        env,
+    })
+}
+
+/// Fault injection for this crate's unit tests only (never compiled into a product build): an
+/// op that panics, reachable by task code as `__queuexecTestFaults.panic()`, and some of
+/// deno_core's disabled ops as `__queuexecTestFaults.denoOps`.
+#[cfg(test)]
+pub(crate) mod test_faults {
+    use deno_core::op2;
+    use deno_error::JsErrorBox;
+
+    use super::guarded;
+
+    deno_core::extension!(queuexec_test_faults, ops = [op_test_panic]);
+
+    /// Evaluated before the bootstrap in unit tests: puts the fault op where tasks find it.
+    /// Also hands out the disabled deno_core ops, to check they stay disabled.
+    pub(crate) const EXPOSE: &str = "Object.defineProperty(globalThis, '__queuexecTestFaults', { value: Object.freeze({ panic: Deno.core.ops.op_test_panic, denoOps: Object.freeze({ op_panic: Deno.core.ops.op_panic, op_print: Deno.core.ops.op_print, op_resources: Deno.core.ops.op_resources, op_load_ext_script: Deno.core.ops.op_load_ext_script }) }) });";
+
+    #[op2(fast)]
+    fn op_test_panic() -> Result<(), JsErrorBox> {
+        guarded("op_test_panic", || -> Result<(), JsErrorBox> {
+            panic!("a test op panicked on purpose")
+        })
     }
 }

@@ -56,8 +56,12 @@ impl TaskRuntime {
             .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
             .collect();
         let create_params = v8::CreateParams::default().heap_limits(0, config.heap_limit_bytes);
+        #[allow(unused_mut, reason = "unit tests add their fault-injection ops")]
+        let mut extensions = vec![ops::queuexec_task::init(RuntimeInfo { env })];
+        #[cfg(test)]
+        extensions.push(ops::test_faults::queuexec_test_faults::init());
         let mut runtime = JsRuntime::try_new(RuntimeOptions {
-            extensions: vec![ops::queuexec_task::init(RuntimeInfo { env })],
+            extensions,
             create_params: Some(create_params),
             ..Default::default()
         })
@@ -81,6 +85,10 @@ impl TaskRuntime {
             });
         }
 
+        #[cfg(test)]
+        runtime
+            .execute_script("queuexec:test-faults.js", ops::test_faults::EXPOSE)
+            .map_err(|e| JsError::Engine(format!("the test fault ops: {e}")))?;
         let value = runtime
             .execute_script("queuexec:bootstrap.js", BOOTSTRAP)
             .map_err(|e| JsError::Engine(format!("the runtime's bootstrap failed: {e}")))?;
@@ -193,6 +201,11 @@ impl TaskRuntime {
             ];
             JsRuntime::scoped_call_with_args(scope, &self.run_fn, &args)
         };
+        // Unit tests' fault injection: a Rust panic in the middle of a job, outside any op.
+        #[cfg(test)]
+        if data == "\"panic-in-slot\"" {
+            panic!("a test panic in the slot while running a job");
+        }
         let value = self
             .runtime
             .with_event_loop_promise(call, PollEventLoopOptions::default())
@@ -201,6 +214,13 @@ impl TaskRuntime {
         deno_core::scope!(scope, self.runtime);
         let value = v8::Local::new(scope, value);
         Ok(value.to_rust_string_lossy(scope))
+    }
+
+    /// Whether one of the runtime's ops panicked since the last call (the panic became a
+    /// JavaScript error); the runtime should then be discarded, since the op may have left
+    /// its state half-updated.
+    pub fn op_panicked(&mut self) -> bool {
+        ops::take_op_panicked()
     }
 
     /// Whether the heap limit was reached; the runtime must then be discarded.

@@ -323,7 +323,14 @@ impl Slot {
             return Err(JsError::Engine(self.unusable.clone()));
         };
         let _entered = tokio.enter();
-        let mut runtime = TaskRuntime::new(&self.config)?;
+        let mut runtime =
+            std::panic::catch_unwind(AssertUnwindSafe(|| TaskRuntime::new(&self.config)))
+                .map_err(|panic| {
+                    JsError::Engine(format!(
+                        "the JavaScript runtime could not be created ({})",
+                        panic_text(panic.as_ref())
+                    ))
+                })??;
         self.controls
             .set_isolate(self.index, Some(runtime.isolate_handle()));
         self.runtime = Some(runtime);
@@ -354,6 +361,7 @@ impl Slot {
         };
         let stopped = self.controls.end(self.index);
         let heap_exhausted = runtime.heap_exhausted();
+        let op_panicked = runtime.op_panicked();
         let result = match (loaded, stopped) {
             (_, Some(StopReason::Timeout(limit))) => Err(JsError::Load(format!(
                 "task.js did not finish loading within {} (its top-level code or constructor does not end)",
@@ -364,6 +372,9 @@ impl Slot {
                 "task.js ran out of JavaScript heap while loading (limit {})",
                 mib(self.config.heap_limit_bytes)
             ))),
+            _ if op_panicked => Err(JsError::Load(
+                "the JavaScript runtime failed internally while loading task.js (an op panicked; see the worker's log)".into(),
+            )),
             (Ok(result), None) => result,
             (Err(_), None) => Err(JsError::Load(
                 "the JavaScript engine failed while loading task.js".into(),
@@ -413,6 +424,8 @@ impl Slot {
         }));
         let stopped = self.controls.end(self.index);
         let heap_exhausted = runtime.heap_exhausted();
+        // An op that panicked has already failed the job with its own error (see ops::guarded).
+        let op_panicked = runtime.op_panicked();
         // A stop we asked for explains a termination; any other termination is the heap limit.
         let result = match (&outcome, stopped) {
             (_, Some(StopReason::Timeout(limit))) => Err(TaskFailure::new(format!(
@@ -425,12 +438,13 @@ impl Slot {
                 mib(self.config.heap_limit_bytes)
             ))),
             (Ok(result), None) => result.clone(),
-            (Err(_), None) => Err(TaskFailure::new(
-                "the JavaScript engine failed while running the job",
-            )),
+            (Err(panic), None) => Err(TaskFailure::new(format!(
+                "the JavaScript runtime failed internally while running the job ({}); the worker rebuilt it and goes on",
+                panic_text(panic.as_ref())
+            ))),
         };
         let _ = reply.send(result);
-        if stopped.is_some() || heap_exhausted || outcome.is_err() {
+        if stopped.is_some() || heap_exhausted || op_panicked || outcome.is_err() {
             self.discard_runtime();
             if let Err(e) = self.load_current() {
                 self.unusable = format!("{e} (while rebuilding the runtime after a stopped job)");
@@ -459,6 +473,19 @@ fn next_message(rx: &Receiver<SlotMessage>) -> Option<SlotMessage> {
             Err(std::sync::mpsc::TryRecvError::Empty) => return rx.recv().ok(),
         }
     }
+}
+
+/// The message a panic carried, for the job's error.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| format!("panic: {s}"))
+        .or_else(|| {
+            payload
+                .downcast_ref::<String>()
+                .map(|s| format!("panic: {s}"))
+        })
+        .unwrap_or_else(|| "a panic".to_string())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -121,19 +121,81 @@ async fn a_task_using_big_js_and_moment_runs_from_the_shipped_bundle() {
     assert!(again.contains("2024-03-01 Friday"), "{again}");
 }
 
+/// In a child process of this test binary: the bundle cache directory, where the child writes
+/// the bundle it built, and the order it lists the dependencies in.
+const CHILD_CACHE_ENV: &str = queuexec_core::DEPENDENCY_CACHE_DIR_ENV;
+const CHILD_OUT_ENV: &str = "QUEUEXEC_TEST_BUNDLE_OUT";
+const CHILD_ORDER_ENV: &str = "QUEUEXEC_TEST_BUNDLE_ORDER";
+
 #[tokio::test]
 async fn the_same_dependency_list_in_any_order_gives_the_same_bundle() {
-    let list: Vec<String> = DEPENDENCIES.iter().rev().map(|d| d.to_string()).collect();
-    let first = tokio::task::spawn_blocking(move || build_dependency_bundle(&list))
-        .await
-        .expect("join")
-        .expect("bundle");
-    let list: Vec<String> = DEPENDENCIES.iter().map(|d| d.to_string()).collect();
-    let second = tokio::task::spawn_blocking(move || build_dependency_bundle(&list))
-        .await
-        .expect("join")
-        .expect("bundle");
-    assert_eq!(first, second);
+    const NAME: &str = "the_same_dependency_list_in_any_order_gives_the_same_bundle";
+    if let Ok(out) = std::env::var(CHILD_OUT_ENV) {
+        // The child: one build, from an empty cache of its own.
+        let mut list: Vec<String> = DEPENDENCIES.iter().map(|d| d.to_string()).collect();
+        if std::env::var(CHILD_ORDER_ENV).as_deref() == Ok("reversed") {
+            list.reverse();
+        }
+        let bundle = tokio::task::spawn_blocking(move || build_dependency_bundle(&list))
+            .await
+            .expect("join")
+            .expect("npm builds the bundle");
+        std::fs::write(out, &bundle).expect("write the bundle");
+        return;
+    }
+    // Two independent builds (separate processes, separate empty caches), in opposite orders.
+    let mut bundles = Vec::new();
+    for order in ["reversed", "listed"] {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let out = tempfile::tempdir().expect("tempdir");
+        let out_file = out.path().join("bundle.tar");
+        let run = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_CACHE_ENV, cache.path())
+            .env(CHILD_OUT_ENV, &out_file)
+            .env(CHILD_ORDER_ENV, order)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(std::time::Duration::from_secs(600), run)
+            .await
+            .expect("a bundle build finishes within 10 minutes")
+            .expect("run the build");
+        assert!(
+            output.status.success(),
+            "the {order} build failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+            "the child did not run the build"
+        );
+        // The bundle was built by npm in this child, not read back: its cache started empty
+        // and now holds exactly the one bundle it wrote.
+        let cached: Vec<_> = std::fs::read_dir(cache.path().join("bundles"))
+            .expect("the build cached its bundle")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "tar"))
+            .collect();
+        assert_eq!(cached.len(), 1, "one bundle in the {order} build's cache");
+        let bundle = std::fs::read(&out_file).expect("the child wrote its bundle");
+        assert_eq!(
+            std::fs::read(cached[0].path()).expect("cached bundle"),
+            bundle
+        );
+        bundles.push(bundle);
+    }
+    assert!(
+        bundles[0].len() > 10_000,
+        "the bundle holds the packages ({} bytes)",
+        bundles[0].len()
+    );
+    assert!(
+        bundles[0] == bundles[1],
+        "two independent builds of the same list in different orders differ ({} and {} bytes)",
+        bundles[0].len(),
+        bundles[1].len()
+    );
 }
 
 #[tokio::test]

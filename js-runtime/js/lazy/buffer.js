@@ -1,12 +1,13 @@
 // queuexec task runtime, lazily loaded part: Node's Buffer.
 //
-// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
-// of the runtime's internals `q` that returns this part's exports.
+// Evaluated on first use (see bootstrap.js, `lazy`); the completion value is a function of
+// `q`, the bootstrap's `lib` (harmless capabilities only: this crate's formatting, encoding and
+// URL ops, the lazy loader; never deno_core's `core` or op table), returning this part's
+// exports. Task code may reach anything here without gaining more than it already has.
 "use strict";
 
 (function (q, globalThis) {
-  const core = q.core;
-  const { op_encoding_decode_utf8 } = core.ops;
+  const op_encoding_decode_utf8 = q.decodeUtf8;
 
   class FastBuffer extends Uint8Array {}
 
@@ -40,7 +41,7 @@
     const s = String(string);
     switch (normEncoding(encoding)) {
       case "utf8":
-        return core.encode(s);
+        return q.encode(s);
       case "hex": {
         const n = s.length >>> 1;
         const out = new Uint8Array(n);
@@ -181,7 +182,7 @@
       throw new TypeError('The "string" argument must be of type string or an instance of Buffer or ArrayBuffer');
     }
     const enc = normEncoding(encoding);
-    if (enc === "utf8") return core.byteLength(value);
+    if (enc === "utf8") return q.byteLength(value);
     return encodeString(value, enc).length;
   };
   Buffer.concat = function concat(list, totalLength) {

@@ -1,12 +1,13 @@
 // queuexec task runtime, lazily loaded part: util.inspect, util.format and console.
 //
-// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
-// of the runtime's internals `q` that returns this part's exports.
+// Evaluated on first use (see bootstrap.js, `lazy`); the completion value is a function of
+// `q`, the bootstrap's `lib` (harmless capabilities only: this crate's formatting, encoding and
+// URL ops, the lazy loader; never deno_core's `core` or op table), returning this part's
+// exports. Task code may reach anything here without gaining more than it already has.
 "use strict";
 
 (function (q, globalThis) {
-  const core = q.core;
-  const { op_console_write } = core.ops;
+  const op_console_write = q.consoleWrite;
   const LEVEL = { error: 0, warn: 1, info: 2, debug: 3 };
 
   const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -220,7 +221,7 @@
 
   function write(level, args) {
     let text = format(...args);
-    const indent = q.groupIndent;
+    const indent = q.consoleState.groupIndent;
     if (indent) text = indent + text.split("\n").join("\n" + indent);
     op_console_write(level, text);
   }
@@ -262,11 +263,11 @@
     },
     group: (...args) => {
       if (args.length) write(LEVEL.info, args);
-      q.groupIndent += "  ";
+      q.consoleState.groupIndent += "  ";
     },
     groupCollapsed: (...args) => console.group(...args),
     groupEnd: () => {
-      q.groupIndent = q.groupIndent.slice(2);
+      q.consoleState.groupIndent = q.consoleState.groupIndent.slice(2);
     },
   };
 

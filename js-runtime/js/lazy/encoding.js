@@ -1,12 +1,13 @@
 // queuexec task runtime, lazily loaded part: TextEncoder and TextDecoder.
 //
-// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
-// of the runtime's internals `q` that returns this part's exports.
+// Evaluated on first use (see bootstrap.js, `lazy`); the completion value is a function of
+// `q`, the bootstrap's `lib` (harmless capabilities only: this crate's formatting, encoding and
+// URL ops, the lazy loader; never deno_core's `core` or op table), returning this part's
+// exports. Task code may reach anything here without gaining more than it already has.
 "use strict";
 
 (function (q, globalThis) {
-  const core = q.core;
-  const { op_encoding_decode_utf8 } = core.ops;
+  const op_encoding_decode_utf8 = q.decodeUtf8;
 
   // ------------------------------------------------------------- encoding
 
@@ -95,7 +96,7 @@
       return "utf-8";
     }
     encode(input = "") {
-      return core.encode(String(input));
+      return q.encode(String(input));
     }
     encodeInto(source, destination) {
       const s = String(source);
@@ -105,7 +106,7 @@
         const cp = ch.codePointAt(0);
         const size = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
         if (written + size > destination.length) break;
-        const bytes = core.encode(ch);
+        const bytes = q.encode(ch);
         destination.set(bytes, written);
         written += bytes.length;
         read += ch.length;

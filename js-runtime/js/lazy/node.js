@@ -1,11 +1,12 @@
 // queuexec task runtime, lazily loaded part: the pure-JavaScript Node built-ins (events, util, assert, path, querystring, string_decoder, crypto).
 //
-// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
-// of the runtime's internals `q` that returns this part's exports.
+// Evaluated on first use (see bootstrap.js, `lazy`); the completion value is a function of
+// `q`, the bootstrap's `lib` (harmless capabilities only: this crate's formatting, encoding and
+// URL ops, the lazy loader; never deno_core's `core` or op table), returning this part's
+// exports. Task code may reach anything here without gaining more than it already has.
 "use strict";
 
 (function (q, globalThis) {
-  const core = q.core;
 
   // ---------------------------------------------------------------- events
 

@@ -1,19 +1,22 @@
 // queuexec task runtime, lazily loaded part: URL and URLSearchParams.
 //
-// Evaluated on first use (see bootstrap.js, `q.lazy`); the completion value is a function
-// of the runtime's internals `q` that returns this part's exports.
+// Evaluated on first use (see bootstrap.js, `lazy`); the completion value is a function of
+// `q`, the bootstrap's `lib` (harmless capabilities only: this crate's formatting, encoding and
+// URL ops, the lazy loader; never deno_core's `core` or op table), returning this part's
+// exports. Task code may reach anything here without gaining more than it already has.
 "use strict";
 
 (function (q, globalThis) {
-  const core = q.core;
-  const { op_encoding_decode_utf8, op_url_parse, op_url_set } = core.ops;
+  const op_encoding_decode_utf8 = q.decodeUtf8;
+  const op_url_parse = q.urlParse;
+  const op_url_set = q.urlSet;
 
   // ------------------------------------------------------ URLSearchParams
 
   const FORM_SAFE = /[A-Za-z0-9*\-._]/;
 
   function formEncode(s) {
-    const bytes = core.encode(String(s));
+    const bytes = q.encode(String(s));
     let out = "";
     for (let i = 0; i < bytes.length; i++) {
       const b = bytes[i];
@@ -33,7 +36,7 @@
     let run = "";
     const flush = () => {
       if (run) {
-        const b = core.encode(run);
+        const b = q.encode(run);
         chunks.push(b);
         total += b.length;
         run = "";
