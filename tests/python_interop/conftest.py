@@ -1,7 +1,7 @@
 """Fixtures of the cross-language tests: a private room per test, fresh tokens, and processes of
 the other front ends (the `queuexec` CLI, the npm packages) that are killed by PID afterwards.
 
-Needs the CLI binary (``cargo build -p queuexec-cli``; ``QUEUEXEC_CLI`` names another) and the
+Needs the CLI binary (``cargo build --workspace --bins``; ``QUEUEXEC_CLI`` names another) and the
 npm workspace installed at the repository root (``npm install``, which builds the Node addon).
 """
 

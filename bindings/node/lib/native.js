@@ -1,5 +1,5 @@
 'use strict';
-// Loads the addon built by `napi build --platform` for this platform from ../native/.
+// Loads the addon that scripts/build-native.js (`npm run build`) put in ../native/ for this platform.
 
 const fs = require('node:fs');
 const path = require('node:path');
