@@ -57,7 +57,7 @@ pub(crate) fn announce(dir: &Path, room_id: &str, entry: &RoomEntry) -> Result<P
     let path = room_file(dir, room_id);
     let tmp = dir.join(format!(".{room_id}.{}.tmp", std::process::id()));
     let json = serde_json::to_vec_pretty(entry)
-        .map_err(|e| Error::Config(format!("could not encode the room entry: {e}")))?;
+        .map_err(|e| Error::config_from("could not encode the room entry", e))?;
     std::fs::write(&tmp, json).map_err(|e| Error::io("writing", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
     Ok(path)

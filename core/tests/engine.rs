@@ -318,10 +318,10 @@ async fn a_peer_with_the_wrong_token_gets_nothing() {
         .await
         .expect("stops");
     match outcome {
-        Err(Error::Unauthorized(reason)) => {
+        Err(Error::TokenMismatch(reason)) => {
             assert!(reason.contains("transferEncryptToken"), "{reason}")
         }
-        other => panic!("expected a refusal, got {other:?}"),
+        other => panic!("expected a token mismatch, got {other:?}"),
     }
 
     assert_eq!(
