@@ -115,7 +115,7 @@ fn normalized_specs(dependencies: &[String]) -> Result<Vec<String>> {
     for spec in dependencies {
         let spec = spec.trim();
         if spec.is_empty() || spec.starts_with('-') || spec.chars().any(|c| c.is_control()) {
-            return Err(Error::Dependencies(format!(
+            return Err(Error::dependencies(format!(
                 "{spec:?} is not an npm package spec; list packages like \"big.js\" or \"moment@2.30\""
             )));
         }
@@ -173,8 +173,8 @@ fn npm_bundle(specs: &[String]) -> Result<Vec<u8>> {
 
 fn bundle_with_npm(npm: Option<PathBuf>, specs: &[String]) -> Result<Vec<u8>> {
     let npm = npm.ok_or_else(|| {
-        Error::Dependencies(
-            "npm was not found on PATH: the master cannot build the dependency bundle that workers without Node need; install Node.js and npm, or remove `dependencies`".into(),
+        Error::dependencies(
+            "npm was not found on PATH: the master cannot build the dependency bundle that workers without Node need; install Node.js and npm, or remove `dependencies`",
         )
     })?;
     let dir = tempfile::Builder::new()
@@ -205,7 +205,7 @@ fn bundle_with_npm(npm: Option<PathBuf>, specs: &[String]) -> Result<Vec<u8>> {
         .env("npm_config_update_notifier", "false")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| Error::Dependencies(format!("could not run {}: {e}", npm.display())))?;
+        .map_err(|e| Error::dependencies_from(format!("could not run {}", npm.display()), e))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: String = {
@@ -217,7 +217,7 @@ fn bundle_with_npm(npm: Option<PathBuf>, specs: &[String]) -> Result<Vec<u8>> {
                 .map_or(0, |(i, _)| i);
             trimmed[start..].to_string()
         };
-        return Err(Error::Dependencies(format!(
+        return Err(Error::dependencies(format!(
             "`npm install {}` failed ({}): {tail}",
             specs.join(" "),
             output.status
@@ -328,7 +328,7 @@ fn unpack_into(archive: impl Read, dest: &Path) -> Result<()> {
             .into_owned();
         let shown = path.display().to_string();
         let refuse = |why: &str| {
-            Error::Dependencies(format!("refused dependency bundle entry {shown:?}: {why}"))
+            Error::dependencies(format!("refused dependency bundle entry {shown:?}: {why}"))
         };
         if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
             continue;
@@ -447,7 +447,7 @@ mod tests {
             ("node_modules/hard", tar::EntryType::Link),
         ] {
             let err = unpack_into(raw(path, kind).as_slice(), dest.path()).expect_err(path);
-            assert!(matches!(err, Error::Dependencies(_)), "{path}: {err}");
+            assert!(matches!(err, Error::Dependencies(..)), "{path}: {err}");
         }
         assert!(
             !dest

@@ -31,7 +31,7 @@ mod worker;
 
 pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
 pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};

@@ -115,9 +115,12 @@ impl Net {
 /// Parses a multiaddr given by a user, saying what is wrong with it.
 pub(crate) fn parse_addr(text: &str, what: &str) -> Result<Multiaddr> {
     text.trim().parse().map_err(|e| {
-        Error::Config(format!(
-            "{what} {text:?} is not a multiaddr ({e}); write it like /ip4/127.0.0.1/tcp/9000 or /ip4/127.0.0.1/udp/9000/quic-v1"
-        ))
+        Error::config_from(
+            format!(
+                "{what} {text:?} is not a multiaddr ({e}); write it like /ip4/127.0.0.1/tcp/9000 or /ip4/127.0.0.1/udp/9000/quic-v1"
+            ),
+            e,
+        )
     })
 }
 
@@ -130,7 +133,7 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| Error::Network(format!("could not set up TCP with Noise and Yamux: {e}")))?
+        .map_err(|e| Error::network_from("could not set up TCP with Noise and Yamux", e))?
         .with_quic()
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
@@ -157,14 +160,14 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
                 mdns: Toggle::from(mdns),
             })
         })
-        .map_err(|e| Error::Network(format!("could not set up the network behaviour: {e}")))?
+        .map_err(|e| Error::network_from("could not set up the network behaviour", e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
 
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| Error::Network(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|e| Error::network_from(format!("cannot listen on {addr}"), e))?;
     }
 
     let (commands, command_rx) = mpsc::channel(64);
@@ -231,7 +234,8 @@ impl EventLoop {
                         self.pending_dials.insert(id, reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(Error::Network(format!("cannot dial {addr}: {e}"))));
+                        let _ =
+                            reply.send(Err(Error::network_from(format!("cannot dial {addr}"), e)));
                     }
                 }
             }
@@ -267,7 +271,7 @@ impl EventLoop {
                 ..
             } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Err(Error::Network(format!("dial failed: {error}"))));
+                    let _ = reply.send(Err(Error::network_from("dial failed", error)));
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {

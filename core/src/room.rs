@@ -56,7 +56,7 @@ pub(crate) fn announce(dir: &Path, room_id: &str, entry: &RoomEntry) -> Result<P
     }
     let path = room_file(dir, room_id);
     let json = serde_json::to_vec_pretty(entry)
-        .map_err(|e| Error::Config(format!("could not encode the room entry: {e}")))?;
+        .map_err(|e| Error::config_from("could not encode the room entry", e))?;
     // A fresh file under a random name (created exclusively, so a link planted in the
     // directory is never followed), renamed over the room file (which replaces a link there
     // rather than writing through it).

@@ -10,27 +10,37 @@ class QueuexecError extends Error {
   }
 }
 
-/** A room token or transfer token is missing or unusable. */
+/** ERR_QUEUEXEC_TOKEN: a room token or transfer token is missing or unusable. */
 class TokenError extends QueuexecError {}
-/** An option is invalid. */
+/** ERR_QUEUEXEC_TOKEN_MISMATCH: master and worker hold different transfer tokens (same room token). */
+class TokenMismatchError extends QueuexecError {}
+/** ERR_QUEUEXEC_CONFIG: an option is invalid. */
 class ConfigError extends QueuexecError {}
-/** A pushed payload cannot be queued. */
+/** ERR_QUEUEXEC_PAYLOAD: a pushed payload cannot be queued. */
 class PayloadError extends QueuexecError {}
-/** The job store (SQLite file) failed. */
+/** ERR_QUEUEXEC_STORE: the job store (SQLite file) failed. */
 class StoreError extends QueuexecError {}
-/** An asset path or an asset's hash was refused. */
+/** Base of the two asset errors. */
 class AssetError extends QueuexecError {}
-/** A file could not be read or written; `cause` is the OS error. */
+/** ERR_QUEUEXEC_ASSET_PATH: an asset's workerPath was refused (outside the workplace, a link, ...). */
+class AssetPathError extends AssetError {}
+/** ERR_QUEUEXEC_ASSET_HASH: an asset's content does not match its announced SHA-256. */
+class AssetHashError extends AssetError {}
+/** ERR_QUEUEXEC_IO: a file could not be read or written; `cause` is the OS error. */
 class IoError extends QueuexecError {}
-/** The network failed, or a peer broke the protocol or could not be opened. */
+/** ERR_QUEUEXEC_ENVELOPE: a message could not be opened (altered, truncated, or another transfer token). */
+class EnvelopeError extends QueuexecError {}
+/** ERR_QUEUEXEC_NETWORK: the network failed (listen, dial, transport). */
 class NetworkError extends QueuexecError {}
-/** The master refused this worker, or the reverse: the tokens differ. */
+/** ERR_QUEUEXEC_PROTOCOL: a peer sent something outside the protocol. */
+class ProtocolError extends QueuexecError {}
+/** ERR_QUEUEXEC_UNAUTHORIZED: the master refused this worker, or the reverse (the room tokens differ). */
 class UnauthorizedError extends QueuexecError {}
-/** Dependencies could not be bundled or installed. */
+/** ERR_QUEUEXEC_DEPENDENCIES: dependencies could not be bundled or installed. */
 class DependencyError extends QueuexecError {}
 /** A worker could not load the master's task.js (or install its dependencies). */
 class TaskLoadError extends QueuexecError {}
-/** The master or worker is closed. */
+/** ERR_QUEUEXEC_CLOSED: the master or worker is closed. */
 class ClosedError extends QueuexecError {}
 
 /** A job ended with an error: its task threw or rejected, timed out, or its worker was lost too often. */
@@ -43,15 +53,20 @@ class JobError extends QueuexecError {
   }
 }
 
+// One class per core code (core/src/error.rs, Error::code); Python maps the same codes to
+// classes of the same names.
 const BY_CODE = {
   ERR_QUEUEXEC_TOKEN: TokenError,
+  ERR_QUEUEXEC_TOKEN_MISMATCH: TokenMismatchError,
   ERR_QUEUEXEC_CONFIG: ConfigError,
   ERR_QUEUEXEC_PAYLOAD: PayloadError,
   ERR_QUEUEXEC_STORE: StoreError,
-  ERR_QUEUEXEC_ASSET: AssetError,
+  ERR_QUEUEXEC_ASSET_PATH: AssetPathError,
+  ERR_QUEUEXEC_ASSET_HASH: AssetHashError,
   ERR_QUEUEXEC_IO: IoError,
-  ERR_QUEUEXEC_ENVELOPE: NetworkError,
+  ERR_QUEUEXEC_ENVELOPE: EnvelopeError,
   ERR_QUEUEXEC_NETWORK: NetworkError,
+  ERR_QUEUEXEC_PROTOCOL: ProtocolError,
   ERR_QUEUEXEC_UNAUTHORIZED: UnauthorizedError,
   ERR_QUEUEXEC_DEPENDENCIES: DependencyError,
   ERR_QUEUEXEC_CLOSED: ClosedError,
@@ -79,12 +94,17 @@ function fromNative(error) {
 module.exports = {
   QueuexecError,
   TokenError,
+  TokenMismatchError,
   ConfigError,
   PayloadError,
   StoreError,
   AssetError,
+  AssetPathError,
+  AssetHashError,
   IoError,
+  EnvelopeError,
   NetworkError,
+  ProtocolError,
   UnauthorizedError,
   DependencyError,
   TaskLoadError,

@@ -14,51 +14,19 @@ use std::error::Error as _;
 use napi::{Error, Status};
 use queuexec_core::Error as CoreError;
 
-/// The `code` of every error the addon throws or rejects with.
+/// The `code` of every error the addon throws or rejects with: the core's
+/// [`CoreError::code`] (`ERR_QUEUEXEC_…`), so Node and Python agree on every code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// A room token or transfer token is missing or unusable.
-    Token,
-    /// A sealed message failed its integrity check.
-    Envelope,
-    /// An asset path or an asset's hash was refused.
-    Asset,
-    /// A file could not be read or written (the cause is the OS error).
-    Io,
-    /// The job store failed.
-    Store,
-    /// A job's data or a result is not what it must be.
-    Payload,
-    /// A configuration value is invalid.
-    Config,
-    /// The network layer failed, or a peer broke the protocol.
-    Network,
-    /// A peer could not prove it holds the room token.
-    Unauthorized,
-    /// The dependency bundle could not be built or installed.
-    Dependencies,
-    /// The master or worker was closed.
-    Closed,
-    /// Anything the core adds later.
-    Other,
+pub struct ErrorCode(&'static str);
+
+impl ErrorCode {
+    /// `ERR_QUEUEXEC_CONFIG`: an option the binding itself refused.
+    pub const CONFIG: ErrorCode = ErrorCode("ERR_QUEUEXEC_CONFIG");
 }
 
 impl AsRef<str> for ErrorCode {
     fn as_ref(&self) -> &str {
-        match self {
-            ErrorCode::Token => "ERR_QUEUEXEC_TOKEN",
-            ErrorCode::Envelope => "ERR_QUEUEXEC_ENVELOPE",
-            ErrorCode::Asset => "ERR_QUEUEXEC_ASSET",
-            ErrorCode::Io => "ERR_QUEUEXEC_IO",
-            ErrorCode::Store => "ERR_QUEUEXEC_STORE",
-            ErrorCode::Payload => "ERR_QUEUEXEC_PAYLOAD",
-            ErrorCode::Config => "ERR_QUEUEXEC_CONFIG",
-            ErrorCode::Network => "ERR_QUEUEXEC_NETWORK",
-            ErrorCode::Unauthorized => "ERR_QUEUEXEC_UNAUTHORIZED",
-            ErrorCode::Dependencies => "ERR_QUEUEXEC_DEPENDENCIES",
-            ErrorCode::Closed => "ERR_QUEUEXEC_CLOSED",
-            ErrorCode::Other => "ERR_QUEUEXEC",
-        }
+        self.0
     }
 }
 
@@ -73,20 +41,7 @@ pub(crate) trait IntoJsError {
 
 impl IntoJsError for CoreError {
     fn into_js(self) -> Error<ErrorCode> {
-        let code = match &self {
-            CoreError::Token(_) => ErrorCode::Token,
-            CoreError::Envelope => ErrorCode::Envelope,
-            CoreError::AssetPath { .. } | CoreError::AssetHash { .. } => ErrorCode::Asset,
-            CoreError::Io { .. } => ErrorCode::Io,
-            CoreError::Store { .. } => ErrorCode::Store,
-            CoreError::Payload(_) => ErrorCode::Payload,
-            CoreError::Config(_) => ErrorCode::Config,
-            CoreError::Network(_) | CoreError::Protocol(_) => ErrorCode::Network,
-            CoreError::Unauthorized(_) => ErrorCode::Unauthorized,
-            CoreError::Dependencies(_) => ErrorCode::Dependencies,
-            CoreError::Closed(_) => ErrorCode::Closed,
-            _ => ErrorCode::Other,
-        };
+        let code = ErrorCode(self.code());
         let mut error = Error::new(code, self.to_string());
         if let Some(source) = self.source() {
             error.cause = Some(Box::new(cause_chain(source)));
@@ -135,12 +90,38 @@ pub(crate) fn for_promise(error: Error<ErrorCode>) -> Error {
 
 /// A configuration error raised by the binding itself.
 pub(crate) fn config_error(message: impl Into<String>) -> Error<ErrorCode> {
-    Error::new(ErrorCode::Config, message.into())
+    Error::new(ErrorCode::CONFIG, message.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_and_envelope_errors_keep_their_own_codes() {
+        assert_eq!(
+            CoreError::Envelope.into_js().status.as_ref(),
+            "ERR_QUEUEXEC_ENVELOPE"
+        );
+        let protocol = CoreError::Protocol("a 9 MB frame".into(), None).into_js();
+        assert_eq!(protocol.status.as_ref(), "ERR_QUEUEXEC_PROTOCOL");
+        let mismatch = CoreError::TokenMismatch("other transfer token".into()).into_js();
+        assert_eq!(mismatch.status.as_ref(), "ERR_QUEUEXEC_TOKEN_MISMATCH");
+    }
+
+    #[test]
+    fn network_errors_keep_their_cause() {
+        let core = CoreError::Network(
+            "reading from a peer".into(),
+            Some(Box::new(std::io::Error::other("reset by peer"))),
+        );
+        let js = core.into_js();
+        assert_eq!(js.status.as_ref(), "ERR_QUEUEXEC_NETWORK");
+        assert_eq!(
+            js.cause.as_ref().map(|c| c.reason.as_str()),
+            Some("reset by peer")
+        );
+    }
 
     #[test]
     fn io_errors_keep_their_cause() {

@@ -173,7 +173,7 @@ test('close() on both ends resolves and lets the process exit', async (t) => {
   assert.equal(code, 0, `the process exits by itself after close(); stderr: ${p.stderr()}`);
 });
 
-test("a worker whose transferEncryptToken differs from the master's says so with an 'error' event", async (t) => {
+test("a worker whose transferEncryptToken differs from the master's says so with an 'error' event", { timeout: 30000 }, async (t) => {
   isolated(t);
   const room = tokens().token;
   const mm = new Master({ token: room, transferEncryptToken: 'x'.repeat(32), watchAssets: false });
@@ -182,7 +182,8 @@ test("a worker whose transferEncryptToken differs from the master's says so with
   const w = new Worker({ token: room, transferEncryptToken: 'y'.repeat(32), name: 'wrong' });
   t.after(() => w.close());
   const error = await new Promise((resolve) => w.once('error', resolve));
-  assert.ok(error instanceof Worker.errors.UnauthorizedError, String(error));
+  assert.ok(error instanceof Worker.errors.TokenMismatchError, String(error));
+  assert.equal(error.code, 'ERR_QUEUEXEC_TOKEN_MISMATCH');
   assert.match(error.message, /transferEncryptToken differs/);
 });
 
@@ -205,4 +206,32 @@ test('a master that cannot start rejects ready and every push with a classed err
   const bad = new Master({ ...tokens(), watchAssets: false, execAssets: { files: [{ masterPath: '/package.json', name: 'task.js', workerPath: '../escape.js' }] } });
   bad.on('error', () => {});
   await assert.rejects(bad.ready, (e) => e instanceof Master.errors.AssetError && /climbs out of the workplace/.test(e.message));
+});
+
+// The same cases run in bindings/python/tests/test_errors.py: one code and one class name per
+// bad input, whichever language the master is started from.
+test('the same bad input gives the same error code and class as in Python', { timeout: 30000 }, async (t) => {
+  isolated(t);
+  const dir = tmpdir(t);
+  const cases = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'tests', 'fixtures', 'error-codes.json'), 'utf8'));
+  assert.ok(cases.length >= 3);
+  for (const c of cases) {
+    const options = { ...tokens(), watchAssets: false };
+    if (c.transferEncryptToken !== undefined) options.transferEncryptToken = c.transferEncryptToken;
+    if (c.store !== undefined) options.storePath = path.join(dir, c.store);
+    if (c.listen !== undefined) options.listen = [c.listen];
+    let error = null;
+    try {
+      const mm = new Master(options);
+      mm.on('error', () => {});
+      t.after(() => mm.close());
+      await mm.ready;
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error, `${c.case}: the master is refused`);
+    assert.equal(error.code, c.code, `${c.case}: ${error.message}`);
+    assert.equal(error.name, c.class, `${c.case}: ${error.message}`);
+    assert.ok(error instanceof Master.errors[c.class], `${c.case}: an instance of ${c.class}`);
+  }
 });

@@ -1,9 +1,10 @@
 //! Core errors as Python exceptions.
 //!
 //! The exception classes are defined in Python (`queuexec/exceptions.py`, so users can read,
-//! subclass and document them); this module maps each [`queuexec_core::Error`] variant to its
-//! class, copies the variant's fields onto the exception as attributes, and keeps the chain of
-//! underlying errors as `__cause__`.
+//! subclass and document them); this module maps each [`queuexec_core::Error`] code
+//! ([`Error::code`], `ERR_QUEUEXEC_…`) to the class of the same name as in Node, copies the
+//! variant's fields onto the exception as attributes, and keeps the chain of underlying errors
+//! as `__cause__`. Every class carries its `code`.
 
 use std::error::Error as _;
 
@@ -16,9 +17,11 @@ use queuexec_core::Error;
 mod classes {
     pyo3::import_exception!(queuexec.exceptions, QueuexecError);
     pyo3::import_exception!(queuexec.exceptions, TokenError);
+    pyo3::import_exception!(queuexec.exceptions, TokenMismatchError);
     pyo3::import_exception!(queuexec.exceptions, EnvelopeError);
-    pyo3::import_exception!(queuexec.exceptions, AssetError);
-    pyo3::import_exception!(queuexec.exceptions, FileError);
+    pyo3::import_exception!(queuexec.exceptions, AssetPathError);
+    pyo3::import_exception!(queuexec.exceptions, AssetHashError);
+    pyo3::import_exception!(queuexec.exceptions, IoError);
     pyo3::import_exception!(queuexec.exceptions, StoreError);
     pyo3::import_exception!(queuexec.exceptions, PayloadError);
     pyo3::import_exception!(queuexec.exceptions, ConfigError);
@@ -47,44 +50,26 @@ impl<T> CoreResultExt<T> for Result<T, Error> {
 /// `__cause__`.
 pub(crate) fn to_py_err(py: Python<'_>, error: &Error) -> PyErr {
     let message = error.to_string();
-    let (class, attrs): (Bound<'_, PyType>, Vec<(&str, Py<PyAny>)>) = match error {
-        Error::Token(_) => (py.get_type::<TokenError>(), vec![]),
-        Error::Envelope => (py.get_type::<EnvelopeError>(), vec![]),
-        Error::AssetPath { path, reason } => (
-            py.get_type::<AssetError>(),
-            vec![("path", str_obj(py, path)), ("reason", str_obj(py, reason))],
-        ),
+    let class = class_of(py, error.code());
+    let attrs: Vec<(&str, Py<PyAny>)> = match error {
+        Error::AssetPath { path, reason } => {
+            vec![("path", str_obj(py, path)), ("reason", str_obj(py, reason))]
+        }
         Error::AssetHash {
             name,
             expected,
             actual,
-        } => (
-            py.get_type::<AssetError>(),
-            vec![
-                ("name", str_obj(py, name)),
-                ("expected", str_obj(py, expected)),
-                ("actual", str_obj(py, actual)),
-            ],
-        ),
-        Error::Io { action, path, .. } => (
-            py.get_type::<FileError>(),
-            vec![
-                ("action", str_obj(py, action)),
-                ("path", str_obj(py, &path.to_string_lossy())),
-            ],
-        ),
-        Error::Store { location, .. } => (
-            py.get_type::<StoreError>(),
-            vec![("location", str_obj(py, location))],
-        ),
-        Error::Payload(_) => (py.get_type::<PayloadError>(), vec![]),
-        Error::Config(_) => (py.get_type::<ConfigError>(), vec![]),
-        Error::Network(_) => (py.get_type::<NetworkError>(), vec![]),
-        Error::Protocol(_) => (py.get_type::<ProtocolError>(), vec![]),
-        Error::Unauthorized(_) => (py.get_type::<UnauthorizedError>(), vec![]),
-        Error::Dependencies(_) => (py.get_type::<DependencyError>(), vec![]),
-        Error::Closed(_) => (py.get_type::<ClosedError>(), vec![]),
-        _ => (py.get_type::<QueuexecError>(), vec![]),
+        } => vec![
+            ("name", str_obj(py, name)),
+            ("expected", str_obj(py, expected)),
+            ("actual", str_obj(py, actual)),
+        ],
+        Error::Io { action, path, .. } => vec![
+            ("action", str_obj(py, action)),
+            ("path", str_obj(py, &path.to_string_lossy())),
+        ],
+        Error::Store { location, .. } => vec![("location", str_obj(py, location))],
+        _ => vec![],
     };
     let err = new_err(&class, message);
     for (name, value) in attrs {
@@ -107,6 +92,27 @@ pub(crate) fn to_py_err(py: Python<'_>, error: &Error) -> PyErr {
         outer = cause;
     }
     err
+}
+
+/// The class for a core error code: the same name as Node's class for it.
+fn class_of<'py>(py: Python<'py>, code: &str) -> Bound<'py, PyType> {
+    match code {
+        "ERR_QUEUEXEC_TOKEN" => py.get_type::<TokenError>(),
+        "ERR_QUEUEXEC_TOKEN_MISMATCH" => py.get_type::<TokenMismatchError>(),
+        "ERR_QUEUEXEC_ENVELOPE" => py.get_type::<EnvelopeError>(),
+        "ERR_QUEUEXEC_ASSET_PATH" => py.get_type::<AssetPathError>(),
+        "ERR_QUEUEXEC_ASSET_HASH" => py.get_type::<AssetHashError>(),
+        "ERR_QUEUEXEC_IO" => py.get_type::<IoError>(),
+        "ERR_QUEUEXEC_STORE" => py.get_type::<StoreError>(),
+        "ERR_QUEUEXEC_PAYLOAD" => py.get_type::<PayloadError>(),
+        "ERR_QUEUEXEC_CONFIG" => py.get_type::<ConfigError>(),
+        "ERR_QUEUEXEC_NETWORK" => py.get_type::<NetworkError>(),
+        "ERR_QUEUEXEC_PROTOCOL" => py.get_type::<ProtocolError>(),
+        "ERR_QUEUEXEC_UNAUTHORIZED" => py.get_type::<UnauthorizedError>(),
+        "ERR_QUEUEXEC_DEPENDENCIES" => py.get_type::<DependencyError>(),
+        "ERR_QUEUEXEC_CLOSED" => py.get_type::<ClosedError>(),
+        _ => py.get_type::<QueuexecError>(),
+    }
 }
 
 fn str_obj(py: Python<'_>, s: &str) -> Py<PyAny> {

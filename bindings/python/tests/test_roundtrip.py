@@ -187,8 +187,9 @@ def test_worker_with_another_transfer_token_is_refused(open_master: MakeMaster, 
         master=master.listen_addrs[0],
         tasks={},
     )
-    with pytest.raises(queuexec.UnauthorizedError) as caught:
+    with pytest.raises(queuexec.TokenMismatchError) as caught:
         intruder.run()
+    assert caught.value.code == "ERR_QUEUEXEC_TOKEN_MISMATCH"
     assert isinstance(caught.value, PermissionError)
 
 

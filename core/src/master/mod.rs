@@ -200,7 +200,7 @@ impl Master {
         let room = RoomKey::from_token(&config.token)?;
         let key = TransferKey::from_token(&config.transfer_token)?;
         if config.lease_ttl < crate::config::MIN_LEASE_TTL {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "lease_ttl must be at least {} ms, got {} ms",
                 crate::config::MIN_LEASE_TTL.as_millis(),
                 config.lease_ttl.as_millis()
@@ -232,9 +232,7 @@ impl Master {
                     let _ = events_tx.send(MasterEvent::Warning(warning));
                 }
                 Err(e) => {
-                    return Err(Error::Dependencies(format!(
-                        "the bundle builder stopped: {e}"
-                    )));
+                    return Err(Error::dependencies_from("the bundle builder stopped", e));
                 }
             }
         }
@@ -331,7 +329,7 @@ impl Master {
             }
         }
         if lock(&addrs).is_empty() {
-            return Err(Error::Network(format!(
+            return Err(Error::network(format!(
                 "the master reported no listening address within 5 s (asked for {:?})",
                 config.listen
             )));
@@ -372,7 +370,7 @@ impl Master {
         let mut incoming = net
             .control()
             .accept(protocol::JOB_PROTOCOL)
-            .map_err(|e| Error::Network(format!("cannot accept job streams: {e}")))?;
+            .map_err(|e| Error::network_from("cannot accept job streams", e))?;
         let shared = Arc::new(SessionShared {
             room,
             key,
@@ -497,7 +495,7 @@ impl Master {
             set.reload().map(|changed| (changed, set.bundle_hash()))
         })
         .await
-        .map_err(|e| Error::Config(format!("reloading assets stopped: {e}")))??;
+        .map_err(|e| Error::config_from("reloading assets stopped", e))??;
         if changed.0 {
             tracing::info!(bundle = %changed.1, "assets changed");
             let _ = self

@@ -30,15 +30,18 @@ impl Master {
         let mut receipts = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.into_iter().enumerate() {
             if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&job.data) {
-                return Err(Error::Payload(format!(
-                    "job {} of this push: its data must be JSON text ({e}); nothing of this push was queued",
-                    index + 1
-                )));
+                return Err(Error::payload_from(
+                    format!(
+                        "job {} of this push: its data must be JSON text ({e}); nothing of this push was queued",
+                        index + 1
+                    ),
+                    e,
+                ));
             }
             let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
             let id = match job.id {
                 Some(id) if id.is_empty() => {
-                    return Err(Error::Payload(format!(
+                    return Err(Error::payload(format!(
                         "job {} of this push has an empty id; give a non-empty id or none",
                         index + 1
                     )));

@@ -99,7 +99,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
     let _ = shared.engine.send(EngineCommand::SessionClosed { id });
     drop(outbound);
     write_task.abort();
-    if matches!(result, Err(Error::Envelope | Error::Protocol(_))) {
+    if matches!(result, Err(Error::Envelope | Error::Protocol(..))) {
         // A peer that sends bad frames is cut off; the queue is unharmed.
         shared.net.disconnect(peer).await;
     }
@@ -157,8 +157,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
 
 fn open_result(key: &TransferKey, r: WireResult) -> Result<(String, u32, RunOutcome)> {
     let plain = key.open(&protocol::result_context(&r.id, r.ok), &r.body)?;
-    let text =
-        String::from_utf8(plain).map_err(|_| Error::Protocol("a result is not UTF-8".into()))?;
+    let text = String::from_utf8(plain).map_err(|_| Error::protocol("a result is not UTF-8"))?;
     let outcome = if r.ok {
         RunOutcome::Ok {
             sealed: r.body,

@@ -48,7 +48,7 @@ impl FrameSealer {
 
     pub(crate) fn seal<T: Serialize>(&mut self, message: &T) -> Result<Vec<u8>> {
         let plain = postcard::to_stdvec(message)
-            .map_err(|e| Error::Protocol(format!("could not encode a message: {e}")))?;
+            .map_err(|e| Error::protocol_from("could not encode a message", e))?;
         let sealed = self.key.seal(&self.context(), &plain);
         self.seq += 1;
         Ok(sealed)
@@ -57,11 +57,8 @@ impl FrameSealer {
     pub(crate) fn open<T: for<'de> Deserialize<'de>>(&mut self, frame: &[u8]) -> Result<T> {
         let plain = self.key.open(&self.context(), frame)?;
         self.seq += 1;
-        postcard::from_bytes(&plain).map_err(|e| {
-            Error::Protocol(format!(
-                "a peer sent a message this version cannot read: {e}"
-            ))
-        })
+        postcard::from_bytes(&plain)
+            .map_err(|e| Error::protocol_from("a peer sent a message this version cannot read", e))
     }
 }
 
@@ -74,11 +71,11 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     match reader.read_exact(&mut len).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(Error::Network(format!("reading from a peer: {e}"))),
+        Err(e) => return Err(Error::network_from("reading from a peer", e)),
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "a peer sent a {len}-byte frame; the limit is {max}"
         )));
     }
@@ -86,7 +83,7 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     reader
         .read_exact(&mut frame)
         .await
-        .map_err(|e| Error::Network(format!("reading from a peer: {e}")))?;
+        .map_err(|e| Error::network_from("reading from a peer", e))?;
     Ok(Some(frame))
 }
 
@@ -101,11 +98,11 @@ pub(crate) async fn read_frame_into<R: AsyncRead + Unpin>(
     match reader.read_exact(&mut len).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-        Err(e) => return Err(Error::Network(format!("reading from a peer: {e}"))),
+        Err(e) => return Err(Error::network_from("reading from a peer", e)),
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "a peer sent a {len}-byte frame; the limit is {max}"
         )));
     }
@@ -113,23 +110,23 @@ pub(crate) async fn read_frame_into<R: AsyncRead + Unpin>(
     reader
         .read_exact(buf)
         .await
-        .map_err(|e| Error::Network(format!("reading from a peer: {e}")))?;
+        .map_err(|e| Error::network_from("reading from a peer", e))?;
     Ok(true)
 }
 
 /// Writes one frame (without flushing, so callers can batch).
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> Result<()> {
     let len = u32::try_from(frame.len()).map_err(|_| {
-        Error::Protocol(format!("a {}-byte frame is too large to send", frame.len()))
+        Error::protocol(format!("a {}-byte frame is too large to send", frame.len()))
     })?;
     writer
         .write_all(&len.to_be_bytes())
         .await
-        .map_err(|e| Error::Network(format!("writing to a peer: {e}")))?;
+        .map_err(|e| Error::network_from("writing to a peer", e))?;
     writer
         .write_all(frame)
         .await
-        .map_err(|e| Error::Network(format!("writing to a peer: {e}")))
+        .map_err(|e| Error::network_from("writing to a peer", e))
 }
 
 impl Direction {
@@ -167,10 +164,9 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
 
     /// Sends everything written so far.
     pub(crate) async fn flush(&mut self) -> Result<()> {
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| Error::Network(format!("writing to {}: {e}", self.direction.receiver())))
+        self.writer.flush().await.map_err(|e| {
+            Error::network_from(format!("writing to {}", self.direction.receiver()), e)
+        })
     }
 
     /// Flushes and closes the stream's write side; errors are ignored (the peer may be gone).
@@ -317,7 +313,7 @@ mod tests {
             .await
             .expect("the refusal comes within 10 s");
         let err = result.expect_err("a frame over the cap is refused");
-        assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+        assert!(matches!(err, Error::Protocol(..)), "{err:?}");
         assert!(
             err.to_string().contains(&format!("limit is {MAX_FRAME}")),
             "{err}"

@@ -45,6 +45,9 @@ enum Verdict {
     },
     /// Refused, with the reason (the connection closes after it).
     Refused { reason: String },
+    /// Refused because the worker holds another transfer token than the master (it proved
+    /// the room token); the connection closes after it.
+    TokenMismatch { reason: String },
 }
 
 /// The master's half of a handshake with one worker.
@@ -64,7 +67,8 @@ impl MasterHandshake<'_> {
     /// worker's name (at most 128 characters).
     ///
     /// # Errors
-    /// [`Error::Unauthorized`] when the worker is refused (it was told why);
+    /// [`Error::Unauthorized`] when the worker is refused (it was told why),
+    /// [`Error::TokenMismatch`] when it holds another transfer token (told too);
     /// [`Error::Protocol`] or [`Error::Network`] when the peer does not speak the handshake.
     pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
@@ -80,12 +84,10 @@ impl MasterHandshake<'_> {
         stream
             .flush()
             .await
-            .map_err(|e| Error::Network(e.to_string()))?;
+            .map_err(|e| Error::network_from("sending the handshake", e))?;
         let frame = read_frame(stream, MAX_HANDSHAKE_FRAME)
             .await?
-            .ok_or_else(|| {
-                Error::Protocol("the peer closed the stream during the handshake".into())
-            })?;
+            .ok_or_else(|| Error::protocol("the peer closed the stream during the handshake"))?;
         let hello: Hello = decode_plain(&frame)?;
         if hello.version != WIRE_VERSION {
             return refuse(stream, format!(
@@ -106,7 +108,11 @@ impl MasterHandshake<'_> {
         if !verify_key_check(self.key, &transcript, &hello.key_check) {
             let reason = "the worker's transferEncryptToken differs from the master's; \
                           copy the master's .env to the worker";
-            return refuse(stream, reason.to_string()).await;
+            let verdict = Verdict::TokenMismatch {
+                reason: reason.to_string(),
+            };
+            tell(stream, &verdict).await;
+            return Err(Error::TokenMismatch(reason.to_string()));
         }
         let welcome = transcript_of("welcome", &nonce, &hello.nonce, self.master, self.worker);
         let verdict = Verdict::Welcome {
@@ -118,7 +124,7 @@ impl MasterHandshake<'_> {
         stream
             .flush()
             .await
-            .map_err(|e| Error::Network(e.to_string()))?;
+            .map_err(|e| Error::network_from("sending the handshake", e))?;
         Ok(hello.name.chars().take(128).collect())
     }
 }
@@ -128,11 +134,16 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, reason: String) -> Result
     let verdict = Verdict::Refused {
         reason: reason.clone(),
     };
-    if let Ok(bytes) = encode_plain(&verdict) {
+    tell(stream, &verdict).await;
+    Err(Error::Unauthorized(reason))
+}
+
+/// Sends a refusal; errors are ignored (the peer may be gone, and it is refused anyway).
+async fn tell<S: AsyncWrite + Unpin>(stream: &mut S, verdict: &Verdict) {
+    if let Ok(bytes) = encode_plain(verdict) {
         let _ = write_frame(stream, &bytes).await;
         let _ = stream.flush().await;
     }
-    Err(Error::Unauthorized(reason))
 }
 
 /// The worker's half of a handshake with a master.
@@ -155,7 +166,8 @@ impl WorkerHandshake<'_> {
     ///
     /// # Errors
     /// [`Error::Unauthorized`] when the master refused this worker, serves another room, or
-    /// cannot prove it holds the same tokens; [`Error::Protocol`] or [`Error::Network`] when
+    /// cannot prove it holds the room token; [`Error::TokenMismatch`] when the two hold
+    /// different transfer tokens; [`Error::Protocol`] or [`Error::Network`] when
     /// the peer does not speak the handshake.
     pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
@@ -164,12 +176,10 @@ impl WorkerHandshake<'_> {
         let master = self.master;
         let frame = read_frame(stream, MAX_HANDSHAKE_FRAME)
             .await?
-            .ok_or_else(|| {
-                Error::Protocol("the master closed the stream during the handshake".into())
-            })?;
+            .ok_or_else(|| Error::protocol("the master closed the stream during the handshake"))?;
         let challenge: Challenge = decode_plain(&frame)?;
         if challenge.version != WIRE_VERSION {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "the master speaks wire version {}, this worker {}; use the same queuexec version",
                 challenge.version, WIRE_VERSION
             )));
@@ -194,7 +204,7 @@ impl WorkerHandshake<'_> {
         stream
             .flush()
             .await
-            .map_err(|e| Error::Network(e.to_string()))?;
+            .map_err(|e| Error::network_from("sending the handshake", e))?;
         let frame = read_frame(stream, MAX_HANDSHAKE_FRAME)
             .await?
             .ok_or_else(|| {
@@ -214,13 +224,14 @@ impl WorkerHandshake<'_> {
                     )));
                 }
                 if !verify_key_check(self.key, &expected, &key_check) {
-                    return Err(Error::Unauthorized(format!(
+                    return Err(Error::TokenMismatch(format!(
                         "the master {master} holds another transferEncryptToken; copy the master's .env to this worker"
                     )));
                 }
                 Ok(lease_ttl_ms.max(100))
             }
             Verdict::Refused { reason } => Err(Error::Unauthorized(reason)),
+            Verdict::TokenMismatch { reason } => Err(Error::TokenMismatch(reason)),
         }
     }
 }
@@ -228,7 +239,7 @@ impl WorkerHandshake<'_> {
 /// Encodes a plain handshake message.
 fn encode_plain<T: Serialize>(message: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(message)
-        .map_err(|e| Error::Protocol(format!("could not encode a handshake: {e}")))
+        .map_err(|e| Error::protocol_from("could not encode a handshake", e))
 }
 
 /// What a key check seals: a fixed word, bound to the handshake transcript.
@@ -248,7 +259,7 @@ fn verify_key_check(key: &TransferKey, transcript: &[u8], sealed: &[u8]) -> bool
 /// Decodes a plain handshake message.
 fn decode_plain<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T> {
     postcard::from_bytes(frame)
-        .map_err(|_| Error::Protocol("the peer does not speak the queuexec handshake".to_string()))
+        .map_err(|_| Error::protocol("the peer does not speak the queuexec handshake".to_string()))
 }
 
 /// The transcript each side proves over: both nonces and both peer ids, in a fixed order, with a
@@ -363,9 +374,10 @@ mod tests {
         let other = "fedcba9876543210fedcba9876543210";
         let (master, worker) = run_both((ROOM, TRANSFER), (ROOM, other)).await;
         let err = master.expect_err("the master refuses the worker");
-        assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
+        assert!(matches!(err, Error::TokenMismatch(_)), "{err:?}");
         let told = worker.expect_err("the worker is refused");
-        assert!(matches!(told, Error::Unauthorized(_)), "{told:?}");
+        assert!(matches!(told, Error::TokenMismatch(_)), "{told:?}");
+        assert_eq!(told.code(), "ERR_QUEUEXEC_TOKEN_MISMATCH");
         assert!(
             told.to_string().contains("transferEncryptToken differs"),
             "{told}"
@@ -398,7 +410,7 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(10), futures::future::join(master, peer))
                 .await
                 .expect("the master answers within 10 s");
-        assert!(matches!(result, Err(Error::Protocol(_))), "{result:?}");
+        assert!(matches!(result, Err(Error::Protocol(..))), "{result:?}");
     }
 
     #[test]

@@ -61,9 +61,22 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('max_seq', 0);
 ";
 
-const COLUMNS: &str = "id, seq, task_type, payload, priority, state, attempt, max_attempts, \
-                       timeout_ms, not_before_ms, last_error, result, worker_id, worker_name, \
-                       delivered";
+/// The columns a [`StoredJob`] is read from, in `row_to_job`'s order (a macro so that
+/// [`LOAD_SQL`] can be built from it at compile time).
+macro_rules! columns {
+    () => {
+        "id, seq, task_type, payload, priority, state, attempt, max_attempts, timeout_ms, \
+         not_before_ms, last_error, result, worker_id, worker_name, delivered"
+    };
+}
+
+/// `load()`'s query: unfinished jobs and undelivered results, in push order. One constant, so
+/// the test of its query plan runs exactly this statement.
+const LOAD_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM jobs WHERE state NOT IN (2, 4) OR delivered = 0 ORDER BY seq"
+);
 
 const INSERT: &str = "INSERT OR IGNORE INTO jobs (id, seq, task_type, payload, priority, state, \
                       attempt, max_attempts, timeout_ms, not_before_ms, last_error, result, \
@@ -468,12 +481,9 @@ impl JobStore for SqliteStore {
     }
 
     fn load(&mut self) -> Result<Vec<StoredJob>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM jobs WHERE state NOT IN (2, 4) OR delivered = 0 ORDER BY seq"
-        );
         let mut stmt = self
             .conn
-            .prepare_cached(&sql)
+            .prepare_cached(LOAD_SQL)
             .map_err(|e| self.error("loading open jobs", e))?;
         let mut rows = stmt
             .query([])
@@ -536,10 +546,9 @@ impl JobStore for SqliteStore {
 
     #[cfg(test)]
     fn get(&mut self, id: &str) -> Result<Option<StoredJob>> {
-        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1");
         let mut stmt = self
             .conn
-            .prepare_cached(&sql)
+            .prepare_cached(concat!("SELECT ", columns!(), " FROM jobs WHERE id = ?1"))
             .map_err(|e| self.error("reading a job", e))?;
         let mut rows = stmt
             .query([id])
@@ -869,9 +878,7 @@ mod tests {
     fn load_reads_the_open_jobs_index() {
         let dir = temp();
         let store = SqliteStore::open(dir.path().join("jobs.db")).expect("open");
-        let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT {COLUMNS} FROM jobs WHERE state NOT IN (2, 4) OR delivered = 0 ORDER BY seq"
-        );
+        let sql = format!("EXPLAIN QUERY PLAN {LOAD_SQL}");
         let mut stmt = store.conn.prepare(&sql).expect("prepare");
         let plan: Vec<String> = stmt
             .query_map([], |row| row.get::<_, String>(3))

@@ -78,7 +78,7 @@ impl Runner {
             let m = manifest.clone();
             tokio::task::spawn_blocking(move || workplace.needed(&m))
                 .await
-                .map_err(|e| Error::Config(format!("checking assets stopped: {e}")))?
+                .map_err(|e| Error::config_from("checking assets stopped", e))?
         };
         match needed {
             Ok(needed) => {
@@ -116,12 +116,10 @@ impl Runner {
             return Ok(());
         };
         if entry.sha256 != sha256 || offset != buffer.len() as u64 {
-            return Err(Error::Protocol(
-                "the master sent a file chunk out of order".into(),
-            ));
+            return Err(Error::protocol("the master sent a file chunk out of order"));
         }
         if buffer.len() as u64 + data.len() as u64 > entry.size {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "the master sent more bytes of {} than announced",
                 entry.name
             )));
@@ -137,7 +135,7 @@ impl Runner {
         let installed =
             tokio::task::spawn_blocking(move || workplace.install(&entry, &buffer).map(|_| ()))
                 .await
-                .map_err(|e| Error::Config(format!("installing assets stopped: {e}")))?;
+                .map_err(|e| Error::config_from("installing assets stopped", e))?;
         if let Err(e) = installed {
             let manifest = sync.manifest.take().unwrap_or_default();
             self.finish_sync(sync, manifest, Some(e.to_string()), connection)

@@ -141,7 +141,7 @@ struct WorkerInner {
     stop: Notify,
     stopped: AtomicBool,
     /// `Some` once the worker has stopped: `Err` carries why the master refused it.
-    outcome: watch::Sender<Option<Result<(), String>>>,
+    outcome: watch::Sender<Option<Result<(), Refusal>>>,
 }
 
 impl Worker {
@@ -154,7 +154,7 @@ impl Worker {
         let room = RoomKey::from_token(&config.token)?;
         let key = TransferKey::from_token(&config.transfer_token)?;
         if config.concurrency == 0 {
-            return Err(Error::Config("concurrency must be at least 1".into()));
+            return Err(Error::config("concurrency must be at least 1"));
         }
         let master = config
             .master
@@ -170,7 +170,7 @@ impl Worker {
             let root = config.workplace.clone();
             tokio::task::spawn_blocking(move || Workplace::open(root))
                 .await
-                .map_err(|e| Error::Config(format!("opening the workplace stopped: {e}")))??
+                .map_err(|e| Error::config_from("opening the workplace stopped", e))??
         };
         let mdns = net::mdns_wanted(config.mdns);
         let (net, net_events) = net::spawn(NetConfig {
@@ -245,7 +245,41 @@ impl Worker {
             Ok(outcome) => outcome.clone(),
             Err(_) => return Err(Error::Closed("the worker")),
         };
-        outcome.unwrap_or(Ok(())).map_err(Error::Unauthorized)
+        outcome.unwrap_or(Ok(())).map_err(Refusal::into_error)
+    }
+}
+
+/// Why the master refused this worker: kept so [`Worker::wait`] returns the same error (and
+/// code) the handshake gave.
+#[derive(Debug, Clone)]
+enum Refusal {
+    /// [`Error::Unauthorized`].
+    Unauthorized(String),
+    /// [`Error::TokenMismatch`].
+    TokenMismatch(String),
+}
+
+impl Refusal {
+    /// The refusal in `error`, if it is one: the worker stops on these rather than retrying.
+    fn of(error: &Error) -> Option<Refusal> {
+        match error {
+            Error::Unauthorized(reason) => Some(Refusal::Unauthorized(reason.clone())),
+            Error::TokenMismatch(reason) => Some(Refusal::TokenMismatch(reason.clone())),
+            _ => None,
+        }
+    }
+
+    fn reason(&self) -> &str {
+        match self {
+            Refusal::Unauthorized(reason) | Refusal::TokenMismatch(reason) => reason,
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Refusal::Unauthorized(reason) => Error::Unauthorized(reason),
+            Refusal::TokenMismatch(reason) => Error::TokenMismatch(reason),
+        }
     }
 }
 
@@ -273,15 +307,14 @@ impl Runner {
             outcome = self.work() => outcome,
             () = inner.stop.notified() => Ok(()),
         };
-        let outcome = match outcome {
-            Err(Error::Unauthorized(reason)) => {
+        let outcome = match outcome.as_ref().err().and_then(Refusal::of) {
+            Some(refusal) => {
+                let reason = refusal.reason().to_string();
                 tracing::error!("the master refused this worker: {reason}");
-                let _ = self.events.send(WorkerEvent::Refused {
-                    reason: reason.clone(),
-                });
-                Err(reason)
+                let _ = self.events.send(WorkerEvent::Refused { reason });
+                Err(refusal)
             }
-            _ => Ok(()),
+            None => Ok(()),
         };
         inner.connected.store(false, Ordering::Relaxed);
         inner.outcome.send_replace(Some(outcome));
@@ -303,10 +336,11 @@ impl Runner {
                         break;
                     }
                     // mDNS finds every master on the LAN, other rooms' too: skip those.
-                    Err(Error::Unauthorized(reason)) if from_mdns => {
+                    Err(e) if from_mdns && Refusal::of(&e).is_some() => {
+                        let reason = e.to_string();
                         tracing::debug!(%addr, "not this room's master: {reason}");
                     }
-                    Err(e @ Error::Unauthorized(_)) => return Err(e),
+                    Err(e) if Refusal::of(&e).is_some() => return Err(e),
                     Err(e) => {
                         tracing::debug!(%addr, "no session with the master: {e}");
                     }

@@ -42,16 +42,16 @@ impl Runner {
     pub(super) async fn session(&mut self, addr: Multiaddr) -> Result<()> {
         let peer = tokio::time::timeout(Duration::from_secs(10), self.net.dial(addr.clone()))
             .await
-            .map_err(|_| Error::Network(format!("no answer from {addr} within 10 s")))??;
+            .map_err(|_| Error::network(format!("no answer from {addr} within 10 s")))??;
         let mut control = self.net.control();
         let mut stream = control
             .open_stream(peer, protocol::JOB_PROTOCOL)
             .await
-            .map_err(|e| Error::Network(format!("{addr} does not serve queuexec jobs: {e}")))?;
+            .map_err(|e| Error::network_from(format!("{addr} does not serve queuexec jobs"), e))?;
         let lease_ttl_ms =
             tokio::time::timeout(Duration::from_secs(10), self.handshake(peer, &mut stream))
                 .await
-                .map_err(|_| Error::Network(format!("no handshake with {addr} within 10 s")))??;
+                .map_err(|_| Error::network(format!("no handshake with {addr} within 10 s")))??;
         tracing::info!(master = %peer, "joined the master");
         self.inner.connected.store(true, Ordering::Relaxed);
         let _ = self.events.send(WorkerEvent::Connected {
@@ -66,7 +66,7 @@ impl Runner {
         tracing::info!(master = %peer, "left the master: {reason}");
         let _ = self.events.send(WorkerEvent::Disconnected { reason });
         match result {
-            Err(e @ Error::Unauthorized(_)) => Err(e),
+            Err(e @ (Error::Unauthorized(_) | Error::TokenMismatch(_))) => Err(e),
             _ => Ok(()),
         }
     }

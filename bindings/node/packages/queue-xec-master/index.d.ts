@@ -123,22 +123,41 @@ declare namespace Master {
     workers: number;
   }
 
-  /** Errors thrown or emitted; `code` is ERR_QUEUEXEC_*. */
+  /** Errors thrown or emitted; `code` is ERR_QUEUEXEC_*, one class per code (README: Errors). */
   class QueuexecError extends Error {
     code: string;
   }
+  /** ERR_QUEUEXEC_TOKEN */
   class TokenError extends QueuexecError {}
+  /** ERR_QUEUEXEC_TOKEN_MISMATCH */
+  class TokenMismatchError extends QueuexecError {}
+  /** ERR_QUEUEXEC_CONFIG */
   class ConfigError extends QueuexecError {}
+  /** ERR_QUEUEXEC_PAYLOAD */
   class PayloadError extends QueuexecError {}
+  /** ERR_QUEUEXEC_STORE */
   class StoreError extends QueuexecError {}
+  /** Base of AssetPathError and AssetHashError. */
   class AssetError extends QueuexecError {}
-  /** A file could not be read or written; `cause` is the OS error. */
+  /** ERR_QUEUEXEC_ASSET_PATH */
+  class AssetPathError extends AssetError {}
+  /** ERR_QUEUEXEC_ASSET_HASH */
+  class AssetHashError extends AssetError {}
+  /** ERR_QUEUEXEC_IO: a file could not be read or written; `cause` is the OS error. */
   class IoError extends QueuexecError {}
+  /** ERR_QUEUEXEC_ENVELOPE */
+  class EnvelopeError extends QueuexecError {}
+  /** ERR_QUEUEXEC_NETWORK */
   class NetworkError extends QueuexecError {}
+  /** ERR_QUEUEXEC_PROTOCOL */
+  class ProtocolError extends QueuexecError {}
+  /** ERR_QUEUEXEC_UNAUTHORIZED */
   class UnauthorizedError extends QueuexecError {}
+  /** ERR_QUEUEXEC_DEPENDENCIES */
   class DependencyError extends QueuexecError {}
   /** A worker could not load task.js (reported by workers). */
   class TaskLoadError extends QueuexecError {}
+  /** ERR_QUEUEXEC_CLOSED */
   class ClosedError extends QueuexecError {}
   /** Emitted as 'error' when a job fails for good. */
   class JobError extends QueuexecError {
@@ -150,12 +169,17 @@ declare namespace Master {
   const errors: {
     QueuexecError: typeof QueuexecError;
     TokenError: typeof TokenError;
+    TokenMismatchError: typeof TokenMismatchError;
     ConfigError: typeof ConfigError;
     PayloadError: typeof PayloadError;
     StoreError: typeof StoreError;
     AssetError: typeof AssetError;
+    AssetPathError: typeof AssetPathError;
+    AssetHashError: typeof AssetHashError;
     IoError: typeof IoError;
+    EnvelopeError: typeof EnvelopeError;
     NetworkError: typeof NetworkError;
+    ProtocolError: typeof ProtocolError;
     UnauthorizedError: typeof UnauthorizedError;
     DependencyError: typeof DependencyError;
     TaskLoadError: typeof TaskLoadError;

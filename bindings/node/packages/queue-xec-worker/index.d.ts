@@ -67,12 +67,19 @@ declare namespace Worker {
     run(job: any, context: JobContext): unknown | Promise<unknown>;
   }
 
+  /** Errors thrown or emitted; `code` is ERR_QUEUEXEC_*, one class per code (README: Errors). */
   class QueuexecError extends Error {
     code: string;
   }
+  /** ERR_QUEUEXEC_TOKEN */
   class TokenError extends QueuexecError {}
+  /** ERR_QUEUEXEC_TOKEN_MISMATCH: this worker's transferEncryptToken differs from the master's. */
+  class TokenMismatchError extends QueuexecError {}
+  /** ERR_QUEUEXEC_CONFIG */
   class ConfigError extends QueuexecError {}
+  /** ERR_QUEUEXEC_UNAUTHORIZED */
   class UnauthorizedError extends QueuexecError {}
+  /** ERR_QUEUEXEC_NETWORK */
   class NetworkError extends QueuexecError {}
   /**
    * task.js could not be loaded (or its dependencies installed): the worker leaves the master
@@ -84,6 +91,7 @@ declare namespace Worker {
   const errors: {
     QueuexecError: typeof QueuexecError;
     TokenError: typeof TokenError;
+    TokenMismatchError: typeof TokenMismatchError;
     ConfigError: typeof ConfigError;
     UnauthorizedError: typeof UnauthorizedError;
     NetworkError: typeof NetworkError;
