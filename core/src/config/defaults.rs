@@ -40,7 +40,7 @@ pub const DEFAULT_WORKPLACE: &str = "workplace";
 /// [`Error::Config`] naming the value given.
 pub fn check_concurrency(concurrency: usize) -> Result<usize> {
     if concurrency == 0 {
-        return Err(Error::Config(
+        return Err(Error::config(
             "concurrency must be at least 1 (jobs run at once), got 0".to_owned(),
         ));
     }

@@ -34,7 +34,7 @@ pub fn parse_dotenv(text: &str, origin: &str) -> Result<Vec<(String, String)>> {
             Ok(Some(pair)) => pairs.push(pair),
             Ok(None) => {}
             Err(problem) => {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "{origin}, line {}: {problem}; each line must be KEY=value (optionally \
                      `export KEY=value`, the value in single or double quotes), a `#` comment, \
                      or blank",

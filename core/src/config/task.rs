@@ -44,7 +44,7 @@ pub fn asset_specs(task: Option<&Path>, files: &[PathBuf]) -> Result<Vec<AssetSp
                 Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
                 Component::CurDir => {}
                 _ => {
-                    return Err(Error::Config(format!(
+                    return Err(Error::config(format!(
                         "asset file {}: give a path relative to the current directory, without \
                          `..`; workers install it at the same relative path in their workplace",
                         file.display()
@@ -53,7 +53,7 @@ pub fn asset_specs(task: Option<&Path>, files: &[PathBuf]) -> Result<Vec<AssetSp
             }
         }
         let Some(name) = parts.last().cloned() else {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "asset file {:?} names no file; give the path of a file",
                 file.display().to_string()
             )));

@@ -149,7 +149,7 @@ fn resolve_with(
         let pairs = match read_dotenv(&path)? {
             Some(pairs) => pairs,
             None if env_file.is_some() => {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "the .env file {} does not exist; give the path of an existing file, or \
                      none to read .env in the current directory",
                     path.display()
@@ -218,14 +218,14 @@ pub fn write_tokens_to_env_file(path: &Path, tokens: &Tokens) -> Result<()> {
     );
     let existing = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "{} is a symbolic link; setup does not write through links: remove the link or \
                  name the file it points to",
                 path.display()
             )));
         }
         Ok(meta) if !meta.is_file() => {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "{} is not a regular file; name a .env file to write the tokens to",
                 path.display()
             )));
