@@ -44,6 +44,18 @@ pub(crate) struct NetConfig {
     pub(crate) max_connections: u32,
 }
 
+#[cfg(test)]
+impl NetConfig {
+    /// A probe's network: listening on `listen`, no mDNS.
+    pub(crate) fn for_tests(listen: Vec<Multiaddr>) -> Self {
+        NetConfig {
+            listen,
+            mdns: false,
+            max_connections: 64,
+        }
+    }
+}
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,

@@ -197,3 +197,6 @@ fn send_file(shared: &SessionShared, sha256: Sha256, outbound: &mpsc::UnboundedS
         offset = end;
     }
 }
+
+#[cfg(test)]
+mod tests;
