@@ -77,7 +77,9 @@ async fn ten_3_mb_jobs_at_concurrency_4_all_complete_in_frames_under_the_cap() {
     let (worker, _) = Worker::start(worker_config(dir.path(), 4), Arc::new(EchoOrBig))
         .await
         .expect("worker");
-    let jobs: Vec<JobSpec> = (0..10).map(|n| JobSpec::new(big_data(n, 3 * MIB))).collect();
+    let jobs: Vec<JobSpec> = (0..10)
+        .map(|n| JobSpec::new(big_data(n, 3 * MIB)))
+        .collect();
     master.push_many(jobs).await.expect("push ten 3 MB jobs");
     let results = collect(&mut events, 10).await;
     for r in &results {
@@ -118,7 +120,10 @@ async fn a_9_mb_result_fails_only_its_own_job_with_a_clear_error() {
     let results = collect(&mut events, 7).await;
     for r in &results {
         if r.job_id == "big" {
-            let err = r.outcome.as_ref().expect_err("the 9 MB result cannot travel");
+            let err = r
+                .outcome
+                .as_ref()
+                .expect_err("the 9 MB result cannot travel");
             assert!(err.contains("limit"), "the error names the limit: {err}");
             assert!(err.contains("bytes"), "the error names the size: {err}");
             assert_eq!(r.attempts, 1, "one attempt, not a lost worker: {err}");
@@ -147,7 +152,10 @@ async fn a_push_of_9_mb_data_is_refused_naming_its_size_and_the_limit() {
         .expect_err("a job that can never be delivered is refused");
     assert!(matches!(err, Error::Payload(_)), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains(&(9 * MIB + 3).to_string()), "names the size: {text}");
+    assert!(
+        text.contains(&(9 * MIB + 3).to_string()),
+        "names the size: {text}"
+    );
     assert!(text.contains("limit"), "names the limit: {text}");
     let stats = master.stats().await.expect("stats");
     assert_eq!(stats.queued, 0, "nothing of the refused push is queued");

@@ -38,6 +38,75 @@ pub(crate) const MAX_HANDSHAKE_FRAME: usize = 4 * 1024;
 /// Size of the file chunks the master sends.
 pub(crate) const FILE_CHUNK: usize = 1024 * 1024;
 
+/// Bytes a sealed frame adds around the jobs or results it carries, bounded from above: the
+/// message tag, the bundle hash, the list length, the envelope (version, IV, padding, MAC).
+const FRAME_OVERHEAD: usize = 1024;
+
+/// Bytes one job or result adds to its frame beyond its id, task type and sealed bytes (postcard
+/// varints and option tags), bounded from above.
+const ITEM_OVERHEAD: usize = 64;
+
+/// Most bytes of jobs or results one frame carries: a sender splits by this so that no frame it
+/// builds is over [`MAX_FRAME`].
+pub(crate) const FRAME_BUDGET: usize = MAX_FRAME - FRAME_OVERHEAD;
+
+impl WireJob {
+    /// An upper bound of this job's bytes inside a frame.
+    pub(crate) fn wire_len(&self) -> usize {
+        job_wire_len(&self.id, self.task_type.as_deref(), self.payload.len())
+    }
+}
+
+impl WireResult {
+    /// An upper bound of this result's bytes inside a frame.
+    pub(crate) fn wire_len(&self) -> usize {
+        self.id.len() + self.body.len() + ITEM_OVERHEAD
+    }
+}
+
+/// An upper bound of a job's bytes inside a frame, from its parts.
+pub(crate) fn job_wire_len(id: &str, task_type: Option<&str>, sealed_len: usize) -> usize {
+    id.len() + task_type.map_or(0, str::len) + sealed_len + ITEM_OVERHEAD
+}
+
+/// The most bytes of plain data a sealed body may hold so that it travels in one frame, given
+/// what else its item carries (`other` bytes of id and task type).
+pub(crate) fn max_plain_len(other: usize) -> usize {
+    // A sealed body is 49 bytes of envelope plus the data padded to whole 16-byte blocks.
+    let sealed_room = FRAME_BUDGET.saturating_sub(other + ITEM_OVERHEAD + 49);
+    (sealed_room / 16).saturating_sub(1) * 16 + 15
+}
+
+/// Splits `items` into batches of at most `max_items` whose [`FRAME_BUDGET`] is not exceeded;
+/// items that do not fit a frame even alone come back separately.
+pub(crate) fn split_by_bytes<T>(
+    items: Vec<T>,
+    len: impl Fn(&T) -> usize,
+    max_items: usize,
+) -> (Vec<Vec<T>>, Vec<T>) {
+    let mut batches = Vec::new();
+    let mut oversized = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    for item in items {
+        let n = len(&item);
+        if n > FRAME_BUDGET {
+            oversized.push(item);
+            continue;
+        }
+        if !batch.is_empty() && (bytes + n > FRAME_BUDGET || batch.len() >= max_items) {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += n;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    (batches, oversized)
+}
+
 /// A job as it travels to a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct WireJob {
@@ -111,4 +180,54 @@ pub(crate) fn result_context(job_id: &str, ok: bool) -> Vec<u8> {
     };
     context.extend_from_slice(job_id.as_bytes());
     context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::TransferKey;
+
+    fn job(id: &str, payload: usize) -> WireJob {
+        WireJob {
+            id: id.into(),
+            attempt: u32::MAX,
+            task_type: Some("a task type".into()),
+            payload: vec![7; payload],
+            timeout_ms: Some(u64::MAX),
+        }
+    }
+
+    #[test]
+    fn a_frame_built_from_one_split_batch_is_never_over_the_cap() {
+        let key = TransferKey::from_token("0123456789abcdef0123456789abcdef").expect("key");
+        let jobs: Vec<WireJob> = (0..10).map(|i| job(&format!("job-{i}"), 3 << 20)).collect();
+        let (batches, oversized) = split_by_bytes(jobs, WireJob::wire_len, usize::MAX);
+        assert!(oversized.is_empty());
+        assert_eq!(batches.len(), 5, "two 3 MB jobs per 8 MiB frame");
+        for jobs in batches {
+            let mut sealer = frame::FrameSealer::new(key.clone(), frame::Direction::ToWorker);
+            let frame = sealer
+                .seal(&ToWorker::Jobs {
+                    bundle: BundleHash([0; 32]),
+                    jobs,
+                })
+                .expect("seal");
+            assert!(frame.len() <= MAX_FRAME, "{} bytes", frame.len());
+        }
+    }
+
+    #[test]
+    fn the_largest_plain_body_that_fits_makes_a_frame_at_most_the_cap() {
+        let key = TransferKey::from_token("0123456789abcdef0123456789abcdef").expect("key");
+        let id = "job-1";
+        let max = max_plain_len(id.len() + "a task type".len());
+        let payload = key.seal(&payload_context(id), &vec![1u8; max]);
+        let fits = job(id, payload.len());
+        assert!(fits.wire_len() <= FRAME_BUDGET);
+        let over = key.seal(&payload_context(id), &vec![1u8; max + 1]);
+        assert!(job(id, over.len()).wire_len() > FRAME_BUDGET);
+        let (batches, oversized) = split_by_bytes(vec![job(id, over.len())], WireJob::wire_len, 9);
+        assert!(batches.is_empty());
+        assert_eq!(oversized.len(), 1);
+    }
 }

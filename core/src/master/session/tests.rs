@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::AsyncReadExt;
 use futures::future::BoxFuture;
-use futures::{AsyncReadExt, StreamExt};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use tokio::io::AsyncReadExt as _;
@@ -51,10 +51,23 @@ fn worker_config(room_dir: &Path, name: &str) -> WorkerConfig {
     config
 }
 
+/// The master's QUIC address (with `/p2p`).
+fn quic_addr(master: &Master) -> Multiaddr {
+    master
+        .listen_addrs()
+        .iter()
+        .filter_map(|text| text.parse::<Multiaddr>().ok())
+        .find(|addr| addr.iter().any(|p| matches!(p, Protocol::QuicV1)))
+        .expect("the master listens on QUIC")
+}
+
 /// The master's TCP address (with `/p2p`) and its socket address.
 fn tcp_addr(master: &Master) -> (Multiaddr, SocketAddr) {
     for text in master.listen_addrs() {
         let addr: Multiaddr = text.parse().expect("the master's own address parses");
+        if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
+            continue;
+        }
         let (mut ip, mut port) = (None, None);
         for p in addr.iter() {
             match p {
@@ -84,12 +97,19 @@ async fn honest_jobs_complete(
     while done < n {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(MasterEvent::Result(r))) => {
-                assert!(r.outcome.is_ok(), "job {} failed: {:?}", r.job_id, r.outcome);
+                assert!(
+                    r.outcome.is_ok(),
+                    "job {} failed: {:?}",
+                    r.job_id,
+                    r.outcome
+                );
                 done += 1;
             }
             Ok(Some(_)) => {}
             Ok(None) => panic!("the master's event stream ended"),
-            Err(_) => panic!("the honest worker finished only {done} of {n} jobs within {within:?}"),
+            Err(_) => {
+                panic!("the honest worker finished only {done} of {n} jobs within {within:?}")
+            }
         }
     }
 }
@@ -109,7 +129,8 @@ fn memory() -> (u64, u64) {
 }
 
 /// Keeps one raw TCP connection from `source` open at a time: it never speaks, and when the
-/// master closes it, it connects again at once.
+/// master closes it, it connects again after a moment (the pause keeps the attacker, which
+/// shares this process's two threads with the master, from starving everyone of CPU).
 async fn raw_flood(source: Ipv4Addr, master: SocketAddr) {
     loop {
         let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
@@ -118,52 +139,59 @@ async fn raw_flood(source: Ipv4Addr, master: SocketAddr) {
         if socket.bind(SocketAddr::from((source, 0))).is_err() {
             return;
         }
-        match socket.connect(master).await {
-            Ok(mut stream) => {
-                let mut buf = [0u8; 1024];
-                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        if let Ok(mut stream) = socket.connect(master).await {
+            let mut buf = [0u8; 1024];
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
         }
+        tokio::time::sleep(REDIAL).await;
     }
 }
 
-/// A libp2p peer on `source` that completes Noise, opens a job stream and never answers the
-/// handshake; when the master drops it, it comes back at once.
+/// How soon a flooding connection comes back after the master drops it.
+const REDIAL: Duration = Duration::from_millis(200);
+
+/// A libp2p peer on `source` that completes the transport handshake, opens a job stream and never
+/// answers the queuexec handshake; when the master drops it, it comes back after [`REDIAL`].
+/// It speaks QUIC: a QUIC dial leaves from the listening socket, so from `source`.
 async fn stalled_peer_flood(source: Ipv4Addr, master: Multiaddr) {
-    let listen = format!("/ip4/{source}/tcp/0").parse().expect("multiaddr");
+    let listen = format!("/ip4/{source}/udp/0/quic-v1")
+        .parse()
+        .expect("multiaddr");
     let Ok((net, _events)) = net::spawn(NetConfig::for_tests(vec![listen])) else {
         return;
     };
-    // Port reuse makes the dials leave from the listening address.
     tokio::time::sleep(Duration::from_millis(100)).await;
     loop {
         let Ok(peer) = net.dial(master.clone()).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(REDIAL).await;
             continue;
         };
         let mut control = net.control();
-        match control.open_stream(peer, protocol::JOB_PROTOCOL).await {
-            Ok(mut stream) => {
-                let mut buf = [0u8; 1024];
-                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        if let Ok(mut stream) = control.open_stream(peer, protocol::JOB_PROTOCOL).await {
+            let mut buf = [0u8; 1024];
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
         }
+        tokio::time::sleep(REDIAL).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unauthenticated_connections_never_locks_an_honest_worker_out() {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = master_config(dir.path());
     config.max_workers = 4;
+    config.listen.push("/ip4/127.0.0.1/udp/0/quic-v1".into());
     let (master, mut events) = Master::start(config).await.expect("master");
     let (addr, socket) = tcp_addr(&master);
+    let quic = quic_addr(&master);
 
     // 300 connections that never authenticate: 240 raw TCP connections from 24 addresses that
-    // never finish Noise, and 60 libp2p peers from 60 more that stall the handshake. Each comes
-    // back as soon as the master drops it.
+    // never finish Noise, and 60 libp2p peers from 60 more that stall the queuexec handshake.
+    // Each comes back soon after the master drops it.
     let mut flood = tokio::task::JoinSet::new();
     for i in 0..240u32 {
         let source = Ipv4Addr::new(127, 0, 1, (i % 24 + 1) as u8);
@@ -171,14 +199,32 @@ async fn a_flood_of_unauthenticated_connections_never_locks_an_honest_worker_out
     }
     for i in 0..60u32 {
         let source = Ipv4Addr::new(127, 0, 2, (i + 1) as u8);
-        flood.spawn(stalled_peer_flood(source, addr.clone()));
+        flood.spawn(stalled_peer_flood(source, quic.clone()));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let seen = master.inner.net.guard_stats().await.expect("guard stats");
+    let budget = net::Budget::default();
+    assert!(
+        seen.denied > 0 && seen.peak_unauthenticated >= 40,
+        "the flood reached the master: {seen:?}"
+    );
+    assert!(
+        seen.pending <= 24 * budget.max_pending_per_ip as usize
+            && seen.peak_unauthenticated <= budget.max_unauthenticated as usize,
+        "the flood holds no more than its budget: {seen:?}"
+    );
 
     let mut wc = worker_config(dir.path(), "honest");
     wc.master = Some(addr.to_string());
     let (worker, _) = Worker::start(wc, Arc::new(Echo)).await.expect("worker");
+    let joined = tokio::time::Instant::now();
     honest_jobs_complete(&master, &mut events, 20, Duration::from_secs(8)).await;
+    let seen = master.inner.net.guard_stats().await.expect("guard stats");
+    eprintln!(
+        "honest worker done in {:?} under the flood; guard: {seen:?}",
+        joined.elapsed()
+    );
 
     flood.abort_all();
     worker.close().await;
