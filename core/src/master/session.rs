@@ -1,5 +1,6 @@
-//! One worker connection, on the master: admission (one job stream per peer, a bounded number of
-//! handshakes in progress, each with a deadline, at most `max_workers` sessions), the handshake,
+//! One worker connection, on the master: admission (one handshake at a time per peer, a bounded
+//! number in progress, each with a deadline; one session per peer, a newer one replacing the
+//! older; at most `max_workers` sessions), the handshake,
 //! then one task that reads and opens the worker's frames (results are decrypted here, off the
 //! engine) and one that seals and writes what the engine and this reader queue for it.
 //!
@@ -9,14 +10,14 @@
 //! request, and cut into chunks only as the writer drains, so one chunk at a time is in memory.
 //! Jobs are split into frames by bytes so that no frame is over what a worker accepts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::engine::EngineCommand;
 use super::{lock, read_lock};
@@ -53,12 +54,16 @@ pub(super) struct SessionShared {
     pub(super) admission: Admission,
 }
 
-/// Who may hold a job stream: one per peer, a bounded number still in the handshake, and at most
-/// `max_workers` authenticated sessions.
+/// Who may hold a job stream: one handshake at a time per peer, a bounded number in total, one
+/// session per peer (a newer one ends the older, so a worker whose old connection died silently
+/// gets back in), and at most `max_workers` sessions.
 pub(super) struct Admission {
     handshakes: Semaphore,
+    /// Peers with a handshake in progress.
     peers: Mutex<HashSet<PeerId>>,
     sessions: Semaphore,
+    /// Each peer's session: its id, and how to end it.
+    active: Mutex<HashMap<PeerId, (SessionId, oneshot::Sender<()>)>>,
     max_workers: u32,
 }
 
@@ -68,12 +73,13 @@ impl Admission {
             handshakes: Semaphore::new(MAX_PENDING_HANDSHAKES),
             peers: Mutex::new(HashSet::new()),
             sessions: Semaphore::new(max_workers as usize),
+            active: Mutex::new(HashMap::new()),
             max_workers,
         }
     }
 }
 
-/// Releases a peer's job-stream slot when its session ends, however it ends.
+/// Releases a peer's handshake slot when its handshake ends, however it ends.
 struct PeerSlot<'a> {
     admission: &'a Admission,
     peer: PeerId,
@@ -93,12 +99,13 @@ enum AssetRequest {
 
 /// Serves one worker connection until it ends.
 pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Stream) {
-    // One job stream per peer: a second one (a peer opening many) is dropped at once.
+    // One handshake at a time per peer: another stream meanwhile (a peer opening many) is
+    // dropped at once.
     if !lock(&shared.admission.peers).insert(peer) {
         tracing::debug!(%peer, "dropped a second job stream from one peer");
         return;
     }
-    let _slot = PeerSlot {
+    let slot = PeerSlot {
         admission: &shared.admission,
         peer,
     };
@@ -135,7 +142,18 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
             return;
         }
     };
-    let Ok(_worker_slot) = shared.admission.sessions.try_acquire() else {
+    drop(slot);
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed) as SessionId;
+    // A newer session of the same peer replaces the older one (its permit comes back when it
+    // has ended, hence the short wait below).
+    let (cancel, cancelled) = oneshot::channel::<()>();
+    if let Some((_, older)) = lock(&shared.admission.active).insert(peer, (id, cancel)) {
+        let _ = older.send(());
+    }
+    let permit =
+        tokio::time::timeout(Duration::from_secs(1), shared.admission.sessions.acquire()).await;
+    let Ok(Ok(_worker_slot)) = permit else {
+        end_active(&shared.admission, peer, id);
         tracing::warn!(
             %peer,
             "refused a worker: this master already serves max_workers = {} workers",
@@ -146,7 +164,6 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
     };
     tracing::debug!(%peer, elapsed = ?started.elapsed(), "handshake done");
     shared.net.authenticated(peer, true).await;
-    let id = shared.next_session.fetch_add(1, Ordering::Relaxed) as SessionId;
     let worker = WorkerInfo {
         id: peer.to_string(),
         name,
@@ -163,6 +180,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
         })
         .is_err()
     {
+        end_active(&shared.admission, peer, id);
         return;
     }
     let (reader, writer) = stream.split();
@@ -175,16 +193,33 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
         requests_rx,
     ));
 
-    let result = read_session(&shared, id, reader, &requests).await;
+    let result = tokio::select! {
+        result = read_session(&shared, id, reader, &requests) => result,
+        _ = cancelled => Err(Error::Closed("this session: the worker opened a newer one")),
+    };
     if let Err(e) = &result {
         tracing::info!(%peer, "worker session ended: {e}");
     }
     let _ = shared.engine.send(EngineCommand::SessionClosed { id });
     write_task.abort();
-    shared.net.authenticated(peer, false).await;
+    if end_active(&shared.admission, peer, id) {
+        shared.net.authenticated(peer, false).await;
+    }
     if matches!(result, Err(Error::Envelope | Error::Protocol(_))) {
         // A peer that sends bad frames is cut off; the queue is unharmed.
         shared.net.disconnect(peer).await;
+    }
+}
+
+/// Forgets session `id` as `peer`'s session, unless a newer one replaced it; returns whether it
+/// was still the peer's session.
+fn end_active(admission: &Admission, peer: PeerId, id: SessionId) -> bool {
+    let mut active = lock(&admission.active);
+    if active.get(&peer).is_some_and(|(current, _)| *current == id) {
+        active.remove(&peer);
+        true
+    } else {
+        false
     }
 }
 

@@ -406,3 +406,112 @@ impl NetworkBehaviour for Guard {
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(ip: &str) -> Multiaddr {
+        format!("/ip4/{ip}/tcp/4000").parse().expect("multiaddr")
+    }
+
+    fn local() -> Multiaddr {
+        addr("127.0.0.1")
+    }
+
+    /// Brings a connection from `ip` through both inbound steps.
+    fn connect(guard: &mut Guard, n: usize, ip: &str) -> Result<PeerId, ConnectionDenied> {
+        let id = ConnectionId::new_unchecked(n);
+        let peer = PeerId::random();
+        guard.handle_pending_inbound_connection(id, &local(), &addr(ip))?;
+        guard.handle_established_inbound_connection(id, peer, &local(), &addr(ip))?;
+        Ok(peer)
+    }
+
+    /// The connections the guard asks the swarm to close, in order.
+    fn closes(guard: &mut Guard) -> Vec<ConnectionId> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut out = Vec::new();
+        while let Poll::Ready(ToSwarm::CloseConnection {
+            connection: CloseConnection::One(id),
+            ..
+        }) = guard.poll(&mut cx)
+        {
+            out.push(id);
+        }
+        out
+    }
+
+    fn small() -> Budget {
+        Budget {
+            max_pending_per_ip: 2,
+            max_pending: 100,
+            max_unauthenticated_per_ip: 3,
+            max_unauthenticated: 4,
+            deadline: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_address_gets_at_most_its_share_of_handshakes_and_unauthenticated_connections() {
+        let mut guard = Guard::new(small());
+        for n in 0..2 {
+            guard
+                .handle_pending_inbound_connection(
+                    ConnectionId::new_unchecked(n),
+                    &local(),
+                    &addr("10.0.0.1"),
+                )
+                .expect("within the per-IP handshake cap");
+        }
+        let third = guard.handle_pending_inbound_connection(
+            ConnectionId::new_unchecked(2),
+            &local(),
+            &addr("10.0.0.1"),
+        );
+        assert!(third.is_err(), "a third handshake from one IP is refused");
+        assert!(
+            connect(&mut guard, 3, "10.0.0.2").is_ok(),
+            "another IP is not"
+        );
+
+        let mut guard = Guard::new(small());
+        for n in 0..3 {
+            connect(&mut guard, n, "10.0.0.1").expect("within the per-IP cap");
+        }
+        assert!(connect(&mut guard, 3, "10.0.0.1").is_err());
+        assert_eq!(guard.stats().denied, 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_budget_closes_the_oldest_unauthenticated_connection_not_the_newcomer() {
+        let mut guard = Guard::new(small());
+        for n in 0..4 {
+            connect(&mut guard, n, &format!("10.0.0.{n}")).expect("within the budget");
+        }
+        connect(&mut guard, 4, "10.0.1.1").expect("the newcomer is let in");
+        assert_eq!(closes(&mut guard), [ConnectionId::new_unchecked(0)]);
+        assert_eq!(guard.stats().unauthenticated, 4);
+        assert_eq!(guard.stats().evicted, 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_does_not_authenticate_in_time_is_closed_and_one_that_does_is_kept() {
+        let mut guard = Guard::new(Budget {
+            deadline: Duration::from_millis(200),
+            ..small()
+        });
+        connect(&mut guard, 1, "10.0.0.1").expect("connect");
+        let honest = connect(&mut guard, 2, "10.0.0.2").expect("connect");
+        guard.set_authenticated(honest, true);
+        assert!(closes(&mut guard).is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(closes(&mut guard), [ConnectionId::new_unchecked(1)]);
+        assert_eq!(guard.stats().expired, 1);
+        // The honest peer leaves its session: its connection gets a fresh deadline.
+        guard.set_authenticated(honest, false);
+        assert!(closes(&mut guard).is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(closes(&mut guard), [ConnectionId::new_unchecked(2)]);
+    }
+}

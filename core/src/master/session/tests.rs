@@ -290,6 +290,13 @@ async fn a_worker_that_asks_for_a_file_a_thousand_times_and_never_reads_costs_th
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, peak) = memory();
     let grown = peak.saturating_sub(rss_before);
+    eprintln!(
+        "memory: {} MB before the probe, peak {} MB after {REQUESTS} requests for a {} KiB file: grew {} MB",
+        rss_before >> 20,
+        peak >> 20,
+        ASSET >> 10,
+        grown >> 20
+    );
     assert!(
         grown < BOUND,
         "the master grew by {} MB (bound {} MB) for one worker's {REQUESTS} file requests",
