@@ -114,6 +114,7 @@ pub(crate) struct WireJob {
     pub(crate) attempt: u32,
     pub(crate) task_type: Option<String>,
     /// The data, sealed with the job id as context.
+    #[serde(with = "raw_bytes")]
     pub(crate) payload: Vec<u8>,
     pub(crate) timeout_ms: Option<u64>,
 }
@@ -125,6 +126,7 @@ pub(crate) struct WireResult {
     pub(crate) attempt: u32,
     pub(crate) ok: bool,
     /// The result JSON (ok) or error text, sealed with [`result_context`].
+    #[serde(with = "raw_bytes")]
     pub(crate) body: Vec<u8>,
 }
 
@@ -142,6 +144,7 @@ pub(crate) enum ToWorker {
     FileChunk {
         sha256: Sha256,
         offset: u64,
+        #[serde(with = "raw_bytes")]
         data: Vec<u8>,
         last: bool,
     },
@@ -162,6 +165,44 @@ pub(crate) enum ToMaster {
     GetManifest,
     /// Asks for one file by hash.
     GetFile { sha256: Sha256 },
+}
+
+/// Byte fields as one block instead of one element at a time. The postcard encoding is the same
+/// (a length, then the bytes), so the wire does not change; only the cost does: megabytes of
+/// payload no longer go through serde one `u8` at a time.
+mod raw_bytes {
+    use serde::{Deserializer, Serializer, de};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                // Bounded by what the input holds, not by the length it claims.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
 }
 
 /// The context a job's payload is sealed with.
@@ -195,6 +236,31 @@ mod tests {
             payload: vec![7; payload],
             timeout_ms: Some(u64::MAX),
         }
+    }
+
+    #[test]
+    fn byte_fields_keep_the_encoding_of_a_list_of_u8() {
+        #[derive(Serialize)]
+        struct Plain {
+            id: String,
+            attempt: u32,
+            task_type: Option<String>,
+            payload: Vec<u8>,
+            timeout_ms: Option<u64>,
+        }
+        let wire = job("job-9", 300);
+        let plain = Plain {
+            id: wire.id.clone(),
+            attempt: wire.attempt,
+            task_type: wire.task_type.clone(),
+            payload: wire.payload.clone(),
+            timeout_ms: wire.timeout_ms,
+        };
+        let a = postcard::to_stdvec(&wire).expect("encode");
+        let b = postcard::to_stdvec(&plain).expect("encode");
+        assert_eq!(a, b);
+        let back: WireJob = postcard::from_bytes(&b).expect("decode");
+        assert_eq!(back.payload, wire.payload);
     }
 
     #[test]
