@@ -356,3 +356,6 @@ async fn send_results<W: futures::AsyncWrite + Unpin>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
