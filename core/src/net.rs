@@ -5,6 +5,9 @@
 //! [`NetEvent`]s come out of a channel. The behaviour struct stays private. Job streams are
 //! opened and accepted through `libp2p-stream`'s `Control`, so their bytes never pass through the
 //! swarm task. Dropping every handle ends the task.
+//!
+//! Inbound connections are bounded by [`guard`]: per IP and in total while they are in the
+//! handshake or not yet authenticated, each with a deadline.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +23,12 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+
+mod guard;
+
+pub(crate) use guard::Budget;
+#[cfg(test)]
+pub(crate) use guard::GuardStats;
 
 /// Environment variable that turns mDNS discovery on (`1`/`true`).
 pub(crate) const MDNS_ENV: &str = "QUEUEXEC_MDNS";
@@ -41,12 +50,27 @@ pub(crate) fn mdns_wanted(explicit: Option<bool>) -> bool {
 pub(crate) struct NetConfig {
     pub(crate) listen: Vec<Multiaddr>,
     pub(crate) mdns: bool,
-    pub(crate) max_connections: u32,
+    /// What peers that have not authenticated may hold.
+    pub(crate) budget: Budget,
+}
+
+#[cfg(test)]
+impl NetConfig {
+    /// A probe's network: listening on `listen`, no mDNS.
+    pub(crate) fn for_tests(listen: Vec<Multiaddr>) -> Self {
+        NetConfig {
+            listen,
+            mdns: false,
+            budget: Budget::default(),
+        }
+    }
 }
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
+    // After `limits`: a connection `limits` refuses never reaches the guard's counts.
+    guard: guard::Guard,
     stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -70,6 +94,12 @@ enum Command {
     Disconnect {
         peer: PeerId,
     },
+    Authenticated {
+        peer: PeerId,
+        yes: bool,
+    },
+    #[cfg(test)]
+    GuardStats(oneshot::Sender<GuardStats>),
     Shutdown,
 }
 
@@ -104,6 +134,26 @@ impl Net {
     /// Closes every connection to `peer`.
     pub(crate) async fn disconnect(&self, peer: PeerId) {
         let _ = self.commands.send(Command::Disconnect { peer }).await;
+    }
+
+    /// Marks `peer` as having proved the room token (its connections leave the budget of
+    /// unauthenticated peers), or as no longer doing so.
+    pub(crate) async fn authenticated(&self, peer: PeerId, yes: bool) {
+        let _ = self
+            .commands
+            .send(Command::Authenticated { peer, yes })
+            .await;
+    }
+
+    /// What the connection guard has seen.
+    #[cfg(test)]
+    pub(crate) async fn guard_stats(&self) -> Result<GuardStats> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::GuardStats(reply))
+            .await
+            .map_err(|_| Error::Closed("the network task"))?;
+        rx.await.map_err(|_| Error::Closed("the network task"))
     }
 
     /// Ends the swarm task: listeners and connections close.
@@ -145,12 +195,14 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
             } else {
                 None
             };
+            // Totals of unauthenticated peers are the guard's (it evicts rather than refuses);
+            // authenticated ones are bounded by the master's max_workers.
             let limits = connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(config.max_connections))
-                .with_max_pending_incoming(Some(config.max_connections))
+                .with_max_pending_incoming(Some(config.budget.max_pending))
                 .with_max_established_per_peer(Some(4));
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
+                guard: guard::Guard::new(config.budget.clone()),
                 stream: libp2p_stream::Behaviour::new(),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/queuexec/id/1".into(), key.public())
@@ -162,6 +214,8 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
         })
         .map_err(|e| Error::network_from("could not set up the network behaviour", e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        // The deadline of a connection in the transport handshake (TCP or QUIC, then Noise).
+        .with_connection_timeout(config.budget.deadline)
         .build();
 
     for addr in &config.listen {
@@ -241,6 +295,16 @@ impl EventLoop {
             }
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::Authenticated { peer, yes } => {
+                self.swarm
+                    .behaviour_mut()
+                    .guard
+                    .set_authenticated(peer, yes);
+            }
+            #[cfg(test)]
+            Command::GuardStats(reply) => {
+                let _ = reply.send(self.swarm.behaviour().guard.stats());
             }
             Command::Shutdown => {}
         }

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::delivery::deliver;
 use self::engine::{Engine, EngineCommand};
-use self::session::{SessionShared, serve_session};
+use self::session::{Admission, SessionShared, serve_session};
 use crate::assets::{AssetSet, AssetSpec};
 use crate::crypto::{RoomKey, TransferKey};
 use crate::error::{Error, Result};
@@ -283,7 +283,7 @@ impl Master {
         let (net, net_events) = net::spawn(NetConfig {
             listen,
             mdns: net::mdns_wanted(config.mdns),
-            max_connections: config.max_workers.saturating_add(8),
+            budget: net::Budget::default(),
         })?;
         let peer_id = net.peer_id();
         let addrs = Arc::new(Mutex::new(Vec::new()));
@@ -379,6 +379,7 @@ impl Master {
             net,
             next_session: AtomicI64::new(1),
             lease_ttl_ms: config.lease_ttl.as_millis() as u64,
+            admission: Admission::new(config.max_workers),
         });
         let accept_task = tokio::spawn(async move {
             while let Some((peer, stream)) = incoming.next().await {

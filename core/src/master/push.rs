@@ -53,6 +53,18 @@ impl Master {
                 .inner
                 .key
                 .seal(&protocol::payload_context(&id), job.data.as_bytes());
+            let sealed_len = protocol::job_wire_len(&id, job.task_type.as_deref(), payload.len());
+            if sealed_len > protocol::FRAME_BUDGET {
+                let limit = protocol::max_plain_len(
+                    id.len() + job.task_type.as_deref().map_or(0, str::len),
+                );
+                return Err(Error::payload(format!(
+                    "job {} of this push ({id}): its data is {} bytes; the limit for one job's data is {limit} bytes (a job travels in one frame, and a frame is at most {} bytes); nothing of this push was queued. Split the work into smaller jobs, or ship large inputs as asset files the task reads",
+                    index + 1,
+                    job.data.len(),
+                    protocol::MAX_FRAME
+                )));
+            }
             let max_attempts = job
                 .retries
                 .map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));

@@ -1,26 +1,46 @@
-//! One worker connection, on the master: the handshake, then one task that reads and opens the
-//! worker's frames (results are decrypted here, off the engine) and one that seals and writes
-//! what the engine and this reader queue for it (jobs, the manifest, file chunks).
+//! One worker connection, on the master: admission (one handshake at a time per peer, a bounded
+//! number in progress, each with a deadline; one session per peer, a newer one replacing the
+//! older; at most `max_workers` sessions), the handshake,
+//! then one task that reads and opens the worker's frames (results are decrypted here, off the
+//! engine) and one that seals and writes what the engine and this reader queue for it.
+//!
+//! What a worker can make the master spend is bounded: jobs are limited by the credits the
+//! engine grants; asset requests wait in a queue of [`MAX_ASSET_REQUESTS`] (a worker that asks
+//! for more without reading is cut off); a file is shared ([`bytes::Bytes`]), never copied per
+//! request, and cut into chunks only as the writer drains, so one chunk at a time is in memory.
+//! Jobs are split into frames by bytes so that no frame is over what a worker accepts.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::engine::EngineCommand;
-use super::read_lock;
-use crate::assets::{AssetSet, Sha256};
+use super::{lock, read_lock};
+use crate::assets::{AssetSet, BundleHash, Sha256};
 use crate::crypto::{RoomKey, TransferKey};
 use crate::error::{Error, Result};
 use crate::job::WorkerInfo;
 use crate::net::Net;
 use crate::protocol::{
-    self, Direction, MasterHandshake, SealedReader, SealedWriter, ToMaster, ToWorker, WireResult,
+    self, Direction, MasterHandshake, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob,
+    WireResult,
 };
 use crate::scheduler::{RunOutcome, SessionId};
+
+/// Asset requests (manifest or file) a worker may have waiting at once. An honest worker asks
+/// for one thing at a time; one that queues more than this without reading is cut off.
+pub(super) const MAX_ASSET_REQUESTS: usize = 8;
+
+/// How long a peer has to complete the handshake after opening its job stream.
+pub(super) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Handshakes in progress at once; further job streams wait (within the deadline) for a slot.
+const MAX_PENDING_HANDSHAKES: usize = 128;
 
 /// What every session of one master shares.
 pub(super) struct SessionShared {
@@ -31,14 +51,75 @@ pub(super) struct SessionShared {
     pub(super) net: Net,
     pub(super) next_session: AtomicI64,
     pub(super) lease_ttl_ms: u64,
+    pub(super) admission: Admission,
+}
+
+/// Who may hold a job stream: one handshake at a time per peer, a bounded number in total, one
+/// session per peer (a newer one ends the older, so a worker whose old connection died silently
+/// gets back in), and at most `max_workers` sessions.
+pub(super) struct Admission {
+    handshakes: Semaphore,
+    /// Peers with a handshake in progress.
+    peers: Mutex<HashSet<PeerId>>,
+    sessions: Semaphore,
+    /// Each peer's session: its id, and how to end it.
+    active: Mutex<HashMap<PeerId, (SessionId, oneshot::Sender<()>)>>,
+    max_workers: u32,
+}
+
+impl Admission {
+    pub(super) fn new(max_workers: u32) -> Self {
+        Admission {
+            handshakes: Semaphore::new(MAX_PENDING_HANDSHAKES),
+            peers: Mutex::new(HashSet::new()),
+            sessions: Semaphore::new(max_workers as usize),
+            active: Mutex::new(HashMap::new()),
+            max_workers,
+        }
+    }
+}
+
+/// Releases a peer's handshake slot when its handshake ends, however it ends.
+struct PeerSlot<'a> {
+    admission: &'a Admission,
+    peer: PeerId,
+}
+
+impl Drop for PeerSlot<'_> {
+    fn drop(&mut self) {
+        lock(&self.admission.peers).remove(&self.peer);
+    }
+}
+
+/// An asset request waiting for the writer.
+enum AssetRequest {
+    Manifest,
+    File(Sha256),
 }
 
 /// Serves one worker connection until it ends.
 pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Stream) {
-    let handshake = tokio::time::timeout(
-        Duration::from_secs(10),
-        handshake(&shared, peer, &mut stream),
-    )
+    // One handshake at a time per peer: another stream meanwhile (a peer opening many) is
+    // dropped at once.
+    if !lock(&shared.admission.peers).insert(peer) {
+        tracing::debug!(%peer, "dropped a second job stream from one peer");
+        return;
+    }
+    let slot = PeerSlot {
+        admission: &shared.admission,
+        peer,
+    };
+    let started = tokio::time::Instant::now();
+    let handshake = tokio::time::timeout(HANDSHAKE_DEADLINE, async {
+        // Wait for a handshake slot within the same deadline.
+        let _permit = shared
+            .admission
+            .handshakes
+            .acquire()
+            .await
+            .map_err(|_| Error::Closed("the master"))?;
+        handshake(&shared, peer, &mut stream).await
+    })
     .await;
     let name = match handshake {
         Ok(Ok(v)) => v,
@@ -52,56 +133,93 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
             return;
         }
         Err(_) => {
-            tracing::warn!(%peer, "refused a peer: no handshake within 10 s");
+            tracing::warn!(
+                %peer,
+                "refused a peer: no handshake within {} s",
+                HANDSHAKE_DEADLINE.as_secs()
+            );
             shared.net.disconnect(peer).await;
             return;
         }
     };
+    drop(slot);
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed) as SessionId;
+    // A newer session of the same peer replaces the older one (its permit comes back when it
+    // has ended, hence the short wait below).
+    let (cancel, cancelled) = oneshot::channel::<()>();
+    if let Some((_, older)) = lock(&shared.admission.active).insert(peer, (id, cancel)) {
+        let _ = older.send(());
+    }
+    let permit =
+        tokio::time::timeout(Duration::from_secs(1), shared.admission.sessions.acquire()).await;
+    let Ok(Ok(_worker_slot)) = permit else {
+        end_active(&shared.admission, peer, id);
+        tracing::warn!(
+            %peer,
+            "refused a worker: this master already serves max_workers = {} workers",
+            shared.admission.max_workers
+        );
+        shared.net.disconnect(peer).await;
+        return;
+    };
+    tracing::debug!(%peer, elapsed = ?started.elapsed(), "handshake done");
+    shared.net.authenticated(peer, true).await;
     let worker = WorkerInfo {
         id: peer.to_string(),
         name,
     };
-    let (outbound, mut outbound_rx) = mpsc::unbounded_channel::<ToWorker>();
+    // Jobs from the engine: bounded by the credits the engine grants this session.
+    let (outbound, outbound_rx) = mpsc::unbounded_channel::<ToWorker>();
     if shared
         .engine
         .send(EngineCommand::SessionOpened {
             id,
             peer,
             worker,
-            outbound: outbound.clone(),
+            outbound,
         })
         .is_err()
     {
+        end_active(&shared.admission, peer, id);
         return;
     }
     let (reader, writer) = stream.split();
+    let (requests, requests_rx) = mpsc::channel(MAX_ASSET_REQUESTS);
+    let write_task = tokio::spawn(write_session(
+        shared.clone(),
+        id,
+        writer,
+        outbound_rx,
+        requests_rx,
+    ));
 
-    // Writer: seal and send, batching whatever is queued into one flush.
-    let mut writer = SealedWriter::new(shared.key.clone(), Direction::ToWorker, writer);
-    let write_task = tokio::spawn(async move {
-        while let Some(message) = outbound_rx.recv().await {
-            let mut next = Some(message);
-            while let Some(message) = next {
-                writer.send(&message).await?;
-                next = outbound_rx.try_recv().ok();
-            }
-            writer.flush().await?;
-        }
-        writer.close().await;
-        Ok::<(), Error>(())
-    });
-
-    let result = read_session(&shared, id, reader, &outbound).await;
+    let result = tokio::select! {
+        result = read_session(&shared, id, reader, &requests) => result,
+        _ = cancelled => Err(Error::Closed("this session: the worker opened a newer one")),
+    };
     if let Err(e) = &result {
         tracing::info!(%peer, "worker session ended: {e}");
     }
     let _ = shared.engine.send(EngineCommand::SessionClosed { id });
-    drop(outbound);
     write_task.abort();
+    if end_active(&shared.admission, peer, id) {
+        shared.net.authenticated(peer, false).await;
+    }
     if matches!(result, Err(Error::Envelope | Error::Protocol(..))) {
         // A peer that sends bad frames is cut off; the queue is unharmed.
         shared.net.disconnect(peer).await;
+    }
+}
+
+/// Forgets session `id` as `peer`'s session, unless a newer one replaced it; returns whether it
+/// was still the peer's session.
+fn end_active(admission: &Admission, peer: PeerId, id: SessionId) -> bool {
+    let mut active = lock(&admission.active);
+    if active.get(&peer).is_some_and(|(current, _)| *current == id) {
+        active.remove(&peer);
+        true
+    } else {
+        false
     }
 }
 
@@ -117,11 +235,128 @@ async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) ->
     .await
 }
 
+/// Seals and writes jobs (split by bytes into frames a worker accepts) and answers asset
+/// requests one at a time, producing file chunks only as the stream drains.
+async fn write_session<W: futures::AsyncWrite + Unpin>(
+    shared: Arc<SessionShared>,
+    id: SessionId,
+    writer: W,
+    mut jobs: mpsc::UnboundedReceiver<ToWorker>,
+    mut requests: mpsc::Receiver<AssetRequest>,
+) -> Result<()> {
+    let mut writer = SealedWriter::new(shared.key.clone(), Direction::ToWorker, writer);
+    loop {
+        tokio::select! {
+            biased;
+            message = jobs.recv() => {
+                let Some(message) = message else { break };
+                let mut next = Some(message);
+                while let Some(message) = next {
+                    send_jobs(&shared, id, &mut writer, message).await?;
+                    next = jobs.try_recv().ok();
+                }
+            }
+            request = requests.recv() => {
+                let Some(request) = request else { break };
+                match request {
+                    AssetRequest::Manifest => {
+                        let manifest = read_lock(&shared.assets).manifest().clone();
+                        writer.send(&ToWorker::Manifest(manifest)).await?;
+                    }
+                    AssetRequest::File(sha256) => send_file(&shared, &mut writer, sha256).await?,
+                }
+            }
+        }
+        writer.flush().await?;
+    }
+    writer.close().await;
+    Ok(())
+}
+
+/// Sends what the engine queued; `Jobs` are split so that no frame is over [`protocol::MAX_FRAME`].
+/// A job too large for any frame (stored before pushes were checked) fails with a clear error
+/// instead of taking the connection down.
+async fn send_jobs<W: futures::AsyncWrite + Unpin>(
+    shared: &SessionShared,
+    id: SessionId,
+    writer: &mut SealedWriter<W>,
+    message: ToWorker,
+) -> Result<()> {
+    let ToWorker::Jobs { bundle, jobs } = message else {
+        return writer.send(&message).await;
+    };
+    let (batches, oversized) = protocol::split_by_bytes(jobs, WireJob::wire_len, usize::MAX);
+    if !oversized.is_empty() {
+        fail_oversized(shared, id, oversized);
+    }
+    for jobs in batches {
+        send_batch(writer, bundle, jobs).await?;
+    }
+    Ok(())
+}
+
+async fn send_batch<W: futures::AsyncWrite + Unpin>(
+    writer: &mut SealedWriter<W>,
+    bundle: BundleHash,
+    jobs: Vec<WireJob>,
+) -> Result<()> {
+    writer.send(&ToWorker::Jobs { bundle, jobs }).await
+}
+
+fn fail_oversized(shared: &SessionShared, id: SessionId, jobs: Vec<WireJob>) {
+    let results = jobs
+        .into_iter()
+        .map(|job| {
+            let error = format!(
+                "the job's sealed data is {} bytes, over what one frame carries ({} bytes of a {}-byte frame), so no worker can receive it; push smaller jobs",
+                job.payload.len(),
+                protocol::FRAME_BUDGET,
+                protocol::MAX_FRAME
+            );
+            tracing::warn!(job = %job.id, "{error}");
+            (job.id, job.attempt, RunOutcome::Err(error))
+        })
+        .collect();
+    let _ = shared.engine.send(EngineCommand::Results { id, results });
+}
+
+/// Sends one file in chunks, each cut from the shared content only when the previous one is
+/// written: memory per request is one chunk, whatever the file's size.
+async fn send_file<W: futures::AsyncWrite + Unpin>(
+    shared: &SessionShared,
+    writer: &mut SealedWriter<W>,
+    sha256: Sha256,
+) -> Result<()> {
+    let content = read_lock(&shared.assets).content(&sha256);
+    let Some(content) = content else {
+        return writer.send(&ToWorker::FileMissing { sha256 }).await;
+    };
+    let mut offset = 0usize;
+    loop {
+        let end = (offset + protocol::FILE_CHUNK).min(content.len());
+        writer
+            .send(&ToWorker::FileChunk {
+                sha256,
+                offset: offset as u64,
+                data: content[offset..end].to_vec(),
+                last: end == content.len(),
+            })
+            .await?;
+        if end == content.len() {
+            return Ok(());
+        }
+        // Each chunk reaches the stream before the next is cut: a worker that does not read
+        // holds the writer here, not the master's memory.
+        writer.flush().await?;
+        offset = end;
+    }
+}
+
 async fn read_session<R: futures::AsyncRead + Unpin>(
     shared: &SessionShared,
     id: SessionId,
     reader: R,
-    outbound: &mpsc::UnboundedSender<ToWorker>,
+    requests: &mpsc::Sender<AssetRequest>,
 ) -> Result<()> {
     let mut reader = SealedReader::new(shared.key.clone(), Direction::ToMaster, reader);
     let closed = || Error::Closed("the master");
@@ -145,14 +380,23 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
                     .send(EngineCommand::Results { id, results })
                     .map_err(|_| closed())?;
             }
-            ToMaster::GetManifest => {
-                let manifest = read_lock(&shared.assets).manifest().clone();
-                let _ = outbound.send(ToWorker::Manifest(manifest));
-            }
-            ToMaster::GetFile { sha256 } => send_file(shared, sha256, outbound),
+            ToMaster::GetManifest => queue_request(requests, AssetRequest::Manifest)?,
+            ToMaster::GetFile { sha256 } => queue_request(requests, AssetRequest::File(sha256))?,
         }
     }
     Ok(())
+}
+
+/// Queues an asset request for the writer; a worker with [`MAX_ASSET_REQUESTS`] already waiting
+/// is not reading what it asked for, and is cut off.
+fn queue_request(requests: &mpsc::Sender<AssetRequest>, request: AssetRequest) -> Result<()> {
+    match requests.try_send(request) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => Err(Error::protocol(format!(
+            "the worker has more than {MAX_ASSET_REQUESTS} asset requests waiting without reading the answers; a worker asks for one file at a time"
+        ))),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed("the session writer")),
+    }
 }
 
 fn open_result(key: &TransferKey, r: WireResult) -> Result<(String, u32, RunOutcome)> {
@@ -169,30 +413,5 @@ fn open_result(key: &TransferKey, r: WireResult) -> Result<(String, u32, RunOutc
     Ok((r.id, r.attempt, outcome))
 }
 
-fn send_file(shared: &SessionShared, sha256: Sha256, outbound: &mpsc::UnboundedSender<ToWorker>) {
-    let content = read_lock(&shared.assets).content(&sha256);
-    let Some(content) = content else {
-        let _ = outbound.send(ToWorker::FileMissing { sha256 });
-        return;
-    };
-    if content.is_empty() {
-        let _ = outbound.send(ToWorker::FileChunk {
-            sha256,
-            offset: 0,
-            data: Vec::new(),
-            last: true,
-        });
-        return;
-    }
-    let mut offset = 0usize;
-    while offset < content.len() {
-        let end = (offset + protocol::FILE_CHUNK).min(content.len());
-        let _ = outbound.send(ToWorker::FileChunk {
-            sha256,
-            offset: offset as u64,
-            data: content[offset..end].to_vec(),
-            last: end == content.len(),
-        });
-        offset = end;
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -38,6 +38,75 @@ pub(crate) const MAX_HANDSHAKE_FRAME: usize = 4 * 1024;
 /// Size of the file chunks the master sends.
 pub(crate) const FILE_CHUNK: usize = 1024 * 1024;
 
+/// Bytes a sealed frame adds around the jobs or results it carries, bounded from above: the
+/// message tag, the bundle hash, the list length, the envelope (version, IV, padding, MAC).
+const FRAME_OVERHEAD: usize = 1024;
+
+/// Bytes one job or result adds to its frame beyond its id, task type and sealed bytes (postcard
+/// varints and option tags), bounded from above.
+const ITEM_OVERHEAD: usize = 64;
+
+/// Most bytes of jobs or results one frame carries: a sender splits by this so that no frame it
+/// builds is over [`MAX_FRAME`].
+pub(crate) const FRAME_BUDGET: usize = MAX_FRAME - FRAME_OVERHEAD;
+
+impl WireJob {
+    /// An upper bound of this job's bytes inside a frame.
+    pub(crate) fn wire_len(&self) -> usize {
+        job_wire_len(&self.id, self.task_type.as_deref(), self.payload.len())
+    }
+}
+
+impl WireResult {
+    /// An upper bound of this result's bytes inside a frame.
+    pub(crate) fn wire_len(&self) -> usize {
+        self.id.len() + self.body.len() + ITEM_OVERHEAD
+    }
+}
+
+/// An upper bound of a job's bytes inside a frame, from its parts.
+pub(crate) fn job_wire_len(id: &str, task_type: Option<&str>, sealed_len: usize) -> usize {
+    id.len() + task_type.map_or(0, str::len) + sealed_len + ITEM_OVERHEAD
+}
+
+/// The most bytes of plain data a sealed body may hold so that it travels in one frame, given
+/// what else its item carries (`other` bytes of id and task type).
+pub(crate) fn max_plain_len(other: usize) -> usize {
+    // A sealed body is 49 bytes of envelope plus the data padded to whole 16-byte blocks.
+    let sealed_room = FRAME_BUDGET.saturating_sub(other + ITEM_OVERHEAD + 49);
+    (sealed_room / 16).saturating_sub(1) * 16 + 15
+}
+
+/// Splits `items` into batches of at most `max_items` whose [`FRAME_BUDGET`] is not exceeded;
+/// items that do not fit a frame even alone come back separately.
+pub(crate) fn split_by_bytes<T>(
+    items: Vec<T>,
+    len: impl Fn(&T) -> usize,
+    max_items: usize,
+) -> (Vec<Vec<T>>, Vec<T>) {
+    let mut batches = Vec::new();
+    let mut oversized = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    for item in items {
+        let n = len(&item);
+        if n > FRAME_BUDGET {
+            oversized.push(item);
+            continue;
+        }
+        if !batch.is_empty() && (bytes + n > FRAME_BUDGET || batch.len() >= max_items) {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += n;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    (batches, oversized)
+}
+
 /// A job as it travels to a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct WireJob {
@@ -45,6 +114,7 @@ pub(crate) struct WireJob {
     pub(crate) attempt: u32,
     pub(crate) task_type: Option<String>,
     /// The data, sealed with the job id as context.
+    #[serde(with = "raw_bytes")]
     pub(crate) payload: Vec<u8>,
     pub(crate) timeout_ms: Option<u64>,
 }
@@ -56,6 +126,7 @@ pub(crate) struct WireResult {
     pub(crate) attempt: u32,
     pub(crate) ok: bool,
     /// The result JSON (ok) or error text, sealed with [`result_context`].
+    #[serde(with = "raw_bytes")]
     pub(crate) body: Vec<u8>,
 }
 
@@ -73,6 +144,7 @@ pub(crate) enum ToWorker {
     FileChunk {
         sha256: Sha256,
         offset: u64,
+        #[serde(with = "raw_bytes")]
         data: Vec<u8>,
         last: bool,
     },
@@ -95,6 +167,44 @@ pub(crate) enum ToMaster {
     GetFile { sha256: Sha256 },
 }
 
+/// Byte fields as one block instead of one element at a time. The postcard encoding is the same
+/// (a length, then the bytes), so the wire does not change; only the cost does: megabytes of
+/// payload no longer go through serde one `u8` at a time.
+mod raw_bytes {
+    use serde::{Deserializer, Serializer, de};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                // Bounded by what the input holds, not by the length it claims.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
+}
+
 /// The context a job's payload is sealed with.
 pub(crate) fn payload_context(job_id: &str) -> Vec<u8> {
     let mut context = b"queuexec payload\0".to_vec();
@@ -111,4 +221,79 @@ pub(crate) fn result_context(job_id: &str, ok: bool) -> Vec<u8> {
     };
     context.extend_from_slice(job_id.as_bytes());
     context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::TransferKey;
+
+    fn job(id: &str, payload: usize) -> WireJob {
+        WireJob {
+            id: id.into(),
+            attempt: u32::MAX,
+            task_type: Some("a task type".into()),
+            payload: vec![7; payload],
+            timeout_ms: Some(u64::MAX),
+        }
+    }
+
+    #[test]
+    fn byte_fields_keep_the_encoding_of_a_list_of_u8() {
+        #[derive(Serialize)]
+        struct Plain {
+            id: String,
+            attempt: u32,
+            task_type: Option<String>,
+            payload: Vec<u8>,
+            timeout_ms: Option<u64>,
+        }
+        let wire = job("job-9", 300);
+        let plain = Plain {
+            id: wire.id.clone(),
+            attempt: wire.attempt,
+            task_type: wire.task_type.clone(),
+            payload: wire.payload.clone(),
+            timeout_ms: wire.timeout_ms,
+        };
+        let a = postcard::to_stdvec(&wire).expect("encode");
+        let b = postcard::to_stdvec(&plain).expect("encode");
+        assert_eq!(a, b);
+        let back: WireJob = postcard::from_bytes(&b).expect("decode");
+        assert_eq!(back.payload, wire.payload);
+    }
+
+    #[test]
+    fn a_frame_built_from_one_split_batch_is_never_over_the_cap() {
+        let key = TransferKey::from_token("0123456789abcdef0123456789abcdef").expect("key");
+        let jobs: Vec<WireJob> = (0..10).map(|i| job(&format!("job-{i}"), 3 << 20)).collect();
+        let (batches, oversized) = split_by_bytes(jobs, WireJob::wire_len, usize::MAX);
+        assert!(oversized.is_empty());
+        assert_eq!(batches.len(), 5, "two 3 MB jobs per 8 MiB frame");
+        for jobs in batches {
+            let mut sealer = frame::FrameSealer::new(key.clone(), frame::Direction::ToWorker);
+            let frame = sealer
+                .seal(&ToWorker::Jobs {
+                    bundle: BundleHash([0; 32]),
+                    jobs,
+                })
+                .expect("seal");
+            assert!(frame.len() <= MAX_FRAME, "{} bytes", frame.len());
+        }
+    }
+
+    #[test]
+    fn the_largest_plain_body_that_fits_makes_a_frame_at_most_the_cap() {
+        let key = TransferKey::from_token("0123456789abcdef0123456789abcdef").expect("key");
+        let id = "job-1";
+        let max = max_plain_len(id.len() + "a task type".len());
+        let payload = key.seal(&payload_context(id), &vec![1u8; max]);
+        let fits = job(id, payload.len());
+        assert!(fits.wire_len() <= FRAME_BUDGET);
+        let over = key.seal(&payload_context(id), &vec![1u8; max + 1]);
+        assert!(job(id, over.len()).wire_len() > FRAME_BUDGET);
+        let (batches, oversized) = split_by_bytes(vec![job(id, over.len())], WireJob::wire_len, 9);
+        assert!(batches.is_empty());
+        assert_eq!(oversized.len(), 1);
+    }
 }

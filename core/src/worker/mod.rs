@@ -176,7 +176,12 @@ impl Worker {
         let (net, net_events) = net::spawn(NetConfig {
             listen,
             mdns,
-            max_connections: 64,
+            // A worker only listens for mDNS; nobody needs many connections to it.
+            budget: net::Budget {
+                max_pending: 32,
+                max_unauthenticated: 16,
+                ..net::Budget::default()
+            },
         })?;
         let inner = Arc::new(WorkerInner {
             peer_id: net.peer_id(),

@@ -1,9 +1,14 @@
 //! One connection to a master, on the worker: the dial and handshake, the credit window, the
 //! heartbeats, the frame reader (jobs and asset-sync messages), the jobs run through the
 //! [`Executor`], and the writer that batches results.
+//!
+//! The master is not trusted either: frames over the cap are refused by the reader, and a master
+//! that sends more jobs than the credits this worker granted is cut off. Results are split into
+//! frames by bytes so that none is over what the master accepts, and a result too large for any
+//! frame fails its own job with an error saying so, never the others.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, FutureExt};
@@ -29,7 +34,13 @@ pub(super) struct Connection {
     pub(super) slots: Arc<Semaphore>,
     /// The jobs started on this connection; aborted when it ends.
     pub(super) tasks: JoinSet<()>,
+    /// Credits granted to the master and not yet used by a job it sent: a window at the start,
+    /// one more per result. A master that sends jobs beyond it is cut off.
+    pub(super) credits: Arc<AtomicI64>,
 }
+
+/// Most results in one frame (besides the byte limit).
+const MAX_RESULTS_PER_FRAME: usize = 4096;
 
 /// What the worker sends: results are batched into one frame, other messages go as they are.
 pub(super) enum Outbound {
@@ -96,6 +107,7 @@ impl Runner {
             out: out_tx,
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             tasks: JoinSet::new(),
+            credits: Arc::new(AtomicI64::new(window as i64)),
         };
 
         // Heartbeats renew leases while jobs are held.
@@ -123,6 +135,7 @@ impl Runner {
             while let Some(message) = reader.next::<ToWorker>().await? {
                 match message {
                     ToWorker::Jobs { bundle, jobs } => {
+                        take_credits(&connection.credits, jobs.len())?;
                         if !sync.active && self.installed == Some(bundle) {
                             self.start_jobs(jobs, &mut connection, None);
                         } else {
@@ -174,6 +187,7 @@ impl Runner {
             let events = self.events.clone();
             let default_timeout = self.config.default_timeout;
             let failure = failure.clone();
+            let credits = connection.credits.clone();
             connection.tasks.spawn(async move {
                 let outcome = match failure {
                     Some(failure) => Err(failure),
@@ -182,6 +196,7 @@ impl Runner {
                         Err(_) => return,
                     },
                 };
+                let outcome = fit_in_a_frame(&job.id, outcome);
                 let ok = outcome.is_ok();
                 if ok {
                     inner.done.fetch_add(1, Ordering::Relaxed);
@@ -193,23 +208,58 @@ impl Runner {
                     id: job.id.clone(),
                     error: outcome.as_ref().err().cloned(),
                 });
-                let body = match &outcome {
-                    Ok(json) => key.seal(&protocol::result_context(&job.id, true), json.as_bytes()),
-                    Err(error) => {
-                        key.seal(&protocol::result_context(&job.id, false), error.as_bytes())
-                    }
+                let (body, ok) = match &outcome {
+                    Ok(json) => (json, true),
+                    Err(error) => (error, false),
                 };
-                let _ = out_tx.send(Outbound::Result(WireResult {
+                let result = WireResult {
+                    body: key.seal(&protocol::result_context(&job.id, ok), body.as_bytes()),
                     id: job.id,
                     attempt: job.attempt,
                     ok,
-                    body,
-                }));
+                };
+                // The result hands the master one credit back.
+                credits.fetch_add(1, Ordering::Relaxed);
+                let _ = out_tx.send(Outbound::Result(result));
             });
         }
         // Reap finished tasks so the set does not grow without bound.
         while connection.tasks.try_join_next().is_some() {}
     }
+}
+
+/// Uses one granted credit per job the master sent; more jobs than granted is a protocol
+/// error (the connection is closed).
+fn take_credits(credits: &AtomicI64, jobs: usize) -> Result<()> {
+    let jobs = i64::try_from(jobs).unwrap_or(i64::MAX);
+    let left = credits.fetch_sub(jobs, Ordering::Relaxed) - jobs;
+    if left < 0 {
+        return Err(Error::protocol(format!(
+            "the master sent {jobs} jobs with only {} credits granted; a master sends no more jobs than a worker asks for",
+            left + jobs
+        )));
+    }
+    Ok(())
+}
+
+/// A job's outcome as it can travel: a result or error text too large for one frame becomes an
+/// error saying so, which fails this job only.
+fn fit_in_a_frame(
+    id: &str,
+    outcome: std::result::Result<String, String>,
+) -> std::result::Result<String, String> {
+    let limit = protocol::max_plain_len(id.len());
+    let (size, what) = match &outcome {
+        Ok(json) => (json.len(), "result"),
+        Err(error) => (error.len(), "error text"),
+    };
+    if size <= limit {
+        return outcome;
+    }
+    Err(format!(
+        "the job's {what} is {size} bytes; the limit for a result is {limit} bytes (it travels in one frame of at most {} bytes), so it was not sent. Return less from the task, or write large output somewhere and return where",
+        protocol::MAX_FRAME
+    ))
 }
 
 /// Runs one job through the executor, enforcing its timeout and catching panics.
@@ -255,7 +305,8 @@ async fn run_job(
     }
 }
 
-/// Seals and writes what the worker sends; results queued together travel in one frame.
+/// Seals and writes what the worker sends; results queued together travel together, in as few
+/// frames as fit under the cap.
 async fn write_loop<W: futures::AsyncWrite + Unpin>(
     key: TransferKey,
     writer: W,
@@ -269,27 +320,42 @@ async fn write_loop<W: futures::AsyncWrite + Unpin>(
             match item {
                 Outbound::Result(r) => results.push(r),
                 Outbound::Message(m) => {
-                    if !results.is_empty() {
-                        writer
-                            .send(&ToMaster::Results(std::mem::take(&mut results)))
-                            .await?;
-                    }
+                    send_results(&mut writer, std::mem::take(&mut results)).await?;
                     writer.send(&m).await?;
                 }
             }
-            next = if results.len() >= 4096 {
+            next = if results.len() >= MAX_RESULTS_PER_FRAME {
                 None
             } else {
                 rx.try_recv().ok()
             };
         }
-        if !results.is_empty() {
-            writer
-                .send(&ToMaster::Results(std::mem::take(&mut results)))
-                .await?;
-        }
+        send_results(&mut writer, std::mem::take(&mut results)).await?;
         writer.flush().await?;
     }
     writer.close().await;
     Ok(())
 }
+
+/// Sends results split into frames under the cap (each was made to fit alone by
+/// [`fit_in_a_frame`]; one that still did not would be dropped with a log line).
+async fn send_results<W: futures::AsyncWrite + Unpin>(
+    writer: &mut SealedWriter<W>,
+    results: Vec<WireResult>,
+) -> Result<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let (batches, oversized) =
+        protocol::split_by_bytes(results, WireResult::wire_len, MAX_RESULTS_PER_FRAME);
+    for r in oversized {
+        tracing::error!(job = %r.id, "a result too large for any frame was not sent");
+    }
+    for batch in batches {
+        writer.send(&ToMaster::Results(batch)).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
