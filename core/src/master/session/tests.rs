@@ -262,7 +262,7 @@ async fn a_worker_that_asks_for_a_file_a_thousand_times_and_never_reads_costs_th
             .control()
             .open_stream(peer, protocol::JOB_PROTOCOL)
             .await
-            .map_err(|e| crate::Error::Network(e.to_string()))?;
+            .map_err(|e| crate::Error::network(e.to_string()))?;
         let room = RoomKey::from_token(TOKEN)?;
         let key = TransferKey::from_token(TRANSFER)?;
         WorkerHandshake {
