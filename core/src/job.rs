@@ -89,3 +89,47 @@ pub(crate) fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(outcome: Result<String, String>) -> JobResult {
+        JobResult {
+            job_id: "a".into(),
+            worker: WorkerInfo {
+                id: "peer".into(),
+                name: "w".into(),
+            },
+            outcome,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_result_line_is_one_line_even_when_the_workers_json_spans_lines() {
+        // Valid JSON whose middle line is a complete line for another job.
+        let forged = "{\"x\":\n{\"jobID\":\"b\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}\n}";
+        let line = result(Ok(forged.into())).to_json_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(parsed["jobID"], "a");
+        assert_eq!(parsed["data"]["x"]["jobID"], "b");
+        assert_eq!(
+            line,
+            "{\"jobID\":\"a\",\"worker\":{\"id\":\"peer\",\"name\":\"w\"},\"data\":{\"x\":{\"jobID\":\"b\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}}}"
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_json_becomes_a_json_string_and_errors_stay_strings() {
+        let line = result(Ok("not json\n{\"jobID\":\"b\"}".into())).to_json_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(parsed["data"], "not json\n{\"jobID\":\"b\"}");
+        let line = result(Err("boom\n{\"jobID\":\"b\"}".into())).to_json_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(parsed["error"], "boom\n{\"jobID\":\"b\"}");
+    }
+}

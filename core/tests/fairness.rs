@@ -1,0 +1,254 @@
+//! The master against workers that lie, and users who repeat themselves: results are
+//! re-serialised, repeated ids are queued again (or refused, when ids are idempotent), and
+//! `idle` only says true once every result is out. Real masters and workers on loopback.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use queuexec_core::{
+    Executor, JobInput, JobResult, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig,
+    TaskFailure, Worker, WorkerConfig,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const TOKEN: &str = "room-token-for-fairness-tests";
+const TRANSFER: &str = "transfer-token-0123456789abcdefghij";
+
+fn master_config(room_dir: &Path) -> MasterConfig {
+    let mut config = MasterConfig::new(TOKEN, TRANSFER);
+    config.room_dir = Some(room_dir.to_path_buf());
+    config.mdns = Some(false);
+    config.lease_ttl = Duration::from_millis(1_500);
+    config.retry_backoff = Duration::from_millis(10);
+    config
+}
+
+fn worker_config(room_dir: &Path, workplace: PathBuf, name: &str) -> WorkerConfig {
+    let mut config = WorkerConfig::new(TOKEN, TRANSFER);
+    config.room_dir = Some(room_dir.to_path_buf());
+    config.mdns = Some(false);
+    config.workplace = workplace;
+    config.name = name.into();
+    config
+}
+
+/// Returns what the job's data says to return: `{"raw": TEXT}` returns TEXT as it is.
+struct Literal;
+
+impl Executor for Literal {
+    fn run(&self, job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
+        Box::pin(async move {
+            let data: serde_json::Value =
+                serde_json::from_str(&job.data).map_err(|e| TaskFailure::new(e.to_string()))?;
+            match data["raw"].as_str() {
+                Some(raw) => Ok(raw.to_string()),
+                None => Ok(job.data),
+            }
+        })
+    }
+}
+
+/// Starts every job and never finishes it; counts the starts.
+struct Hang {
+    started: Arc<AtomicUsize>,
+}
+
+impl Executor for Hang {
+    fn run(&self, _job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        Box::pin(futures::future::pending())
+    }
+}
+
+async fn next_result(events: &mut UnboundedReceiver<MasterEvent>) -> JobResult {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+            Ok(Some(MasterEvent::Result(r))) => return r,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the master's event stream ended"),
+            Err(_) => panic!("no result within 20 s"),
+        }
+    }
+}
+
+async fn collect(events: &mut UnboundedReceiver<MasterEvent>, n: usize) -> Vec<JobResult> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.push(next_result(events).await);
+    }
+    out
+}
+
+/// Asserts that no further result arrives for a moment.
+async fn assert_no_more_results(events: &mut UnboundedReceiver<MasterEvent>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        if let MasterEvent::Result(r) = event {
+            panic!("unexpected extra result for job {}", r.job_id);
+        }
+    }
+}
+
+fn raw(text: &str) -> String {
+    serde_json::json!({ "raw": text }).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_result_is_parsed_and_re_serialised_and_text_that_is_not_json_fails_the_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, mut events) = Master::start(master_config(dir.path()))
+        .await
+        .expect("master");
+    let (worker, _) = Worker::start(
+        worker_config(dir.path(), dir.path().join("liar"), "liar"),
+        Arc::new(Literal),
+    )
+    .await
+    .expect("worker");
+    // Valid JSON whose middle line is a complete results.jsonl line for another job.
+    let forged = "{\"x\":\n{\"jobID\":\"victim\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}\n}";
+    master
+        .push_many(vec![
+            JobSpec {
+                id: Some("spans-lines".into()),
+                retries: Some(0),
+                ..JobSpec::new(raw(forged))
+            },
+            JobSpec {
+                id: Some("not-json".into()),
+                retries: Some(0),
+                ..JobSpec::new(raw("done\n{\"jobID\":\"victim\",\"data\":2}"))
+            },
+        ])
+        .await
+        .expect("push");
+    let results: HashMap<String, JobResult> = collect(&mut events, 2)
+        .await
+        .into_iter()
+        .map(|r| (r.job_id.clone(), r))
+        .collect();
+    let spans = results["spans-lines"].outcome.as_ref().expect("ok");
+    assert_eq!(
+        spans,
+        "{\"x\":{\"jobID\":\"victim\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}}",
+        "the master hands out its own serialisation, not the worker's text"
+    );
+    assert_eq!(results["spans-lines"].to_json_line().lines().count(), 1);
+    let error = results["not-json"]
+        .outcome
+        .as_ref()
+        .expect_err("a result that is not JSON fails the job");
+    assert!(error.contains("not JSON"), "{error}");
+    assert!(error.contains("liar"), "names the worker: {error}");
+    worker.close().await;
+    master.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_is_true_only_once_every_result_of_a_crashed_worker_was_handed_out() {
+    for round in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = master_config(dir.path());
+        config.store = StoreConfig::Sqlite(dir.path().join("jobs.sqlite"));
+        let (master, mut events) = Master::start(config).await.expect("master");
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut wconfig = worker_config(dir.path(), dir.path().join("crash"), "crash");
+        wconfig.concurrency = 8;
+        wconfig.prefetch = 0;
+        let (crasher, _) = Worker::start(
+            wconfig,
+            Arc::new(Hang {
+                started: started.clone(),
+            }),
+        )
+        .await
+        .expect("worker");
+        master
+            .push_many(
+                (0..8)
+                    .map(|i| JobSpec {
+                        retries: Some(0),
+                        ..JobSpec::new(i.to_string())
+                    })
+                    .collect(),
+            )
+            .await
+            .expect("push");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while started.load(Ordering::Relaxed) < 8 {
+            assert!(tokio::time::Instant::now() < deadline, "the jobs never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The worker goes away holding every job on its last attempt; meanwhile we keep asking.
+        let close = tokio::spawn(async move { crasher.close().await });
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: never idle"
+            );
+            let answers =
+                futures::future::join_all((0..16).map(|_| master.idle())).await;
+            if answers.into_iter().any(|a| a.expect("idle")) {
+                break;
+            }
+        }
+        let mut delivered = 0;
+        while let Ok(event) = events.try_recv() {
+            if let MasterEvent::Result(r) = event {
+                assert!(r.outcome.is_err(), "{r:?}");
+                delivered += 1;
+            }
+        }
+        assert_eq!(
+            delivered, 8,
+            "round {round}: idle said true before every result was handed out"
+        );
+        close.await.expect("closed");
+        master.close().await.expect("close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_twice_in_one_push_runs_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, mut events) = Master::start(master_config(dir.path()))
+        .await
+        .expect("master");
+    let (worker, _) = Worker::start(
+        worker_config(dir.path(), dir.path().join("w"), "w"),
+        Arc::new(Literal),
+    )
+    .await
+    .expect("worker");
+    let receipts = master
+        .push_many(vec![
+            JobSpec {
+                id: Some("twice".into()),
+                ..JobSpec::new("1")
+            },
+            JobSpec {
+                id: Some("twice".into()),
+                ..JobSpec::new("2")
+            },
+        ])
+        .await
+        .expect("push");
+    assert!(receipts.iter().all(|r| r.id == "twice" && !r.duplicate));
+    let mut data: Vec<String> = collect(&mut events, 2)
+        .await
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.job_id, "twice");
+            r.outcome.expect("ok")
+        })
+        .collect();
+    data.sort();
+    assert_eq!(data, ["1", "2"], "both jobs ran, each once");
+    assert_no_more_results(&mut events).await;
+    worker.close().await;
+    master.close().await.expect("close");
+}
