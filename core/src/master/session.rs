@@ -58,6 +58,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
         }
     };
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed) as SessionId;
+    let worker_name = name.clone();
     let worker = WorkerInfo {
         id: peer.to_string(),
         name,
@@ -92,7 +93,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
         Ok::<(), Error>(())
     });
 
-    let result = read_session(&shared, id, reader, &outbound).await;
+    let result = read_session(&shared, id, &worker_name, reader, &outbound).await;
     if let Err(e) = &result {
         tracing::info!(%peer, "worker session ended: {e}");
     }
@@ -120,6 +121,7 @@ async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) ->
 async fn read_session<R: futures::AsyncRead + Unpin>(
     shared: &SessionShared,
     id: SessionId,
+    worker_name: &str,
     reader: R,
     outbound: &mpsc::UnboundedSender<ToWorker>,
 ) -> Result<()> {
@@ -138,7 +140,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
             ToMaster::Results(results) => {
                 let results = results
                     .into_iter()
-                    .map(|r| open_result(&shared.key, r))
+                    .map(|r| open_result(&shared.key, worker_name, r))
                     .collect::<Result<Vec<_>>>()?;
                 shared
                     .engine
@@ -155,14 +157,27 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
     Ok(())
 }
 
-fn open_result(key: &TransferKey, r: WireResult) -> Result<(String, u32, RunOutcome)> {
+/// Opens one result. A result body is parsed as JSON and re-serialised (and sealed again for
+/// the store) here, off the engine: the master never keeps or hands out a worker's text. A body
+/// that is not JSON fails the attempt with an error that says so.
+fn open_result(
+    key: &TransferKey,
+    worker_name: &str,
+    r: WireResult,
+) -> Result<(String, u32, RunOutcome)> {
     let plain = key.open(&protocol::result_context(&r.id, r.ok), &r.body)?;
     let text =
         String::from_utf8(plain).map_err(|_| Error::Protocol("a result is not UTF-8".into()))?;
     let outcome = if r.ok {
-        RunOutcome::Ok {
-            sealed: r.body,
-            json: text,
+        match crate::job::canonical_json(&text) {
+            Ok(json) => RunOutcome::Ok {
+                sealed: key.seal(&protocol::result_context(&r.id, true), json.as_bytes()),
+                json,
+            },
+            Err(why) => RunOutcome::Err(format!(
+                "worker {worker_name} returned a result that is not JSON ({why}); the task must \
+                 return JSON-serialisable data"
+            )),
         }
     } else {
         RunOutcome::Err(text)
