@@ -248,6 +248,11 @@ async fn the_same_id_twice_in_one_push_runs_twice() {
         .await
         .expect("push");
     assert!(receipts.iter().all(|r| r.id == "twice" && !r.duplicate));
+    assert_eq!(
+        receipts.iter().map(|r| r.repeated).collect::<Vec<_>>(),
+        [false, true],
+        "the receipt says which one repeated an id"
+    );
     let mut data: Vec<String> = collect(&mut events, 2)
         .await
         .into_iter()
@@ -258,6 +263,157 @@ async fn the_same_id_twice_in_one_push_runs_twice() {
         .collect();
     data.sort();
     assert_eq!(data, ["1", "2"], "both jobs ran, each once");
+    assert_no_more_results(&mut events).await;
+    worker.close().await;
+    master.close().await.expect("close");
+}
+
+/// Results and warnings until `n` results arrived.
+async fn results_and_warnings(
+    events: &mut UnboundedReceiver<MasterEvent>,
+    n: usize,
+) -> (Vec<JobResult>, Vec<String>) {
+    let (mut results, mut warnings) = (Vec::new(), Vec::new());
+    while results.len() < n {
+        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+            Ok(Some(MasterEvent::Result(r))) => results.push(r),
+            Ok(Some(MasterEvent::Warning(w))) => warnings.push(w),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the master's event stream ended"),
+            Err(_) => panic!("only {} of {n} results within 20 s", results.len()),
+        }
+    }
+    (results, warnings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_id_is_queued_again_with_a_warning_and_automatic_ids_never_take_an_explicit_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, mut events) = Master::start(master_config(dir.path()))
+        .await
+        .expect("master");
+    let (worker, _) = Worker::start(
+        worker_config(dir.path(), dir.path().join("w"), "w"),
+        Arc::new(Literal),
+    )
+    .await
+    .expect("worker");
+    let mut jobs = vec![JobSpec {
+        id: Some("job-2".into()),
+        ..JobSpec::new("\"explicit\"")
+    }];
+    jobs.extend((0..4).map(|i| JobSpec::new(i.to_string())));
+    let receipts = master.push_many(jobs).await.expect("push");
+    let ids: Vec<&str> = receipts.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids[0], "job-2");
+    assert!(
+        !ids[1..].contains(&"job-2"),
+        "an automatic id took the explicit one: {ids:?}"
+    );
+    assert!(receipts.iter().all(|r| !r.duplicate && !r.repeated));
+    let (first, _) = results_and_warnings(&mut events, 5).await;
+    let labels: std::collections::HashSet<&str> =
+        first.iter().map(|r| r.job_id.as_str()).collect();
+    assert_eq!(labels.len(), 5, "five jobs, five ids: {labels:?}");
+
+    // The same explicit id again: queued again (as queue-xec does), and said so.
+    let again = master
+        .push(JobSpec {
+            id: Some("job-2".into()),
+            ..JobSpec::new("\"again\"")
+        })
+        .await
+        .expect("push");
+    assert!(again.repeated && !again.duplicate, "{again:?}");
+    let (second, warnings) = results_and_warnings(&mut events, 1).await;
+    assert_eq!(second[0].job_id, "job-2");
+    assert_eq!(second[0].outcome, Ok("\"again\"".to_string()));
+    assert_ne!(second[0].key, first.iter().find(|r| r.job_id == "job-2").expect("first").key);
+    assert!(
+        warnings.iter().any(|w| w.contains("job-2") && w.contains("queued again")),
+        "{warnings:?}"
+    );
+    worker.close().await;
+    master.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_idempotent_ids_a_known_id_is_not_queued_again_even_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = master_config(dir.path());
+    config.store = StoreConfig::Sqlite(dir.path().join("jobs.sqlite"));
+    config.idempotent_ids = true;
+    let (master, mut events) = Master::start(config.clone()).await.expect("master");
+    let (worker, _) = Worker::start(
+        worker_config(dir.path(), dir.path().join("w"), "w"),
+        Arc::new(Literal),
+    )
+    .await
+    .expect("worker");
+    let receipts = master
+        .push_many(vec![
+            JobSpec {
+                id: Some("once".into()),
+                ..JobSpec::new("1")
+            },
+            JobSpec {
+                id: Some("once".into()),
+                ..JobSpec::new("2")
+            },
+            JobSpec {
+                id: Some("job-1".into()),
+                ..JobSpec::new("3")
+            },
+            JobSpec::new("4"),
+        ])
+        .await
+        .expect("push");
+    assert_eq!(
+        receipts
+            .iter()
+            .map(|r| (r.id.as_str(), r.duplicate))
+            .collect::<Vec<_>>()[..3],
+        [("once", false), ("once", true), ("job-1", false)]
+    );
+    assert!(!receipts[3].duplicate && receipts[3].id != "job-1", "{receipts:?}");
+    let (done, warnings) = results_and_warnings(&mut events, 3).await;
+    let mut outcomes: Vec<String> = done.into_iter().map(|r| r.outcome.expect("ok")).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["1", "3", "4"], "the first 'once' ran, the second did not");
+    assert!(warnings.iter().any(|w| w.contains("once")), "{warnings:?}");
+    assert!(
+        master
+            .push(JobSpec {
+                id: Some("once".into()),
+                ..JobSpec::new("5")
+            })
+            .await
+            .expect("push")
+            .duplicate
+    );
+    master.close().await.expect("close");
+    drop(master);
+
+    let (master, mut events) = Master::start(config).await.expect("master again");
+    let after = master
+        .push(JobSpec {
+            id: Some("once".into()),
+            ..JobSpec::new("6")
+        })
+        .await
+        .expect("push");
+    assert!(after.duplicate, "known from the store after a restart");
+    // An automatic id never makes an explicit push a duplicate.
+    let fresh = master
+        .push(JobSpec {
+            id: Some(receipts[3].id.clone()),
+            ..JobSpec::new("7")
+        })
+        .await
+        .expect("push");
+    assert!(!fresh.duplicate, "{fresh:?}");
+    let r = next_result(&mut events).await;
+    assert_eq!(r.outcome, Ok("7".to_string()));
     assert_no_more_results(&mut events).await;
     worker.close().await;
     master.close().await.expect("close");

@@ -34,6 +34,9 @@ impl Master {
         let mut pending = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::with_capacity(jobs.len());
         let mut in_this_push: HashSet<String> = HashSet::new();
+        // Automatic ids skip the labels of explicit ids of this push and of the ids kept in
+        // memory, so an automatic `job-N` does not even look like one of them.
+        let explicit_here: HashSet<String> = jobs.iter().filter_map(|j| j.id.clone()).collect();
         for (index, job) in jobs.into_iter().enumerate() {
             if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&job.data) {
                 return Err(Error::Payload(format!(
@@ -57,7 +60,15 @@ impl Master {
                     )));
                 }
             }
-            let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            if job.id.is_none() {
+                let known = lock(&self.inner.memory);
+                while explicit_here.contains(&format!("job-{seq}"))
+                    || known.contains(&format!("job-{seq}"))
+                {
+                    seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+                }
+            }
             let (label, key, repeated) = match job.id.clone() {
                 None => (format!("job-{seq}"), automatic_key(seq), false),
                 Some(id) if in_this_push.contains(&id) => {

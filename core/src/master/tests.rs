@@ -310,6 +310,7 @@ async fn credits_never_exceed_the_announced_window_nor_the_masters_cap() {
     // Announces 2, then asks for more and sends results for jobs it never held.
     let hostile = Hostile::new();
     let mut small = hostile.join(&master, 2).await;
+    let small_beat = small.heartbeat(Duration::from_millis(100));
     let got = small.take(Duration::from_millis(300)).await;
     assert_eq!(got.len(), 2);
     let _ = small.out.send(ToMaster::Credits(1_000));
@@ -336,6 +337,7 @@ async fn credits_never_exceed_the_announced_window_nor_the_masters_cap() {
     // Announces a million: the master's cap holds.
     let other = Hostile::new();
     let mut greedy = other.join(&master, 1 << 20).await;
+    let greedy_beat = greedy.heartbeat(Duration::from_millis(100));
     let got = greedy.take(Duration::from_millis(300)).await;
     assert_eq!(got.len(), 4, "the master's cap");
 
@@ -352,6 +354,8 @@ async fn credits_never_exceed_the_announced_window_nor_the_masters_cap() {
     assert_eq!(next.len(), 1);
     let stats = master.stats().await.expect("stats");
     assert_eq!((stats.done, stats.running), (1, 2 + 4));
+    small_beat.abort();
+    greedy_beat.abort();
     hostile.leave(small).await;
     other.leave(greedy).await;
     master.close().await.expect("close");
