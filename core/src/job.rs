@@ -162,7 +162,8 @@ mod tests {
     #[test]
     fn a_result_line_is_one_line_even_when_the_workers_json_spans_lines() {
         // Valid JSON whose middle line is a complete line for another job.
-        let forged = "{\"x\":\n{\"jobID\":\"b\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}\n}";
+        let forged =
+            "{\"x\":\n{\"jobID\":\"b\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}\n}";
         let line = result(Ok(forged.into())).to_json_line();
         assert_eq!(line.lines().count(), 1, "{line}");
         let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");

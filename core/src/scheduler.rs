@@ -131,10 +131,7 @@ pub(crate) enum Transition {
     },
     /// A run was lost; the job is queued again without using an attempt. Nothing to persist:
     /// the stored attempt count is unchanged.
-    Lost {
-        id: Arc<str>,
-        error: String,
-    },
+    Lost { id: Arc<str>, error: String },
     Dead {
         id: Arc<str>,
         /// Runs handed out.
@@ -788,7 +785,11 @@ mod tests {
         assert_eq!(s.counts().leased, 10_000);
         let expired = s.expire(now + 1_000);
         assert_eq!(expired.transitions.len(), 10_000);
-        assert_eq!(expired.sessions, [1], "one loss for the session, not one per lease");
+        assert_eq!(
+            expired.sessions,
+            [1],
+            "one loss for the session, not one per lease"
+        );
         assert_eq!(s.held(1), 0);
         assert_eq!(s.counts().ready, 10_000);
     }
@@ -822,7 +823,10 @@ mod tests {
         while now < 4_900 {
             now += 100;
             s.renew(1, now);
-            assert!(s.expire(now).transitions.is_empty(), "taken back early at {now}");
+            assert!(
+                s.expire(now).transitions.is_empty(),
+                "taken back early at {now}"
+            );
         }
         s.renew(1, 5_000);
         let expired = s.expire(5_000);
@@ -858,7 +862,11 @@ mod tests {
         ));
         s.lease(10, &w, 0).expect("leased");
         match s.release_session(10, 0).as_slice() {
-            [Transition::Dead { error, attempt: 4, .. }] => {
+            [
+                Transition::Dead {
+                    error, attempt: 4, ..
+                },
+            ] => {
                 assert!(error.contains("lost 4 times"), "{error}")
             }
             other => panic!("expected a dead letter, got {other:?}"),

@@ -111,7 +111,8 @@ async fn a_workers_result_is_parsed_and_re_serialised_and_text_that_is_not_json_
     .await
     .expect("worker");
     // Valid JSON whose middle line is a complete results.jsonl line for another job.
-    let forged = "{\"x\":\n{\"jobID\":\"victim\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}\n}";
+    let forged =
+        "{\"x\":\n{\"jobID\":\"victim\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}\n}";
     master
         .push_many(vec![
             JobSpec {
@@ -134,8 +135,7 @@ async fn a_workers_result_is_parsed_and_re_serialised_and_text_that_is_not_json_
         .collect();
     let spans = results["spans-lines"].outcome.as_ref().expect("ok");
     assert_eq!(
-        spans,
-        "{\"x\":{\"jobID\":\"victim\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}}",
+        spans, "{\"x\":{\"jobID\":\"victim\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}}",
         "the master hands out its own serialisation, not the worker's text"
     );
     assert_eq!(results["spans-lines"].to_json_line().lines().count(), 1);
@@ -187,7 +187,10 @@ async fn idle_is_true_only_once_every_result_of_a_crashed_worker_was_handed_out(
             .expect("push");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while started.load(Ordering::Relaxed) < JOBS {
-            assert!(tokio::time::Instant::now() < deadline, "the jobs never started");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the jobs never started"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The worker goes away holding every job on its last attempt; meanwhile we keep 32
@@ -287,7 +290,8 @@ async fn results_and_warnings(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeated_id_is_queued_again_with_a_warning_and_automatic_ids_never_take_an_explicit_one() {
+async fn a_repeated_id_is_queued_again_with_a_warning_and_automatic_ids_never_take_an_explicit_one()
+{
     let dir = tempfile::tempdir().expect("tempdir");
     let (master, mut events) = Master::start(master_config(dir.path()))
         .await
@@ -312,8 +316,7 @@ async fn a_repeated_id_is_queued_again_with_a_warning_and_automatic_ids_never_ta
     );
     assert!(receipts.iter().all(|r| !r.duplicate && !r.repeated));
     let (first, _) = results_and_warnings(&mut events, 5).await;
-    let labels: std::collections::HashSet<&str> =
-        first.iter().map(|r| r.job_id.as_str()).collect();
+    let labels: std::collections::HashSet<&str> = first.iter().map(|r| r.job_id.as_str()).collect();
     assert_eq!(labels.len(), 5, "five jobs, five ids: {labels:?}");
 
     // The same explicit id again: queued again (as queue-xec does), and said so.
@@ -328,9 +331,18 @@ async fn a_repeated_id_is_queued_again_with_a_warning_and_automatic_ids_never_ta
     let (second, warnings) = results_and_warnings(&mut events, 1).await;
     assert_eq!(second[0].job_id, "job-2");
     assert_eq!(second[0].outcome, Ok("\"again\"".to_string()));
-    assert_ne!(second[0].key, first.iter().find(|r| r.job_id == "job-2").expect("first").key);
+    assert_ne!(
+        second[0].key,
+        first
+            .iter()
+            .find(|r| r.job_id == "job-2")
+            .expect("first")
+            .key
+    );
     assert!(
-        warnings.iter().any(|w| w.contains("job-2") && w.contains("queued again")),
+        warnings
+            .iter()
+            .any(|w| w.contains("job-2") && w.contains("queued again")),
         "{warnings:?}"
     );
     worker.close().await;
@@ -375,11 +387,18 @@ async fn with_idempotent_ids_a_known_id_is_not_queued_again_even_after_a_restart
             .collect::<Vec<_>>()[..3],
         [("once", false), ("once", true), ("job-1", false)]
     );
-    assert!(!receipts[3].duplicate && receipts[3].id != "job-1", "{receipts:?}");
+    assert!(
+        !receipts[3].duplicate && receipts[3].id != "job-1",
+        "{receipts:?}"
+    );
     let (done, warnings) = results_and_warnings(&mut events, 3).await;
     let mut outcomes: Vec<String> = done.into_iter().map(|r| r.outcome.expect("ok")).collect();
     outcomes.sort();
-    assert_eq!(outcomes, ["1", "3", "4"], "the first 'once' ran, the second did not");
+    assert_eq!(
+        outcomes,
+        ["1", "3", "4"],
+        "the first 'once' ran, the second did not"
+    );
     assert!(warnings.iter().any(|w| w.contains("once")), "{warnings:?}");
     assert!(
         master

@@ -113,7 +113,11 @@ impl Fairness {
 
     /// When the next quarantine ends (the engine wakes then to hand that peer jobs again).
     fn next_release(&self, now: i64) -> Option<i64> {
-        self.quarantined.values().copied().filter(|t| *t > now).min()
+        self.quarantined
+            .values()
+            .copied()
+            .filter(|t| *t > now)
+            .min()
     }
 }
 

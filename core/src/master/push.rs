@@ -177,20 +177,31 @@ impl Master {
                     "{} pushed job(s) had an id the master already has and were not queued again \
                      (idempotent ids): {shown:?}{}",
                     repeated.len(),
-                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
                 )
             } else {
                 format!(
                     "{} pushed job(s) repeat an id the master already has and were queued again as \
                      new jobs: {shown:?}{}; their results carry the same jobID",
                     repeated.len(),
-                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
                 )
             };
             tracing::warn!("{warning}");
             let _ = self.inner.engine.send(EngineCommand::Warning(warning));
         }
-        let accepted: Vec<_> = pending.into_iter().map(|p| (p.stored, p.in_memory)).collect();
+        let accepted: Vec<_> = pending
+            .into_iter()
+            .map(|p| (p.stored, p.in_memory))
+            .collect();
         if !accepted.is_empty() {
             self.inner
                 .engine

@@ -273,11 +273,17 @@ async fn a_worker_that_takes_everything_and_disconnects_again_and_again_kills_no
         // Let the master see the connection go before the next round.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while master.stats().await.expect("stats").running > 0 {
-            assert!(tokio::time::Instant::now() < deadline, "leases never came back");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "leases never came back"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    assert_eq!(taken[0], 300, "the first round took the whole queue: {taken:?}");
+    assert_eq!(
+        taken[0], 300,
+        "the first round took the whole queue: {taken:?}"
+    );
     assert!(
         taken[3..].iter().all(|n| *n == 0),
         "after three rounds of losses the peer gets nothing: {taken:?}"
