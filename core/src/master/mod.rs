@@ -12,7 +12,14 @@
 //!
 //! Files: this one holds the public handle ([`Master`]) and its start-up; `engine.rs` the engine
 //! task, `delivery.rs` the task that makes results durable before they are handed out,
-//! `session.rs` one worker connection, `push.rs` pushing jobs.
+//! `session.rs` one worker connection, `push.rs` pushing jobs (and the rule for repeated ids),
+//! `tests.rs` hostile workers against a real master.
+//!
+//! What one worker may take is bounded (see `engine.rs`): at most the window it announced in
+//! its first credit message and at most [`MasterConfig::max_credits`]; a lease lasts at most
+//! [`MasterConfig::max_lease`] (or the job's timeout plus one TTL) whatever the heartbeats;
+//! losing a worker does not use a job's attempts, and a peer that keeps losing jobs is
+//! quarantined.
 
 mod delivery;
 mod engine;
