@@ -55,6 +55,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     } = queuexec_core::config::generate_tokens();
     let mut config = MasterConfig::new(&token, &transfer);
     config.announce = false;
+    // The bench's own workers ask for 64 + 4096 jobs at once; let the master grant them.
+    config.max_credits = 8_192;
     let dir = tempfile::tempdir()?;
     if args.store == BenchStore::Sqlite {
         config.store = StoreConfig::Sqlite(dir.path().join("bench.sqlite"));

@@ -304,6 +304,8 @@ enum Input {
 pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     let tokens = args.tokens.resolve()?;
     let mut config = MasterConfig::new(tokens.token, tokens.transfer_token);
+    // A job whose id is already in the store is not queued again (restarts on a jobs file).
+    config.idempotent_ids = true;
     config.store = match &args.store {
         Some(path) => StoreConfig::Sqlite(path.clone()),
         None => StoreConfig::Memory,

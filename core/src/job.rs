@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 /// A job to push on a master.
 #[derive(Debug, Clone, Default)]
 pub struct JobSpec {
-    /// The job's id. When `None` the master assigns one. Pushing an id the master already has
-    /// (queued, running or finished) does not queue it again.
+    /// The job's id (a label: it may repeat, and holds no control character). When `None` the
+    /// master assigns `job-N`, which never collides with an explicit id. Pushing an id the
+    /// master already has queues it again as a new job (the receipt says `repeated`), unless
+    /// the master has [`idempotent_ids`](crate::MasterConfig::idempotent_ids) on: then it is
+    /// not queued again (the receipt says `duplicate`).
     pub id: Option<String>,
     /// The job's data as JSON text.
     pub data: String,
@@ -48,8 +51,11 @@ pub struct WorkerInfo {
 /// The end of one job: `{jobID, worker: {id, name}, data}` or `{jobID, worker, error}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobResult {
-    /// The job's id.
+    /// The job's id, as pushed (or `job-N` when the master assigned it).
     pub job_id: String,
+    /// The master's own key for this job: unique even when an id was pushed more than once.
+    /// [`Master::ack`](crate::Master::ack) takes it (or the job id, for an id pushed once).
+    pub key: String,
     /// Who ran the final attempt (empty id and name when no worker ran it).
     pub worker: WorkerInfo,
     /// The result as JSON text, or the error message of the final attempt.
@@ -60,26 +66,72 @@ pub struct JobResult {
 
 impl JobResult {
     /// The result as one JSON line in queue-xec's shape: `{"jobID", "worker", "data"|"error"}`.
+    ///
+    /// Built from parsed values, never from the worker's text: the data is parsed and written
+    /// again by this serialiser (text that is not JSON becomes a JSON string), so nothing a
+    /// worker returns can add a line or a key.
     pub fn to_json_line(&self) -> String {
-        let data_or_error = match &self.outcome {
-            Ok(data) => format!(
-                "\"data\":{}",
-                if serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok() {
-                    data.clone()
-                } else {
-                    serde_json::Value::String(data.clone()).to_string()
-                }
+        #[derive(Serialize)]
+        struct Line<'a> {
+            #[serde(rename = "jobID")]
+            job_id: &'a str,
+            worker: &'a WorkerInfo,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: Option<serde_json::Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+        }
+        let (data, error) = match &self.outcome {
+            Ok(text) => (
+                Some(
+                    serde_json::from_str::<serde_json::Value>(text)
+                        .unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+                ),
+                None,
             ),
-            Err(error) => format!("\"error\":{}", serde_json::Value::String(error.clone())),
+            Err(error) => (None, Some(error.as_str())),
         };
-        format!(
-            "{{\"jobID\":{},\"worker\":{{\"id\":{},\"name\":{}}},{}}}",
-            serde_json::Value::String(self.job_id.clone()),
-            serde_json::Value::String(self.worker.id.clone()),
-            serde_json::Value::String(self.worker.name.clone()),
-            data_or_error
-        )
+        let line = Line {
+            job_id: &self.job_id,
+            worker: &self.worker,
+            data,
+            error,
+        };
+        // Serialising strings and parsed values cannot fail; the fallback keeps the line valid.
+        serde_json::to_string(&line).unwrap_or_else(|e| {
+            serde_json::json!({ "jobID": self.job_id, "error": format!("the result could not be written: {e}") })
+                .to_string()
+        })
     }
+}
+
+/// Parses a worker's result text and writes it again in this process's own compact form, so
+/// what the master stores and hands out is never the worker's text. `Err` says why it is not
+/// JSON.
+pub(crate) fn canonical_json(text: &str) -> Result<String, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    serde_json::to_string(&value).map_err(|e| e.to_string())
+}
+
+/// Separates a job id from what makes its store key unique. Refused in pushed ids (they may
+/// hold no control character), so a key the master makes never equals a pushed id.
+pub(crate) const KEY_SEPARATOR: char = '\u{1f}';
+
+/// The store key of the automatic id `job-<seq>`: in its own namespace, so an automatic id
+/// never collides with an explicit one such as "job-2".
+pub(crate) fn automatic_key(seq: i64) -> String {
+    format!("{KEY_SEPARATOR}job-{seq}")
+}
+
+/// The store key of a pushed id that the master already has (repeated ids are queued again).
+pub(crate) fn repeated_key(id: &str, seq: i64) -> String {
+    format!("{id}{KEY_SEPARATOR}{seq}")
+}
+
+/// The job id a user sees for a store key: the pushed id, or `job-<seq>` for an automatic one.
+pub(crate) fn label_of(key: &str) -> &str {
+    let key = key.strip_prefix(KEY_SEPARATOR).unwrap_or(key);
+    key.split(KEY_SEPARATOR).next().unwrap_or(key)
 }
 
 /// Milliseconds since the Unix epoch, the store's clock.
@@ -88,4 +140,50 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(outcome: Result<String, String>) -> JobResult {
+        JobResult {
+            job_id: "a".into(),
+            key: "a".into(),
+            worker: WorkerInfo {
+                id: "peer".into(),
+                name: "w".into(),
+            },
+            outcome,
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn a_result_line_is_one_line_even_when_the_workers_json_spans_lines() {
+        // Valid JSON whose middle line is a complete line for another job.
+        let forged =
+            "{\"x\":\n{\"jobID\":\"b\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}\n}";
+        let line = result(Ok(forged.into())).to_json_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(parsed["jobID"], "a");
+        assert_eq!(parsed["data"]["x"]["jobID"], "b");
+        assert_eq!(
+            line,
+            "{\"jobID\":\"a\",\"worker\":{\"id\":\"peer\",\"name\":\"w\"},\"data\":{\"x\":{\"jobID\":\"b\",\"worker\":{\"id\":\"p\",\"name\":\"w\"},\"data\":1}}}"
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_json_becomes_a_json_string_and_errors_stay_strings() {
+        let line = result(Ok("not json\n{\"jobID\":\"b\"}".into())).to_json_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(parsed["data"], "not json\n{\"jobID\":\"b\"}");
+        let line = result(Err("boom\n{\"jobID\":\"b\"}".into())).to_json_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(parsed["error"], "boom\n{\"jobID\":\"b\"}");
+    }
 }

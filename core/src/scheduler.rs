@@ -2,8 +2,20 @@
 //!
 //! Pure state, no I/O: the master engine feeds it events (pushes, credits, results, the clock)
 //! and persists the [`Transition`]s it returns. Jobs are ordered by priority (higher first), then
-//! push order. A lease carries the attempt number, which fences results: only the session that
-//! holds the lease for that attempt can finish the job.
+//! push order.
+//!
+//! Leases: each lease carries a fence (the run number, sent to the worker as its `attempt`), so
+//! only the session holding that very lease can finish the job. A lease ends early when its
+//! session goes quiet: sessions, not leases, carry the time of their last sign of life (a
+//! heartbeat or a lease handed to it), so a heartbeat costs O(1) however many leases the
+//! session holds; a session is checked once per lease TTL. A lease also has a hard deadline
+//! that heartbeats never move: the job's timeout plus one TTL, or the maximum lease time.
+//!
+//! Attempts and losses are counted apart: a run whose worker reports a failure uses an attempt
+//! (retried with backoff, dead-lettered after the last); a run that is lost (its session ended,
+//! went quiet or held it past its deadline) goes back to the queue at once without using one,
+//! and only a job lost `max_losses` times is dead-lettered (a job that kills every worker must
+//! not circulate for ever).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -20,21 +32,22 @@ pub(crate) type SessionId = u64;
 /// Timing rules.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SchedulerConfig {
-    /// How long a lease lasts without a heartbeat.
+    /// How long a lease lasts without a sign of life from its session.
     pub(crate) lease_ttl_ms: i64,
     /// First retry delay; doubles per attempt.
     pub(crate) backoff_base_ms: i64,
     /// Longest retry delay.
     pub(crate) backoff_cap_ms: i64,
+    /// Longest a job without a timeout may be held, heartbeats or not.
+    pub(crate) max_lease_ms: i64,
+    /// Losses after which a job is dead-lettered.
+    pub(crate) max_losses: u32,
 }
 
 #[derive(Debug)]
 struct Lease {
     session: SessionId,
     worker: Arc<WorkerInfo>,
-    expires_ms: i64,
-    /// A job with a timeout cannot be renewed past this.
-    deadline_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -52,18 +65,34 @@ struct Entry {
     task_type: Option<String>,
     payload: Bytes,
     priority: i32,
+    /// Attempts used: failed runs (losses do not count).
     attempt: u32,
     max_attempts: u32,
+    /// Runs handed out since this master started (plus the attempts used before): the fence
+    /// of the current lease, and the `attempt` a worker sees.
+    fence: u32,
+    /// Runs lost since this master started.
+    losses: u32,
     timeout_ms: Option<u64>,
     not_before_ms: i64,
     in_memory: bool,
     status: Status,
 }
 
+/// The leases one session holds, and when it last showed it is alive.
+#[derive(Debug)]
+struct SessionLeases {
+    ids: HashSet<Arc<str>>,
+    alive_ms: i64,
+    /// This session has an entry in `session_checks`.
+    checking: bool,
+}
+
 /// A job handed out under a lease.
 #[derive(Debug, Clone)]
 pub(crate) struct Leased {
     pub(crate) id: Arc<str>,
+    /// The lease's fence (the run number); a result must carry it.
     pub(crate) attempt: u32,
     pub(crate) task_type: Option<String>,
     pub(crate) payload: Bytes,
@@ -84,21 +113,28 @@ pub(crate) enum RunOutcome {
 pub(crate) enum Transition {
     Done {
         id: Arc<str>,
+        /// The run that produced it.
         attempt: u32,
         worker: WorkerInfo,
         sealed: Vec<u8>,
         json: String,
         in_memory: bool,
     },
+    /// A run failed; the job waits for its next attempt.
     Retry {
         id: Arc<str>,
+        /// Attempts used so far.
         attempt: u32,
         not_before_ms: i64,
         error: String,
         in_memory: bool,
     },
+    /// A run was lost; the job is queued again without using an attempt. Nothing to persist:
+    /// the stored attempt count is unchanged.
+    Lost { id: Arc<str>, error: String },
     Dead {
         id: Arc<str>,
+        /// Runs handed out.
         attempt: u32,
         error: String,
         worker: Option<WorkerInfo>,
@@ -111,7 +147,7 @@ pub(crate) enum Transition {
 pub(crate) enum Rejection {
     /// No such job in flight (already finished, or never existed).
     Unknown,
-    /// The job is leased to another session or for another attempt.
+    /// The job is leased to another session or under another fence.
     NotLeaseHolder,
 }
 
@@ -123,6 +159,14 @@ pub(crate) struct Counts {
     pub(crate) leased: usize,
 }
 
+/// Leases taken back by [`Scheduler::expire`]: the transitions, and each session that lost
+/// any (once per session).
+#[derive(Debug, Default)]
+pub(crate) struct Expired {
+    pub(crate) transitions: Vec<Transition>,
+    pub(crate) sessions: Vec<SessionId>,
+}
+
 /// The scheduler's state.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
@@ -130,8 +174,12 @@ pub(crate) struct Scheduler {
     jobs: HashMap<Arc<str>, Entry>,
     ready: BinaryHeap<(i32, Reverse<i64>, Arc<str>)>,
     delayed: BinaryHeap<Reverse<(i64, i64, Arc<str>)>>,
-    expiries: BinaryHeap<Reverse<(i64, Arc<str>, u32)>>,
-    by_session: HashMap<SessionId, HashSet<Arc<str>>>,
+    /// Hard deadlines of leases, by fence. Entries of finished leases are dropped lazily and
+    /// compacted when they outnumber the live leases.
+    deadlines: BinaryHeap<Reverse<(i64, Arc<str>, u32)>>,
+    /// When to look at a session's sign of life next: one entry per session holding leases.
+    session_checks: BinaryHeap<Reverse<(i64, SessionId)>>,
+    by_session: HashMap<SessionId, SessionLeases>,
     counts: Counts,
 }
 
@@ -142,7 +190,8 @@ impl Scheduler {
             jobs: HashMap::new(),
             ready: BinaryHeap::new(),
             delayed: BinaryHeap::new(),
-            expiries: BinaryHeap::new(),
+            deadlines: BinaryHeap::new(),
+            session_checks: BinaryHeap::new(),
             by_session: HashMap::new(),
             counts: Counts::default(),
         }
@@ -165,6 +214,8 @@ impl Scheduler {
             priority: job.priority,
             attempt: job.attempt,
             max_attempts: job.max_attempts.max(1),
+            fence: job.attempt,
+            losses: 0,
             timeout_ms: job.timeout_ms,
             not_before_ms: job.not_before_ms,
             in_memory,
@@ -210,6 +261,16 @@ impl Scheduler {
         }
     }
 
+    /// Whether a job is ready to lease.
+    pub(crate) fn has_ready(&self) -> bool {
+        self.counts.ready > 0
+    }
+
+    /// How many leases `session` holds.
+    pub(crate) fn held(&self, session: SessionId) -> usize {
+        self.by_session.get(&session).map_or(0, |s| s.ids.len())
+    }
+
     /// Leases the best ready job to `session`, if there is one.
     pub(crate) fn lease(
         &mut self,
@@ -226,54 +287,58 @@ impl Scheduler {
             }
             self.counts.ready -= 1;
             self.counts.leased += 1;
-            entry.attempt += 1;
-            let expires_ms = now_ms + self.config.lease_ttl_ms;
-            let deadline_ms = entry
-                .timeout_ms
-                .map(|t| now_ms + t as i64 + self.config.lease_ttl_ms);
-            let expires_ms = deadline_ms.map_or(expires_ms, |d| d.min(expires_ms));
+            entry.fence = entry.fence.saturating_add(1);
+            let hold_ms = entry.timeout_ms.map_or(self.config.max_lease_ms, |t| {
+                (t.min(i64::MAX as u64 / 2) as i64).saturating_add(self.config.lease_ttl_ms)
+            });
+            self.deadlines.push(Reverse((
+                now_ms.saturating_add(hold_ms),
+                id.clone(),
+                entry.fence,
+            )));
             entry.status = Status::Leased(Lease {
                 session,
                 worker: worker.clone(),
-                expires_ms,
-                deadline_ms,
             });
-            self.expiries
-                .push(Reverse((expires_ms, id.clone(), entry.attempt)));
-            self.by_session
-                .entry(session)
-                .or_default()
-                .insert(id.clone());
-            return Some(Leased {
-                id,
-                attempt: entry.attempt,
+            let leased = Leased {
+                id: id.clone(),
+                attempt: entry.fence,
                 task_type: entry.task_type.clone(),
                 payload: entry.payload.clone(),
                 timeout_ms: entry.timeout_ms,
-            });
+            };
+            let leases = self
+                .by_session
+                .entry(session)
+                .or_insert_with(|| SessionLeases {
+                    ids: HashSet::new(),
+                    alive_ms: now_ms,
+                    checking: false,
+                });
+            leases.ids.insert(id);
+            // Being handed a lease starts its TTL: the session may have been idle (and silent)
+            // for a long time before.
+            leases.alive_ms = leases.alive_ms.max(now_ms);
+            if !leases.checking {
+                leases.checking = true;
+                self.session_checks
+                    .push(Reverse((now_ms + self.config.lease_ttl_ms, session)));
+            }
+            self.compact_deadlines();
+            return Some(leased);
         }
         None
     }
 
-    /// A heartbeat from `session`: every lease it holds lasts another TTL (never past a job's
-    /// timeout).
+    /// A heartbeat from `session`: its leases last another TTL (never past their deadlines).
+    /// O(1): only the session's sign of life is recorded.
     pub(crate) fn renew(&mut self, session: SessionId, now_ms: i64) {
-        let Some(ids) = self.by_session.get(&session) else {
-            return;
-        };
-        let expires_ms = now_ms + self.config.lease_ttl_ms;
-        for id in ids {
-            if let Some(Entry {
-                status: Status::Leased(lease),
-                ..
-            }) = self.jobs.get_mut(id)
-            {
-                lease.expires_ms = lease.deadline_ms.map_or(expires_ms, |d| d.min(expires_ms));
-            }
+        if let Some(leases) = self.by_session.get_mut(&session) {
+            leases.alive_ms = leases.alive_ms.max(now_ms);
         }
     }
 
-    /// A result from `session` for `id`'s attempt `attempt`.
+    /// A result from `session` for `id`'s lease with fence `attempt`.
     pub(crate) fn complete(
         &mut self,
         session: SessionId,
@@ -286,7 +351,7 @@ impl Scheduler {
             return Err(Rejection::Unknown);
         };
         match &entry.status {
-            Status::Leased(lease) if lease.session == session && entry.attempt == attempt => {}
+            Status::Leased(lease) if lease.session == session && entry.fence == attempt => {}
             _ => return Err(Rejection::NotLeaseHolder),
         }
         let worker = match self.release_lease(&id) {
@@ -305,18 +370,18 @@ impl Scheduler {
                     in_memory: entry.is_some_and(|e| e.in_memory),
                 }
             }
-            RunOutcome::Err(error) => self.fail(id, error, Some(&worker), now_ms, true),
+            RunOutcome::Err(error) => self.fail(id, error, &worker, now_ms),
         })
     }
 
-    /// A session ended: the jobs it held go back to the queue at once (or to the dead letters
-    /// when that was their last attempt).
+    /// A session ended: the jobs it held go back to the queue at once, without using an
+    /// attempt (or to the dead letters when they were lost too often).
     pub(crate) fn release_session(&mut self, session: SessionId, now_ms: i64) -> Vec<Transition> {
-        let Some(ids) = self.by_session.remove(&session) else {
+        let Some(leases) = self.by_session.remove(&session) else {
             return Vec::new();
         };
         let mut transitions = Vec::new();
-        for id in ids {
+        for id in leases.ids {
             let worker = match self.jobs.get(&id) {
                 Some(Entry {
                     status: Status::Leased(lease),
@@ -329,54 +394,96 @@ impl Scheduler {
                 "worker {} ({}) was lost while running the job",
                 worker.name, worker.id
             );
-            transitions.push(self.fail(id, error, Some(&worker), now_ms, false));
+            transitions.push(self.lose(id, error, &worker, now_ms));
         }
         transitions
     }
 
-    /// Leases whose time ran out (worker gone quiet): requeued or dead-lettered.
-    pub(crate) fn expire(&mut self, now_ms: i64) -> Vec<Transition> {
-        let mut transitions = Vec::new();
-        while let Some(Reverse((at, _, _))) = self.expiries.peek() {
+    /// Leases whose time ran out: of sessions that went quiet (no heartbeat for a TTL), and
+    /// those past their hard deadline. They are lost: queued again without using an attempt.
+    pub(crate) fn expire(&mut self, now_ms: i64) -> Expired {
+        let mut expired = Expired::default();
+        while let Some(Reverse((at, _))) = self.session_checks.peek() {
             if *at > now_ms {
                 break;
             }
-            let Some(Reverse((_, id, attempt))) = self.expiries.pop() else {
+            let Some(Reverse((_, session))) = self.session_checks.pop() else {
                 break;
             };
-            let current = match self.jobs.get(&id) {
-                Some(Entry {
-                    status: Status::Leased(lease),
-                    attempt: a,
-                    ..
-                }) if *a == attempt => lease.expires_ms,
-                _ => continue,
+            let Some(leases) = self.by_session.get_mut(&session) else {
+                continue;
             };
-            if current > now_ms {
-                // Renewed since: look again at the new expiry.
-                self.expiries.push(Reverse((current, id, attempt)));
+            if leases.ids.is_empty() {
+                leases.checking = false;
                 continue;
             }
+            let due = leases.alive_ms + self.config.lease_ttl_ms;
+            if due > now_ms {
+                self.session_checks.push(Reverse((due, session)));
+                continue;
+            }
+            leases.checking = false;
+            let ids: Vec<Arc<str>> = leases.ids.drain().collect();
+            for id in ids {
+                let worker = match self.jobs.get(&id) {
+                    Some(Entry {
+                        status: Status::Leased(lease),
+                        ..
+                    }) if lease.session == session => lease.worker.clone(),
+                    _ => continue,
+                };
+                self.clear_lease_status(&id);
+                let error = format!(
+                    "the lease of worker {} ({}) expired: no heartbeat for {} ms",
+                    worker.name, worker.id, self.config.lease_ttl_ms
+                );
+                expired
+                    .transitions
+                    .push(self.lose(id, error, &worker, now_ms));
+            }
+            if !expired.sessions.contains(&session) {
+                expired.sessions.push(session);
+            }
+        }
+        while let Some(Reverse((at, _, _))) = self.deadlines.peek() {
+            if *at > now_ms {
+                break;
+            }
+            let Some(Reverse((_, id, fence))) = self.deadlines.pop() else {
+                break;
+            };
+            let session = match self.jobs.get(&id) {
+                Some(Entry {
+                    status: Status::Leased(lease),
+                    fence: f,
+                    ..
+                }) if *f == fence => lease.session,
+                _ => continue,
+            };
             let Some(worker) = self.release_lease(&id) else {
                 continue;
             };
             let error = format!(
-                "the lease of worker {} ({}) expired: no heartbeat or over the job's timeout",
-                worker.name, worker.id
+                "worker {} ({}) held the job past its maximum lease (its timeout plus {} ms, or \
+                 {} ms without a timeout)",
+                worker.name, worker.id, self.config.lease_ttl_ms, self.config.max_lease_ms
             );
-            transitions.push(self.fail(id, error, Some(&worker), now_ms, false));
+            expired
+                .transitions
+                .push(self.lose(id, error, &worker, now_ms));
+            if !expired.sessions.contains(&session) {
+                expired.sessions.push(session);
+            }
         }
-        transitions
+        expired
     }
 
-    /// The next time something is due (a delayed job or a lease expiry), if any.
+    /// The next time something is due (a delayed job, a session check or a lease deadline).
     pub(crate) fn next_deadline(&self) -> Option<i64> {
         let delayed = self.delayed.peek().map(|Reverse((at, _, _))| *at);
-        let expiry = self.expiries.peek().map(|Reverse((at, _, _))| *at);
-        match (delayed, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let deadline = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        let check = self.session_checks.peek().map(|Reverse((at, _))| *at);
+        [delayed, deadline, check].into_iter().flatten().min()
     }
 
     pub(crate) fn counts(&self) -> Counts {
@@ -388,41 +495,34 @@ impl Scheduler {
         self.jobs.is_empty()
     }
 
-    /// An attempt failed: retry (after an exponential backoff when the task itself failed; at
-    /// once when its worker was lost), or dead-letter after the last attempt.
+    /// A run failed: retry after an exponential backoff, or dead-letter after the last attempt.
     fn fail(
         &mut self,
         id: Arc<str>,
         error: String,
-        worker: Option<&Arc<WorkerInfo>>,
+        worker: &Arc<WorkerInfo>,
         now_ms: i64,
-        backoff: bool,
     ) -> Transition {
-        let (attempt, max_attempts, in_memory) = match self.jobs.get(&id) {
-            Some(e) => (e.attempt, e.max_attempts, e.in_memory),
-            None => (0, 0, false),
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return Transition::Lost { id, error };
         };
-        if attempt >= max_attempts {
+        entry.attempt = entry.attempt.saturating_add(1);
+        let (attempt, fence, in_memory) = (entry.attempt, entry.fence, entry.in_memory);
+        if attempt >= entry.max_attempts {
             self.remove(&id);
             return Transition::Dead {
                 id,
-                attempt,
+                attempt: fence,
                 error,
-                worker: worker.map(|w| (**w).clone()),
+                worker: Some((**worker).clone()),
                 in_memory,
             };
         }
         let exponent = attempt.saturating_sub(1).min(20);
-        let delay = if backoff {
-            (self.config.backoff_base_ms.saturating_mul(1 << exponent))
-                .min(self.config.backoff_cap_ms)
-        } else {
-            0
-        };
+        let delay = (self.config.backoff_base_ms.saturating_mul(1 << exponent))
+            .min(self.config.backoff_cap_ms);
         let not_before_ms = now_ms + delay;
-        if let Some(entry) = self.jobs.get_mut(&id) {
-            entry.not_before_ms = not_before_ms;
-        }
+        entry.not_before_ms = not_before_ms;
         self.make_ready_or_delayed(id.clone(), now_ms);
         Transition::Retry {
             id,
@@ -431,6 +531,35 @@ impl Scheduler {
             error,
             in_memory,
         }
+    }
+
+    /// A run was lost: queue the job again at once without using an attempt, or dead-letter it
+    /// once it was lost `max_losses` times.
+    fn lose(
+        &mut self,
+        id: Arc<str>,
+        error: String,
+        worker: &Arc<WorkerInfo>,
+        now_ms: i64,
+    ) -> Transition {
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return Transition::Lost { id, error };
+        };
+        entry.losses = entry.losses.saturating_add(1);
+        if entry.losses >= self.config.max_losses {
+            let (fence, losses, in_memory) = (entry.fence, entry.losses, entry.in_memory);
+            self.remove(&id);
+            return Transition::Dead {
+                id,
+                attempt: fence,
+                error: format!("the job was lost {losses} times, the most allowed; last: {error}"),
+                worker: Some((**worker).clone()),
+                in_memory,
+            };
+        }
+        entry.not_before_ms = now_ms;
+        self.make_ready_or_delayed(id.clone(), now_ms);
+        Transition::Lost { id, error }
     }
 
     /// Ends a lease: the job is neither ready nor leased until the caller decides.
@@ -443,13 +572,13 @@ impl Scheduler {
             return None;
         };
         self.counts.leased -= 1;
-        if let Some(ids) = self.by_session.get_mut(&lease.session) {
-            ids.remove(id);
+        if let Some(leases) = self.by_session.get_mut(&lease.session) {
+            leases.ids.remove(id);
         }
         Some(lease.worker)
     }
 
-    /// Like `release_lease` for a session already removed from `by_session`.
+    /// Like `release_lease` for a lease already taken out of its session's set.
     fn clear_lease_status(&mut self, id: &Arc<str>) {
         if let Some(entry) = self.jobs.get_mut(id)
             && matches!(entry.status, Status::Leased(_))
@@ -457,6 +586,18 @@ impl Scheduler {
             entry.status = Status::Detached;
             self.counts.leased -= 1;
         }
+    }
+
+    /// Drops the deadlines of finished leases once they outnumber the live ones, so the heap
+    /// stays proportional to the leases held (amortised O(1) per lease).
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.counts.leased + 1024 {
+            return;
+        }
+        let jobs = &self.jobs;
+        self.deadlines.retain(|Reverse((_, id, fence))| {
+            matches!(jobs.get(id), Some(e) if e.fence == *fence && matches!(e.status, Status::Leased(_)))
+        });
     }
 
     fn remove(&mut self, id: &Arc<str>) -> Option<Entry> {
@@ -510,6 +651,8 @@ mod tests {
             lease_ttl_ms: 1_000,
             backoff_base_ms: 100,
             backoff_cap_ms: 10_000,
+            max_lease_ms: 60_000,
+            max_losses: 10,
         }
     }
 
@@ -587,7 +730,7 @@ mod tests {
             Some(Rejection::NotLeaseHolder)
         );
         // The lease expires; worker b takes attempt 2; a late result from a is refused.
-        assert_eq!(s.expire(1_000).len(), 1);
+        assert_eq!(s.expire(1_000).transitions.len(), 1);
         s.promote_delayed(10_000);
         let l2 = s.lease(2, &b, 10_000).expect("leased again");
         assert_eq!(l2.attempt, 2);
@@ -613,13 +756,122 @@ mod tests {
         let w = worker("a");
         s.lease(1, &w, 0).expect("leased");
         s.renew(1, 900);
-        assert!(s.expire(1_000).is_empty());
+        assert!(s.expire(1_000).transitions.is_empty());
         assert_eq!(s.counts().leased, 1);
-        let t = s.expire(1_900);
+        let expired = s.expire(1_900);
         assert!(
-            matches!(t.as_slice(), [Transition::Dead { attempt: 1, .. }]),
-            "{t:?}"
+            matches!(expired.transitions.as_slice(), [Transition::Lost { .. }]),
+            "a silent session loses its lease without using the job's only attempt: {expired:?}"
         );
+        assert_eq!(expired.sessions, [1]);
+        assert_eq!(s.lease(2, &w, 1_900).map(|l| l.attempt), Some(2));
+    }
+
+    #[test]
+    fn one_heartbeat_renews_every_lease_of_its_session_and_silence_loses_them_together() {
+        let mut s = Scheduler::new(config());
+        for i in 0..10_000 {
+            s.enqueue(job(&format!("j{i}"), i, 0, 1), false, 0);
+        }
+        let w = worker("a");
+        while s.lease(1, &w, 0).is_some() {}
+        assert_eq!(s.held(1), 10_000);
+        let mut now = 0;
+        for _ in 0..20 {
+            now += 500;
+            s.renew(1, now);
+            assert!(s.expire(now).transitions.is_empty(), "expired at {now}");
+        }
+        assert_eq!(s.counts().leased, 10_000);
+        let expired = s.expire(now + 1_000);
+        assert_eq!(expired.transitions.len(), 10_000);
+        assert_eq!(
+            expired.sessions,
+            [1],
+            "one loss for the session, not one per lease"
+        );
+        assert_eq!(s.held(1), 0);
+        assert_eq!(s.counts().ready, 10_000);
+    }
+
+    #[test]
+    fn a_lease_handed_to_a_long_silent_session_gets_a_full_ttl() {
+        let mut s = Scheduler::new(config());
+        s.enqueue(job("first", 1, 0, 1), false, 0);
+        let w = worker("a");
+        let first = s.lease(1, &w, 0).expect("leased");
+        assert!(matches!(
+            s.complete(1, "first", first.attempt, ok(), 10),
+            Ok(Transition::Done { .. })
+        ));
+        s.enqueue(job("later", 2, 0, 1), false, 50_000);
+        s.lease(1, &w, 50_000).expect("leased");
+        assert!(s.expire(50_999).transitions.is_empty());
+        assert_eq!(s.expire(51_000).transitions.len(), 1);
+    }
+
+    #[test]
+    fn heartbeats_never_hold_a_job_past_the_maximum_lease() {
+        let mut s = Scheduler::new(SchedulerConfig {
+            max_lease_ms: 5_000,
+            ..config()
+        });
+        s.enqueue(job("hoarded", 1, 0, 1), false, 0);
+        let w = worker("hoarder");
+        s.lease(1, &w, 0).expect("leased");
+        let mut now = 0;
+        while now < 4_900 {
+            now += 100;
+            s.renew(1, now);
+            assert!(
+                s.expire(now).transitions.is_empty(),
+                "taken back early at {now}"
+            );
+        }
+        s.renew(1, 5_000);
+        let expired = s.expire(5_000);
+        assert!(
+            matches!(expired.transitions.as_slice(), [Transition::Lost { .. }]),
+            "{expired:?}"
+        );
+        assert_eq!(expired.sessions, [1]);
+    }
+
+    #[test]
+    fn losses_do_not_use_attempts_but_a_job_lost_too_often_is_dead_lettered() {
+        let mut s = Scheduler::new(SchedulerConfig {
+            max_losses: 4,
+            ..config()
+        });
+        s.enqueue(job("once", 1, 0, 1), false, 0);
+        s.enqueue(job("unlucky", 2, 0, 1), false, 0);
+        let w = worker("flaky");
+        for round in 1..=3 {
+            assert_eq!(s.lease(round, &w, 0).map(|l| l.attempt), Some(round as u32));
+            assert_eq!(s.lease(round, &w, 0).map(|l| l.attempt), Some(round as u32));
+            let lost = s.release_session(round, 0);
+            assert_eq!(lost.len(), 2);
+            assert!(lost.iter().all(|t| matches!(t, Transition::Lost { .. })));
+        }
+        // "once" (a single attempt) still runs after three losses.
+        let l = s.lease(9, &w, 0).expect("leased");
+        assert_eq!((&*l.id, l.attempt), ("once", 4));
+        assert!(matches!(
+            s.complete(9, "once", 4, ok(), 0),
+            Ok(Transition::Done { attempt: 4, .. })
+        ));
+        s.lease(10, &w, 0).expect("leased");
+        match s.release_session(10, 0).as_slice() {
+            [
+                Transition::Dead {
+                    error, attempt: 4, ..
+                },
+            ] => {
+                assert!(error.contains("lost 4 times"), "{error}")
+            }
+            other => panic!("expected a dead letter, got {other:?}"),
+        }
+        assert!(s.is_idle());
     }
 
     #[test]
@@ -666,7 +918,7 @@ mod tests {
         assert_eq!(s.counts().leased, 3);
         let t = s.release_session(1, 5);
         assert_eq!(t.len(), 3);
-        assert!(t.iter().all(|t| matches!(t, Transition::Retry { .. })));
+        assert!(t.iter().all(|t| matches!(t, Transition::Lost { .. })));
         let ids: HashSet<String> = std::iter::from_fn(|| s.lease(2, &b, 5))
             .map(|l| l.id.to_string())
             .collect();
@@ -684,9 +936,13 @@ mod tests {
         for t in (100..=1_200).step_by(100) {
             s.renew(1, t);
             if t < 1_200 {
-                assert!(s.expire(t).is_empty(), "expired early at {t}");
+                assert!(s.expire(t).transitions.is_empty(), "expired early at {t}");
             }
         }
-        assert_eq!(s.expire(1_200).len(), 1, "200 ms timeout + 1000 ms ttl");
+        assert_eq!(
+            s.expire(1_200).transitions.len(),
+            1,
+            "200 ms timeout + 1000 ms ttl"
+        );
     }
 }

@@ -205,9 +205,20 @@ async fn a_master_reopened_on_its_store_finishes_every_accepted_job_once() {
     let store = dir.path().join("jobs.sqlite");
     let mut config = master_config(dir.path());
     config.store = StoreConfig::Sqlite(store.clone());
+    // Ids are idempotency keys here (by default a repeated id is queued again).
+    config.idempotent_ids = true;
     let (master, mut events) = Master::start(config.clone()).await.expect("master");
+    // Explicit ids: an automatic id is never taken as an explicit one, so only these can be
+    // pushed again as duplicates at the end.
     let receipts = master
-        .push_many((0..300).map(|i| JobSpec::new(i.to_string())).collect())
+        .push_many(
+            (0..300)
+                .map(|i| JobSpec {
+                    id: Some(format!("n-{i}")),
+                    ..JobSpec::new(i.to_string())
+                })
+                .collect(),
+        )
         .await
         .expect("push");
     let (exec, _) = echo("w", 2);

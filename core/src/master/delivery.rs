@@ -78,7 +78,7 @@ pub(super) async fn deliver(
         for (result, in_memory) in batch.results {
             if auto_ack && !in_memory {
                 acks_durable.push(StoreOp::Delivered {
-                    id: result.job_id.clone(),
+                    id: result.key.clone(),
                 });
             }
             let _ = events.send(MasterEvent::Result(result));

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::delivery::{Batch, Delivery};
 use super::{MasterEvent, Stats};
 use crate::assets::BundleHash;
-use crate::job::{JobResult, WorkerInfo, now_ms};
+use crate::job::{JobResult, KEY_SEPARATOR, WorkerInfo, label_of, now_ms};
 use crate::protocol::{ToWorker, WireJob};
 use crate::scheduler::{Leased, RunOutcome, Scheduler, SessionId, Transition};
 use crate::store::{StoreOp, StoreWriter, StoredJob};
@@ -42,6 +42,8 @@ pub(super) enum EngineCommand {
         id: SessionId,
     },
     Ack(Vec<String>),
+    /// Something the user should know (sent on as [`MasterEvent::Warning`]).
+    Warning(String),
     AssetsChanged(BundleHash),
     Stats(oneshot::Sender<Stats>),
     Idle(oneshot::Sender<bool>),
@@ -51,8 +53,72 @@ pub(super) enum EngineCommand {
 /// The engine's view of one worker connection.
 pub(super) struct SessionState {
     worker: Arc<WorkerInfo>,
-    credits: u32,
+    peer: PeerId,
+    /// The most jobs it may hold: the window it announced in its first credit message, capped
+    /// by the master. `None` until it announced one. Results give no credit back: a session may
+    /// hold `window` leases, whatever it sends.
+    window: Option<u32>,
     outbound: mpsc::UnboundedSender<ToWorker>,
+}
+
+/// How the master bounds what one worker may take.
+pub(super) struct Fairness {
+    /// The most jobs one session may hold, whatever it announced.
+    pub(super) max_credits: u32,
+    /// Losses within `quarantine_for_ms` that quarantine a peer.
+    pub(super) quarantine_after: u32,
+    pub(super) quarantine_for_ms: i64,
+    /// Per peer: when it lost leases, within the last `quarantine_for_ms`.
+    pub(super) drops: HashMap<PeerId, VecDeque<i64>>,
+    /// Peers that get no jobs until the time given.
+    pub(super) quarantined: HashMap<PeerId, i64>,
+}
+
+impl Fairness {
+    pub(super) fn new(max_credits: u32, quarantine_after: u32, quarantine_for: Duration) -> Self {
+        Fairness {
+            max_credits: max_credits.max(1),
+            quarantine_after: quarantine_after.max(1),
+            quarantine_for_ms: quarantine_for.as_millis().min(i64::MAX as u128) as i64,
+            drops: HashMap::new(),
+            quarantined: HashMap::new(),
+        }
+    }
+
+    fn is_quarantined(&self, peer: &PeerId, now: i64) -> bool {
+        self.quarantined.get(peer).is_some_and(|until| *until > now)
+    }
+
+    /// Records that `peer` lost leases now; returns true when this quarantines it.
+    fn record_drop(&mut self, peer: PeerId, now: i64) -> bool {
+        let since = now.saturating_sub(self.quarantine_for_ms);
+        if self.drops.len() > 4096 {
+            self.drops
+                .retain(|_, times| times.back().is_some_and(|t| *t > since));
+            self.quarantined.retain(|_, until| *until > now);
+        }
+        let times = self.drops.entry(peer).or_default();
+        while times.front().is_some_and(|t| *t <= since) {
+            times.pop_front();
+        }
+        times.push_back(now);
+        if times.len() >= self.quarantine_after as usize {
+            times.clear();
+            self.quarantined
+                .insert(peer, now.saturating_add(self.quarantine_for_ms));
+            return true;
+        }
+        false
+    }
+
+    /// When the next quarantine ends (the engine wakes then to hand that peer jobs again).
+    fn next_release(&self, now: i64) -> Option<i64> {
+        self.quarantined
+            .values()
+            .copied()
+            .filter(|t| *t > now)
+            .min()
+    }
 }
 
 /// The engine task's state.
@@ -67,6 +133,10 @@ pub(super) struct Engine {
     pub(super) drained_sent: bool,
     pub(super) ever_had_jobs: bool,
     pub(super) stats: Stats,
+    /// `idle` questions of this iteration: answered after its transitions are handed to the
+    /// delivery task, so the answer travels behind the results it speaks for.
+    pub(super) idle_asked: Vec<oneshot::Sender<bool>>,
+    pub(super) fairness: Fairness,
 }
 
 impl Engine {
@@ -74,7 +144,13 @@ impl Engine {
     pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<EngineCommand>) {
         let mut transitions = Vec::new();
         loop {
-            let deadline = self.scheduler.next_deadline();
+            let deadline = [
+                self.scheduler.next_deadline(),
+                self.fairness.next_release(now_ms()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(at) => {
@@ -105,11 +181,18 @@ impl Engine {
             }
             let now = now_ms();
             self.scheduler.promote_delayed(now);
-            transitions.extend(self.scheduler.expire(now));
+            let expired = self.scheduler.expire(now);
+            transitions.extend(expired.transitions);
+            for session in expired.sessions {
+                if let Some(peer) = self.sessions.get(&session).map(|s| s.peer) {
+                    self.lost_leases(peer, now);
+                }
+            }
             self.dispatch(now);
             if !transitions.is_empty() {
                 self.persist(std::mem::take(&mut transitions));
             }
+            self.answer_idle();
             self.check_drained();
         }
     }
@@ -132,34 +215,52 @@ impl Engine {
                 outbound,
             } => {
                 tracing::info!(worker = %worker.name, %peer, "worker joined");
+                if self.fairness.is_quarantined(&peer, now) {
+                    tracing::warn!(worker = %worker.name, %peer, "a quarantined worker joined; it gets no jobs until its quarantine ends");
+                }
                 let _ = self.events.send(MasterEvent::WorkerJoined(worker.clone()));
                 self.sessions.insert(
                     id,
                     SessionState {
                         worker: Arc::new(worker),
-                        credits: 0,
+                        peer,
+                        window: None,
                         outbound,
                     },
                 );
                 self.order.push_back(id);
             }
             EngineCommand::SessionClosed { id } => {
-                if let Some(session) = self.sessions.remove(&id) {
+                let peer = self.sessions.remove(&id).map(|session| {
                     self.order.retain(|s| *s != id);
                     tracing::info!(worker = %session.worker.name, "worker left");
                     let _ = self
                         .events
                         .send(MasterEvent::WorkerLeft((*session.worker).clone()));
+                    session.peer
+                });
+                let lost = self.scheduler.release_session(id, now);
+                if let (Some(peer), false) = (peer, lost.is_empty()) {
+                    self.lost_leases(peer, now);
                 }
-                transitions.extend(self.scheduler.release_session(id, now));
+                transitions.extend(lost);
             }
             EngineCommand::Credits { id, n } => {
                 if let Some(session) = self.sessions.get_mut(&id) {
-                    session.credits = session.credits.saturating_add(n).min(1 << 20);
+                    match session.window {
+                        None => session.window = Some(n.min(self.fairness.max_credits)),
+                        // The window is what the worker announced when it joined; more credit
+                        // messages do not widen it.
+                        Some(window) => tracing::debug!(
+                            worker = %session.worker.name,
+                            window,
+                            asked = n,
+                            "ignored credits beyond the announced window"
+                        ),
+                    }
                 }
             }
             EngineCommand::Results { id, results } => {
-                let returned = results.len() as u32;
                 for (job_id, attempt, outcome) in results {
                     match self.scheduler.complete(id, &job_id, attempt, outcome, now) {
                         Ok(t) => transitions.push(t),
@@ -168,19 +269,16 @@ impl Engine {
                         }
                     }
                 }
-                if let Some(session) = self.sessions.get_mut(&id) {
-                    session.credits = session.credits.saturating_add(returned).min(1 << 20);
-                }
             }
             EngineCommand::Heartbeat { id } => self.scheduler.renew(id, now),
             EngineCommand::Ack(ids) => {
                 self.ack(ids);
             }
             EngineCommand::AssetsChanged(bundle) => self.bundle = bundle,
-            EngineCommand::Idle(reply) => {
-                let idle = self.scheduler.is_idle();
-                let _ = self.delivery.send(Delivery::Idle { reply, idle });
+            EngineCommand::Warning(warning) => {
+                let _ = self.events.send(MasterEvent::Warning(warning));
             }
+            EngineCommand::Idle(reply) => self.idle_asked.push(reply),
             EngineCommand::Stats(reply) => {
                 let counts = self.scheduler.counts();
                 let _ = reply.send(Stats {
@@ -200,36 +298,75 @@ impl Engine {
         false
     }
 
-    /// Hands ready jobs to sessions with credits, round robin, one batch per session.
+    /// `peer` lost leases (disconnected, went quiet, or held jobs too long): counted, and a peer
+    /// that keeps doing it is quarantined.
+    fn lost_leases(&mut self, peer: PeerId, now: i64) {
+        if self.fairness.record_drop(peer, now) {
+            let warning = format!(
+                "worker {peer} lost jobs {} times within {} s: it gets no jobs for {} s \
+                 (quarantined)",
+                self.fairness.quarantine_after,
+                self.fairness.quarantine_for_ms / 1000,
+                self.fairness.quarantine_for_ms / 1000
+            );
+            tracing::warn!("{warning}");
+            let _ = self.events.send(MasterEvent::Warning(warning));
+        }
+    }
+
+    /// Hands ready jobs to the sessions with room in their window, one job per session in
+    /// turn, so no session takes the queue while another waits; one message per session.
     fn dispatch(&mut self, now: i64) {
-        if self.sessions.is_empty() {
+        if self.sessions.is_empty() || !self.scheduler.has_ready() {
             return;
         }
+        // Who may take jobs now, and how many each: its window less what it holds.
+        let mut room: Vec<(SessionId, usize, Vec<WireJob>)> = Vec::new();
         let rounds = self.order.len();
         for _ in 0..rounds {
             let Some(id) = self.order.pop_front() else {
                 break;
             };
             self.order.push_back(id);
-            let Some(session) = self.sessions.get_mut(&id) else {
+            let Some(session) = self.sessions.get(&id) else {
                 continue;
             };
-            if session.credits == 0 {
+            let Some(window) = session.window else {
+                continue;
+            };
+            if self.fairness.is_quarantined(&session.peer, now) {
                 continue;
             }
-            let mut jobs = Vec::new();
-            while session.credits > 0 {
+            let free = (window as usize).saturating_sub(self.scheduler.held(id));
+            if free > 0 {
+                room.push((id, free, Vec::new()));
+            }
+        }
+        let mut open = room.len();
+        while open > 0 && self.scheduler.has_ready() {
+            open = 0;
+            for (id, free, jobs) in room.iter_mut() {
+                if *free == 0 {
+                    continue;
+                }
+                let Some(session) = self.sessions.get(id) else {
+                    *free = 0;
+                    continue;
+                };
                 let Some(Leased {
                     id: job_id,
                     attempt,
                     task_type,
                     payload,
                     timeout_ms,
-                }) = self.scheduler.lease(id, &session.worker, now)
+                }) = self.scheduler.lease(*id, &session.worker, now)
                 else {
                     break;
                 };
-                session.credits -= 1;
+                *free -= 1;
+                if *free > 0 {
+                    open += 1;
+                }
                 jobs.push(WireJob {
                     id: job_id.to_string(),
                     attempt,
@@ -238,15 +375,18 @@ impl Engine {
                     timeout_ms,
                 });
             }
+        }
+        for (id, _, jobs) in room {
             if jobs.is_empty() {
-                // Nothing ready: no other session will find anything either.
-                break;
+                continue;
             }
-            // If the session is gone, its leases come back when SessionClosed arrives.
-            let _ = session.outbound.send(ToWorker::Jobs {
-                bundle: self.bundle,
-                jobs,
-            });
+            if let Some(session) = self.sessions.get(&id) {
+                // If the session is gone, its leases come back when SessionClosed arrives.
+                let _ = session.outbound.send(ToWorker::Jobs {
+                    bundle: self.bundle,
+                    jobs,
+                });
+            }
         }
     }
 
@@ -276,7 +416,8 @@ impl Engine {
                         });
                     }
                     let result = JobResult {
-                        job_id: id.to_string(),
+                        job_id: label_of(&id).to_string(),
+                        key: id.to_string(),
                         worker,
                         outcome: Ok(json),
                         attempts: attempt,
@@ -301,6 +442,10 @@ impl Engine {
                         });
                     }
                 }
+                Transition::Lost { id, error } => {
+                    // Queued again without using an attempt: nothing stored changes.
+                    tracing::debug!(job = %id, %error, "run lost; queued again");
+                }
                 Transition::Dead {
                     id,
                     attempt,
@@ -319,7 +464,8 @@ impl Engine {
                         });
                     }
                     let result = JobResult {
-                        job_id: id.to_string(),
+                        job_id: label_of(&id).to_string(),
+                        key: id.to_string(),
                         worker: worker.unwrap_or(WorkerInfo {
                             id: String::new(),
                             name: String::new(),
@@ -335,13 +481,33 @@ impl Engine {
     }
 
     fn ack(&mut self, ids: Vec<String>) {
+        // A job id pushed once is its own key, and an automatic id's key is the id behind the
+        // separator: mark both (the store ignores keys it does not hold).
         let ops: Vec<StoreOp> = ids
             .into_iter()
-            .map(|id| StoreOp::Delivered { id })
+            .flat_map(|id| {
+                let automatic = (!id.contains(KEY_SEPARATOR)).then(|| StoreOp::Delivered {
+                    id: format!("{KEY_SEPARATOR}{id}"),
+                });
+                std::iter::once(StoreOp::Delivered { id }).chain(automatic)
+            })
             .collect();
         // Memory jobs have nothing to mark; the durable store ignores ids it does not hold.
         if let Some(durable) = &self.durable {
             durable.apply_detached(ops);
+        }
+    }
+
+    /// Answers this iteration's `idle` questions through the delivery task, behind this
+    /// iteration's batch: the delivery task hands out a batch's results (after committing it)
+    /// before it reads the answer, so "idle" never overtakes a result.
+    fn answer_idle(&mut self) {
+        if self.idle_asked.is_empty() {
+            return;
+        }
+        let idle = self.scheduler.is_idle();
+        for reply in self.idle_asked.drain(..) {
+            let _ = self.delivery.send(Delivery::Idle { reply, idle });
         }
     }
 

@@ -12,12 +12,21 @@
 //!
 //! Files: this one holds the public handle ([`Master`]) and its start-up; `engine.rs` the engine
 //! task, `delivery.rs` the task that makes results durable before they are handed out,
-//! `session.rs` one worker connection, `push.rs` pushing jobs.
+//! `session.rs` one worker connection, `push.rs` pushing jobs (and the rule for repeated ids),
+//! `tests.rs` hostile workers against a real master.
+//!
+//! What one worker may take is bounded (see `engine.rs`): at most the window it announced in
+//! its first credit message and at most [`MasterConfig::max_credits`]; a lease lasts at most
+//! [`MasterConfig::max_lease`] (or the job's timeout plus one TTL) whatever the heartbeats;
+//! losing a worker does not use a job's attempts, and a peer that keeps losing jobs is
+//! quarantined.
 
 mod delivery;
 mod engine;
 mod push;
 mod session;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -85,6 +94,26 @@ pub struct MasterConfig {
     pub retry_backoff: Duration,
     /// Most worker connections at once.
     pub max_workers: u32,
+    /// A pushed id the master already has (queued, running or finished, also after a restart on
+    /// the same store) is not queued again: the receipt says `duplicate`. Off by default, as in
+    /// queue-xec: a job id is a label, and a repeated one is queued again as a new job (the
+    /// receipt says `repeated`). Either way a warning is logged.
+    pub idempotent_ids: bool,
+    /// The most jobs one worker may hold at once, whatever window it announced (a worker gets
+    /// at most the smaller of the two).
+    pub max_credits: u32,
+    /// The longest a worker may hold a job that has no timeout of its own, heartbeats or not
+    /// (a job with a timeout may be held for its timeout plus `lease_ttl`). Past it the job is
+    /// taken back as lost.
+    pub max_lease: Duration,
+    /// How many times a job may be lost (its worker disconnected, went quiet, or held it past
+    /// its maximum lease) before it is dead-lettered. Losses do not use the job's attempts.
+    pub max_losses: u32,
+    /// A worker (by peer id) that loses jobs this many times within `quarantine_for` gets no
+    /// jobs for `quarantine_for`.
+    pub quarantine_after: u32,
+    /// How long losses are remembered, and how long a quarantine lasts.
+    pub quarantine_for: Duration,
     /// Mark results delivered as soon as they are handed out as events. When false, call
     /// [`Master::ack`] after handling each; unacknowledged results are handed out again after a
     /// restart on the same store.
@@ -115,6 +144,12 @@ impl MasterConfig {
             lease_ttl: crate::config::DEFAULT_LEASE_TTL,
             retry_backoff: crate::config::DEFAULT_RETRY_BACKOFF,
             max_workers: crate::config::DEFAULT_MAX_WORKERS,
+            idempotent_ids: false,
+            max_credits: 256,
+            max_lease: Duration::from_secs(3600),
+            max_losses: 10,
+            quarantine_after: 3,
+            quarantine_for: Duration::from_secs(60),
             auto_ack: true,
             watch_assets: crate::config::DEFAULT_WATCH_ASSETS,
         }
@@ -142,8 +177,12 @@ pub enum MasterEvent {
 pub struct PushReceipt {
     /// The job's id.
     pub id: String,
-    /// True when a job with this id already existed, so nothing was queued.
+    /// True when a job with this id already existed and ids are idempotent
+    /// ([`MasterConfig::idempotent_ids`]), so nothing was queued.
     pub duplicate: bool,
+    /// True when a job with this id already existed and it was queued again as a new job (the
+    /// default).
+    pub repeated: bool,
 }
 
 /// Counts of a master's jobs and workers.
@@ -181,6 +220,7 @@ struct Inner {
     peer_id: PeerId,
     seq: AtomicI64,
     default_max_attempts: u32,
+    idempotent_ids: bool,
     addrs: Arc<Mutex<Vec<Multiaddr>>>,
     assets: Arc<RwLock<AssetSet>>,
     closed: AtomicBool,
@@ -203,6 +243,13 @@ impl Master {
             return Err(Error::config(format!(
                 "lease_ttl must be at least {} ms, got {} ms",
                 crate::config::MIN_LEASE_TTL.as_millis(),
+                config.lease_ttl.as_millis()
+            )));
+        }
+        if config.max_lease < config.lease_ttl {
+            return Err(Error::config(format!(
+                "max_lease ({} ms) must be at least lease_ttl ({} ms)",
+                config.max_lease.as_millis(),
                 config.lease_ttl.as_millis()
             )));
         }
@@ -259,6 +306,8 @@ impl Master {
             lease_ttl_ms: config.lease_ttl.as_millis() as i64,
             backoff_base_ms: config.retry_backoff.as_millis() as i64,
             backoff_cap_ms: 60_000,
+            max_lease_ms: config.max_lease.as_millis().min(i64::MAX as u128 / 2) as i64,
+            max_losses: config.max_losses.max(1),
         });
         let mut max_seq = 0;
         if let Some(durable) = &durable {
@@ -313,6 +362,12 @@ impl Master {
             drained_sent: false,
             ever_had_jobs,
             stats: Stats::default(),
+            idle_asked: Vec::new(),
+            fairness: engine::Fairness::new(
+                config.max_credits,
+                config.quarantine_after,
+                config.quarantine_for,
+            ),
         };
         tokio::spawn(engine.run(engine_rx));
 
@@ -344,6 +399,7 @@ impl Master {
             peer_id,
             seq: AtomicI64::new(max_seq),
             default_max_attempts: config.default_retries.saturating_add(1),
+            idempotent_ids: config.idempotent_ids,
             addrs: addrs.clone(),
             assets: assets.clone(),
             closed: AtomicBool::new(false),
@@ -461,7 +517,8 @@ impl Master {
     }
 
     /// Marks results as handled, so a restart on the same store does not hand them out again.
-    /// Needed only with `auto_ack: false`.
+    /// Needed only with `auto_ack: false`. Takes each result's [`key`](JobResult::key), or its
+    /// job id when that id was pushed only once.
     pub fn ack(&self, job_ids: Vec<String>) {
         let _ = self.inner.engine.send(EngineCommand::Ack(job_ids));
     }
@@ -596,7 +653,10 @@ fn stored_result(key: &TransferKey, job: &StoredJob) -> Option<JobResult> {
     let outcome = match (&job.result, &job.last_error) {
         (Some(sealed), _) if job.state == crate::store::JobState::Done => {
             match key.open(&protocol::result_context(&job.id, true), sealed) {
-                Ok(plain) => Ok(String::from_utf8_lossy(&plain).into_owned()),
+                // Stored results were re-serialised when they arrived; parse them again anyway,
+                // so a store written by an older version cannot hand out a worker's text.
+                Ok(plain) => crate::job::canonical_json(&String::from_utf8_lossy(&plain))
+                    .map_err(|why| format!("the stored result is not JSON ({why})")),
                 Err(_) => Err(
                     "the stored result could not be opened with this transferEncryptToken"
                         .to_string(),
@@ -607,7 +667,8 @@ fn stored_result(key: &TransferKey, job: &StoredJob) -> Option<JobResult> {
         _ => Err("the job ended without a result".to_string()),
     };
     Some(JobResult {
-        job_id: job.id.clone(),
+        job_id: crate::job::label_of(&job.id).to_string(),
+        key: job.id.clone(),
         worker,
         outcome,
         attempts: job.attempt,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::engine::EngineCommand;
 use super::{Master, PushReceipt, lock};
 use crate::error::{Error, Result};
-use crate::job::{JobSpec, now_ms};
+use crate::job::{JobSpec, automatic_key, now_ms, repeated_key};
 use crate::protocol;
 use crate::store::{StoreOp, StoredJob};
 
@@ -20,14 +20,23 @@ impl Master {
 
     /// Pushes jobs in one group. Resolves once all of them are durable. Either all are accepted
     /// or the call fails and none is queued.
+    ///
+    /// An id the master already has (queued, running or finished, in this push or before) is
+    /// queued again as a new job under its own internal key, and its receipt says `repeated`;
+    /// with [`idempotent_ids`](super::MasterConfig::idempotent_ids) it is not queued again and
+    /// its receipt says `duplicate`. Either way a warning is logged and sent as an event.
     pub async fn push_many(&self, jobs: Vec<JobSpec>) -> Result<Vec<PushReceipt>> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed("the master"));
         }
         let now = now_ms();
-        let mut durable_ops = Vec::new();
-        let mut memory_jobs = Vec::new();
+        let idempotent = self.inner.idempotent_ids;
+        let mut pending = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::with_capacity(jobs.len());
+        let mut in_this_push: HashSet<String> = HashSet::new();
+        // Automatic ids skip the labels of explicit ids of this push and of the ids kept in
+        // memory, so an automatic `job-N` does not even look like one of them.
+        let explicit_here: HashSet<String> = jobs.iter().filter_map(|j| j.id.clone()).collect();
         for (index, job) in jobs.into_iter().enumerate() {
             if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&job.data) {
                 return Err(Error::payload_from(
@@ -38,91 +47,182 @@ impl Master {
                     e,
                 ));
             }
-            let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
-            let id = match job.id {
-                Some(id) if id.is_empty() => {
+            if let Some(id) = &job.id {
+                if id.is_empty() {
                     return Err(Error::payload(format!(
                         "job {} of this push has an empty id; give a non-empty id or none",
                         index + 1
                     )));
                 }
-                Some(id) => id,
-                None => format!("job-{seq}"),
+                if id.chars().any(char::is_control) {
+                    return Err(Error::payload(format!(
+                        "job {} of this push has an id with a control character ({id:?}); ids \
+                         are labels shown in logs and files: use printable text; nothing of this \
+                         push was queued",
+                        index + 1
+                    )));
+                }
+            }
+            let mut seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            if job.id.is_none() {
+                let known = lock(&self.inner.memory);
+                while explicit_here.contains(&format!("job-{seq}"))
+                    || known.contains(&format!("job-{seq}"))
+                {
+                    seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+                }
+            }
+            let (label, key, repeated) = match job.id.clone() {
+                None => (format!("job-{seq}"), automatic_key(seq), false),
+                Some(id) if in_this_push.contains(&id) => {
+                    let key = repeated_key(&id, seq);
+                    (id, key, true)
+                }
+                Some(id) => {
+                    in_this_push.insert(id.clone());
+                    (id.clone(), id, false)
+                }
             };
-            let payload = self
-                .inner
-                .key
-                .seal(&protocol::payload_context(&id), job.data.as_bytes());
-            let sealed_len = protocol::job_wire_len(&id, job.task_type.as_deref(), payload.len());
-            if sealed_len > protocol::FRAME_BUDGET {
+            receipts.push(PushReceipt {
+                id: label,
+                duplicate: repeated && idempotent,
+                repeated,
+            });
+            if repeated && idempotent {
+                continue;
+            }
+            let in_memory = job.in_memory || self.inner.durable.is_none();
+            let stored = self.stored_job(key, seq, &job, now);
+            // A repeated id may get a longer key later (`mark_known`): leave room for it.
+            let key_room = stored.id.len() + 24;
+            if protocol::job_wire_len(&stored.id, job.task_type.as_deref(), stored.payload.len())
+                + 24
+                > protocol::FRAME_BUDGET
+            {
                 let limit = protocol::max_plain_len(
-                    id.len() + job.task_type.as_deref().map_or(0, str::len),
+                    key_room + job.task_type.as_deref().map_or(0, str::len),
                 );
                 return Err(Error::payload(format!(
-                    "job {} of this push ({id}): its data is {} bytes; the limit for one job's data is {limit} bytes (a job travels in one frame, and a frame is at most {} bytes); nothing of this push was queued. Split the work into smaller jobs, or ship large inputs as asset files the task reads",
+                    "job {} of this push ({}): its data is {} bytes; the limit for one job's data is {limit} bytes (a job travels in one frame, and a frame is at most {} bytes); nothing of this push was queued. Split the work into smaller jobs, or ship large inputs as asset files the task reads",
                     index + 1,
+                    receipts[index].id,
                     job.data.len(),
                     protocol::MAX_FRAME
                 )));
             }
-            let max_attempts = job
-                .retries
-                .map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));
-            let not_before = job.delay.map_or(0, |d| now + d.as_millis() as i64);
-            let stored = crate::scheduler::new_stored_job(
-                id.clone(),
-                seq,
-                job.task_type,
-                payload,
-                job.priority,
-                max_attempts,
-                job.timeout.map(|t| t.as_millis() as u64),
-                not_before,
-            );
-            let in_memory = job.in_memory || self.inner.durable.is_none();
-            if in_memory {
-                memory_jobs.push(stored);
-            } else {
-                durable_ops.push(StoreOp::Insert(stored));
-            }
-            receipts.push(PushReceipt {
-                id,
-                duplicate: false,
+            pending.push(Pending {
+                receipt: index,
+                explicit: job.id.is_some() && !repeated,
+                in_memory,
+                stored,
+                job,
             });
         }
-        let mut duplicates = Vec::new();
-        let mut accepted = Vec::with_capacity(receipts.len());
-        let inserted = |ops: &[StoreOp]| -> Vec<StoredJob> {
-            ops.iter()
-                .filter_map(|op| match op {
-                    StoreOp::Insert(job) => Some(job.clone()),
-                    _ => None,
-                })
-                .collect()
-        };
-        if let (Some(durable), false) = (&self.inner.durable, durable_ops.is_empty()) {
-            let jobs = inserted(&durable_ops);
-            duplicates.extend(durable.apply(durable_ops).await?);
-            accepted.extend(jobs.into_iter().map(|j| (j, false)));
-        }
-        if !memory_jobs.is_empty() {
-            // Memory jobs need no store at all: only their ids are kept, to refuse duplicates.
+
+        // Ids kept in memory: the set of known ids says whether each was pushed before.
+        {
             let mut known = lock(&self.inner.memory);
-            for job in memory_jobs {
-                if known.insert(job.id.clone()) {
-                    accepted.push((job, true));
+            for p in pending.iter_mut().filter(|p| p.explicit) {
+                let fresh = if p.in_memory {
+                    known.insert(p.stored.id.clone())
                 } else {
-                    duplicates.push(job.id);
+                    !known.contains(&p.stored.id)
+                };
+                if !fresh {
+                    self.mark_known(p, &mut receipts, idempotent);
                 }
             }
         }
-        if !duplicates.is_empty() {
-            let dup: HashSet<&str> = duplicates.iter().map(String::as_str).collect();
-            accepted.retain(|(j, _)| !dup.contains(j.id.as_str()));
-            for receipt in &mut receipts {
-                receipt.duplicate = dup.contains(receipt.id.as_str());
+        pending.retain(|p| !receipts[p.receipt].duplicate);
+
+        // Durable ids: the store refuses a key it has; such a job was pushed before.
+        if let Some(durable) = &self.inner.durable {
+            let ops: Vec<StoreOp> = pending
+                .iter()
+                .filter(|p| !p.in_memory)
+                .map(|p| StoreOp::Insert(p.stored.clone()))
+                .collect();
+            if !ops.is_empty() {
+                let known: HashSet<String> = durable.apply(ops).await?.into_iter().collect();
+                let mut again = Vec::new();
+                for p in pending.iter_mut() {
+                    if !p.in_memory && known.contains(&p.stored.id) {
+                        self.mark_known(p, &mut receipts, idempotent);
+                        if !idempotent {
+                            again.push(StoreOp::Insert(p.stored.clone()));
+                        }
+                    }
+                }
+                if !again.is_empty() {
+                    let keys: HashSet<String> = again
+                        .iter()
+                        .filter_map(|op| match op {
+                            StoreOp::Insert(job) => Some(job.id.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let refused = match durable.apply(again).await {
+                        Ok(refused) => refused,
+                        Err(e) => {
+                            // The first transaction is committed: its jobs must run anyway.
+                            let committed: Vec<_> = pending
+                                .iter()
+                                .filter(|p| !keys.contains(&p.stored.id))
+                                .filter(|p| !receipts[p.receipt].duplicate)
+                                .map(|p| (p.stored.clone(), p.in_memory))
+                                .collect();
+                            let _ = self.inner.engine.send(EngineCommand::Enqueue(committed));
+                            return Err(e);
+                        }
+                    };
+                    for p in pending.iter() {
+                        if refused.contains(&p.stored.id) {
+                            receipts[p.receipt].duplicate = true;
+                        }
+                    }
+                }
             }
         }
+        pending.retain(|p| !receipts[p.receipt].duplicate);
+
+        let repeated: Vec<&str> = receipts
+            .iter()
+            .filter(|r| r.repeated || r.duplicate)
+            .map(|r| r.id.as_str())
+            .collect();
+        if !repeated.is_empty() {
+            let shown: Vec<&str> = repeated.iter().take(5).copied().collect();
+            let more = repeated.len().saturating_sub(shown.len());
+            let warning = if idempotent {
+                format!(
+                    "{} pushed job(s) had an id the master already has and were not queued again \
+                     (idempotent ids): {shown:?}{}",
+                    repeated.len(),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                format!(
+                    "{} pushed job(s) repeat an id the master already has and were queued again as \
+                     new jobs: {shown:?}{}; their results carry the same jobID",
+                    repeated.len(),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                )
+            };
+            tracing::warn!("{warning}");
+            let _ = self.inner.engine.send(EngineCommand::Warning(warning));
+        }
+        let accepted: Vec<_> = pending
+            .into_iter()
+            .map(|p| (p.stored, p.in_memory))
+            .collect();
         if !accepted.is_empty() {
             self.inner
                 .engine
@@ -131,4 +231,51 @@ impl Master {
         }
         Ok(receipts)
     }
+
+    /// The stored form of a pushed job under `key` (its payload sealed to that key).
+    fn stored_job(&self, key: String, seq: i64, job: &JobSpec, now: i64) -> StoredJob {
+        let payload = self
+            .inner
+            .key
+            .seal(&protocol::payload_context(&key), job.data.as_bytes());
+        let max_attempts = job
+            .retries
+            .map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));
+        let not_before = job.delay.map_or(0, |d| now + d.as_millis() as i64);
+        crate::scheduler::new_stored_job(
+            key,
+            seq,
+            job.task_type.clone(),
+            payload,
+            job.priority,
+            max_attempts,
+            job.timeout.map(|t| t.as_millis() as u64),
+            not_before,
+        )
+    }
+
+    /// `p`'s id was pushed before: refuse it (idempotent ids) or give it a key of its own.
+    fn mark_known(&self, p: &mut Pending, receipts: &mut [PushReceipt], idempotent: bool) {
+        let receipt = &mut receipts[p.receipt];
+        if idempotent {
+            receipt.duplicate = true;
+            return;
+        }
+        receipt.repeated = true;
+        let seq = p.stored.seq;
+        let key = repeated_key(&p.stored.id, seq);
+        p.stored = self.stored_job(key, seq, &p.job, now_ms());
+        p.explicit = false;
+    }
+}
+
+/// One job of a push on its way to the store and the engine.
+struct Pending {
+    /// Its receipt's index.
+    receipt: usize,
+    /// Stored under the id the user gave (so it may clash with an earlier job).
+    explicit: bool,
+    in_memory: bool,
+    stored: StoredJob,
+    job: JobSpec,
 }

@@ -164,6 +164,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
     };
     tracing::debug!(%peer, elapsed = ?started.elapsed(), "handshake done");
     shared.net.authenticated(peer, true).await;
+    let worker_name = name.clone();
     let worker = WorkerInfo {
         id: peer.to_string(),
         name,
@@ -194,7 +195,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
     ));
 
     let result = tokio::select! {
-        result = read_session(&shared, id, reader, &requests) => result,
+        result = read_session(&shared, id, &worker_name, reader, &requests) => result,
         _ = cancelled => Err(Error::Closed("this session: the worker opened a newer one")),
     };
     if let Err(e) = &result {
@@ -355,6 +356,7 @@ async fn send_file<W: futures::AsyncWrite + Unpin>(
 async fn read_session<R: futures::AsyncRead + Unpin>(
     shared: &SessionShared,
     id: SessionId,
+    worker_name: &str,
     reader: R,
     requests: &mpsc::Sender<AssetRequest>,
 ) -> Result<()> {
@@ -373,7 +375,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
             ToMaster::Results(results) => {
                 let results = results
                     .into_iter()
-                    .map(|r| open_result(&shared.key, r))
+                    .map(|r| open_result(&shared.key, worker_name, r))
                     .collect::<Result<Vec<_>>>()?;
                 shared
                     .engine
@@ -399,13 +401,26 @@ fn queue_request(requests: &mpsc::Sender<AssetRequest>, request: AssetRequest) -
     }
 }
 
-fn open_result(key: &TransferKey, r: WireResult) -> Result<(String, u32, RunOutcome)> {
+/// Opens one result. A result body is parsed as JSON and re-serialised (and sealed again for
+/// the store) here, off the engine: the master never keeps or hands out a worker's text. A body
+/// that is not JSON fails the attempt with an error that says so.
+fn open_result(
+    key: &TransferKey,
+    worker_name: &str,
+    r: WireResult,
+) -> Result<(String, u32, RunOutcome)> {
     let plain = key.open(&protocol::result_context(&r.id, r.ok), &r.body)?;
     let text = String::from_utf8(plain).map_err(|_| Error::protocol("a result is not UTF-8"))?;
     let outcome = if r.ok {
-        RunOutcome::Ok {
-            sealed: r.body,
-            json: text,
+        match crate::job::canonical_json(&text) {
+            Ok(json) => RunOutcome::Ok {
+                sealed: key.seal(&protocol::result_context(&r.id, true), json.as_bytes()),
+                json,
+            },
+            Err(why) => RunOutcome::Err(format!(
+                "worker {worker_name} returned a result that is not JSON ({why}); the task must \
+                 return JSON-serialisable data"
+            )),
         }
     } else {
         RunOutcome::Err(text)

@@ -205,7 +205,7 @@ impl Runner {
                 }
                 inner.running.fetch_sub(1, Ordering::Relaxed);
                 let _ = events.send(WorkerEvent::JobFinished {
-                    id: job.id.clone(),
+                    id: crate::job::label_of(&job.id).to_string(),
                     error: outcome.as_ref().err().cloned(),
                 });
                 let (body, ok) = match &outcome {
@@ -279,7 +279,8 @@ async fn run_job(
         .map(Duration::from_millis)
         .or(default_timeout);
     let input = JobInput {
-        id: job.id.clone(),
+        // The wire carries the master's key; the task sees the job id as pushed.
+        id: crate::job::label_of(&job.id).to_string(),
         data,
         task_type: job.task_type.clone(),
         attempt: job.attempt,
