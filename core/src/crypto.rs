@@ -279,7 +279,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// If the operating system's random number generator is unavailable. There is no safe
 /// fallback for key material or IVs, and on the platforms queuexec supports this does not
 /// happen once the system has booted.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     if let Err(error) = getrandom::fill(&mut bytes) {
         panic!("the operating system's random number generator is unavailable: {error}");

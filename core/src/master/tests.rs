@@ -79,11 +79,7 @@ struct HostileSession {
 
 impl Hostile {
     fn new() -> Hostile {
-        let (net, events) = net::spawn(NetConfig {
-            listen: Vec::new(),
-            mdns: false,
-            max_connections: 16,
-        })
+        let (net, events) = net::spawn(NetConfig::for_tests(Vec::new()))
         .expect("network");
         Hostile {
             net,
@@ -151,7 +147,7 @@ impl Hostile {
             .control()
             .open_stream(peer, protocol::JOB_PROTOCOL)
             .await
-            .map_err(|e| crate::Error::Network(e.to_string()))?;
+            .map_err(|e| crate::Error::network(e.to_string()))?;
         WorkerHandshake {
             room: &self.room,
             key: &self.key,
