@@ -146,7 +146,11 @@ pub struct JsMaster {
 /// Something that happened on a master, as a discriminated union on `kind`:
 /// `{kind: 'result', result}`, `{kind: 'workerJoined' | 'workerLeft', workerId, workerName}`,
 /// `{kind: 'drained'}`, `{kind: 'warning', message}`.
-#[napi(discriminant = "kind", discriminant_case = "camelCase", object_from_js = false)]
+#[napi(
+    discriminant = "kind",
+    discriminant_case = "camelCase",
+    object_from_js = false
+)]
 pub enum JsMasterEvent {
     /// A job ended: its result, or its final error.
     Result {
@@ -246,7 +250,10 @@ impl JsMaster {
             let Some(batch) = self.events.next_batch(max as usize).await else {
                 return Ok(Vec::new());
             };
-            let batch: Vec<JsMasterEvent> = batch.into_iter().filter_map(JsMasterEvent::from_core).collect();
+            let batch: Vec<JsMasterEvent> = batch
+                .into_iter()
+                .filter_map(JsMasterEvent::from_core)
+                .collect();
             if !batch.is_empty() {
                 return Ok(batch);
             }

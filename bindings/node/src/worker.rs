@@ -114,7 +114,11 @@ pub struct JsWorker {
 /// `{kind: 'connected', master}`, `{kind: 'disconnected', reason}`,
 /// `{kind: 'assetsInstalled', bundle, fetched}`, `{kind: 'jobFinished', jobId, error?}`,
 /// `{kind: 'refused', reason}`.
-#[napi(discriminant = "kind", discriminant_case = "camelCase", object_from_js = false)]
+#[napi(
+    discriminant = "kind",
+    discriminant_case = "camelCase",
+    object_from_js = false
+)]
 pub enum JsWorkerEvent {
     /// Joined a master.
     Connected {
@@ -158,10 +162,9 @@ impl JsWorkerEvent {
                 bundle,
                 fetched: u32::try_from(fetched).unwrap_or(u32::MAX),
             },
-            WorkerEvent::JobFinished { id, error } => JsWorkerEvent::JobFinished {
-                job_id: id,
-                error,
-            },
+            WorkerEvent::JobFinished { id, error } => {
+                JsWorkerEvent::JobFinished { job_id: id, error }
+            }
             WorkerEvent::Refused { reason } => JsWorkerEvent::Refused { reason },
             other => {
                 tracing::debug!(?other, "a worker event this addon does not know");
@@ -195,7 +198,10 @@ impl JsWorker {
             let Some(batch) = self.events.next_batch(max as usize).await else {
                 return Ok(Vec::new());
             };
-            let batch: Vec<JsWorkerEvent> = batch.into_iter().filter_map(JsWorkerEvent::from_core).collect();
+            let batch: Vec<JsWorkerEvent> = batch
+                .into_iter()
+                .filter_map(JsWorkerEvent::from_core)
+                .collect();
             if !batch.is_empty() {
                 return Ok(batch);
             }

@@ -96,7 +96,10 @@ fn job_result<'py>(py: Python<'py>, result: JobResult) -> PyResult<Bound<'py, Py
 
 /// A master's events as `queuexec.events` objects (kinds the binding does not know are skipped:
 /// the core's enum is non-exhaustive).
-pub(crate) fn master_events(py: Python<'_>, batch: Vec<MasterEvent>) -> PyResult<Bound<'_, PyList>> {
+pub(crate) fn master_events(
+    py: Python<'_>,
+    batch: Vec<MasterEvent>,
+) -> PyResult<Bound<'_, PyList>> {
     let out = PyList::empty(py);
     for event in batch {
         let object = match event {
@@ -117,7 +120,10 @@ pub(crate) fn master_events(py: Python<'_>, batch: Vec<MasterEvent>) -> PyResult
 
 /// A worker's events as `queuexec.events` objects; a refusal becomes an `ErrorEvent` carrying
 /// the `UnauthorizedError` that `Worker.run` raises.
-pub(crate) fn worker_events(py: Python<'_>, batch: Vec<WorkerEvent>) -> PyResult<Bound<'_, PyList>> {
+pub(crate) fn worker_events(
+    py: Python<'_>,
+    batch: Vec<WorkerEvent>,
+) -> PyResult<Bound<'_, PyList>> {
     let out = PyList::empty(py);
     for event in batch {
         let object = match event {
