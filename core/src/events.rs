@@ -115,11 +115,15 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let stream = EventStream::new(rx);
         for i in 0..5 {
-            tx.send(i).unwrap();
+            tx.send(i).expect("the stream holds the receiver");
         }
-        let first = timeout(DEADLINE, stream.next_batch(3)).await.unwrap();
+        let first = timeout(DEADLINE, stream.next_batch(3))
+            .await
+            .expect("within the deadline");
         assert_eq!(first, Some(vec![0, 1, 2]));
-        let rest = timeout(DEADLINE, stream.next_batch(10)).await.unwrap();
+        let rest = timeout(DEADLINE, stream.next_batch(10))
+            .await
+            .expect("within the deadline");
         assert_eq!(rest, Some(vec![3, 4]));
         assert_eq!(stream.try_batch(10), Some(vec![]));
     }
@@ -134,8 +138,11 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!reader.is_finished(), "a reader with nothing to read waits");
-        tx.send("joined").unwrap();
-        let got = timeout(DEADLINE, reader).await.unwrap().unwrap();
+        tx.send("joined").expect("the stream holds the receiver");
+        let got = timeout(DEADLINE, reader)
+            .await
+            .expect("within the deadline")
+            .expect("the reader task ran");
         assert_eq!(got, Some(vec!["joined"]));
     }
 
@@ -149,9 +156,11 @@ mod tests {
                 .await
                 .is_err()
         );
-        tx.send(7).unwrap();
-        tx.send(8).unwrap();
-        let got = timeout(DEADLINE, stream.next_batch(4)).await.unwrap();
+        tx.send(7).expect("the stream holds the receiver");
+        tx.send(8).expect("the stream holds the receiver");
+        let got = timeout(DEADLINE, stream.next_batch(4))
+            .await
+            .expect("within the deadline");
         assert_eq!(got, Some(vec![7, 8]));
     }
 
@@ -165,14 +174,21 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         stream.close();
-        let got = timeout(DEADLINE, reader).await.unwrap().unwrap();
+        let got = timeout(DEADLINE, reader)
+            .await
+            .expect("within the deadline")
+            .expect("the reader task ran");
         assert_eq!(got, None, "a waiting reader ends at close");
         // The sender is still alive (an engine outliving its handle): events still in the
         // channel are handed out, then the stream ends without waiting.
-        tx.send(1).unwrap();
-        let got = timeout(DEADLINE, stream.next_batch(8)).await.unwrap();
+        tx.send(1).expect("the stream holds the receiver");
+        let got = timeout(DEADLINE, stream.next_batch(8))
+            .await
+            .expect("within the deadline");
         assert_eq!(got, Some(vec![1]));
-        let end = timeout(DEADLINE, stream.next_batch(8)).await.unwrap();
+        let end = timeout(DEADLINE, stream.next_batch(8))
+            .await
+            .expect("within the deadline");
         assert_eq!(end, None);
         assert!(stream.is_closed());
     }
@@ -181,13 +197,20 @@ mod tests {
     async fn the_stream_ends_when_the_engine_is_gone_after_its_last_events() {
         let (tx, rx) = mpsc::unbounded_channel();
         let stream = EventStream::new(rx);
-        tx.send("a").unwrap();
-        tx.send("b").unwrap();
+        tx.send("a").expect("the stream holds the receiver");
+        tx.send("b").expect("the stream holds the receiver");
         drop(tx);
         assert_eq!(stream.try_batch(1), Some(vec!["a"]));
-        let got = timeout(DEADLINE, stream.next_batch(8)).await.unwrap();
+        let got = timeout(DEADLINE, stream.next_batch(8))
+            .await
+            .expect("within the deadline");
         assert_eq!(got, Some(vec!["b"]));
-        assert_eq!(timeout(DEADLINE, stream.next_batch(8)).await.unwrap(), None);
+        assert_eq!(
+            timeout(DEADLINE, stream.next_batch(8))
+                .await
+                .expect("within the deadline"),
+            None
+        );
         assert_eq!(stream.try_batch(8), None);
     }
 }
