@@ -18,8 +18,9 @@ use crate::error::{CoreResultExt, config_error};
 use crate::events::{master_events, pull};
 use crate::runtime::{block_on, runtime, seconds};
 
-/// One job as the Python wrapper hands it over:
-/// `(id, data_json, task_type, priority, retries, timeout_s, delay_s, in_memory)`.
+/// One job as the Python wrapper hands it over: a `queuexec.job.EncodedJob`, the named tuple
+/// `(id, data_json, type, priority, retries, timeout, delay, in_memory)` (seconds), read here as
+/// the tuple it is (no attribute lookups per job).
 type JobTuple = (
     Option<String>,
     String,

@@ -21,7 +21,7 @@ from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
 from .events import Drained, MasterEvent, ResultEvent, WarningEvent, WorkerJoined, WorkerLeft
 from .exceptions import ConfigError, PayloadError
-from .job import JobResult, MasterStats
+from .job import EncodedJob, JobResult, MasterStats
 
 __all__ = ["AssetFile", "JobSpec", "Master"]
 
@@ -188,7 +188,7 @@ class Master:
         not queued again.
         """
         spec = JobSpec(data, type, id, priority, retries, timeout, delay, in_memory)
-        job_id, _duplicate = self._native.push(_job_tuple(spec, 1))
+        job_id, _duplicate = self._native.push(_encode_job(spec, 1))
         return job_id
 
     def push_many(self, items: Iterable[Any]) -> list[str]:
@@ -200,13 +200,13 @@ class Master:
                 f"push_many takes a list of jobs, not one {type(items).__name__}; "
                 "call push() for one job, or wrap it in a list"
             )
-        tuples = [
-            _job_tuple(item if isinstance(item, JobSpec) else JobSpec(item), index + 1)
+        jobs = [
+            _encode_job(item if isinstance(item, JobSpec) else JobSpec(item), index + 1)
             for index, item in enumerate(items)
         ]
-        if not tuples:
+        if not jobs:
             return []
-        return [job_id for job_id, _duplicate in self._native.push_many(tuples)]
+        return [job_id for job_id, _duplicate in self._native.push_many(jobs)]
 
     # ------------------------------------------------------------------ results
 
@@ -402,7 +402,7 @@ class Master:
                         logger.exception("on_result raised for job %s; the master carries on", result.job_id)
 
 
-def _job_tuple(spec: JobSpec, index: int) -> _native.JobTuple:
+def _encode_job(spec: JobSpec, index: int) -> EncodedJob:
     try:
         data_json = json.dumps(spec.data, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -410,15 +410,15 @@ def _job_tuple(spec: JobSpec, index: int) -> _native.JobTuple:
     job_id = None if spec.id is None else str(spec.id)
     if spec.retries is not None and spec.retries < 0:
         raise ConfigError(f"job {index}: retries must be 0 or more, not {spec.retries}")
-    return (
-        job_id,
-        data_json,
-        spec.type,
-        spec.priority,
-        spec.retries,
-        spec.timeout,
-        spec.delay,
-        spec.in_memory,
+    return EncodedJob(
+        id=job_id,
+        data_json=data_json,
+        type=spec.type,
+        priority=spec.priority,
+        retries=spec.retries,
+        timeout=spec.timeout,
+        delay=spec.delay,
+        in_memory=spec.in_memory,
     )
 
 
