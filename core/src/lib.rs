@@ -5,7 +5,8 @@
 //! envelope), `assets` (manifest, bundle hash, the worker's workplace), `deps` (dependency
 //! bundles), `store` (durable and in-memory job storage), `scheduler` (job states, leases,
 //! retries), `protocol` (wire messages, frames, the handshake), `net` (the libp2p swarm), and
-//! the two engines [`Master`] and [`Worker`].
+//! the two engines [`Master`] and [`Worker`], whose events the bindings read in batches
+//! through [`EventStream`].
 //!
 //! Every module is private: what a front end (the CLI, a binding) may use is re-exported here,
 //! and nothing else is API. `testing` holds the few internals this workspace's tests of other
@@ -19,6 +20,7 @@ pub mod config;
 mod crypto;
 mod deps;
 mod error;
+mod events;
 mod executor;
 mod job;
 mod master;
@@ -32,6 +34,7 @@ mod worker;
 pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
 pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{BoxError, Error, Result};
+pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};

@@ -163,7 +163,7 @@ class Master extends EventEmitter {
     return receipts;
   }
 
-  /** Counts: queued, delayed, running, done, failed, retried, workers. */
+  /** Counts: queued, delayed, running, done, dead, retried, workers (the core's names, as in Python). */
   async stats() {
     const handle = await this._handle();
     return handle.stats().catch((error) => {
@@ -408,7 +408,16 @@ function resolveAssets(execAssets, log) {
   const given = execAssets && typeof execAssets === 'object' && !Array.isArray(execAssets) ? execAssets : {};
   // A single package name is taken as a list of one.
   const dependencies = given.dependencies === undefined || given.dependencies === null ? [] : [].concat(given.dependencies).map(String);
-  const files = Array.isArray(given.files) ? given.files.slice() : [];
+  // One file object is taken as a list of one; anything else that is not a list is refused.
+  let files = [];
+  if (Array.isArray(given.files)) files = given.files.slice();
+  else if (given.files && typeof given.files === 'object') files = [given.files];
+  else if (given.files !== undefined && given.files !== null) {
+    throw new ConfigError(
+      `execAssets.files must be a list of {masterPath, name, workerPath} objects (or one such object); got ${JSON.stringify(given.files)}`,
+      { code: 'ERR_QUEUEXEC_CONFIG' },
+    );
+  }
   const tasks = files.filter((f) => f && f.name === DEFAULTS.taskEntry);
   if (tasks.length > 1) {
     throw new ConfigError('You can pass only one file with name task.js: check execAssets.files', {

@@ -179,7 +179,7 @@ class Worker extends EventEmitter {
     }, delay);
   }
 
-  /** Counts: done, failed, running, connected. */
+  /** Counts: done, failed, running, connected (the core's names, as in Python). */
   async stats() {
     await this.ready;
     return this._native.stats();

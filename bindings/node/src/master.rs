@@ -1,6 +1,7 @@
 //! The master engine for JavaScript: `startMaster(options)` gives a [`JsMaster`].
 //!
-//! Events are pulled in batches (`nextEvents`) rather than pushed through a callback per event:
+//! Events are pulled in batches (`nextEvents`, over the core's `EventStream`) rather than pushed
+//! through a callback per event:
 //! one promise carries up to `max` results, which is what keeps thousands of results a second
 //! cheap on the JS thread. A pending pull keeps the Node process alive, as a queue-xec master
 //! does, until `close()`.
@@ -11,8 +12,7 @@ use std::time::Duration;
 
 use napi_derive::napi;
 use queuexec_core::AssetSpec;
-use queuexec_core::{Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo};
-use tokio::sync::{Mutex, mpsc, watch};
+use queuexec_core::{EventStream, Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo};
 
 use crate::error::{CoreResultExt, Result, config_error, for_promise};
 use crate::job::{JsJob, JsJobResult, JsPushReceipt};
@@ -130,11 +130,9 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
 pub async fn start_master(options: JsMasterOptions) -> napi::Result<JsMaster> {
     let config = MasterConfig::try_from(options).map_err(for_promise)?;
     let (master, events) = Master::start(config).await.js_async()?;
-    let (closed, _) = watch::channel(false);
     Ok(JsMaster {
         master,
-        events: Arc::new(Mutex::new(events)),
-        closed: Arc::new(closed),
+        events: Arc::new(EventStream::new(events)),
     })
 }
 
@@ -142,65 +140,69 @@ pub async fn start_master(options: JsMasterOptions) -> napi::Result<JsMaster> {
 #[napi(js_name = "NativeMaster")]
 pub struct JsMaster {
     master: Master,
-    events: Arc<Mutex<mpsc::UnboundedReceiver<MasterEvent>>>,
-    closed: Arc<watch::Sender<bool>>,
+    events: Arc<EventStream<MasterEvent>>,
 }
 
-/// Something that happened on a master. `kind` is `result`, `workerJoined`, `workerLeft`,
-/// `drained` or `warning`.
-#[napi(object, js_name = "MasterEvent")]
-pub struct JsMasterEvent {
-    /// What happened.
-    pub kind: String,
-    /// The ended job, for `result`.
-    pub result: Option<JsJobResult>,
-    /// The worker's peer id, for `workerJoined` / `workerLeft`.
-    pub worker_id: Option<String>,
-    /// The worker's name, for `workerJoined` / `workerLeft`.
-    pub worker_name: Option<String>,
-    /// The text of a `warning`.
-    pub message: Option<String>,
+/// Something that happened on a master, as a discriminated union on `kind`:
+/// `{kind: 'result', result}`, `{kind: 'workerJoined' | 'workerLeft', workerId, workerName}`,
+/// `{kind: 'drained'}`, `{kind: 'warning', message}`.
+#[napi(
+    discriminant = "kind",
+    discriminant_case = "camelCase",
+    object_from_js = false
+)]
+pub enum JsMasterEvent {
+    /// A job ended: its result, or its final error.
+    Result {
+        /// The ended job.
+        result: JsJobResult,
+    },
+    /// A worker proved it holds the token and joined.
+    WorkerJoined {
+        /// The worker's peer id.
+        worker_id: String,
+        /// The worker's name.
+        worker_name: String,
+    },
+    /// A worker's connection ended.
+    WorkerLeft {
+        /// The worker's peer id.
+        worker_id: String,
+        /// The worker's name.
+        worker_name: String,
+    },
+    /// Nothing is queued, delayed or running any more.
+    Drained,
+    /// Something the user should know that did not stop the master.
+    Warning {
+        /// What happened.
+        message: String,
+    },
 }
 
 impl JsMasterEvent {
-    fn new(kind: &str) -> JsMasterEvent {
-        JsMasterEvent {
-            kind: kind.to_string(),
-            result: None,
-            worker_id: None,
-            worker_name: None,
-            message: None,
-        }
-    }
-
-    fn worker(kind: &str, worker: WorkerInfo) -> JsMasterEvent {
-        JsMasterEvent {
-            worker_id: Some(worker.id),
-            worker_name: Some(worker.name),
-            ..JsMasterEvent::new(kind)
-        }
-    }
-}
-
-impl From<MasterEvent> for JsMasterEvent {
-    fn from(event: MasterEvent) -> JsMasterEvent {
-        match event {
-            MasterEvent::Result(result) => JsMasterEvent {
-                result: Some(result.into()),
-                ..JsMasterEvent::new("result")
+    /// The event for JavaScript; `None` for a kind this addon does not know yet (the core's
+    /// event enum is non-exhaustive), which is logged and skipped rather than sent shapeless.
+    fn from_core(event: MasterEvent) -> Option<JsMasterEvent> {
+        Some(match event {
+            MasterEvent::Result(result) => JsMasterEvent::Result {
+                result: result.into(),
             },
-            MasterEvent::WorkerJoined(worker) => JsMasterEvent::worker("workerJoined", worker),
-            MasterEvent::WorkerLeft(worker) => JsMasterEvent::worker("workerLeft", worker),
-            MasterEvent::Drained => JsMasterEvent::new("drained"),
-            MasterEvent::Warning(message) => JsMasterEvent {
-                message: Some(message),
-                ..JsMasterEvent::new("warning")
+            MasterEvent::WorkerJoined(WorkerInfo { id, name }) => JsMasterEvent::WorkerJoined {
+                worker_id: id,
+                worker_name: name,
             },
-            other => JsMasterEvent {
-                message: Some(format!("{other:?}")),
-                ..JsMasterEvent::new("other")
+            MasterEvent::WorkerLeft(WorkerInfo { id, name }) => JsMasterEvent::WorkerLeft {
+                worker_id: id,
+                worker_name: name,
             },
-        }
+            MasterEvent::Drained => JsMasterEvent::Drained,
+            MasterEvent::Warning(message) => JsMasterEvent::Warning { message },
+            other => {
+                tracing::debug!(?other, "a master event this addon does not know");
+                return None;
+            }
+        })
     }
 }
 
@@ -215,8 +217,8 @@ pub struct JsMasterStats {
     pub running: f64,
     /// Finished with a result since the master started.
     pub done: f64,
-    /// Failed for good (dead-lettered) since the master started.
-    pub failed: f64,
+    /// Failed for good (dead-lettered) since the master started (the core's `dead`).
+    pub dead: f64,
     /// Failed attempts that were retried, since the master started.
     pub retried: f64,
     /// Workers connected now.
@@ -239,33 +241,23 @@ impl JsMaster {
             .collect())
     }
 
-    /// Waits for the next events and returns up to `max` of them; an empty array once the master
-    /// is closed.
+    /// Waits for the next events and returns up to `max` of them (one promise per batch, not
+    /// per event); an empty array once the master is closed and every event was handed out.
     #[napi]
     pub async fn next_events(&self, max: u32) -> napi::Result<Vec<JsMasterEvent>> {
-        let mut closed = self.closed.subscribe();
-        let mut events = self.events.lock().await;
-        // Events already buffered are handed out even after close: results that arrived just
-        // before it are not lost.
-        let first = match events.try_recv() {
-            Ok(event) => Some(event),
-            Err(_) if *closed.borrow() => None,
-            Err(_) => tokio::select! {
-                event = events.recv() => event,
-                _ = closed.wait_for(|c| *c) => events.try_recv().ok(),
-            },
-        };
-        let Some(first) = first else {
-            return Ok(Vec::new());
-        };
-        let mut batch = vec![JsMasterEvent::from(first)];
-        while batch.len() < max.max(1) as usize {
-            match events.try_recv() {
-                Ok(event) => batch.push(event.into()),
-                Err(_) => break,
+        // An empty array means the end, so a batch of only unknown kinds is not handed out.
+        loop {
+            let Some(batch) = self.events.next_batch(max as usize).await else {
+                return Ok(Vec::new());
+            };
+            let batch: Vec<JsMasterEvent> = batch
+                .into_iter()
+                .filter_map(JsMasterEvent::from_core)
+                .collect();
+            if !batch.is_empty() {
+                return Ok(batch);
             }
         }
-        Ok(batch)
     }
 
     /// Counts of jobs and workers.
@@ -277,7 +269,7 @@ impl JsMaster {
             delayed: s.delayed as f64,
             running: s.running as f64,
             done: s.done as f64,
-            failed: s.dead as f64,
+            dead: s.dead as f64,
             retried: s.retried as f64,
             workers: s.workers as f64,
         })
@@ -318,7 +310,7 @@ impl JsMaster {
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
         let result = self.master.close().await.js_async();
-        self.closed.send_replace(true);
+        self.events.close();
         result
     }
 }

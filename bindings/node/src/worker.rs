@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use napi_derive::napi;
-use queuexec_core::{Executor, Worker, WorkerConfig, WorkerEvent};
+use queuexec_core::{EventStream, Executor, Worker, WorkerConfig, WorkerEvent};
 use queuexec_js::{JsConfig, JsExecutor};
-use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::error::{CoreResultExt, config_error, for_promise};
 use crate::executor::{AssetsChangedFn, NodeExecutor, RunJobFn};
@@ -98,11 +97,9 @@ pub async fn start_worker(
         Arc::new(NodeExecutor::new(run_job, assets_changed))
     };
     let (worker, events) = Worker::start(config, executor).await.js_async()?;
-    let (closed, _) = watch::channel(false);
     Ok(JsWorker {
         worker,
-        events: Arc::new(Mutex::new(events)),
-        closed: Arc::new(closed),
+        events: Arc::new(EventStream::new(events)),
     })
 }
 
@@ -110,69 +107,70 @@ pub async fn start_worker(
 #[napi(js_name = "NativeWorker")]
 pub struct JsWorker {
     worker: Worker,
-    events: Arc<Mutex<mpsc::UnboundedReceiver<WorkerEvent>>>,
-    closed: Arc<watch::Sender<bool>>,
+    events: Arc<EventStream<WorkerEvent>>,
 }
 
-/// Something that happened on a worker. `kind` is `connected`, `disconnected`,
-/// `assetsInstalled`, `jobFinished` or `refused`.
-#[napi(object, js_name = "WorkerEvent")]
-pub struct JsWorkerEvent {
-    /// What happened.
-    pub kind: String,
-    /// The master's peer id, for `connected`.
-    pub master: Option<String>,
-    /// Why, for `disconnected` and `refused`.
-    pub reason: Option<String>,
-    /// The bundle hash, for `assetsInstalled`.
-    pub bundle: Option<String>,
-    /// Files fetched, for `assetsInstalled`.
-    pub fetched: Option<u32>,
-    /// The job, for `jobFinished`.
-    pub job_id: Option<String>,
-    /// The job's error, for a `jobFinished` that failed.
-    pub error: Option<String>,
+/// Something that happened on a worker, as a discriminated union on `kind`:
+/// `{kind: 'connected', master}`, `{kind: 'disconnected', reason}`,
+/// `{kind: 'assetsInstalled', bundle, fetched}`, `{kind: 'jobFinished', jobId, error?}`,
+/// `{kind: 'refused', reason}`.
+#[napi(
+    discriminant = "kind",
+    discriminant_case = "camelCase",
+    object_from_js = false
+)]
+pub enum JsWorkerEvent {
+    /// Joined a master.
+    Connected {
+        /// The master's peer id.
+        master: String,
+    },
+    /// Lost the master; the worker looks for it again.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// The master's asset bundle was installed.
+    AssetsInstalled {
+        /// Its bundle hash.
+        bundle: String,
+        /// Files that had to be fetched.
+        fetched: u32,
+    },
+    /// A job ended on this worker.
+    JobFinished {
+        /// The job id.
+        job_id: String,
+        /// Its error, when it failed (absent when it succeeded).
+        error: Option<String>,
+    },
+    /// The master refused this worker (wrong token); the worker has stopped.
+    Refused {
+        /// The master's reason.
+        reason: String,
+    },
 }
 
-impl From<WorkerEvent> for JsWorkerEvent {
-    fn from(event: WorkerEvent) -> JsWorkerEvent {
-        let empty = |kind: &str| JsWorkerEvent {
-            kind: kind.to_string(),
-            master: None,
-            reason: None,
-            bundle: None,
-            fetched: None,
-            job_id: None,
-            error: None,
-        };
-        match event {
-            WorkerEvent::Connected { master } => JsWorkerEvent {
-                master: Some(master),
-                ..empty("connected")
+impl JsWorkerEvent {
+    /// The event for JavaScript; `None` for a kind this addon does not know yet (the core's
+    /// event enum is non-exhaustive), which is logged and skipped rather than sent shapeless.
+    fn from_core(event: WorkerEvent) -> Option<JsWorkerEvent> {
+        Some(match event {
+            WorkerEvent::Connected { master } => JsWorkerEvent::Connected { master },
+            WorkerEvent::Disconnected { reason } => JsWorkerEvent::Disconnected { reason },
+            WorkerEvent::AssetsInstalled { bundle, fetched } => JsWorkerEvent::AssetsInstalled {
+                bundle,
+                fetched: u32::try_from(fetched).unwrap_or(u32::MAX),
             },
-            WorkerEvent::Disconnected { reason } => JsWorkerEvent {
-                reason: Some(reason),
-                ..empty("disconnected")
-            },
-            WorkerEvent::AssetsInstalled { bundle, fetched } => JsWorkerEvent {
-                bundle: Some(bundle),
-                fetched: Some(u32::try_from(fetched).unwrap_or(u32::MAX)),
-                ..empty("assetsInstalled")
-            },
-            WorkerEvent::JobFinished { id, error } => JsWorkerEvent {
-                job_id: Some(id),
-                error,
-                ..empty("jobFinished")
-            },
-            WorkerEvent::Refused { reason } => JsWorkerEvent {
-                reason: Some(reason),
-                ..empty("refused")
-            },
-            other => JsWorkerEvent {
-                reason: Some(format!("{other:?}")),
-                ..empty("other")
-            },
-        }
+            WorkerEvent::JobFinished { id, error } => {
+                JsWorkerEvent::JobFinished { job_id: id, error }
+            }
+            WorkerEvent::Refused { reason } => JsWorkerEvent::Refused { reason },
+            other => {
+                tracing::debug!(?other, "a worker event this addon does not know");
+                return None;
+            }
+        })
     }
 }
 
@@ -191,31 +189,23 @@ pub struct JsWorkerStats {
 
 #[napi]
 impl JsWorker {
-    /// Waits for the next events and returns up to `max` of them; an empty array once the worker
-    /// has stopped.
+    /// Waits for the next events and returns up to `max` of them (one promise per batch); an
+    /// empty array once the worker has stopped and every event was handed out.
     #[napi]
     pub async fn next_events(&self, max: u32) -> napi::Result<Vec<JsWorkerEvent>> {
-        let mut closed = self.closed.subscribe();
-        let mut events = self.events.lock().await;
-        let first = match events.try_recv() {
-            Ok(event) => Some(event),
-            Err(_) if *closed.borrow() => None,
-            Err(_) => tokio::select! {
-                event = events.recv() => event,
-                _ = closed.wait_for(|c| *c) => events.try_recv().ok(),
-            },
-        };
-        let Some(first) = first else {
-            return Ok(Vec::new());
-        };
-        let mut batch = vec![JsWorkerEvent::from(first)];
-        while batch.len() < max.max(1) as usize {
-            match events.try_recv() {
-                Ok(event) => batch.push(event.into()),
-                Err(_) => break,
+        // An empty array means the end, so a batch of only unknown kinds is not handed out.
+        loop {
+            let Some(batch) = self.events.next_batch(max as usize).await else {
+                return Ok(Vec::new());
+            };
+            let batch: Vec<JsWorkerEvent> = batch
+                .into_iter()
+                .filter_map(JsWorkerEvent::from_core)
+                .collect();
+            if !batch.is_empty() {
+                return Ok(batch);
             }
         }
-        Ok(batch)
     }
 
     /// Counts of jobs.
@@ -241,7 +231,7 @@ impl JsWorker {
     #[napi]
     pub async fn wait(&self) -> napi::Result<()> {
         let result = self.worker.wait().await.js_async();
-        self.closed.send_replace(true);
+        self.events.close();
         result
     }
 
@@ -249,7 +239,7 @@ impl JsWorker {
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
         self.worker.close().await;
-        self.closed.send_replace(true);
+        self.events.close();
         Ok(())
     }
 }

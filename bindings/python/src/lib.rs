@@ -1,7 +1,8 @@
 //! `queuexec._native`: the Rust half of the `queuexec` Python package.
 //!
 //! Binding files mirror the core's modules: [`master`] wraps `queuexec_core::Master`,
-//! [`worker`] wraps `queuexec_core::Worker` with an executor that calls Python, [`error`] maps
+//! [`worker`] wraps `queuexec_core::Worker` with an executor that calls Python, [`events`] turns the core's
+//! batched event stream into `queuexec.events` objects, [`error`] maps
 //! core errors to the exception classes of `queuexec.exceptions`, and [`runtime`] holds the
 //! process's tokio runtime and the GIL-free waits on it, and [`config`] exposes the core's
 //! shared rules (tokens, `.env`, defaults, asset specs). The public Python API is the package
@@ -11,6 +12,7 @@ use pyo3::prelude::*;
 
 mod config;
 mod error;
+mod events;
 mod master;
 mod runtime;
 mod worker;

@@ -10,16 +10,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyList};
 use queuexec_core::AssetSpec;
-use queuexec_core::{JobSpec, Master, MasterConfig, MasterEvent, StoreConfig};
-use tokio::sync::mpsc::UnboundedReceiver;
+use queuexec_core::{EventStream, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig};
 
 use crate::error::{CoreResultExt, config_error};
-use crate::runtime::{block_on, runtime, seconds, wait_for};
+use crate::events::{master_events, pull};
+use crate::runtime::{block_on, runtime, seconds};
 
-/// One job as the Python wrapper hands it over:
-/// `(id, data_json, task_type, priority, retries, timeout_s, delay_s, in_memory)`.
+/// One job as the Python wrapper hands it over: a `queuexec.job.EncodedJob`, the named tuple
+/// `(id, data_json, type, priority, retries, timeout, delay, in_memory)` (seconds), read here as
+/// the tuple it is (no attribute lookups per job).
 type JobTuple = (
     Option<String>,
     String,
@@ -31,54 +32,11 @@ type JobTuple = (
     bool,
 );
 
-/// The receiving end of a master's events, shared by blocking and asyncio readers.
-struct EventStream {
-    rx: tokio::sync::Mutex<UnboundedReceiver<MasterEvent>>,
-}
-
-impl EventStream {
-    /// Up to `max` events: waits for the first, then takes what is already there. `None` when
-    /// the master is gone. Cancel-safe: dropping it before it resolves loses no event.
-    async fn next_batch(&self, max: usize) -> Option<Vec<MasterEvent>> {
-        let mut rx = self.rx.lock().await;
-        let first = rx.recv().await?;
-        let mut batch = vec![first];
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(event) => batch.push(event),
-                Err(_) => break,
-            }
-        }
-        Some(batch)
-    }
-
-    /// What is there now, without waiting. `None` when the master is gone and nothing is left.
-    fn try_batch(&self, max: usize) -> Option<Vec<MasterEvent>> {
-        let Ok(mut rx) = self.rx.try_lock() else {
-            return Some(Vec::new());
-        };
-        let mut batch = Vec::new();
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(event) => batch.push(event),
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
-                    if batch.is_empty() {
-                        return None;
-                    }
-                    break;
-                }
-            }
-        }
-        Some(batch)
-    }
-}
-
 /// A running master (the native half of `queuexec.Master`).
 #[pyclass(name = "Master", module = "queuexec._native", frozen)]
 pub(crate) struct PyMaster {
     master: Master,
-    events: Arc<EventStream>,
+    events: Arc<EventStream<MasterEvent>>,
     closed: AtomicBool,
 }
 
@@ -152,9 +110,7 @@ impl PyMaster {
         let (master, rx) = block_on(py, Master::start(config))?.or_raise(py)?;
         Ok(PyMaster {
             master,
-            events: Arc::new(EventStream {
-                rx: tokio::sync::Mutex::new(rx),
-            }),
+            events: Arc::new(EventStream::new(rx)),
             closed: AtomicBool::new(false),
         })
     }
@@ -203,41 +159,18 @@ impl PyMaster {
     }
 
     /// Waits up to `timeout` seconds (forever when `None`) for events and returns up to `max`
-    /// of them as tuples (see `_native.pyi`); `[]` when the time ran out, `None` once the master
-    /// is closed and every event was read.
+    /// of them as `queuexec.events` objects (one GIL acquisition per batch); `[]` when the time
+    /// ran out, `None` once the master is closed and every event was read.
     #[pyo3(signature = (timeout=None, max=1024))]
     fn next_events<'py>(
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
         max: usize,
-    ) -> PyResult<Option<Vec<Bound<'py, PyTuple>>>> {
-        let max = max.max(1);
-        if self.closed.load(Ordering::Acquire) {
-            return self
-                .events
-                .try_batch(max)
-                .map(|b| events_to_py(py, b))
-                .transpose();
-        }
-        let timeout = seconds("timeout", timeout)?;
-        let events = self.events.clone();
-        let closed = &self.closed;
-        match wait_for(py, timeout, || {
-            let events = events.clone();
-            // close() from another thread ends the wait at the next slice.
-            let closed = closed.load(Ordering::Acquire);
-            async move {
-                if closed {
-                    events.try_batch(max)
-                } else {
-                    events.next_batch(max).await
-                }
-            }
-        })? {
-            Some(Some(batch)) => events_to_py(py, batch).map(Some),
-            Some(None) => Ok(None),
-            None => Ok(Some(Vec::new())),
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        match pull(py, &self.events, &self.closed, timeout, max)? {
+            Some(batch) => master_events(py, batch).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -280,7 +213,9 @@ impl PyMaster {
             return Ok(());
         }
         let master = self.master.clone();
-        block_on(py, async move { master.close().await })?.or_raise(py)
+        let closed = block_on(py, async move { master.close().await })?.or_raise(py);
+        self.events.close();
+        closed
     }
 
     /// Whether `close` was called.
@@ -322,37 +257,4 @@ fn job_spec(
         delay: seconds("delay", delay)?,
         in_memory,
     })
-}
-
-/// Events as tuples: `("result", job_id, worker_id, worker_name, ok, text, attempts)`,
-/// `("worker_joined"|"worker_left", id, name)`, `("drained",)`, `("warning", message)`.
-fn events_to_py(py: Python<'_>, events: Vec<MasterEvent>) -> PyResult<Vec<Bound<'_, PyTuple>>> {
-    let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        let tuple = match event {
-            MasterEvent::Result(r) => {
-                let (ok, text) = match r.outcome {
-                    Ok(json) => (true, json),
-                    Err(error) => (false, error),
-                };
-                (
-                    "result",
-                    r.job_id,
-                    r.worker.id,
-                    r.worker.name,
-                    ok,
-                    text,
-                    r.attempts,
-                )
-                    .into_pyobject(py)?
-            }
-            MasterEvent::WorkerJoined(w) => ("worker_joined", w.id, w.name).into_pyobject(py)?,
-            MasterEvent::WorkerLeft(w) => ("worker_left", w.id, w.name).into_pyobject(py)?,
-            MasterEvent::Drained => ("drained",).into_pyobject(py)?,
-            MasterEvent::Warning(message) => ("warning", message).into_pyobject(py)?,
-            _ => continue,
-        };
-        out.push(tuple);
-    }
-    Ok(out)
 }

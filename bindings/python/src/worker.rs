@@ -15,12 +15,15 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use pyo3::prelude::*;
-use pyo3::types::{PyCFunction, PyDict, PyTuple};
-use queuexec_core::{Executor, JobInput, TaskFailure, Worker, WorkerConfig, WorkerEvent};
+use pyo3::types::{PyCFunction, PyDict, PyList, PyTuple};
+use queuexec_core::{
+    EventStream, Executor, JobInput, TaskFailure, Worker, WorkerConfig, WorkerEvent,
+};
 use queuexec_js::{JsConfig, JsExecutor};
 use tokio::sync::oneshot;
 
-use crate::error::CoreResultExt;
+use crate::error::{CoreResultExt, config_error};
+use crate::events::{pull, worker_events};
 use crate::runtime::{block_on, runtime, seconds, wait_for};
 
 /// Runs jobs through the Python dispatcher, or through `fallback` (task.js) when no Python task
@@ -179,6 +182,8 @@ impl Drop for CancelOnDrop {
 #[pyclass(name = "Worker", module = "queuexec._native", frozen)]
 pub(crate) struct PyWorker {
     worker: Worker,
+    /// The worker's events, when `keep_events` asked for them.
+    events: Option<Arc<EventStream<WorkerEvent>>>,
     closed: AtomicBool,
 }
 
@@ -191,7 +196,7 @@ impl PyWorker {
     #[pyo3(signature = (
         *, token, transfer_token, dispatch, python_types, catch_all, master=None,
         name=None, concurrency=None, prefetch=None, workplace=None,
-        room_dir=None, default_timeout=None, run_task_js=true
+        room_dir=None, default_timeout=None, run_task_js=true, keep_events=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -209,6 +214,7 @@ impl PyWorker {
         room_dir: Option<PathBuf>,
         default_timeout: Option<f64>,
         run_task_js: bool,
+        keep_events: bool,
     ) -> PyResult<PyWorker> {
         // None: the core's default, already in `config`.
         let mut config = WorkerConfig::new(token, transfer_token);
@@ -242,14 +248,21 @@ impl PyWorker {
             catch_all,
         });
         let (worker, mut events) = block_on(py, Worker::start(config, executor))?.or_raise(py)?;
-        // Nobody reads the worker's events from Python yet: log them and keep the channel empty.
-        runtime()?.spawn(async move {
-            while let Some(event) = events.recv().await {
-                log_event(&event);
-            }
-        });
+        let events = if keep_events {
+            Some(Arc::new(EventStream::new(events)))
+        } else {
+            // Nobody reads them (no on_event): log them, so the channel does not grow by one
+            // event per job.
+            runtime()?.spawn(async move {
+                while let Some(event) = events.recv().await {
+                    log_event(&event);
+                }
+            });
+            None
+        };
         Ok(PyWorker {
             worker,
+            events,
             closed: AtomicBool::new(false),
         })
     }
@@ -277,6 +290,28 @@ impl PyWorker {
         Ok(dict)
     }
 
+    /// Waits up to `timeout` seconds (forever when `None`) for events and returns up to `max`
+    /// of them as `queuexec.events` objects (one GIL acquisition per batch); `[]` when the time
+    /// ran out, `None` once the worker has stopped and every event was read. Raises
+    /// `ConfigError` unless the worker was started with `keep_events=True`.
+    #[pyo3(signature = (timeout=None, max=1024))]
+    fn next_events<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        max: usize,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let Some(events) = &self.events else {
+            return Err(config_error(
+                "this worker was started without keep_events=True, so its events are logged, not kept",
+            ));
+        };
+        match pull(py, events, &self.closed, timeout, max)? {
+            Some(batch) => worker_events(py, batch).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Waits up to `timeout` seconds (forever when `None`) for the worker to stop. Returns
     /// whether it stopped; raises `UnauthorizedError` when the master refused it.
     #[pyo3(signature = (timeout=None))]
@@ -299,7 +334,11 @@ impl PyWorker {
             return Ok(());
         }
         let worker = self.worker.clone();
-        block_on(py, async move { worker.close().await })
+        let closed = block_on(py, async move { worker.close().await });
+        if let Some(events) = &self.events {
+            events.close();
+        }
+        closed
     }
 
     /// Whether `close` was called.

@@ -17,8 +17,8 @@ declare namespace Master {
   interface ExecAssets {
     /** npm packages workers install before running task.js: one name or a list. */
     dependencies?: string | string[];
-    /** Files shipped to workers; without a task.js, `<cwd>/src/task.js` is added (as in queue-xec). */
-    files?: AssetFile[];
+    /** Files shipped to workers (one file or a list); without a task.js, `<cwd>/src/task.js` is added (as in queue-xec). */
+    files?: AssetFile | AssetFile[];
   }
 
   /** The worker that ran a job: its peer id and the name its owner gave it. */
@@ -113,13 +113,21 @@ declare namespace Master {
     duplicate: boolean;
   }
 
+  /** Counts of jobs and workers: the core's names, the same as Python's `MasterStats`. */
   interface Stats {
+    /** Ready to run. */
     queued: number;
+    /** Waiting for their delay or retry backoff. */
     delayed: number;
+    /** Leased to a worker. */
     running: number;
+    /** Finished with a result since the master started. */
     done: number;
-    failed: number;
+    /** Failed for good (dead-lettered) since the master started. */
+    dead: number;
+    /** Failed attempts that were retried, since the master started. */
     retried: number;
+    /** Workers connected now. */
     workers: number;
   }
 

@@ -33,6 +33,7 @@ declare namespace Worker {
     mdns?: boolean;
   }
 
+  /** Counts of jobs: the core's names, the same as Python's `WorkerStats`. */
   interface Stats {
     done: number;
     failed: number;

@@ -19,7 +19,22 @@ wire format is the Rust core's.
 
 from __future__ import annotations
 
+from . import events
 from ._native import __version__, defaults
+from .events import (
+    AssetsInstalled,
+    Connected,
+    Disconnected,
+    Drained,
+    ErrorEvent,
+    JobFinished,
+    MasterEvent,
+    ResultEvent,
+    WarningEvent,
+    WorkerEvent,
+    WorkerJoined,
+    WorkerLeft,
+)
 from .exceptions import (
     AssetError,
     AssetHashError,
@@ -45,32 +60,45 @@ from .worker import Task, Worker
 
 __all__ = [
     "defaults",
+    "events",
     "AssetError",
     "AssetFile",
     "AssetHashError",
     "AssetPathError",
+    "AssetsInstalled",
     "ClosedError",
     "ConfigError",
+    "Connected",
     "DependencyError",
+    "Disconnected",
+    "Drained",
     "EnvelopeError",
+    "ErrorEvent",
     "FileError",
     "IoError",
     "Job",
+    "JobFinished",
     "JobResult",
     "JobSpec",
     "Master",
+    "MasterEvent",
     "MasterStats",
     "NetworkError",
     "PayloadError",
     "ProtocolError",
     "QueuexecError",
+    "ResultEvent",
     "StoreError",
     "Task",
     "TokenError",
     "TokenMismatchError",
     "UnauthorizedError",
+    "WarningEvent",
     "Worker",
+    "WorkerEvent",
     "WorkerInfo",
+    "WorkerJoined",
+    "WorkerLeft",
     "WorkerStats",
     "__version__",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Job", "JobResult", "MasterStats", "WorkerInfo", "WorkerStats"]
 
@@ -116,3 +116,21 @@ class WorkerStats:
     """Jobs running now."""
     connected: bool
     """Whether the worker is connected to a master."""
+
+
+class EncodedJob(NamedTuple):
+    """One job as the master hands it to the native module: named fields (a tuple underneath, so
+    crossing into Rust costs what a plain tuple does). Internal: push with :meth:`Master.push`
+    or a :class:`~queuexec.JobSpec`."""
+
+    id: str | None
+    data_json: str
+    """The job's data, already JSON text."""
+    type: str | None
+    priority: int
+    retries: int | None
+    timeout: float | None
+    """Seconds."""
+    delay: float | None
+    """Seconds."""
+    in_memory: bool

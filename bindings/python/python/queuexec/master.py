@@ -19,8 +19,9 @@ from typing import (
 
 from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
+from .events import Drained, MasterEvent, ResultEvent, WarningEvent, WorkerJoined, WorkerLeft
 from .exceptions import ConfigError, PayloadError
-from .job import JobResult, MasterStats
+from .job import EncodedJob, JobResult, MasterStats
 
 __all__ = ["AssetFile", "JobSpec", "Master"]
 
@@ -55,6 +56,7 @@ AssetFile = Union[str, "os.PathLike[str]", Mapping[str, str]]
 relative path in the worker's workplace) or queue-xec's ``{"name", "masterPath", "workerPath"}``."""
 
 ResultCallback = Callable[[JobResult], Any]
+EventCallback = Callable[[MasterEvent], Any]
 
 
 class Master:
@@ -65,6 +67,9 @@ class Master:
     ``transferEncryptToken``, else ``.env`` (``env_file``). ``store`` is a SQLite file that keeps
     jobs across restarts (``None``: memory only). Results are read with :meth:`results`,
     :meth:`results_async`, or handed to ``on_result`` on a background thread; use one of them.
+    Every event (:mod:`queuexec.events`: results, workers joining and leaving, drained,
+    warnings) is read with :meth:`events`, or handed to ``on_event`` on that same background
+    thread (before ``on_result`` for a result).
     ``listen`` defaults to loopback (workers on this host find the master with no address); listen
     on ``/ip4/0.0.0.0/tcp/PORT`` to serve other machines. ``task`` is the task.js that Node, CLI
     and embedded-runtime workers run; ``assets`` are further files shipped with it and
@@ -88,6 +93,7 @@ class Master:
         assets: AssetFile | Sequence[AssetFile] | None = None,
         dependencies: str | Sequence[str] | None = None,
         on_result: ResultCallback | None = None,
+        on_event: EventCallback | None = None,
         retries: int | None = None,
         lease_ttl: float | None = None,
         auto_ack: bool = True,
@@ -114,12 +120,13 @@ class Master:
             auto_ack=auto_ack,
             watch_assets=watch_assets,
         )
-        self._pending: deque[tuple[Any, ...]] = deque()
+        self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result
+        self._on_event = on_event
         self._drained = False
         self._callback_thread: threading.Thread | None = None
         _lifecycle.track(self)
-        if on_result is not None:
+        if on_result is not None or on_event is not None:
             self._callback_thread = threading.Thread(
                 target=self._deliver_to_callback, name="queuexec-on-result", daemon=True
             )
@@ -181,19 +188,25 @@ class Master:
         not queued again.
         """
         spec = JobSpec(data, type, id, priority, retries, timeout, delay, in_memory)
-        job_id, _duplicate = self._native.push(_job_tuple(spec, 1))
+        job_id, _duplicate = self._native.push(_encode_job(spec, 1))
         return job_id
 
     def push_many(self, items: Iterable[Any]) -> list[str]:
         """Pushes jobs in one group and returns their ids once all are accepted; either all are
         queued or none is. Each item is a job's data, or a :class:`JobSpec` with its own options."""
-        tuples = [
-            _job_tuple(item if isinstance(item, JobSpec) else JobSpec(item), index + 1)
+        if isinstance(items, (str, bytes, Mapping, JobSpec)):
+            # A str would be pushed one character per job: refuse it, as a mapping or one spec.
+            raise PayloadError(
+                f"push_many takes a list of jobs, not one {type(items).__name__}; "
+                "call push() for one job, or wrap it in a list"
+            )
+        jobs = [
+            _encode_job(item if isinstance(item, JobSpec) else JobSpec(item), index + 1)
             for index, item in enumerate(items)
         ]
-        if not tuples:
+        if not jobs:
             return []
-        return [job_id for job_id, _duplicate in self._native.push_many(tuples)]
+        return [job_id for job_id, _duplicate in self._native.push_many(jobs)]
 
     # ------------------------------------------------------------------ results
 
@@ -258,6 +271,29 @@ class Master:
             if not await loop.run_in_executor(None, self._fill, wait):
                 return
 
+    def events(self, timeout: float | None = None) -> Iterator[MasterEvent]:
+        """Yields every event as it happens (:mod:`queuexec.events`), results among them as
+        :class:`~queuexec.events.ResultEvent`, blocking in between with the GIL released. Ends
+        when the master is closed; raises ``TimeoutError`` when nothing happens for ``timeout``
+        seconds. Shares one queue with :meth:`results`: an event is handed to one reader."""
+        self._refuse_if_callback("events()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._pending:
+                event = self._pending.popleft()
+                if isinstance(event, Drained):
+                    self._drained = True
+                yield event
+                deadline = None if timeout is None else time.monotonic() + timeout
+                continue
+            wait: float | None = None
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise TimeoutError(f"no event within {timeout} s")
+            if not self._fill(wait):
+                return
+
     def ack(self, *results: JobResult | str) -> None:
         """Marks results as handled, so a master restarted on the same store does not hand them
         out again. Needed only with ``auto_ack=False``."""
@@ -304,8 +340,9 @@ class Master:
     # ------------------------------------------------------------------ internals
 
     def _refuse_if_callback(self, what: str) -> None:
-        if self._on_result is not None:
-            raise ConfigError(f"this master hands its results to on_result; {what} would take them from it")
+        if self._on_result is not None or self._on_event is not None:
+            given = "on_result" if self._on_result is not None else "on_event"
+            raise ConfigError(f"this master hands its events to {given}; {what} would take them from it")
 
     def _fill(self, wait: float | None) -> bool:
         """Moves the next events into the queue, waiting up to ``wait`` s. False once closed.
@@ -322,18 +359,23 @@ class Master:
 
     def _pop_result(self) -> JobResult | None:
         while self._pending:
-            event = self._pending.popleft()
-            kind = event[0]
-            if kind == "result":
-                return JobResult._from_event(*event[1:])
-            if kind == "drained":
-                self._drained = True
-            elif kind == "worker_joined":
-                logger.info("worker %s (%s) joined", event[2], event[1])
-            elif kind == "worker_left":
-                logger.info("worker %s (%s) left", event[2], event[1])
-            elif kind == "warning":
-                logger.warning("%s", event[1])
+            result = self._handle(self._pending.popleft())
+            if result is not None:
+                return result
+        return None
+
+    def _handle(self, event: MasterEvent) -> JobResult | None:
+        """The result an event carries; the other kinds are logged (and ``drained`` noted)."""
+        if isinstance(event, ResultEvent):
+            return event.result
+        if isinstance(event, Drained):
+            self._drained = True
+        elif isinstance(event, WorkerJoined):
+            logger.info("worker %s (%s) joined", event.worker.name, event.worker.id)
+        elif isinstance(event, WorkerLeft):
+            logger.info("worker %s (%s) left", event.worker.name, event.worker.id)
+        elif isinstance(event, WarningEvent):
+            logger.warning("%s", event.message)
         return None
 
     def _check_drained(self) -> bool:
@@ -341,24 +383,26 @@ class Master:
         return self._native.idle()
 
     def _deliver_to_callback(self) -> None:
-        callback = self._on_result
-        assert callback is not None
+        on_result, on_event = self._on_result, self._on_event
         while True:
             batch = self._native.next_events(_IDLE_CHECK)
             if batch is None or (not batch and self._native.closed):
                 return
-            self._pending.extend(batch)
-            while True:
-                result = self._pop_result()
-                if result is None:
-                    break
-                try:
-                    callback(result)
-                except Exception:
-                    logger.exception("on_result raised for job %s; the master carries on", result.job_id)
+            for event in batch:
+                if on_event is not None:
+                    try:
+                        on_event(event)
+                    except Exception:
+                        logger.exception("on_event raised for %s; the master carries on", event.kind)
+                result = self._handle(event)
+                if result is not None and on_result is not None:
+                    try:
+                        on_result(result)
+                    except Exception:
+                        logger.exception("on_result raised for job %s; the master carries on", result.job_id)
 
 
-def _job_tuple(spec: JobSpec, index: int) -> tuple[Any, ...]:
+def _encode_job(spec: JobSpec, index: int) -> EncodedJob:
     try:
         data_json = json.dumps(spec.data, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -366,15 +410,15 @@ def _job_tuple(spec: JobSpec, index: int) -> tuple[Any, ...]:
     job_id = None if spec.id is None else str(spec.id)
     if spec.retries is not None and spec.retries < 0:
         raise ConfigError(f"job {index}: retries must be 0 or more, not {spec.retries}")
-    return (
-        job_id,
-        data_json,
-        spec.type,
-        spec.priority,
-        spec.retries,
-        spec.timeout,
-        spec.delay,
-        spec.in_memory,
+    return EncodedJob(
+        id=job_id,
+        data_json=data_json,
+        type=spec.type,
+        priority=spec.priority,
+        retries=spec.retries,
+        timeout=spec.timeout,
+        delay=spec.delay,
+        in_memory=spec.in_memory,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -12,17 +13,25 @@ from typing import Any
 
 from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
+from .events import WorkerEvent
 from .exceptions import ConfigError
 from .job import Job, WorkerStats
 
-__all__ = ["Task", "Worker"]
+__all__ = ["EventCallback", "Task", "Worker"]
+
+logger = logging.getLogger("queuexec")
 
 Task = Callable[[Job], Any | Awaitable[Any]]
 """A task: called as ``task(job)`` with a :class:`~queuexec.Job`; returns the job's result (any
 JSON-serialisable value). Plain functions and ``async def`` functions both work."""
 
+EventCallback = Callable[[WorkerEvent], Any]
+"""Called with each of a worker's events (:mod:`queuexec.events`), on a thread of its own."""
+
 #: The longest one wait of ``run_async`` on its worker thread.
 _ASYNC_SLICE = 1.0
+#: The longest one wait of the thread that hands events to ``on_event``.
+_EVENT_SLICE = 0.25
 
 
 class Worker:
@@ -44,6 +53,11 @@ class Worker:
 
     ``master`` is the master's multiaddr (``Master.listen_addrs``); without it the worker finds a
     master on this host through its room file. ``timeout`` (seconds) limits jobs that set none.
+
+    ``on_event`` is called with each of the worker's events (:mod:`queuexec.events`:
+    ``Connected``, ``Disconnected``, ``AssetsInstalled``, ``JobFinished``, ``ErrorEvent``; the
+    ``kind`` names of Node's worker) on a thread of its own, in order. Without it the events
+    are logged to the ``queuexec`` logger's Rust side (``QUEUEXEC_LOG=info``).
     """
 
     def __init__(
@@ -62,7 +76,10 @@ class Worker:
         run_task_js: bool = True,
         env_file: PathLike | None = None,
         room_dir: PathLike | None = None,
+        on_event: EventCallback | None = None,
     ) -> None:
+        if on_event is not None and not callable(on_event):
+            raise ConfigError(f"on_event must be a function, not {on_event!r}")
         self._token, self._transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
         task_map: dict[str, Task] = dict(tasks or {})
         for task_type, fn in task_map.items():
@@ -80,6 +97,8 @@ class Worker:
         self._timeout = timeout
         self._run_task_js = run_task_js
         self._room_dir = None if room_dir is None else os.fspath(room_dir)
+        self._on_event = on_event
+        self._event_thread: threading.Thread | None = None
         self._native: _native.Worker | None = None
         self._lock = threading.Lock()
 
@@ -104,8 +123,17 @@ class Worker:
                 room_dir=self._room_dir,
                 default_timeout=self._timeout,
                 run_task_js=self._run_task_js,
+                keep_events=self._on_event is not None,
             )
             _lifecycle.track(self)
+            if self._on_event is not None:
+                self._event_thread = threading.Thread(
+                    target=self._deliver_events,
+                    args=(self._native, self._on_event),
+                    name="queuexec-worker-events",
+                    daemon=True,
+                )
+                self._event_thread.start()
         return self
 
     def run(self) -> None:
@@ -139,6 +167,9 @@ class Worker:
             native.close()
         _lifecycle.untrack(self)
         self._dispatcher.close()
+        thread = self._event_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
 
     def stats(self) -> WorkerStats:
         """Counts of jobs, and whether the worker is connected to a master."""
@@ -173,6 +204,20 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+    @staticmethod
+    def _deliver_events(native: _native.Worker, on_event: EventCallback) -> None:
+        """Hands the worker's events to ``on_event`` until the worker has stopped and every
+        event was handed out."""
+        while True:
+            batch = native.next_events(_EVENT_SLICE)
+            if batch is None:
+                return
+            for event in batch:
+                try:
+                    on_event(event)
+                except Exception:
+                    logger.exception("on_event raised for %s; the worker carries on", event.kind)
 
     def _started(self) -> _native.Worker:
         native = self._native

@@ -1,0 +1,86 @@
+// Types of the native addon (src/*.rs) as lib/ uses it: the events it hands out, as
+// discriminated unions on `kind`, the counts, and the master and worker handles (the config
+// functions, defaults() and setLogLevel() are not declared here). test/events.test.js checks these declarations
+// against what a real master and worker emit; keep the two in step with src/master.rs and
+// src/worker.rs.
+
+/** A job's end as the addon reports it (lib/master.js turns it into queue-xec's result shape). */
+export interface NativeJobResult {
+  /** The core's job id (always a string). */
+  jobId: string;
+  /** The peer id of the worker that ran the final attempt (empty when none did). */
+  workerId: string;
+  /** That worker's name. */
+  workerName: string;
+  /** The result as JSON text, when the job succeeded. */
+  data?: string;
+  /** The final attempt's error, when the job failed. */
+  error?: string;
+  /** How many attempts it took. */
+  attempts: number;
+}
+
+/** Something that happened on a master (`NativeMaster.nextEvents`). */
+export type MasterEvent =
+  | { kind: 'result'; result: NativeJobResult }
+  | { kind: 'workerJoined'; workerId: string; workerName: string }
+  | { kind: 'workerLeft'; workerId: string; workerName: string }
+  | { kind: 'drained' }
+  | { kind: 'warning'; message: string };
+
+/** Something that happened on a worker (`NativeWorker.nextEvents`). */
+export type WorkerEvent =
+  | { kind: 'connected'; master: string }
+  | { kind: 'disconnected'; reason: string }
+  | { kind: 'assetsInstalled'; bundle: string; fetched: number }
+  | { kind: 'jobFinished'; jobId: string; error?: string }
+  | { kind: 'refused'; reason: string };
+
+/** Counts of a master's jobs and workers: the core's `Stats`, with the same names in Python. */
+export interface MasterStats {
+  queued: number;
+  delayed: number;
+  running: number;
+  done: number;
+  /** Failed for good (dead-lettered) since the master started. */
+  dead: number;
+  retried: number;
+  workers: number;
+}
+
+/** Counts of a worker's jobs: the core's `WorkerStats`, with the same names in Python. */
+export interface WorkerStats {
+  done: number;
+  failed: number;
+  running: number;
+  connected: boolean;
+}
+
+export interface NativeMaster {
+  readonly peerId: string;
+  push(jobs: object[]): Promise<{ id: string; duplicate: boolean }[]>;
+  /** Up to `max` events; an empty array once the master is closed and every event was read. */
+  nextEvents(max: number): Promise<MasterEvent[]>;
+  stats(): Promise<MasterStats>;
+  reloadAssets(): Promise<boolean>;
+  ack(jobIds: string[]): void;
+  listenAddrs(): string[];
+  bundleHash(): string;
+  close(): Promise<void>;
+}
+
+export interface NativeWorker {
+  readonly peerId: string;
+  /** Up to `max` events; an empty array once the worker has stopped and every event was read. */
+  nextEvents(max: number): Promise<WorkerEvent[]>;
+  stats(): WorkerStats;
+  wait(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function startMaster(options: object): Promise<NativeMaster>;
+export function startWorker(
+  options: object,
+  runJob: (job: object) => Promise<object>,
+  assetsChanged: (assets: object) => Promise<object>,
+): Promise<NativeWorker>;

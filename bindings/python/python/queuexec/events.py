@@ -1,0 +1,132 @@
+"""What happens on a master or a worker, as typed events.
+
+The native module builds these objects itself, a batch at a time with the GIL held once per
+batch (``src/events.rs``). Each class's ``kind`` is the name Node's ``queue-xec-master`` and
+``queue-xec-worker`` emit the same event under, so code and logs read alike in both languages.
+
+A master hands out :data:`MasterEvent`\\ s (``Master(on_event=...)``, :meth:`Master.events`), a
+worker :data:`WorkerEvent`\\ s (``Worker(on_event=...)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal, TypeAlias
+
+from .exceptions import QueuexecError
+from .job import JobResult, WorkerInfo
+
+__all__ = [
+    "AssetsInstalled",
+    "Connected",
+    "Disconnected",
+    "Drained",
+    "ErrorEvent",
+    "JobFinished",
+    "MasterEvent",
+    "ResultEvent",
+    "WarningEvent",
+    "WorkerEvent",
+    "WorkerJoined",
+    "WorkerLeft",
+]
+
+
+# ---------------------------------------------------------------------------- master events
+
+
+@dataclass(frozen=True)
+class ResultEvent:
+    """A job ended: its result, or its final error (``result.error``)."""
+
+    kind: ClassVar[Literal["result"]] = "result"
+    result: JobResult
+
+
+@dataclass(frozen=True)
+class WorkerJoined:
+    """A worker proved it holds the token and joined."""
+
+    kind: ClassVar[Literal["workerJoined"]] = "workerJoined"
+    worker: WorkerInfo
+
+
+@dataclass(frozen=True)
+class WorkerLeft:
+    """A worker's connection ended (its running jobs go back to the queue)."""
+
+    kind: ClassVar[Literal["workerLeft"]] = "workerLeft"
+    worker: WorkerInfo
+
+
+@dataclass(frozen=True)
+class Drained:
+    """Nothing is queued, delayed or running any more."""
+
+    kind: ClassVar[Literal["drained"]] = "drained"
+
+
+@dataclass(frozen=True)
+class WarningEvent:
+    """Something the user should know that did not stop the master (Node: ``'warning'``)."""
+
+    kind: ClassVar[Literal["warning"]] = "warning"
+    message: str
+
+
+MasterEvent: TypeAlias = ResultEvent | WorkerJoined | WorkerLeft | Drained | WarningEvent
+"""Any event of a master."""
+
+
+# ---------------------------------------------------------------------------- worker events
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The worker joined a master."""
+
+    kind: ClassVar[Literal["connected"]] = "connected"
+    master: str
+    """The master's peer id."""
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """The worker lost the master; it looks for it again."""
+
+    kind: ClassVar[Literal["disconnected"]] = "disconnected"
+    reason: str
+
+
+@dataclass(frozen=True)
+class AssetsInstalled:
+    """The master's asset bundle (task.js and friends) was installed."""
+
+    kind: ClassVar[Literal["assetsInstalled"]] = "assetsInstalled"
+    bundle: str
+    """The bundle hash."""
+    fetched: int
+    """How many files had to be fetched."""
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """A job ended on this worker."""
+
+    kind: ClassVar[Literal["jobFinished"]] = "jobFinished"
+    job_id: str
+    error: str | None
+    """The job's error, or ``None`` when it succeeded."""
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The worker failed in a way its owner must act on (Node: ``'error'``): the master refused
+    its token (:class:`~queuexec.UnauthorizedError`; the worker has stopped)."""
+
+    kind: ClassVar[Literal["error"]] = "error"
+    error: QueuexecError
+
+
+WorkerEvent: TypeAlias = Connected | Disconnected | AssetsInstalled | JobFinished | ErrorEvent
+"""Any event of a worker."""

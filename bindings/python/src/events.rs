@@ -1,0 +1,148 @@
+//! Master and worker events for Python: a batch pulled from the core's [`EventStream`] with the
+//! GIL released, then turned into the typed classes of `queuexec.events` (python/queuexec/
+//! events.py) with the GIL taken once for the whole batch.
+//!
+//! The classes live in Python so users can read, match and document them; this file only builds
+//! them, from the core's event enums.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyType};
+use queuexec_core::{Error, EventStream, JobResult, MasterEvent, WorkerEvent, WorkerInfo};
+
+use crate::error::to_py_err;
+use crate::runtime::{seconds, wait_for};
+
+/// Waits up to `timeout` seconds (forever when `None`) for up to `max` events; `Some([])` when
+/// the time ran out, `None` once the stream ended (closed, or the engine gone) and every event was
+/// read. `closed` is the handle's flag: once set, only what is buffered is handed out.
+pub(crate) fn pull<T: Send + 'static>(
+    py: Python<'_>,
+    events: &Arc<EventStream<T>>,
+    closed: &AtomicBool,
+    timeout: Option<f64>,
+    max: usize,
+) -> PyResult<Option<Vec<T>>> {
+    let max = max.max(1);
+    if closed.load(Ordering::Acquire) {
+        return Ok(events.try_batch(max));
+    }
+    let timeout = seconds("timeout", timeout)?;
+    let got = wait_for(py, timeout, || {
+        let events = events.clone();
+        async move { events.next_batch(max).await }
+    })?;
+    Ok(match got {
+        Some(batch) => batch,
+        None => Some(Vec::new()),
+    })
+}
+
+macro_rules! event_class {
+    ($fn:ident, $name:literal) => {
+        fn $fn(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+            static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+            CLASS.import(py, "queuexec.events", $name)
+        }
+    };
+}
+
+event_class!(result_event, "ResultEvent");
+event_class!(worker_joined, "WorkerJoined");
+event_class!(worker_left, "WorkerLeft");
+event_class!(drained, "Drained");
+event_class!(warning_event, "WarningEvent");
+event_class!(connected, "Connected");
+event_class!(disconnected, "Disconnected");
+event_class!(assets_installed, "AssetsInstalled");
+event_class!(job_finished, "JobFinished");
+event_class!(error_event, "ErrorEvent");
+
+fn job_result_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    CLASS.import(py, "queuexec.job", "JobResult")
+}
+
+fn worker_info_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    CLASS.import(py, "queuexec.job", "WorkerInfo")
+}
+
+fn worker_info<'py>(py: Python<'py>, worker: WorkerInfo) -> PyResult<Bound<'py, PyAny>> {
+    worker_info_class(py)?.call1((worker.id, worker.name))
+}
+
+/// A `queuexec.JobResult`: the data decoded from JSON (text that is not JSON stays text).
+fn job_result<'py>(py: Python<'py>, result: JobResult) -> PyResult<Bound<'py, PyAny>> {
+    let (ok, text) = match result.outcome {
+        Ok(json) => (true, json),
+        Err(error) => (false, error),
+    };
+    job_result_class(py)?.call_method1(
+        "_from_event",
+        (
+            result.job_id,
+            result.worker.id,
+            result.worker.name,
+            ok,
+            text,
+            result.attempts,
+        ),
+    )
+}
+
+/// A master's events as `queuexec.events` objects (kinds the binding does not know are skipped:
+/// the core's enum is non-exhaustive).
+pub(crate) fn master_events(
+    py: Python<'_>,
+    batch: Vec<MasterEvent>,
+) -> PyResult<Bound<'_, PyList>> {
+    let out = PyList::empty(py);
+    for event in batch {
+        let object = match event {
+            MasterEvent::Result(result) => result_event(py)?.call1((job_result(py, result)?,))?,
+            MasterEvent::WorkerJoined(w) => worker_joined(py)?.call1((worker_info(py, w)?,))?,
+            MasterEvent::WorkerLeft(w) => worker_left(py)?.call1((worker_info(py, w)?,))?,
+            MasterEvent::Drained => drained(py)?.call0()?,
+            MasterEvent::Warning(message) => warning_event(py)?.call1((message,))?,
+            other => {
+                tracing::debug!(?other, "a master event this binding does not know");
+                continue;
+            }
+        };
+        out.append(object)?;
+    }
+    Ok(out)
+}
+
+/// A worker's events as `queuexec.events` objects; a refusal becomes an `ErrorEvent` carrying
+/// the `UnauthorizedError` that `Worker.run` raises.
+pub(crate) fn worker_events(
+    py: Python<'_>,
+    batch: Vec<WorkerEvent>,
+) -> PyResult<Bound<'_, PyList>> {
+    let out = PyList::empty(py);
+    for event in batch {
+        let object = match event {
+            WorkerEvent::Connected { master } => connected(py)?.call1((master,))?,
+            WorkerEvent::Disconnected { reason } => disconnected(py)?.call1((reason,))?,
+            WorkerEvent::AssetsInstalled { bundle, fetched } => {
+                assets_installed(py)?.call1((bundle, fetched))?
+            }
+            WorkerEvent::JobFinished { id, error } => job_finished(py)?.call1((id, error))?,
+            WorkerEvent::Refused { reason } => {
+                let error = to_py_err(py, &Error::Unauthorized(reason));
+                error_event(py)?.call1((error.into_value(py),))?
+            }
+            other => {
+                tracing::debug!(?other, "a worker event this binding does not know");
+                continue;
+            }
+        };
+        out.append(object)?;
+    }
+    Ok(out)
+}
