@@ -18,6 +18,8 @@ mod crypto;
 mod deps;
 mod error;
 mod executor;
+#[cfg(test)]
+mod fuzz;
 mod job;
 mod master;
 mod net;

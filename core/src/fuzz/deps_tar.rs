@@ -1,0 +1,219 @@
+//! Fuzz target `deps-tar`: a hostile dependency bundle through
+//! [`unpack_dependency_bundle`], as a worker unpacks what a master shipped. Whatever the
+//! archive holds — symbolic and hard links, `..`, absolute paths, device files and FIFOs,
+//! sparse files, PAX and GNU long names that rename an entry, sizes that lie — nothing panics,
+//! nothing lands outside the workplace, no link or special file is created, and a refused
+//! bundle leaves no half-unpacked folder. Corpus: `fuzz-corpus/deps-tar/`.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::{corpus, fuzz, mutations};
+use crate::assets::{ManifestEntry, Sha256, Workplace};
+use crate::deps::unpack_dependency_bundle;
+use crate::error::Error;
+
+/// One tar entry written byte for byte, as a hostile packer would (no `tar::Builder` checks).
+#[derive(Debug, Clone)]
+pub(super) struct RawEntry {
+    pub(super) path: String,
+    pub(super) kind: u8,
+    /// The size the header claims; the data that follows may be shorter or longer.
+    pub(super) declared: u64,
+    pub(super) data: Vec<u8>,
+    pub(super) link: String,
+}
+
+/// The archive bytes of `entries`, closed by the two zero blocks when `terminated`.
+pub(super) fn raw_tar(entries: &[RawEntry], terminated: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::new(entry.kind));
+        header.set_size(entry.declared);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        {
+            let old = header.as_old_mut();
+            let path = entry.path.as_bytes();
+            let n = path.len().min(old.name.len());
+            old.name[..n].copy_from_slice(&path[..n]);
+            let link = entry.link.as_bytes();
+            let n = link.len().min(old.linkname.len());
+            old.linkname[..n].copy_from_slice(&link[..n]);
+        }
+        header.set_cksum();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&entry.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    if terminated {
+        out.resize(out.len() + 1024, 0);
+    }
+    out
+}
+
+/// A PAX record `path=<path>` (or another key), with its self-counting length.
+pub(super) fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+fn entry_path() -> impl Strategy<Value = String> {
+    let part = prop::sample::select(vec![
+        "node_modules", "node_modules", "node_modules", "a", "index.js", "..", ".", "", "etc",
+        "passwd", ".bin",
+    ]);
+    (
+        prop::sample::select(vec!["", "", "", "/", "./", "../"]),
+        prop::collection::vec(part, 1..5),
+        prop::sample::select(vec!["", "", "/"]),
+    )
+        .prop_map(|(prefix, parts, suffix)| format!("{prefix}{}{suffix}", parts.join("/")))
+}
+
+fn raw_entry() -> impl Strategy<Value = RawEntry> {
+    let kind = prop::sample::select(vec![
+        b'0', b'0', b'0', b'5', b'5', b'1', b'2', b'3', b'4', b'6', b'7', b'S', b'x', b'g', b'L',
+        b'K', b'V', b'M', b'N', 0u8, b'Z',
+    ]);
+    let link = prop::sample::select(vec!["", "/etc/passwd", "../../outside/secret", "node_modules/a"]);
+    (
+        entry_path(),
+        kind,
+        prop::collection::vec(any::<u8>(), 0..700),
+        prop_oneof![Just(None), Just(Some(0u64)), Just(Some(1u64 << 40)), Just(Some(u64::MAX >> 1)), (0u64..2048).prop_map(Some)],
+        link,
+        entry_path(),
+    )
+        .prop_map(|(path, kind, data, lie, link, pax_path)| {
+            // PAX and GNU long-name entries carry the next entry's real name in their data.
+            let data = match kind {
+                b'x' | b'g' => pax_record("path", &pax_path),
+                b'L' | b'K' => format!("{pax_path}\0").into_bytes(),
+                _ => data,
+            };
+            RawEntry {
+                declared: lie.unwrap_or(data.len() as u64),
+                path,
+                kind,
+                data,
+                link: link.to_owned(),
+            }
+        })
+}
+
+/// What must hold after any unpack attempt, successful or not.
+fn check_unpack(bundle: &[u8]) -> Result<(), TestCaseError> {
+    let fail = |e: &dyn std::fmt::Display| TestCaseError::fail(e.to_string());
+    let outer = tempfile::tempdir().map_err(|e| fail(&e))?;
+    let outside = outer.path().join("outside");
+    std::fs::create_dir(&outside).map_err(|e| fail(&e))?;
+    std::fs::write(outside.join("secret"), b"secret").map_err(|e| fail(&e))?;
+    let root = outer.path().join("workplace");
+    std::fs::create_dir(&root).map_err(|e| fail(&e))?;
+    let workplace = Workplace::open(&root).map_err(|e| fail(&e))?;
+    let entry = ManifestEntry {
+        name: "dependencies.tar".into(),
+        worker_path: crate::assets::DEPENDENCY_BUNDLE_PATH.into(),
+        sha256: Sha256::of(bundle),
+        size: bundle.len() as u64,
+    };
+    workplace.install(&entry, bundle).map_err(|e| fail(&e))?;
+
+    let outcome = unpack_dependency_bundle(&workplace, &entry);
+    match &outcome {
+        Ok(node_modules) => {
+            prop_assert!(node_modules.starts_with(&root) && node_modules.is_dir(), "{node_modules:?}")
+        }
+        Err(Error::Dependencies(_) | Error::Io { .. }) => {}
+        Err(other) => return Err(TestCaseError::fail(format!("unexpected error kind: {other:?}"))),
+    }
+    // Nothing outside changed.
+    let names: Vec<_> = std::fs::read_dir(outer.path())
+        .map_err(|e| fail(&e))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| fail(&e))?;
+    prop_assert_eq!(names.len(), 2, "something appeared beside the workplace: {:?}", names);
+    let outside_names: Vec<_> = std::fs::read_dir(&outside).map_err(|e| fail(&e))?.collect();
+    prop_assert_eq!(outside_names.len(), 1);
+    prop_assert_eq!(std::fs::read(outside.join("secret")).map_err(|e| fail(&e))?, b"secret".to_vec());
+    // Inside: only plain folders and plain files, no links (hard or symbolic), no leftovers.
+    check_tree(&root, outcome.is_ok())
+}
+
+fn check_tree(dir: &Path, unpacked: bool) -> Result<(), TestCaseError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| TestCaseError::fail(e.to_string()))? {
+        let entry = entry.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        prop_assert!(!name.starts_with(".unpacking-"), "a refused bundle left {}", path.display());
+        if meta.is_dir() {
+            check_tree(&path, unpacked)?;
+        } else {
+            prop_assert!(meta.file_type().is_file(), "not a plain file: {}", path.display());
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                prop_assert_eq!(meta.nlink(), 1, "a hard link: {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_tar_corpus_unpacks_valid_bundles_and_refuses_hostile_ones() {
+    for (name, bundle) in corpus("deps-tar") {
+        if let Err(failure) = check_unpack(&bundle) {
+            panic!("deps-tar/{name}: {failure}");
+        }
+        // Unpacked again in a fresh workplace to see the verdict itself.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workplace = Workplace::open(dir.path()).expect("workplace");
+        let entry = ManifestEntry {
+            name: "dependencies.tar".into(),
+            worker_path: crate::assets::DEPENDENCY_BUNDLE_PATH.into(),
+            sha256: Sha256::of(&bundle),
+            size: bundle.len() as u64,
+        };
+        workplace.install(&entry, &bundle).expect("install the bundle file");
+        let outcome = unpack_dependency_bundle(&workplace, &entry);
+        if name.starts_with("valid-") {
+            let node_modules = outcome.unwrap_or_else(|e| panic!("deps-tar/{name}: {e}"));
+            assert!(
+                std::fs::read_dir(&node_modules).expect("node_modules").count() > 0,
+                "deps-tar/{name}: nothing was unpacked"
+            );
+        } else {
+            assert!(outcome.is_err(), "deps-tar/{name}: a hostile bundle was accepted");
+        }
+    }
+}
+
+#[test]
+fn generated_hostile_tars_never_write_outside_or_create_links() {
+    let strategy = (prop::collection::vec(raw_entry(), 1..6), any::<bool>());
+    fuzz("deps-tar/generated", strategy, |(entries, terminated)| {
+        check_unpack(&raw_tar(&entries, terminated))
+    });
+}
+
+#[test]
+fn a_mutated_corpus_tar_never_writes_outside_or_creates_links() {
+    let seeds: Vec<Vec<u8>> = corpus("deps-tar").into_iter().map(|(_, bytes)| bytes).collect();
+    fuzz("deps-tar/mutated-corpus", (prop::sample::select(seeds), mutations(4)), |(seed, changes)| {
+        let mut bundle = seed;
+        for change in &changes {
+            bundle = change.apply(&bundle);
+        }
+        check_unpack(&bundle)
+    });
+}
