@@ -29,7 +29,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 /// Cases per property when neither `QUEUEXEC_FUZZ_CASES` nor `PROPTEST_CASES` is set.
-const DEFAULT_CASES: u32 = 256;
+const DEFAULT_CASES: u32 = 1000;
 
 /// The environment variable that sets the number of cases for a long fuzz run.
 const CASES_ENV: &str = "QUEUEXEC_FUZZ_CASES";
