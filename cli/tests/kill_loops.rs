@@ -85,7 +85,10 @@ fn read_results(path: &Path, strict: bool) -> HashMap<String, Vec<serde_json::Va
     for line in whole.lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("a result line is not JSON ({e}): {line:?}"));
-        let id = v["jobID"].as_str().expect("every result line has a jobID").to_string();
+        let id = v["jobID"]
+            .as_str()
+            .expect("every result line has a jobID")
+            .to_string();
         results.entry(id).or_default().push(v);
     }
     results
@@ -106,7 +109,10 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
-        assert!(start.elapsed() < limit, "process did not finish within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "process did not finish within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -120,11 +126,30 @@ fn kill_9(child: &mut Child) {
 /// Every job in `ids` has exactly one result line, and it is a success with the job's data.
 fn assert_each_result_once(results: &HashMap<String, Vec<serde_json::Value>>, ids: &[String]) {
     let lost: Vec<_> = ids.iter().filter(|id| !results.contains_key(*id)).collect();
-    assert!(lost.is_empty(), "{} jobs lost: {:?}", lost.len(), &lost[..lost.len().min(10)]);
-    let twice: Vec<_> = results.iter().filter(|(_, lines)| lines.len() > 1).collect();
-    assert!(twice.is_empty(), "results delivered more than once: {twice:?}");
-    let failed: Vec<_> = results.values().flatten().filter(|v| v.get("data").is_none()).collect();
-    assert!(failed.is_empty(), "jobs failed instead of running: {:?}", &failed[..failed.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} jobs lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    let twice: Vec<_> = results
+        .iter()
+        .filter(|(_, lines)| lines.len() > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "results delivered more than once: {twice:?}"
+    );
+    let failed: Vec<_> = results
+        .values()
+        .flatten()
+        .filter(|v| v.get("data").is_none())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "jobs failed instead of running: {:?}",
+        &failed[..failed.len().min(5)]
+    );
     assert_eq!(results.len(), ids.len(), "results for jobs nobody pushed");
 }
 
@@ -139,7 +164,9 @@ fn a_worker_killed_mid_job_over_and_over_loses_no_job_and_duplicates_no_result()
     let ids: Vec<String> = (0..jobs).map(|i| format!("job-{i}")).collect();
     append_jobs(
         &d.join("jobs.jsonl"),
-        ids.iter().enumerate().map(|(i, id)| format!("{{\"id\":\"{id}\",\"data\":{i},\"retries\":1000}}")),
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| format!("{{\"id\":\"{id}\",\"data\":{i},\"retries\":1000}}")),
     );
     let started = d.join("started.log");
     // Each run appends "<worker pid> <data>" on start: proof that the worker holds that lease.
@@ -150,15 +177,36 @@ fn a_worker_killed_mid_job_over_and_over_loses_no_job_and_duplicates_no_result()
     let mut procs = Procs(Vec::new());
     procs.0.push(
         queuexec(d)
-            .args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl"])
-            .args(["--store", "jobs.sqlite", "--exit-when-done", "--lease-ttl", "3"])
+            .args([
+                "master",
+                "--jobs",
+                "jobs.jsonl",
+                "--results",
+                "results.jsonl",
+            ])
+            .args([
+                "--store",
+                "jobs.sqlite",
+                "--exit-when-done",
+                "--lease-ttl",
+                "3",
+            ])
             .stderr(log_file(d, "master.log"))
             .spawn()
             .expect("start the master"),
     );
     let spawn_worker = |name: &str| {
         queuexec(d)
-            .args(["worker", "--name", name, "--concurrency", "2", "--exec", &exec, "--workplace"])
+            .args([
+                "worker",
+                "--name",
+                name,
+                "--concurrency",
+                "2",
+                "--exec",
+                &exec,
+                "--workplace",
+            ])
             .arg(d.join("wp"))
             .stdout(Stdio::null())
             .stderr(log_file(d, "workers.log"))
@@ -215,7 +263,16 @@ fn a_master_killed_mid_commit_over_and_over_loses_no_acknowledged_job() {
     let mut procs = Procs(Vec::new());
     procs.0.push(
         queuexec(d)
-            .args(["worker", "--name", "steady", "--concurrency", "4", "--exec", "cat", "--workplace"])
+            .args([
+                "worker",
+                "--name",
+                "steady",
+                "--concurrency",
+                "4",
+                "--exec",
+                "cat",
+                "--workplace",
+            ])
             .arg(d.join("wp"))
             .stdout(Stdio::null())
             .stderr(log_file(d, "worker.log"))
@@ -224,9 +281,15 @@ fn a_master_killed_mid_commit_over_and_over_loses_no_acknowledged_job() {
     );
     let master = || {
         let mut cmd = queuexec(d);
-        cmd.args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl"])
-            .args(["--store", "jobs.sqlite"])
-            .stderr(log_file(d, "master.log"));
+        cmd.args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+        ])
+        .args(["--store", "jobs.sqlite"])
+        .stderr(log_file(d, "master.log"));
         cmd
     };
 
@@ -238,7 +301,11 @@ fn a_master_killed_mid_commit_over_and_over_loses_no_acknowledged_job() {
     let start = Instant::now();
     for round in 0..kills {
         let new: Vec<String> = (0..batch).map(|i| format!("r{round}-{i}")).collect();
-        append_jobs(&jobs_file, new.iter().map(|id| format!("{{\"id\":\"{id}\",\"data\":\"{id}\"}}")));
+        append_jobs(
+            &jobs_file,
+            new.iter()
+                .map(|id| format!("{{\"id\":\"{id}\",\"data\":\"{id}\"}}")),
+        );
         ids.extend(new);
         let before = read_results(&results_file, false).len();
         let mut incarnation = master().spawn().expect("start the master");
@@ -254,11 +321,17 @@ fn a_master_killed_mid_commit_over_and_over_loses_no_acknowledged_job() {
             .into_iter()
             .filter(|(_, lines)| lines.len() > 1)
             .collect();
-        assert!(twice.is_empty(), "round {round}: a result delivered twice: {twice:?}");
+        assert!(
+            twice.is_empty(),
+            "round {round}: a result delivered twice: {twice:?}"
+        );
     }
     let loop_time = start.elapsed();
 
-    let mut last = master().arg("--exit-when-done").spawn().expect("start the last master");
+    let mut last = master()
+        .arg("--exit-when-done")
+        .spawn()
+        .expect("start the last master");
     let status = wait_with_timeout(&mut last, Duration::from_secs(180));
     assert!(
         status.success(),

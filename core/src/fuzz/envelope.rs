@@ -51,14 +51,18 @@ fn arbitrary_bytes_never_open_and_always_fail_alike() {
         prop::collection::vec(any::<u8>(), 0..32),
         any::<bool>(),
     );
-    fuzz("envelope/arbitrary", strategy, |(mut sealed, context, versioned)| {
-        // Half the cases carry the real version byte and a plausible length, to pass the cheap
-        // checks and reach the tag.
-        if versioned && !sealed.is_empty() {
-            sealed[0] = 1;
-        }
-        refused_alike(&key(), &context, &sealed)
-    });
+    fuzz(
+        "envelope/arbitrary",
+        strategy,
+        |(mut sealed, context, versioned)| {
+            // Half the cases carry the real version byte and a plausible length, to pass the cheap
+            // checks and reach the tag.
+            if versioned && !sealed.is_empty() {
+                sealed[0] = 1;
+            }
+            refused_alike(&key(), &context, &sealed)
+        },
+    );
 }
 
 #[test]
@@ -68,20 +72,24 @@ fn a_mutated_envelope_never_opens_and_always_fails_alike() {
         .filter(|(name, _)| name.starts_with("valid-"))
         .map(|(_, bytes)| bytes)
         .collect();
-    let generated = prop::collection::vec(any::<u8>(), 0..200)
-        .prop_map(|plain| key().seal(CONTEXT, &plain));
+    let generated =
+        prop::collection::vec(any::<u8>(), 0..200).prop_map(|plain| key().seal(CONTEXT, &plain));
     let seed = prop_oneof![prop::sample::select(seeds), generated];
-    fuzz("envelope/mutated", (seed, mutations(3)), |(seed, changes)| {
-        let mut sealed = seed.clone();
-        for change in &changes {
-            sealed = change.apply(&sealed);
-        }
-        if sealed == seed {
-            prop_assert!(key().open(CONTEXT, &sealed).is_ok());
-            return Ok(());
-        }
-        refused_alike(&key(), CONTEXT, &sealed)
-    });
+    fuzz(
+        "envelope/mutated",
+        (seed, mutations(3)),
+        |(seed, changes)| {
+            let mut sealed = seed.clone();
+            for change in &changes {
+                sealed = change.apply(&sealed);
+            }
+            if sealed == seed {
+                prop_assert!(key().open(CONTEXT, &sealed).is_ok());
+                return Ok(());
+            }
+            refused_alike(&key(), CONTEXT, &sealed)
+        },
+    );
 }
 
 #[test]
@@ -91,16 +99,20 @@ fn a_real_envelope_never_opens_under_another_context_or_key() {
         prop::collection::vec(any::<u8>(), 0..40),
         "[ -~]{32,48}",
     );
-    fuzz("envelope/other-context-or-key", strategy, |(plain, context, token)| {
-        let sealed = key().seal(CONTEXT, &plain);
-        prop_assert_eq!(key().open(CONTEXT, &sealed).ok(), Some(plain));
-        if context != CONTEXT {
-            refused_alike(&key(), &context, &sealed)?;
-        }
-        let other = TransferKey::from_token(&token).expect("32+ characters is a valid token");
-        if token != super::CORPUS_TOKEN {
-            refused_alike(&other, CONTEXT, &sealed)?;
-        }
-        Ok(())
-    });
+    fuzz(
+        "envelope/other-context-or-key",
+        strategy,
+        |(plain, context, token)| {
+            let sealed = key().seal(CONTEXT, &plain);
+            prop_assert_eq!(key().open(CONTEXT, &sealed).ok(), Some(plain));
+            if context != CONTEXT {
+                refused_alike(&key(), &context, &sealed)?;
+            }
+            let other = TransferKey::from_token(&token).expect("32+ characters is a valid token");
+            if token != super::CORPUS_TOKEN {
+                refused_alike(&other, CONTEXT, &sealed)?;
+            }
+            Ok(())
+        },
+    );
 }

@@ -15,7 +15,9 @@ use super::{CORPUS_TOKEN, Mutation, corpus, fuzz, mutations};
 use crate::assets::{BundleHash, Sha256};
 use crate::crypto::TransferKey;
 use crate::error::Error;
-use crate::protocol::{Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult};
+use crate::protocol::{
+    Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult,
+};
 
 pub(super) fn key() -> TransferKey {
     TransferKey::from_token(CORPUS_TOKEN).expect("the corpus token is valid")
@@ -31,7 +33,10 @@ pub(super) enum End {
 }
 
 /// Reads every message of `bytes` the way a session does, until the end or the first error.
-pub(super) fn read_stream<T: DeserializeOwned>(direction: Direction, bytes: &[u8]) -> (Vec<T>, End) {
+pub(super) fn read_stream<T: DeserializeOwned>(
+    direction: Direction,
+    bytes: &[u8],
+) -> (Vec<T>, End) {
     let mut reader = SealedReader::new(key(), direction, futures::io::Cursor::new(bytes));
     let mut messages = Vec::new();
     loop {
@@ -78,7 +83,10 @@ fn frame_ends(stream: &[u8]) -> Vec<usize> {
 fn assert_refusal_is_expected(end: &End) -> Result<(), TestCaseError> {
     if let End::Refused(error) = end {
         prop_assert!(
-            matches!(error, Error::Protocol(_) | Error::Envelope | Error::Network(_)),
+            matches!(
+                error,
+                Error::Protocol(_) | Error::Envelope | Error::Network(_)
+            ),
             "unexpected error kind: {error:?}"
         );
     }
@@ -94,8 +102,15 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 pub(super) fn to_master() -> impl Strategy<Value = ToMaster> {
-    let result = (".{0,24}", any::<u32>(), any::<bool>(), bytes(96))
-        .prop_map(|(id, attempt, ok, body)| WireResult { id, attempt, ok, body });
+    let result =
+        (".{0,24}", any::<u32>(), any::<bool>(), bytes(96)).prop_map(|(id, attempt, ok, body)| {
+            WireResult {
+                id,
+                attempt,
+                ok,
+                body,
+            }
+        });
     prop_oneof![
         any::<u32>().prop_map(ToMaster::Credits),
         Just(()).prop_map(|()| ToMaster::Heartbeat),
@@ -128,14 +143,16 @@ pub(super) fn to_worker() -> impl Strategy<Value = ToWorker> {
             }
         }),
         manifest_strategy().prop_map(ToWorker::Manifest),
-        (sha(), any::<u64>(), bytes(256), any::<bool>()).prop_map(|(sha256, offset, data, last)| {
-            ToWorker::FileChunk {
-                sha256,
-                offset,
-                data,
-                last,
+        (sha(), any::<u64>(), bytes(256), any::<bool>()).prop_map(
+            |(sha256, offset, data, last)| {
+                ToWorker::FileChunk {
+                    sha256,
+                    offset,
+                    data,
+                    last,
+                }
             }
-        }),
+        ),
         sha().prop_map(|sha256| ToWorker::FileMissing { sha256 }),
     ]
 }
@@ -193,7 +210,10 @@ fn mutated_stream_yields_only_untouched_frames<T: DeserializeOwned + Debug>(
     mutation: &Mutation,
 ) -> Result<(), TestCaseError> {
     let (originals, end) = read_stream::<T>(direction, seed);
-    prop_assert!(matches!(end, End::Clean), "the seed is a valid stream: {end:?}");
+    prop_assert!(
+        matches!(end, End::Clean),
+        "the seed is a valid stream: {end:?}"
+    );
     let mutated = mutation.apply(seed);
     let (messages, end) = read_stream::<T>(direction, &mutated);
     assert_refusal_is_expected(&end)?;
@@ -239,12 +259,11 @@ fn every_generated_message_stream_round_trips_in_order() {
         prop::collection::vec(to_master(), 1..6),
     );
     fuzz("frames/round-trip", streams, |(to_worker, to_master)| {
-        let shown = |list: &[String]| list.to_vec();
         let sealed = seal_stream(Direction::ToWorker, &to_worker);
         let (opened, end) = read_stream::<ToWorker>(Direction::ToWorker, &sealed);
         prop_assert!(matches!(end, End::Clean), "{end:?}");
         let as_text = |list: &[ToWorker]| list.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>();
-        prop_assert_eq!(shown(&as_text(&opened)), as_text(&to_worker));
+        prop_assert_eq!(as_text(&opened), as_text(&to_worker));
         // A worker's stream read as the master's is refused at its first frame (no reflection).
         let (reflected, end) = read_stream::<ToMaster>(Direction::ToMaster, &sealed);
         prop_assert!(reflected.is_empty() && matches!(end, End::Refused(Error::Envelope)));
@@ -272,20 +291,40 @@ fn a_mutated_corpus_stream_opens_only_the_frames_before_the_change() {
         )
         .collect();
     let strategy = (prop::sample::select(seeds), mutations(1));
-    fuzz("frames/mutated-corpus", strategy, |((to_worker, seed), mutation)| {
-        if to_worker {
-            mutated_stream_yields_only_untouched_frames::<ToWorker>(Direction::ToWorker, &seed, &mutation[0])
-        } else {
-            mutated_stream_yields_only_untouched_frames::<ToMaster>(Direction::ToMaster, &seed, &mutation[0])
-        }
-    });
+    fuzz(
+        "frames/mutated-corpus",
+        strategy,
+        |((to_worker, seed), mutation)| {
+            if to_worker {
+                mutated_stream_yields_only_untouched_frames::<ToWorker>(
+                    Direction::ToWorker,
+                    &seed,
+                    &mutation[0],
+                )
+            } else {
+                mutated_stream_yields_only_untouched_frames::<ToMaster>(
+                    Direction::ToMaster,
+                    &seed,
+                    &mutation[0],
+                )
+            }
+        },
+    );
 }
 
 #[test]
 fn a_mutated_generated_stream_opens_only_the_frames_before_the_change() {
     let strategy = (prop::collection::vec(to_worker(), 1..4), mutations(1));
-    fuzz("frames/mutated-generated", strategy, |(messages, mutation)| {
-        let seed = seal_stream(Direction::ToWorker, &messages);
-        mutated_stream_yields_only_untouched_frames::<ToWorker>(Direction::ToWorker, &seed, &mutation[0])
-    });
+    fuzz(
+        "frames/mutated-generated",
+        strategy,
+        |(messages, mutation)| {
+            let seed = seal_stream(Direction::ToWorker, &messages);
+            mutated_stream_yields_only_untouched_frames::<ToWorker>(
+                Direction::ToWorker,
+                &seed,
+                &mutation[0],
+            )
+        },
+    );
 }

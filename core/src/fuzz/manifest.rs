@@ -17,15 +17,27 @@ use crate::error::Error;
 /// symbolic link the tests plant in the workplace.
 pub(super) fn worker_path() -> impl Strategy<Value = String> {
     let part = prop_oneof![
-        4 => prop::sample::select(vec!["a", "lib", "task.js", "util.js", "é", "node_modules"]),
-        3 => prop::sample::select(vec!["..", ".", ""]),
+        4 => prop::sample::select(vec!["a", "lib", "task.js", "util.js", "é", "node_modules"])
+            .prop_map(String::from),
+        3 => prop::sample::select(vec!["..", ".", ""]).prop_map(String::from),
         2 => prop::sample::select(vec![
             ".queuexec", ".QueueXec", "link", "C:", "x:y", "...", ". .", "a\0b", "con", "a ",
-        ]),
-        1 => "[a-z.]{1,4}".prop_map(|s| Box::leak(s.into_boxed_str()) as &str),
+        ])
+        .prop_map(String::from),
+        1 => "[a-z.]{1,4}",
     ];
     let separator = prop::sample::select(vec!["/", "\\", "//"]);
-    let prefix = prop::sample::select(vec!["", "", "", "/", "\\", "\\\\server\\", "C:\\", "c:", "./"]);
+    let prefix = prop::sample::select(vec![
+        "",
+        "",
+        "",
+        "/",
+        "\\",
+        "\\\\server\\",
+        "C:\\",
+        "c:",
+        "./",
+    ]);
     (
         prefix,
         prop::collection::vec((part, separator), 1..6),
@@ -69,8 +81,15 @@ pub(super) fn manifest_strategy() -> impl Strategy<Value = Manifest> {
 
 /// What must hold of any path `validate` accepted: resolving it stays inside `root`, outside
 /// the reserved folder, with no `..` left.
-fn accepted_path_is_safe(root: &Path, worker_path: &str, bundle: bool) -> Result<(), TestCaseError> {
-    prop_assert!(!worker_path.contains('\0') && !worker_path.contains(':'), "{worker_path:?}");
+fn accepted_path_is_safe(
+    root: &Path,
+    worker_path: &str,
+    bundle: bool,
+) -> Result<(), TestCaseError> {
+    prop_assert!(
+        !worker_path.contains('\0') && !worker_path.contains(':'),
+        "{worker_path:?}"
+    );
     prop_assert!(!worker_path.starts_with(['/', '\\']), "{worker_path:?}");
     let workplace = Workplace::open(root).map_err(|e| TestCaseError::fail(e.to_string()))?;
     match workplace.resolve(worker_path) {
@@ -83,12 +102,21 @@ fn accepted_path_is_safe(root: &Path, worker_path: &str, bundle: bool) -> Result
                 "{worker_path:?} resolved to {}",
                 resolved.display()
             );
-            let first = rest.components().next().map(|c| c.as_os_str().to_string_lossy().to_lowercase());
-            prop_assert!(bundle || first.as_deref() != Some(".queuexec"), "{worker_path:?}");
+            let first = rest
+                .components()
+                .next()
+                .map(|c| c.as_os_str().to_string_lossy().to_lowercase());
+            prop_assert!(
+                bundle || first.as_deref() != Some(".queuexec"),
+                "{worker_path:?}"
+            );
         }
         // Only the planted link may refuse a lexically valid path.
         Err(Error::AssetPath { reason, .. }) => {
-            prop_assert!(reason.contains("symbolic link"), "{worker_path:?}: {reason}")
+            prop_assert!(
+                reason.contains("symbolic link"),
+                "{worker_path:?}: {reason}"
+            )
         }
         Err(other) => return Err(TestCaseError::fail(format!("{worker_path:?}: {other:?}"))),
     }
@@ -129,7 +157,10 @@ fn check_manifest(manifest: &Manifest) -> Result<(), TestCaseError> {
     let escaped: Vec<_> = std::fs::read_dir(outer.path().join("outside"))
         .map_err(|e| TestCaseError::fail(e.to_string()))?
         .collect();
-    prop_assert!(escaped.is_empty(), "a file landed outside the workplace: {escaped:?}");
+    prop_assert!(
+        escaped.is_empty(),
+        "a file landed outside the workplace: {escaped:?}"
+    );
     Ok(())
 }
 
@@ -155,35 +186,48 @@ fn the_manifest_corpus_accepts_valid_manifests_and_refuses_hostile_paths() {
 
 #[test]
 fn arbitrary_bytes_decode_to_a_manifest_or_fail_without_panicking() {
-    fuzz("manifest/arbitrary", prop::collection::vec(any::<u8>(), 0..512), |bytes| {
-        if let Ok(manifest) = postcard::from_bytes::<Manifest>(&bytes) {
-            check_manifest(&manifest)?;
-        }
-        Ok(())
-    });
+    fuzz(
+        "manifest/arbitrary",
+        prop::collection::vec(any::<u8>(), 0..512),
+        |bytes| {
+            if let Ok(manifest) = postcard::from_bytes::<Manifest>(&bytes) {
+                check_manifest(&manifest)?;
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]
 fn a_mutated_corpus_manifest_is_safe_whenever_it_is_accepted() {
-    let seeds: Vec<Vec<u8>> = corpus("manifest").into_iter().map(|(_, bytes)| bytes).collect();
-    fuzz("manifest/mutated-corpus", (prop::sample::select(seeds), mutations(3)), |(seed, changes)| {
-        let mut bytes = seed;
-        for change in &changes {
-            bytes = change.apply(&bytes);
-        }
-        if let Ok(manifest) = postcard::from_bytes::<Manifest>(&bytes) {
-            check_manifest(&manifest)?;
-        }
-        Ok(())
-    });
+    let seeds: Vec<Vec<u8>> = corpus("manifest")
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect();
+    fuzz(
+        "manifest/mutated-corpus",
+        (prop::sample::select(seeds), mutations(3)),
+        |(seed, changes)| {
+            let mut bytes = seed;
+            for change in &changes {
+                bytes = change.apply(&bytes);
+            }
+            if let Ok(manifest) = postcard::from_bytes::<Manifest>(&bytes) {
+                check_manifest(&manifest)?;
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]
 fn generated_hostile_worker_paths_never_escape_the_workplace() {
     fuzz("manifest/paths", manifest_strategy(), |manifest| {
         // Round trip through the wire encoding first, as a worker receives it.
-        let bytes = postcard::to_stdvec(&manifest).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let decoded: Manifest = postcard::from_bytes(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let bytes =
+            postcard::to_stdvec(&manifest).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let decoded: Manifest =
+            postcard::from_bytes(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&decoded, &manifest);
         check_manifest(&decoded)
     });

@@ -47,8 +47,11 @@ fn cases() -> u32 {
 
 /// Runs `test` over `strategy` for [`cases`] cases, on its own thread, failing if it has not
 /// finished by the deadline.
-fn fuzz<S>(name: &'static str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError> + Send + 'static)
-where
+fn fuzz<S>(
+    name: &'static str,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError> + Send + 'static,
+) where
     S: Strategy + Send + 'static,
 {
     let cases = cases();
