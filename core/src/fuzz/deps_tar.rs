@@ -65,25 +65,24 @@ pub(super) fn pax_record(key: &str, value: &str) -> Vec<u8> {
 }
 
 fn entry_path() -> impl Strategy<Value = String> {
-    let part = prop::sample::select(vec![
-        "node_modules",
-        "node_modules",
-        "node_modules",
-        "a",
-        "index.js",
-        "..",
-        ".",
-        "",
-        "etc",
-        "passwd",
-        ".bin",
-    ]);
+    let part = prop_oneof![
+        4 => Just(".."),
+        3 => prop::sample::select(vec!["a", "index.js", "node_modules", "evil.js"]),
+        1 => prop::sample::select(vec![".", "", "etc", "passwd", ".bin", "outside", "secret"]),
+    ];
+    // Mostly under node_modules/ (the one accepted root), so entries get past the first check
+    // and the `..` that follow (up to eight, enough to climb out of the staging folder) are
+    // what is tested.
+    let first = prop_oneof![
+        6 => Just("node_modules/"),
+        1 => prop::sample::select(vec!["", "/", "./", "../", "/tmp/"]),
+    ];
     (
-        prop::sample::select(vec!["", "", "", "/", "./", "../"]),
-        prop::collection::vec(part, 1..5),
+        first,
+        prop::collection::vec(part, 1..10),
         prop::sample::select(vec!["", "", "/"]),
     )
-        .prop_map(|(prefix, parts, suffix)| format!("{prefix}{}{suffix}", parts.join("/")))
+        .prop_map(|(first, parts, suffix)| format!("{first}{}{suffix}", parts.join("/")))
 }
 
 fn raw_entry() -> impl Strategy<Value = RawEntry> {
@@ -252,10 +251,29 @@ fn the_tar_corpus_unpacks_valid_bundles_and_refuses_hostile_ones() {
 
 #[test]
 fn generated_hostile_tars_never_write_outside_or_create_links() {
-    let strategy = (prop::collection::vec(raw_entry(), 1..6), any::<bool>());
-    fuzz("deps-tar/generated", strategy, |(entries, terminated)| {
-        check_unpack(&raw_tar(&entries, terminated))
-    });
+    let strategy = (
+        prop::collection::vec(raw_entry(), 1..6),
+        any::<bool>(),
+        any::<bool>(),
+    );
+    fuzz(
+        "deps-tar/generated",
+        strategy,
+        |(mut entries, folders_first, terminated)| {
+            if folders_first {
+                // Real bundles start with their folders, so links and files have a parent to land in.
+                let folder = |path: &str| RawEntry {
+                    path: path.into(),
+                    kind: b'5',
+                    declared: 0,
+                    data: Vec::new(),
+                    link: String::new(),
+                };
+                entries.splice(0..0, [folder("node_modules/"), folder("node_modules/a/")]);
+            }
+            check_unpack(&raw_tar(&entries, terminated))
+        },
+    );
 }
 
 #[test]
