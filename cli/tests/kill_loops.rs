@@ -156,11 +156,12 @@ fn assert_each_result_once(results: &HashMap<String, Vec<serde_json::Value>>, id
 #[test]
 fn a_worker_killed_mid_job_over_and_over_loses_no_job_and_duplicates_no_result() {
     let kills = count(100, 100);
-    let jobs = 60;
+    // Each round lets its worker finish a job before killing it mid-way through the next, so
+    // the queue moves on and no job is lost more often than the master's loss limit allows
+    // (a job lost that often is dead-lettered by design; this loop is about losing nothing).
+    let jobs = 2 * kills + 50;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    // A generous retry budget per job: this loop is about losing nothing, not about the
-    // attempt accounting of issue 9 item 8 (a lost worker burning attempts).
     let ids: Vec<String> = (0..jobs).map(|i| format!("job-{i}")).collect();
     append_jobs(
         &d.join("jobs.jsonl"),
@@ -171,7 +172,7 @@ fn a_worker_killed_mid_job_over_and_over_loses_no_job_and_duplicates_no_result()
     let started = d.join("started.log");
     // Each run appends "<worker pid> <data>" on start: proof that the worker holds that lease.
     let exec = format!(
-        "d=$(cat); echo \"$PPID $d\" >> '{}'; sleep 0.4; printf '%s' \"$d\"",
+        "d=$(cat); echo \"$PPID $d\" >> '{}'; sleep 0.3; printf '%s' \"$d\"",
         started.display()
     );
     let mut procs = Procs(Vec::new());
@@ -195,18 +196,10 @@ fn a_worker_killed_mid_job_over_and_over_loses_no_job_and_duplicates_no_result()
             .spawn()
             .expect("start the master"),
     );
-    let spawn_worker = |name: &str| {
+    let spawn_worker = |name: &str, concurrency: &str| {
         queuexec(d)
-            .args([
-                "worker",
-                "--name",
-                name,
-                "--concurrency",
-                "2",
-                "--exec",
-                &exec,
-                "--workplace",
-            ])
+            .args(["worker", "--name", name, "--concurrency", concurrency])
+            .args(["--exec", &exec, "--workplace"])
             .arg(d.join("wp"))
             .stdout(Stdio::null())
             .stderr(log_file(d, "workers.log"))
@@ -220,23 +213,36 @@ fn a_worker_killed_mid_job_over_and_over_loses_no_job_and_duplicates_no_result()
             .filter(|line| line.split(' ').next() == Some(&pid.to_string()))
             .count()
     };
+    let results_by = |name: &str| {
+        read_results(&d.join("results.jsonl"), false)
+            .values()
+            .flatten()
+            .filter(|v| v["worker"]["name"] == name)
+            .count()
+    };
 
     let start = Instant::now();
     for round in 0..kills {
-        let mut worker = spawn_worker(&format!("doomed-{round}"));
+        let name = format!("doomed-{round}");
+        let mut worker = spawn_worker(&name, "2");
         let pid = worker.id();
         wait_for(
-            &format!("round {round}: the worker starts a job (holds a lease)"),
+            &format!("round {round}: the worker finishes a job"),
             Duration::from_secs(30),
-            || runs_by(pid) > 0,
+            || results_by(&name) > 0,
         );
-        // Vary the moment: right after the job starts, or once some results have flowed.
-        std::thread::sleep(Duration::from_millis((round as u64 * 37) % 450));
+        wait_for(
+            &format!("round {round}: the worker starts another job (holds its lease)"),
+            Duration::from_secs(30),
+            || runs_by(pid) > results_by(&name),
+        );
+        // Vary the moment within the 300 ms the job runs.
+        std::thread::sleep(Duration::from_millis((round as u64 * 37) % 150));
         kill_9(&mut worker);
     }
     let loop_time = start.elapsed();
 
-    let mut last = spawn_worker("survivor");
+    let mut last = spawn_worker("survivor", "4");
     let master = &mut procs.0[0];
     let status = wait_with_timeout(master, Duration::from_secs(120));
     kill_9(&mut last);
@@ -246,8 +252,17 @@ fn a_worker_killed_mid_job_over_and_over_loses_no_job_and_duplicates_no_result()
         std::fs::read_to_string(d.join("master.log")).unwrap_or_default()
     );
     assert_each_result_once(&read_results(&d.join("results.jsonl"), true), &ids);
+    // Every kill cut at least one run short: runs started exceed the jobs by at least the kills.
+    let runs = std::fs::read_to_string(&started)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert!(
+        runs >= jobs + kills,
+        "{runs} runs for {jobs} jobs and {kills} kills: the kills did not land mid-job"
+    );
     eprintln!(
-        "{kills} worker kills in {loop_time:?}, all {jobs} jobs done once in {:?}",
+        "{kills} worker kills in {loop_time:?} ({runs} runs), all {jobs} jobs done once in {:?}",
         start.elapsed()
     );
 }
