@@ -85,7 +85,7 @@ fn assert_refusal_is_expected(end: &End) -> Result<(), TestCaseError> {
         prop_assert!(
             matches!(
                 error,
-                Error::Protocol(_) | Error::Envelope | Error::Network(_)
+                Error::Protocol(..) | Error::Envelope | Error::Network(..)
             ),
             "unexpected error kind: {error:?}"
         );
@@ -192,7 +192,7 @@ fn replay<T: DeserializeOwned + Debug>(target: &str, direction: Direction) {
             );
         } else {
             match &end {
-                End::Refused(Error::Protocol(_) | Error::Envelope | Error::Network(_)) => {}
+                End::Refused(Error::Protocol(..) | Error::Envelope | Error::Network(..)) => {}
                 other => panic!(
                     "{target}/{name}: a hostile stream must be refused, got {} messages then {other:?}",
                     messages.len()
