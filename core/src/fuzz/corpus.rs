@@ -13,6 +13,10 @@ use crate::assets::{BundleHash, Manifest, ManifestEntry, Sha256};
 use crate::crypto::TransferKey;
 use crate::protocol::{Direction, MAX_FRAME, ToMaster, ToWorker, WireJob, WireResult};
 
+/// The absolute path of the corpus's absolute-path entry: the tar replay checks that it never
+/// appears (a fixed place, as a corpus file cannot know the test's temporary folder).
+pub(super) const ESCAPE_PROBE: &str = "/tmp/queuexec-fuzz-escape-probe/evil.js";
+
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = corpus_dir(target);
     std::fs::create_dir_all(&dir).expect("creating the corpus folder");
@@ -361,7 +365,7 @@ fn regenerate() {
             "dotdot",
             vec![file("node_modules/../../evil.js", b'0', b"x", "")],
         ),
-        ("absolute", vec![file("/tmp/evil.js", b'0', b"x", "")]),
+        ("absolute", vec![file(ESCAPE_PROBE, b'0', b"x", "")]),
         (
             "outside-node-modules",
             vec![file("elsewhere/x.js", b'0', b"x", "")],

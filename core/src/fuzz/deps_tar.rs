@@ -75,14 +75,22 @@ fn entry_path() -> impl Strategy<Value = String> {
     // what is tested.
     let first = prop_oneof![
         6 => Just("node_modules/"),
-        1 => prop::sample::select(vec!["", "/", "./", "../", "/tmp/"]),
+        // Absolute paths point into the test's own `outside` folder (see `check_unpack`), so an
+        // unpacker that regressed writes there and is caught, not somewhere on the machine.
+        1 => prop::sample::select(vec!["", "{outside}/", "./", "../"]),
     ];
     (
         first,
         prop::collection::vec(part, 1..10),
         prop::sample::select(vec!["", "", "/"]),
     )
-        .prop_map(|(first, parts, suffix)| format!("{first}{}{suffix}", parts.join("/")))
+        .prop_map(|(first, mut parts, suffix)| {
+            if first.starts_with("{outside}") {
+                // An absolute path with `..` could climb out of the test's folder.
+                parts.retain(|part| *part != "..");
+            }
+            format!("{first}{}{suffix}", parts.join("/"))
+        })
 }
 
 fn raw_entry() -> impl Strategy<Value = RawEntry> {
@@ -127,23 +135,58 @@ fn raw_entry() -> impl Strategy<Value = RawEntry> {
         })
 }
 
-/// What must hold after any unpack attempt, successful or not.
-fn check_unpack(bundle: &[u8]) -> Result<(), TestCaseError> {
+/// Replaces the `{outside}` placeholder in an entry's path, link and PAX or GNU long name.
+fn aim_at(entry: &mut RawEntry, outside: &str) {
+    entry.path = entry.path.replace("{outside}", outside);
+    entry.link = entry.link.replace("{outside}", outside);
+    let text = String::from_utf8_lossy(&entry.data).into_owned();
+    if !text.contains("{outside}") {
+        return;
+    }
+    let declared_whole = entry.declared == entry.data.len() as u64;
+    entry.data = match entry.kind {
+        b'x' | b'g' => match text.split_once(" path=") {
+            Some((_, value)) => pax_record(
+                "path",
+                &value.trim_end_matches('\n').replace("{outside}", outside),
+            ),
+            None => entry.data.clone(),
+        },
+        _ => text.replace("{outside}", outside).into_bytes(),
+    };
+    if declared_whole {
+        entry.declared = entry.data.len() as u64;
+    }
+}
+
+/// Folders between the test's temporary folder and the workplace: deeper than any run of `..`
+/// the generator makes can climb from the unpacking folder, so a regressed unpacker writes
+/// inside the test's folder, where it is caught, never elsewhere on the machine.
+const PADDING: usize = 12;
+
+/// What must hold after any unpack attempt, successful or not. `bundle` builds the archive
+/// given the absolute path of a folder outside the workplace (generated entries aim at it).
+fn check_unpack(bundle: impl FnOnce(&str) -> Vec<u8>) -> Result<(), TestCaseError> {
     let fail = |e: &dyn std::fmt::Display| TestCaseError::fail(e.to_string());
     let outer = tempfile::tempdir().map_err(|e| fail(&e))?;
     let outside = outer.path().join("outside");
     std::fs::create_dir(&outside).map_err(|e| fail(&e))?;
     std::fs::write(outside.join("secret"), b"secret").map_err(|e| fail(&e))?;
-    let root = outer.path().join("workplace");
-    std::fs::create_dir(&root).map_err(|e| fail(&e))?;
+    let mut root = outer.path().to_path_buf();
+    for _ in 0..PADDING {
+        root.push("p");
+    }
+    root.push("workplace");
+    std::fs::create_dir_all(&root).map_err(|e| fail(&e))?;
+    let bundle = bundle(&outside.to_string_lossy());
     let workplace = Workplace::open(&root).map_err(|e| fail(&e))?;
     let entry = ManifestEntry {
         name: "dependencies.tar".into(),
         worker_path: crate::assets::DEPENDENCY_BUNDLE_PATH.into(),
-        sha256: Sha256::of(bundle),
+        sha256: Sha256::of(&bundle),
         size: bundle.len() as u64,
     };
-    workplace.install(&entry, bundle).map_err(|e| fail(&e))?;
+    workplace.install(&entry, &bundle).map_err(|e| fail(&e))?;
 
     let outcome = unpack_dependency_bundle(&workplace, &entry);
     match &outcome {
@@ -160,18 +203,28 @@ fn check_unpack(bundle: &[u8]) -> Result<(), TestCaseError> {
             )));
         }
     }
-    // Nothing outside changed.
-    let names: Vec<_> = std::fs::read_dir(outer.path())
-        .map_err(|e| fail(&e))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| fail(&e))?;
-    prop_assert_eq!(
-        names.len(),
-        2,
-        "something appeared beside the workplace: {:?}",
-        names
-    );
+    // Nothing outside the workplace changed: each padding folder holds only the next one.
+    let mut dir = outer.path().to_path_buf();
+    for level in 0..=PADDING {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| fail(&e))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| fail(&e))?;
+        names.sort();
+        let expected: &[&str] = match level {
+            0 => &["outside", "p"],
+            PADDING => &["workplace"],
+            _ => &["p"],
+        };
+        prop_assert_eq!(
+            &names,
+            expected,
+            "something appeared outside the workplace, in {}",
+            dir.display()
+        );
+        dir.push(if level == PADDING { "workplace" } else { "p" });
+    }
     let outside_names: Vec<_> = std::fs::read_dir(&outside).map_err(|e| fail(&e))?.collect();
     prop_assert_eq!(outside_names.len(), 1);
     prop_assert_eq!(
@@ -215,7 +268,7 @@ fn check_tree(dir: &Path) -> Result<(), TestCaseError> {
 #[test]
 fn the_tar_corpus_unpacks_valid_bundles_and_refuses_hostile_ones() {
     for (name, bundle) in corpus("deps-tar") {
-        if let Err(failure) = check_unpack(&bundle) {
+        if let Err(failure) = check_unpack(|_| bundle.clone()) {
             panic!("deps-tar/{name}: {failure}");
         }
         // Unpacked again in a fresh workplace to see the verdict itself.
@@ -247,6 +300,13 @@ fn the_tar_corpus_unpacks_valid_bundles_and_refuses_hostile_ones() {
             );
         }
     }
+    let probe = Path::new(super::corpus::ESCAPE_PROBE);
+    let escaped = probe.exists();
+    if let Some(folder) = probe.parent().filter(|_| escaped) {
+        // Ours by its name: clean it up before failing.
+        let _ = std::fs::remove_dir_all(folder);
+    }
+    assert!(!escaped, "a hostile bundle wrote {}", probe.display());
 }
 
 #[test]
@@ -271,7 +331,12 @@ fn generated_hostile_tars_never_write_outside_or_create_links() {
                 };
                 entries.splice(0..0, [folder("node_modules/"), folder("node_modules/a/")]);
             }
-            check_unpack(&raw_tar(&entries, terminated))
+            check_unpack(|outside| {
+                for entry in &mut entries {
+                    aim_at(entry, outside);
+                }
+                raw_tar(&entries, terminated)
+            })
         },
     );
 }
@@ -290,7 +355,7 @@ fn a_mutated_corpus_tar_never_writes_outside_or_creates_links() {
             for change in &changes {
                 bundle = change.apply(&bundle);
             }
-            check_unpack(&bundle)
+            check_unpack(|_| bundle)
         },
     );
 }
