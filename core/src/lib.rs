@@ -22,6 +22,8 @@ mod deps;
 mod error;
 mod events;
 mod executor;
+#[cfg(test)]
+mod fuzz;
 mod job;
 mod master;
 mod net;
