@@ -8,7 +8,8 @@
 //   node scripts/stage-platform.js linux-x64-gnu /work/tgt-release/x86_64-unknown-linux-gnu/release/libqueuexec_node.so
 //
 // Stripping: `strip --strip-unneeded` on Linux (llvm-strip when the host's strip does not know the
-// architecture), `strip -x` on macOS; Windows DLLs keep their debug info in the .pdb already.
+// architecture; STRIP=aarch64-linux-gnu-strip names another), `strip -x` on macOS; Windows DLLs
+// keep their debug info in the .pdb already.
 
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -45,7 +46,8 @@ function tryStrip(tool, args) {
 
 let stripped = 'not stripped (Windows keeps debug info in the .pdb)';
 if (platform.startsWith('linux')) {
-  if (tryStrip('strip', ['--strip-unneeded'])) stripped = 'strip --strip-unneeded';
+  const strip = process.env.STRIP || 'strip';
+  if (tryStrip(strip, ['--strip-unneeded'])) stripped = `${strip} --strip-unneeded`;
   else if (tryStrip('llvm-strip', ['--strip-unneeded'])) stripped = 'llvm-strip --strip-unneeded';
   else {
     fs.rmSync(partial);
