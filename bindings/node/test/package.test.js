@@ -112,6 +112,16 @@ test('the main tarballs are small, carry the JS layer and no addon, and depend o
   }
 });
 
+test("every package.json, package-lock.json and the wheel follow Cargo's workspace version", () => {
+  const result = spawnSync(process.execPath, [path.join(ROOT, '..', '..', 'scripts', 'sync-version.js'), '--check'], {
+    encoding: 'utf8',
+    timeout: 30000,
+  });
+  assert.equal(result.status, 0, result.stderr);
+  const cargo = fs.readFileSync(path.join(ROOT, '..', '..', 'Cargo.toml'), 'utf8');
+  assert.match(cargo, new RegExp(`\\[workspace\\.package\\]\\nversion = "${require('../package.json').version.replace(/\./g, '\\.')}"`));
+});
+
 test('the platform packages say honestly which os, cpu and libc they are for', () => {
   const expected = {
     'linux-x64-gnu': ['linux', 'x64', 'glibc'],
