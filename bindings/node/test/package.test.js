@@ -77,14 +77,19 @@ function install(project, tarballs, extra = []) {
   assert.equal(result.status, 0, `npm install failed: ${result.stderr}`);
 }
 
-/** A fresh app as users have them: a package.json and a node_modules/ that already holds a package. */
+/** A fresh app as users have them: a package.json and a node_modules/ that npm already filled. */
 function freshApp(t) {
   const project = tmpdir(t, 'qx-consumer-');
-  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-  const existing = path.join(project, 'node_modules', 'already-here');
-  fs.mkdirSync(existing, { recursive: true });
-  fs.writeFileSync(path.join(existing, 'package.json'), JSON.stringify({ name: 'already-here', version: '1.0.0' }));
-  fs.writeFileSync(path.join(existing, 'index.js'), 'module.exports = 42;\n');
+  const vendored = path.join(project, 'vendor', 'already-here');
+  fs.mkdirSync(vendored, { recursive: true });
+  fs.writeFileSync(path.join(vendored, 'package.json'), JSON.stringify({ name: 'already-here', version: '1.0.0' }));
+  fs.writeFileSync(path.join(vendored, 'index.js'), 'module.exports = 42;\n');
+  fs.writeFileSync(
+    path.join(project, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, dependencies: { 'already-here': 'file:vendor/already-here' } }),
+  );
+  install(project, []);
+  assert.ok(fs.existsSync(path.join(project, 'node_modules', 'already-here')), 'the app has a node_modules/ before queue-xec arrives');
   return project;
 }
 
@@ -148,7 +153,7 @@ test('the packed tarballs install into a fresh app with a node_modules/ and a ma
   const master = pack(MASTER_PKG, dest);
   const worker = pack(WORKER_PKG, dest);
   const platform = packPlatform(t, dest);
-  assert.deepEqual(platform.files.sort(), ['README.md', `queuexec.${platform.name}.node`, 'package.json']);
+  assert.deepEqual(platform.files.sort(), ['README.md', 'package.json', `queuexec.${platform.name}.node`]);
   t.diagnostic(
     `sizes: queue-xec-master ${master.size} B, queue-xec-worker ${worker.size} B, ` +
       `@queuexec/native-${platform.name} ${platform.size} B packed / ${platform.unpackedSize} B unpacked`,
