@@ -10,7 +10,7 @@ module.exports = [
   {
     ignores: [
       '**/node_modules/**',
-      // Copies made by `npm pack` (bindings/node/scripts/bundle-native.js).
+      // Copies made by `npm pack` (bindings/node/scripts/bundle-runtime.js).
       'bindings/node/packages/*/runtime/**',
       'bindings/node/native/**',
       'target/**',

@@ -1,7 +1,12 @@
 'use strict';
-// `npm pack` of each package, installed into an empty project that has never seen this
-// repository, and a master/worker pair there using only require('queue-xec-master') and
-// require('queue-xec-worker').
+// The packages as a new user gets them: `npm pack` of queue-xec-master, queue-xec-worker and this
+// platform's @queuexec/native-<platform>, installed from the tarballs into a fresh app whose
+// node_modules/ already exists, and a master/worker pair there using only
+// require('queue-xec-master') and require('queue-xec-worker'). The main tarballs carry no addon
+// and stay under 1 MB; without the platform package the loader says what to install.
+//
+// The platform package gets the addon staged in bindings/node/npm/<platform>/ (a release build,
+// scripts/stage-platform.js) or, when none is staged, the development build, stripped the same way.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -9,46 +14,164 @@ const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { tmpdir, testEnv, run, MASTER_PKG, WORKER_PKG } = require('./helpers');
+const { ROOT, tmpdir, testEnv, run, MASTER_PKG, WORKER_PKG } = require('./helpers');
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const MB = 1024 * 1024;
+
+function platformName() {
+  const { platform, arch } = process;
+  if (platform === 'linux') {
+    const glibc = Boolean(process.report.getReport().header.glibcVersionRuntime);
+    return `linux-${arch}-${glibc ? 'gnu' : 'musl'}`;
+  }
+  if (platform === 'win32') return `win32-${arch}-msvc`;
+  return `${platform}-${arch}`;
+}
 
 function pack(pkgDir, dest) {
   const out = execFileSync(npm, ['pack', '--json', '--pack-destination', dest], {
     cwd: pkgDir,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 120000,
   });
   const [info] = JSON.parse(out.slice(out.indexOf('[')));
-  return { file: path.join(dest, info.filename), files: info.files.map((f) => f.path), version: info.version };
+  return {
+    file: path.join(dest, info.filename),
+    files: info.files.map((f) => f.path),
+    version: info.version,
+    size: info.size,
+    unpackedSize: info.unpackedSize,
+  };
 }
 
-test('the packed tarballs install into an empty project and a master/worker pair works there', { timeout: 600000 }, async (t) => {
-  const dest = tmpdir(t, 'qx-pack-');
-  const master = pack(MASTER_PKG, dest);
-  const worker = pack(WORKER_PKG, dest);
-  for (const tarball of [master, worker]) {
-    assert.ok(tarball.files.includes('index.d.ts'), 'types are in the package');
-    assert.ok(tarball.files.some((f) => /^runtime\/native\/queuexec\..+\.node$/.test(f)), `the addon is in the package: ${tarball.files.join(', ')}`);
-    assert.equal(tarball.version, require('../package.json').version, 'versions follow the workspace');
+/** Packs this platform's @queuexec/native-<platform> from a copy of bindings/node/npm/<platform>. */
+function packPlatform(t, dest) {
+  const name = platformName();
+  const source = path.join(ROOT, 'npm', name);
+  assert.ok(fs.existsSync(path.join(source, 'package.json')), `a platform package exists for ${name}`);
+  const copy = path.join(tmpdir(t, 'qx-platform-'), name);
+  fs.cpSync(source, copy, { recursive: true });
+  const addon = `queuexec.${name}.node`;
+  if (!fs.existsSync(path.join(copy, addon))) {
+    const dev = path.join(ROOT, 'native', addon);
+    assert.ok(fs.existsSync(dev), `no addon staged in npm/${name} and no development build at ${dev}; run \`npm run build\``);
+    // As scripts/stage-platform.js does; the development build carries hundreds of MB of debug info.
+    const stripped = path.join(copy, addon);
+    try {
+      execFileSync('strip', ['--strip-unneeded', '-o', stripped, dev], { stdio: 'ignore' });
+    } catch {
+      fs.copyFileSync(dev, stripped);
+    }
   }
-  assert.ok(!fs.existsSync(path.join(MASTER_PKG, 'runtime')), 'postpack removed the bundled copy');
+  return { name, ...pack(copy, dest) };
+}
 
-  const project = tmpdir(t, 'qx-consumer-');
-  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-  const install = spawnSync(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', master.file, worker.file], {
+function install(project, tarballs, extra = []) {
+  const result = spawnSync(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', ...extra, ...tarballs], {
     cwd: project,
     encoding: 'utf8',
     timeout: 300000,
   });
-  assert.equal(install.status, 0, install.stderr);
-  assert.ok(!fs.existsSync(path.join(project, 'node_modules', 'queuexec-native')), 'nothing from the repository is needed');
+  assert.equal(result.status, 0, `npm install failed: ${result.stderr}`);
+}
+
+/** A fresh app as users have them: a package.json and a node_modules/ that npm already filled. */
+function freshApp(t) {
+  const project = tmpdir(t, 'qx-consumer-');
+  const vendored = path.join(project, 'vendor', 'already-here');
+  fs.mkdirSync(vendored, { recursive: true });
+  fs.writeFileSync(path.join(vendored, 'package.json'), JSON.stringify({ name: 'already-here', version: '1.0.0' }));
+  fs.writeFileSync(path.join(vendored, 'index.js'), 'module.exports = 42;\n');
+  fs.writeFileSync(
+    path.join(project, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, dependencies: { 'already-here': 'file:vendor/already-here' } }),
+  );
+  install(project, []);
+  assert.ok(fs.existsSync(path.join(project, 'node_modules', 'already-here')), 'the app has a node_modules/ before queue-xec arrives');
+  return project;
+}
+
+test('the main tarballs are small, carry the JS layer and no addon, and depend on every platform package', { timeout: 120000 }, (t) => {
+  const dest = tmpdir(t, 'qx-pack-');
+  const version = require('../package.json').version;
+  for (const pkgDir of [MASTER_PKG, WORKER_PKG]) {
+    const tarball = pack(pkgDir, dest);
+    const name = path.basename(pkgDir);
+    assert.ok(tarball.size < MB, `${name} packs to ${tarball.size} bytes, not under 1 MB`);
+    assert.deepEqual(tarball.files.filter((f) => f.endsWith('.node')), [], `${name} carries no addon`);
+    for (const f of ['index.js', 'index.d.ts', 'runtime/index.js', 'runtime/lib/native.js', 'runtime/lib/worker.js']) {
+      assert.ok(tarball.files.includes(f), `${name} has ${f}: ${tarball.files.join(', ')}`);
+    }
+    assert.equal(tarball.version, version, 'versions follow the workspace');
+    const manifest = require(path.join(pkgDir, 'package.json'));
+    const platforms = fs.readdirSync(path.join(ROOT, 'npm'));
+    assert.deepEqual(
+      Object.keys(manifest.optionalDependencies).sort(),
+      platforms.map((p) => `@queuexec/native-${p}`).sort(),
+      `${name} lists every platform package`,
+    );
+    for (const spec of Object.values(manifest.optionalDependencies)) assert.equal(spec, version);
+    assert.ok(!fs.existsSync(path.join(pkgDir, 'runtime')), 'postpack removed the bundled copy');
+  }
+});
+
+test("every package.json, package-lock.json and the wheel follow Cargo's workspace version", () => {
+  const result = spawnSync(process.execPath, [path.join(ROOT, '..', '..', 'scripts', 'sync-version.js'), '--check'], {
+    encoding: 'utf8',
+    timeout: 30000,
+  });
+  assert.equal(result.status, 0, result.stderr);
+  const cargo = fs.readFileSync(path.join(ROOT, '..', '..', 'Cargo.toml'), 'utf8');
+  assert.match(cargo, new RegExp(`\\[workspace\\.package\\]\\nversion = "${require('../package.json').version.replace(/\./g, '\\.')}"`));
+});
+
+test('the platform packages say honestly which os, cpu and libc they are for', () => {
+  const expected = {
+    'linux-x64-gnu': ['linux', 'x64', 'glibc'],
+    'linux-x64-musl': ['linux', 'x64', 'musl'],
+    'linux-arm64-gnu': ['linux', 'arm64', 'glibc'],
+    'darwin-x64': ['darwin', 'x64', undefined],
+    'darwin-arm64': ['darwin', 'arm64', undefined],
+    'win32-x64-msvc': ['win32', 'x64', undefined],
+  };
+  assert.deepEqual(fs.readdirSync(path.join(ROOT, 'npm')).sort(), Object.keys(expected).sort());
+  for (const [name, [os, cpu, libc]] of Object.entries(expected)) {
+    const manifest = require(path.join(ROOT, 'npm', name, 'package.json'));
+    assert.equal(manifest.name, `@queuexec/native-${name}`);
+    assert.deepEqual(manifest.os, [os], `${name} os`);
+    assert.deepEqual(manifest.cpu, [cpu], `${name} cpu`);
+    assert.deepEqual(manifest.libc, libc && [libc], `${name} libc`);
+    assert.equal(manifest.main, `queuexec.${name}.node`);
+    assert.deepEqual(manifest.files, [`queuexec.${name}.node`, 'README.md']);
+  }
+});
+
+test('the packed tarballs install into a fresh app with a node_modules/ and a master/worker pair works there', { timeout: 600000 }, async (t) => {
+  const dest = tmpdir(t, 'qx-pack-');
+  const master = pack(MASTER_PKG, dest);
+  const worker = pack(WORKER_PKG, dest);
+  const platform = packPlatform(t, dest);
+  assert.deepEqual(platform.files.sort(), ['README.md', 'package.json', `queuexec.${platform.name}.node`]);
+  t.diagnostic(
+    `sizes: queue-xec-master ${master.size} B, queue-xec-worker ${worker.size} B, ` +
+      `@queuexec/native-${platform.name} ${platform.size} B packed / ${platform.unpackedSize} B unpacked`,
+  );
+
+  const project = freshApp(t);
+  install(project, [master.file, worker.file, platform.file]);
+  const modules = path.join(project, 'node_modules');
+  assert.ok(fs.existsSync(path.join(modules, '@queuexec', `native-${platform.name}`, `queuexec.${platform.name}.node`)));
+  assert.ok(fs.existsSync(path.join(modules, 'already-here', 'index.js')), 'the app keeps what it had');
+  assert.ok(!fs.existsSync(path.join(modules, 'queuexec-native')), 'nothing from the repository is needed');
 
   // The setup command is there as a bin.
-  const setup = spawnSync(path.join(project, 'node_modules', '.bin', 'queue-xec-master'), ['--setup'], {
+  const setup = spawnSync(path.join(modules, '.bin', 'queue-xec-master'), ['--setup'], {
     cwd: project,
     encoding: 'utf8',
     input: '',
+    timeout: 60000,
     env: { ...process.env, token: '', transferEncryptToken: '' },
   });
   assert.equal(setup.status, 0, setup.stderr);
@@ -62,6 +185,8 @@ test('the packed tarballs install into an empty project and a master/worker pair
   fs.writeFileSync(
     path.join(project, 'master.js'),
     `const Master = require('queue-xec-master');
+     const addon = Object.keys(require.cache).find((f) => f.endsWith('.node'));
+     console.log(JSON.stringify({ addon }));
      const seen = [];
      const mm = new Master({
        execAssets: { dependencies: [], files: [{ masterPath: '/src/task.js', name: 'task.js', workerPath: '/workplace/task.js' }] },
@@ -80,12 +205,34 @@ test('the packed tarballs install into an empty project and a master/worker pair
   const env = testEnv(t);
   delete env.token;
   delete env.transferEncryptToken;
+  delete env.QUEUEXEC_NATIVE_LIBRARY_PATH;
   const w = run(t, path.join(workerDir, 'worker.js'), { cwd: workerDir, env });
   const m = run(t, path.join(project, 'master.js'), { cwd: project, env });
+  const { addon } = await m.next((l) => 'addon' in l, 30000);
+  assert.equal(
+    fs.realpathSync(addon),
+    fs.realpathSync(path.join(modules, '@queuexec', `native-${platform.name}`, `queuexec.${platform.name}.node`)),
+    'the addon comes from the platform package',
+  );
   const line = await m.next((l) => l.results, 60000);
   assert.deepEqual(
-    line.results.map((r) => [r.jobID, r.data.sum, r.worker.name]).sort((a, b) => a[0] - b[0]),
+    line.results.map((r) => [Number(r.jobID), r.data.sum, r.worker.name]).sort((a, b) => a[0] - b[0]),
     [0, 1, 2, 3, 4].map((i) => [i, i + 2, 'packed']),
   );
   w.child.kill('SIGTERM');
+});
+
+test('without its platform package, requiring queue-xec-master names the platform and the package to install', { timeout: 300000 }, (t) => {
+  const dest = tmpdir(t, 'qx-pack-');
+  const master = pack(MASTER_PKG, dest);
+  const project = freshApp(t);
+  install(project, [master.file], ['--omit=optional']);
+  const env = { ...process.env };
+  delete env.QUEUEXEC_NATIVE_LIBRARY_PATH;
+  const result = spawnSync(process.execPath, ['-e', "require('queue-xec-master')"], { cwd: project, encoding: 'utf8', timeout: 60000, env });
+  assert.notEqual(result.status, 0, 'requiring fails without an addon');
+  const name = platformName();
+  assert.match(result.stderr, /ERR_QUEUEXEC_NATIVE_MISSING/);
+  assert.ok(result.stderr.includes(`the queuexec native addon for ${name}`), result.stderr);
+  assert.ok(result.stderr.includes(`npm install @queuexec/native-${name}`), result.stderr);
 });
