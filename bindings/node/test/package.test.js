@@ -67,7 +67,8 @@ test('the packed tarballs install into an empty project and a master/worker pair
        execAssets: { dependencies: [], files: [{ masterPath: '/src/task.js', name: 'task.js', workerPath: '/workplace/task.js' }] },
        onResults: (r) => { seen.push(r); if (seen.length === 5) { console.log(JSON.stringify({ results: seen })); mm.close(); } },
      });
-     mm.on('workerJoined', async () => {
+     // Once: a repeated id is queued again (as in queue-xec), so a second join must not push again.
+     mm.once('workerJoined', async () => {
        for (let i = 0; i < 5; i++) await mm.pushNewJob({ id: i, data: JSON.stringify({ x: i, y: 2 }) });
      });`,
   );

@@ -79,8 +79,7 @@ struct HostileSession {
 
 impl Hostile {
     fn new() -> Hostile {
-        let (net, events) = net::spawn(NetConfig::for_tests(Vec::new()))
-        .expect("network");
+        let (net, events) = net::spawn(NetConfig::for_tests(Vec::new())).expect("network");
         Hostile {
             net,
             room: RoomKey::from_token(TOKEN).expect("room key"),
