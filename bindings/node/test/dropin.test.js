@@ -160,6 +160,31 @@ test('a task that cannot load: the worker says so, leaves, comes back holding on
   worker.child.kill('SIGTERM');
 });
 
+test('a numeric id pushed twice runs twice, as in queue-xec, and both results carry it as the number', { timeout: 120000 }, async (t) => {
+  const env = testEnv(t);
+  const cwd = tmpdir(t);
+  fs.mkdirSync(path.join(cwd, 'src'));
+  fs.writeFileSync(path.join(cwd, 'src', 'task.js'), 'class Task { async run(job) { return job.data; } }\nmodule.exports = Task;\n');
+  const script = path.join(cwd, 'twice.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const got = [];
+     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === 2) { console.log(JSON.stringify({ got })); mm.close(); } } });
+     mm.once('workerJoined', async () => {
+       const receipts = [await mm.pushNewJob({ id: 7, data: 'first' }), await mm.pushNewJob({ id: 7, data: 'second' })];
+       console.log(JSON.stringify({ receipts }));
+     });`,
+  );
+  run(t, WORKER, { cwd: tmpdir(t), env: { ...env, QX_NAME: 'twice' } });
+  const master = run(t, script, { cwd, env });
+  const { receipts } = await master.next((l) => l.receipts, 60000);
+  assert.deepEqual(receipts.map((r) => r.repeated), [false, true]);
+  const { got } = await master.next((l) => l.got, 60000);
+  assert.deepEqual(got.map((r) => r.data).sort(), ['first', 'second'], 'both jobs ran');
+  assert.deepEqual(got.map((r) => r.jobID), [7, 7], 'each result carries the id as pushed, a number');
+});
+
 test('the task gets every kind of payload as pushed and the result is {jobID, worker: {id, name}, data}', { timeout: 120000 }, async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);
@@ -192,7 +217,8 @@ test('the task gets every kind of payload as pushed and the result is {jobID, wo
      payloads[payloads.length - 1].gone = undefined; // JSON drops it on the way, as in queue-xec
      const got = [];
      const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === payloads.length) { console.log(JSON.stringify({ got, types: got.map((r) => typeof r.jobID), keys: got.map((r) => Object.keys(r)) })); mm.close(); } } });
-     mm.on('workerJoined', () => Promise.all(payloads.map((p) => mm.pushNewJob(p))));`,
+     // Once: a repeated id is queued again, so a second join must not push the payloads again.
+     mm.once('workerJoined', () => Promise.all(payloads.map((p) => mm.pushNewJob(p))));`,
   );
   const worker = run(t, WORKER, { cwd: tmpdir(t), env: { ...env, QX_NAME: 'contract' } });
   const ready = await worker.next((l) => l.ready);
