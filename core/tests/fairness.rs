@@ -391,6 +391,10 @@ async fn with_idempotent_ids_a_known_id_is_not_queued_again_even_after_a_restart
         !receipts[3].duplicate && receipts[3].id != "job-1",
         "{receipts:?}"
     );
+    assert!(
+        receipts.iter().all(|r| !r.repeated),
+        "nothing was queued again, so no receipt says repeated: {receipts:?}"
+    );
     let (done, warnings) = results_and_warnings(&mut events, 3).await;
     let mut outcomes: Vec<String> = done.into_iter().map(|r| r.outcome.expect("ok")).collect();
     outcomes.sort();

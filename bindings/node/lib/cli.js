@@ -62,6 +62,14 @@ function parseRunArgs(role, argv) {
   return args;
 }
 
+/** What a bin started without usable tokens adds to the core's token message. */
+const TOKEN_HINT = {
+  worker:
+    "To store the master's two tokens in ./.env: npx queue-xec-worker --setup (it asks on a terminal; " +
+    'elsewhere pass --token and --transfer-encrypt-token)',
+  master: 'To generate both tokens and store them in ./.env: npx queue-xec-master --setup',
+};
+
 /** The bin entry point; resolves with the exit code (or never, while a worker or master runs). */
 async function main(role, argv, { shared } = {}) {
   if (argv.includes('--setup') || argv.includes('-s')) {
@@ -86,7 +94,9 @@ async function main(role, argv, { shared } = {}) {
   try {
     return role === 'worker' ? await runWorker(api.Worker, args) : await runMaster(api.Master, args);
   } catch (error) {
-    process.stderr.write(`queue-xec-${role}: ${error.message}\n`);
+    // The core's token message says where tokens come from; the bin adds its own way to store them.
+    const hint = error.code === 'ERR_QUEUEXEC_TOKEN' ? `\n${TOKEN_HINT[role]}` : '';
+    process.stderr.write(`queue-xec-${role}: ${error.message}${hint}\n`);
     return 1;
   }
 }

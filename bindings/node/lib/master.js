@@ -43,6 +43,7 @@ class Master extends EventEmitter {
     maxWorkers,
     watchAssets,
     mdns,
+    idempotentIds,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
@@ -59,8 +60,9 @@ class Master extends EventEmitter {
     this._flushScheduled = false;
     // The jobID of each queued job whose core id (always a string) is not it: a number id
     // (queue-xec's are often numbers) is given back as the number, a payload without an id
-    // gets a result without a jobID, as in queue-xec. Lost on a restart: resumed jobs then
-    // report their core id.
+    // gets a result without a jobID, as in queue-xec. Each entry counts the queued jobs under
+    // that id (a repeated id is queued again). Lost on a restart: resumed jobs then report
+    // their core id.
     this._jobIDs = new Map();
 
     const options = {
@@ -83,6 +85,9 @@ class Master extends EventEmitter {
       // The core watches the asset files (size and mtime every second, then hashes) and
       // reloads them when they change, the same for the CLI and Python.
       watchAssets: watchAssets === undefined ? undefined : Boolean(watchAssets),
+      // Off by default: a repeated id is queued again, as in queue-xec (the receipt says
+      // `repeated`); on, it is not queued again (the receipt says `duplicate`).
+      idempotentIds: idempotentIds === undefined ? undefined : Boolean(idempotentIds),
     };
 
     /** Resolves with this master once it listens; rejects with why it could not start. */
@@ -231,8 +236,9 @@ class Master extends EventEmitter {
       try {
         const receipts = await handle.push(chunk.map((item) => item.job.native));
         chunk.forEach((item, k) => {
+          // A repeated (or, with idempotentIds, duplicate) id is logged from the core's
+          // 'warning' event, one line per push.
           this._remember(item.job, receipts[k]);
-          if (receipts[k].duplicate) this.log.warn(`job ${receipts[k].id} was pushed before; not queued again`);
           item.resolve(receipts[k]);
         });
       } catch (error) {
@@ -243,7 +249,9 @@ class Master extends EventEmitter {
   }
 
   _remember(job, receipt) {
-    if (!receipt.duplicate && job.jobID !== receipt.id) this._jobIDs.set(receipt.id, job.jobID);
+    if (receipt.duplicate || job.jobID === receipt.id) return;
+    const known = this._jobIDs.get(receipt.id);
+    this._jobIDs.set(receipt.id, { jobID: job.jobID, queued: known ? known.queued + 1 : 1 });
   }
 
   _pump(handle) {
@@ -278,7 +286,9 @@ class Master extends EventEmitter {
         this._emitSafely('drained');
         break;
       case 'warning':
-        this.log.warn(event.message);
+        // The core's warnings (a repeated job id, results not stored, a quarantined worker, a
+        // dependency bundle that could not be built) show at the default level too.
+        this.log.notice(event.message);
         this._emitSafely('warning', event.message);
         break;
       default:
@@ -293,9 +303,11 @@ class Master extends EventEmitter {
    */
   _deliver(raw) {
     let jobID = raw.jobId;
-    if (this._jobIDs.has(raw.jobId)) {
-      jobID = this._jobIDs.get(raw.jobId);
-      this._jobIDs.delete(raw.jobId);
+    const known = this._jobIDs.get(raw.jobId);
+    if (known) {
+      jobID = known.jobID;
+      if (known.queued > 1) known.queued -= 1;
+      else this._jobIDs.delete(raw.jobId);
     }
     const worker = { id: raw.workerId, name: raw.workerName };
     const meta = { id: raw.jobId, attempts: raw.attempts };

@@ -56,9 +56,20 @@ export interface WorkerStats {
   connected: boolean;
 }
 
+/**
+ * The answer to one push. `repeated`: the id was pushed before and the job was queued again as a
+ * new job (the default, as in queue-xec). `duplicate`: the id was pushed before and, with the
+ * master's `idempotentIds`, nothing was queued.
+ */
+export interface PushReceipt {
+  id: string;
+  duplicate: boolean;
+  repeated: boolean;
+}
+
 export interface NativeMaster {
   readonly peerId: string;
-  push(jobs: object[]): Promise<{ id: string; duplicate: boolean }[]>;
+  push(jobs: object[]): Promise<PushReceipt[]>;
   /** Up to `max` events; an empty array once the master is closed and every event was read. */
   nextEvents(max: number): Promise<MasterEvent[]>;
   stats(): Promise<MasterStats>;

@@ -55,8 +55,12 @@ pub(crate) fn millis(ms: f64) -> Option<Duration> {
 pub struct JsPushReceipt {
     /// The job's id.
     pub id: String,
-    /// True when a job with this id already existed, so nothing was queued.
+    /// True when a job with this id already existed and the master has `idempotentIds`, so
+    /// nothing was queued.
     pub duplicate: bool,
+    /// True when a job with this id already existed and it was queued again as a new job (the
+    /// default, as in queue-xec); its result carries the same `jobID`.
+    pub repeated: bool,
 }
 
 /// The end of one job, before the JS layer parses `data`.

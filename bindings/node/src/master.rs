@@ -66,6 +66,10 @@ pub struct JsMasterOptions {
     pub auto_ack: Option<bool>,
     /// Watch the asset files and reload them when they change (default: `defaults().watchAssets`).
     pub watch_assets: Option<bool>,
+    /// Treat job ids as idempotency keys: a pushed id the master already has is not queued
+    /// again and its receipt says `duplicate` (default false: it is queued again as a new job,
+    /// as in queue-xec, and its receipt says `repeated`).
+    pub idempotent_ids: Option<bool>,
 }
 
 impl TryFrom<JsMasterOptions> for MasterConfig {
@@ -119,6 +123,9 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
         }
         if let Some(watch) = o.watch_assets {
             config.watch_assets = watch;
+        }
+        if let Some(idempotent) = o.idempotent_ids {
+            config.idempotent_ids = idempotent;
         }
         Ok(config)
     }
@@ -237,6 +244,7 @@ impl JsMaster {
             .map(|r| JsPushReceipt {
                 id: r.id,
                 duplicate: r.duplicate,
+                repeated: r.repeated,
             })
             .collect())
     }

@@ -165,7 +165,7 @@ impl JsWorkerEvent {
             WorkerEvent::JobFinished { id, error } => {
                 JsWorkerEvent::JobFinished { job_id: id, error }
             }
-            WorkerEvent::Refused { reason } => JsWorkerEvent::Refused { reason },
+            WorkerEvent::Refused { reason, .. } => JsWorkerEvent::Refused { reason },
             other => {
                 tracing::debug!(?other, "a worker event this addon does not know");
                 return None;

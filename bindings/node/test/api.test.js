@@ -91,14 +91,46 @@ test('pushNewJob rejects `payload is undefined` and accepts objects, arrays, str
   assert.equal(receipts[0].id, '7');
   assert.notEqual(receipts[3].id, 'from-json', 'a string payload travels as the string: its text is not parsed for an id');
   assert.equal(new Set(receipts.map((r) => r.id)).size, 6, 'every push got its own id');
-  assert.ok(receipts.every((r) => r.duplicate === false));
-  const again = await mm.pushNewJob({ id: 7, data: 'again' });
-  assert.equal(again.duplicate, true, 'a pushed id is not queued twice');
+  assert.ok(receipts.every((r) => r.duplicate === false && r.repeated === false));
   const stats = await mm.stats();
   assert.equal(stats.queued, 6);
   assert.equal(stats.workers, 0);
   await assert.rejects(mm.pushNewJob({ id: 'big', data: 1n }), (e) => e.code === 'ERR_QUEUEXEC_PAYLOAD');
   await assert.rejects(mm.pushNewJob({ id: 'x' }, { priority: 'high' }), (e) => e.code === 'ERR_QUEUEXEC_CONFIG');
+});
+
+test('a repeated id is queued again, as in queue-xec: the receipt says repeated and a warning shows at the default log level', async (t) => {
+  isolated(t);
+  delete process.env.LOG_LEVEL;
+  const mm = new Master({ ...tokens(), watchAssets: false });
+  t.after(() => mm.close());
+  const logged = [];
+  mm.log.stream = { write: (line) => logged.push(line) };
+  const warned = new Promise((resolve) => mm.once('warning', resolve));
+  const first = await mm.pushNewJob({ id: 7, data: 'first' });
+  const again = await mm.pushNewJob({ id: 7, data: 'again' });
+  assert.deepEqual(first, { id: '7', duplicate: false, repeated: false });
+  assert.deepEqual(again, { id: '7', duplicate: false, repeated: true });
+  assert.equal((await mm.stats()).queued, 2, 'both jobs are queued');
+  const message = await warned;
+  assert.match(message, /queued again/);
+  assert.match(message, /"7"/);
+  assert.ok(
+    logged.some((line) => /\[WARN\] > .*queued again/.test(line)),
+    `the warning is in the log at the default level:\n${logged.join('')}`,
+  );
+});
+
+test('with idempotentIds a repeated id is not queued again: the receipt says duplicate', async (t) => {
+  isolated(t);
+  const mm = new Master({ ...tokens(), watchAssets: false, idempotentIds: true });
+  t.after(() => mm.close());
+  const warned = new Promise((resolve) => mm.once('warning', resolve));
+  const [first, again] = await mm.pushNewJobs([{ id: 'a' }, { id: 'a' }]);
+  assert.deepEqual(first, { id: 'a', duplicate: false, repeated: false });
+  assert.equal(again.duplicate, true);
+  assert.equal((await mm.stats()).queued, 1, 'the repeated id was not queued');
+  assert.match(await warned, /not queued again/);
 });
 
 test('pushNewJobs queues an array at once; per-job options are accepted', async (t) => {

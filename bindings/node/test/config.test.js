@@ -26,6 +26,9 @@ test('a Node master started beside the shared .env joins a worker given the expe
   delete env.transferEncryptToken;
   const cwd = tmpdir(t);
   fs.copyFileSync(FIXTURE, path.join(cwd, '.env'));
+  // The task queue-xec ships by default, <cwd>/src/task.js: it echoes the payload.
+  fs.mkdirSync(path.join(cwd, 'src'));
+  fs.writeFileSync(path.join(cwd, 'src', 'task.js'), 'class Task { async run(job) { return { echo: job }; } }\nmodule.exports = Task;\n');
   const script = path.join(cwd, 'probe.js');
   fs.writeFileSync(
     script,

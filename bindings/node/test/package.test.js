@@ -192,7 +192,8 @@ test('the packed tarballs install into a fresh app with a node_modules/ and a ma
        execAssets: { dependencies: [], files: [{ masterPath: '/src/task.js', name: 'task.js', workerPath: '/workplace/task.js' }] },
        onResults: (r) => { seen.push(r); if (seen.length === 5) { console.log(JSON.stringify({ results: seen })); mm.close(); } },
      });
-     mm.on('workerJoined', async () => {
+     // Once: a repeated id is queued again (as in queue-xec), so a second join must not push again.
+     mm.once('workerJoined', async () => {
        for (let i = 0; i < 5; i++) await mm.pushNewJob({ id: i, data: JSON.stringify({ x: i, y: 2 }) });
      });`,
   );

@@ -72,6 +72,9 @@ pub(crate) fn to_py_err(py: Python<'_>, error: &Error) -> PyErr {
         _ => vec![],
     };
     let err = new_err(&class, message);
+    // The instance carries the core's code itself, so `exc.code` is the core's stable code even
+    // where the class is the base class (a code this binding does not know yet).
+    let _ = err.value(py).setattr("code", error.code());
     for (name, value) in attrs {
         let _ = err.value(py).setattr(name, value);
     }

@@ -119,7 +119,7 @@ pub(crate) fn master_events(
 }
 
 /// A worker's events as `queuexec.events` objects; a refusal becomes an `ErrorEvent` carrying
-/// the `UnauthorizedError` that `Worker.run` raises.
+/// the error `Worker.run` raises (`UnauthorizedError` or `TokenMismatchError`, by the core's code).
 pub(crate) fn worker_events(
     py: Python<'_>,
     batch: Vec<WorkerEvent>,
@@ -133,8 +133,13 @@ pub(crate) fn worker_events(
                 assets_installed(py)?.call1((bundle, fetched))?
             }
             WorkerEvent::JobFinished { id, error } => job_finished(py)?.call1((id, error))?,
-            WorkerEvent::Refused { reason } => {
-                let error = to_py_err(py, &Error::Unauthorized(reason));
+            WorkerEvent::Refused { reason, code } => {
+                let error = if code == Error::TokenMismatch(String::new()).code() {
+                    Error::TokenMismatch(reason)
+                } else {
+                    Error::Unauthorized(reason)
+                };
+                let error = to_py_err(py, &error);
                 error_event(py)?.call1((error.into_value(py),))?
             }
             other => {

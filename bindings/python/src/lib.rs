@@ -21,6 +21,8 @@ mod worker;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", queuexec_core::VERSION)?;
+    // Every code a core error can carry (`exc.code`), for the test that each has its class.
+    m.add("ERROR_CODES", queuexec_core::Error::CODES.to_vec())?;
     // Benchmarks say which build they measured.
     m.add(
         "__build_profile__",

@@ -32,6 +32,10 @@ type JobTuple = (
     bool,
 );
 
+/// One push receipt for Python: `(id, duplicate, repeated)` (the core's `PushReceipt`), which
+/// the wrapper turns into a `queuexec.PushReceipt`.
+type Receipt = (String, bool, bool);
+
 /// A running master (the native half of `queuexec.Master`).
 #[pyclass(name = "Master", module = "queuexec._native", frozen)]
 pub(crate) struct PyMaster {
@@ -47,7 +51,8 @@ impl PyMaster {
     #[pyo3(signature = (
         *, token, transfer_token, store=None, listen=None, room_dir=None, announce=true,
         assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=None,
-        lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None
+        lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None,
+        idempotent_ids=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -67,6 +72,7 @@ impl PyMaster {
         max_workers: Option<u32>,
         auto_ack: bool,
         watch_assets: Option<bool>,
+        idempotent_ids: bool,
     ) -> PyResult<PyMaster> {
         let mut config = MasterConfig::new(token, transfer_token);
         config.store = match store {
@@ -107,6 +113,7 @@ impl PyMaster {
             config.watch_assets = watch;
         }
         config.auto_ack = auto_ack;
+        config.idempotent_ids = idempotent_ids;
         let (master, rx) = block_on(py, Master::start(config))?.or_raise(py)?;
         Ok(PyMaster {
             master,
@@ -139,23 +146,27 @@ impl PyMaster {
         self.master.bundle_hash()
     }
 
-    /// Pushes jobs in one group; returns `(id, duplicate)` per job once all are durable.
-    fn push_many(&self, py: Python<'_>, jobs: Vec<JobTuple>) -> PyResult<Vec<(String, bool)>> {
+    /// Pushes jobs in one group; returns `(id, duplicate, repeated)` per job once all are
+    /// durable.
+    fn push_many(&self, py: Python<'_>, jobs: Vec<JobTuple>) -> PyResult<Vec<Receipt>> {
         let specs = jobs
             .into_iter()
             .map(job_spec)
             .collect::<PyResult<Vec<_>>>()?;
         let master = self.master.clone();
         let receipts = block_on(py, async move { master.push_many(specs).await })?.or_raise(py)?;
-        Ok(receipts.into_iter().map(|r| (r.id, r.duplicate)).collect())
+        Ok(receipts
+            .into_iter()
+            .map(|r| (r.id, r.duplicate, r.repeated))
+            .collect())
     }
 
-    /// Pushes one job; returns `(id, duplicate)` once it is durable.
-    fn push(&self, py: Python<'_>, job: JobTuple) -> PyResult<(String, bool)> {
+    /// Pushes one job; returns `(id, duplicate, repeated)` once it is durable.
+    fn push(&self, py: Python<'_>, job: JobTuple) -> PyResult<Receipt> {
         let spec = job_spec(job)?;
         let master = self.master.clone();
         let receipt = block_on(py, async move { master.push(spec).await })?.or_raise(py)?;
-        Ok((receipt.id, receipt.duplicate))
+        Ok((receipt.id, receipt.duplicate, receipt.repeated))
     }
 
     /// Waits up to `timeout` seconds (forever when `None`) for events and returns up to `max`

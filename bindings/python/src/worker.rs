@@ -487,8 +487,8 @@ fn log_event(event: &WorkerEvent) {
         WorkerEvent::JobFinished { id, error } => {
             tracing::debug!(job = %id, ?error, "job finished")
         }
-        WorkerEvent::Refused { reason } => {
-            tracing::warn!(%reason, "the master refused this worker")
+        WorkerEvent::Refused { reason, code } => {
+            tracing::warn!(%reason, code, "the master refused this worker")
         }
         _ => {}
     }

@@ -54,3 +54,23 @@ def test_every_class_names_its_code_and_the_codes_are_distinct() -> None:
     assert all(code.startswith("ERR_QUEUEXEC_") for code in codes)
     assert len(set(codes)) == len(codes)
     assert queuexec.FileError is queuexec.IoError
+
+
+def test_every_code_of_the_core_has_its_own_class_whose_code_it_is() -> None:
+    from queuexec import _native, exceptions
+
+    classes = {
+        cls.code: cls
+        for cls in vars(exceptions).values()
+        if isinstance(cls, type) and issubclass(cls, queuexec.QueuexecError) and cls is not queuexec.QueuexecError
+    }
+    assert _native.ERROR_CODES, "the core names its codes"
+    missing = [code for code in _native.ERROR_CODES if code not in classes]
+    assert missing == [], f"core codes without a Python class: {missing}"
+
+
+def test_a_core_error_carries_its_code_on_the_exception(tokens: dict[str, str]) -> None:
+    with pytest.raises(queuexec.ConfigError) as caught:
+        queuexec.Master(**tokens, listen="not a multiaddr", announce=False).close()
+    assert caught.value.code == "ERR_QUEUEXEC_CONFIG"
+    assert vars(caught.value)["code"] == "ERR_QUEUEXEC_CONFIG", "set on the instance from the core's error"

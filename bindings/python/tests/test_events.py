@@ -152,23 +152,31 @@ def test_a_python_worker_emits_each_worker_event_class(open_master: MakeMaster, 
     assert (stats.done, stats.failed) == (1, 1)
 
 
-def test_a_refused_worker_emits_an_error_event_with_the_unauthorized_error(
-    open_master: MakeMaster, tokens: dict[str, str]
+@pytest.mark.parametrize(
+    ("other", "error_class"),
+    [
+        ("room", queuexec.UnauthorizedError),
+        ("transfer", queuexec.TokenMismatchError),
+    ],
+    ids=["another room token: UnauthorizedError", "another transfer token: TokenMismatchError"],
+)
+def test_a_refused_worker_emits_an_error_event_with_the_error_run_raises(
+    open_master: MakeMaster, tokens: dict[str, str], other: str, error_class: type[queuexec.QueuexecError]
 ) -> None:
     master = open_master()
     events: queue.Queue[WorkerEvent] = queue.Queue()
     intruder = queuexec.Worker(
-        token=tokens["token"],
-        transfer_encrypt_token="x" * 32,
+        token="another room" if other == "room" else tokens["token"],
+        transfer_encrypt_token="x" * 32 if other == "transfer" else tokens["transfer_encrypt_token"],
         master=master.listen_addrs[0],
         tasks={},
         on_event=events.put,
     )
-    with pytest.raises(queuexec.UnauthorizedError) as raised:
+    with pytest.raises(error_class) as raised:
         intruder.run()
     event = _next_of(events, ErrorEvent)
     assert isinstance(event, ErrorEvent) and event.kind == "error"
-    assert isinstance(event.error, queuexec.UnauthorizedError)
+    assert isinstance(event.error, error_class)
     assert str(event.error) == str(raised.value) and str(event.error)
 
 

@@ -34,10 +34,25 @@ def test_delayed_jobs_are_counted_apart(open_master: MakeMaster) -> None:
     assert (stats.queued, stats.delayed) == (1, 1)
 
 
-def test_a_known_id_is_not_queued_twice(open_master: MakeMaster) -> None:
+def test_a_repeated_id_is_queued_again_and_its_receipt_and_a_warning_say_so(open_master: MakeMaster) -> None:
     master = open_master()
-    master.push({"a": 1}, id="same")
-    master.push({"a": 2}, id="same")
+    first = master.push({"a": 1}, id="same")
+    again = master.push({"a": 2}, id="same")
+    assert isinstance(again, queuexec.PushReceipt) and isinstance(again, str)
+    assert (first, first.repeated, first.duplicate) == ("same", False, False)
+    assert (again, again.repeated, again.duplicate) == ("same", True, False)
+    assert again.id == "same" and type(again.id) is str
+    assert master.stats().queued == 2, "both jobs are queued, as in queue-xec"
+    warning = next(e for e in master.events(timeout=5) if isinstance(e, queuexec.WarningEvent))
+    assert "queued again" in warning.message and '"same"' in warning.message, warning.message
+
+
+def test_with_idempotent_ids_a_known_id_is_not_queued_twice(open_master: MakeMaster) -> None:
+    master = open_master(idempotent_ids=True)
+    first, again = master.push_many([queuexec.JobSpec({"a": 1}, id="same"), queuexec.JobSpec({"a": 2}, id="same")])
+    assert (first.duplicate, first.repeated) == (False, False)
+    assert (again.duplicate, again.repeated) == (True, False)
+    assert master.push({"a": 3}, id="same").duplicate
     assert master.stats().queued == 1
 
 

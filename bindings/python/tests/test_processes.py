@@ -182,8 +182,9 @@ store, out, token, transfer = sys.argv[1:5]
 seen = set()
 if os.path.exists(out):
     seen = {json.loads(line)["jobID"] for line in open(out) if line.strip()}
-master = queuexec.Master(token=token, transfer_encrypt_token=transfer, store=store, auto_ack=False, lease_ttl=1.0)
-# Same ids on every start: jobs already in the store are not queued again.
+master = queuexec.Master(token=token, transfer_encrypt_token=transfer, store=store, auto_ack=False, lease_ttl=1.0,
+                         idempotent_ids=True)
+# Same ids on every start: with idempotent ids, jobs already in the store are not queued again.
 master.push_many([queuexec.JobSpec(n, type="slow", id=f"job-{n}") for n in range(150)])
 print("pushed", flush=True)
 with open(out, "a") as sink:

@@ -86,7 +86,8 @@ impl Master {
             receipts.push(PushReceipt {
                 id: label,
                 duplicate: repeated && idempotent,
-                repeated,
+                // Only a job queued again is `repeated`; with idempotent ids it is `duplicate`.
+                repeated: repeated && !idempotent,
             });
             if repeated && idempotent {
                 continue;

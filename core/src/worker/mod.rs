@@ -109,6 +109,9 @@ pub enum WorkerEvent {
     Refused {
         /// The master's reason.
         reason: String,
+        /// The code of the error [`Worker::wait`] returns for it: `ERR_QUEUEXEC_UNAUTHORIZED`
+        /// (another room token) or `ERR_QUEUEXEC_TOKEN_MISMATCH` (another transfer token).
+        code: &'static str,
     },
 }
 
@@ -315,8 +318,9 @@ impl Runner {
         let outcome = match outcome.as_ref().err().and_then(Refusal::of) {
             Some(refusal) => {
                 let reason = refusal.reason().to_string();
+                let code = refusal.clone().into_error().code();
                 tracing::error!("the master refused this worker: {reason}");
-                let _ = self.events.send(WorkerEvent::Refused { reason });
+                let _ = self.events.send(WorkerEvent::Refused { reason, code });
                 Err(refusal)
             }
             None => Ok(()),

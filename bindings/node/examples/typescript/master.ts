@@ -22,7 +22,7 @@ async function run(): Promise<void> {
   const dummy = { x: 1, y: 2 };
   for (let i = 0; i < 5; i++) {
     const receipt: Master.PushReceipt = await mm.pushNewJob({ id: i, data: JSON.stringify(dummy) });
-    console.log(receipt.id, receipt.duplicate);
+    console.log(receipt.id, receipt.duplicate, receipt.repeated);
   }
   await mm.pushNewJob([1, 2, 3], { priority: 5, retries: 2, timeout: 10_000, delay: 500 });
   await mm.pushNewJobs(['a', 'b', 42]);

@@ -85,6 +85,11 @@ declare namespace Master {
     watchAssets?: boolean;
     /** Announce the master with mDNS on the local network (default: QUEUEXEC_MDNS, else off). */
     mdns?: boolean;
+    /** Treat job ids as idempotency keys: a pushed id the master already has is not queued again
+     * and its receipt says `duplicate: true`. Default false: a repeated id is queued again as a
+     * new job, as in queue-xec, and its receipt says `repeated: true`. Either way a warning shows,
+     * at the default log level too. */
+    idempotentIds?: boolean;
   }
 
   /** Per-job options: the second argument of pushNewJob / pushNewJobs. */
@@ -109,8 +114,12 @@ declare namespace Master {
   interface PushReceipt {
     /** The job's id as the master knows it. */
     id: string;
-    /** True when a job with this id was pushed before, so nothing was queued. */
+    /** True when a job with this id was pushed before and the master has `idempotentIds`, so
+     * nothing was queued. */
     duplicate: boolean;
+    /** True when a job with this id was pushed before and it was queued again as a new job (the
+     * default, as in queue-xec); its result carries the same jobID. */
+    repeated: boolean;
   }
 
   /** Counts of jobs and workers: the core's names, the same as Python's `MasterStats`. */

@@ -54,7 +54,7 @@ from .exceptions import (
     TokenMismatchError,
     UnauthorizedError,
 )
-from .job import Job, JobResult, MasterStats, WorkerInfo, WorkerStats
+from .job import Job, JobResult, MasterStats, PushReceipt, WorkerInfo, WorkerStats
 from .master import AssetFile, JobSpec, Master
 from .worker import Task, Worker
 
@@ -86,6 +86,7 @@ __all__ = [
     "NetworkError",
     "PayloadError",
     "ProtocolError",
+    "PushReceipt",
     "QueuexecError",
     "ResultEvent",
     "StoreError",

@@ -122,7 +122,8 @@ class JobFinished:
 @dataclass(frozen=True)
 class ErrorEvent:
     """The worker failed in a way its owner must act on (Node: ``'error'``): the master refused
-    its token (:class:`~queuexec.UnauthorizedError`; the worker has stopped)."""
+    its tokens (:class:`~queuexec.UnauthorizedError` for another room token,
+    :class:`~queuexec.TokenMismatchError` for another transfer token; the worker has stopped)."""
 
     kind: ClassVar[Literal["error"]] = "error"
     error: QueuexecError

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["Job", "JobResult", "MasterStats", "WorkerInfo", "WorkerStats"]
+__all__ = ["Job", "JobResult", "MasterStats", "PushReceipt", "WorkerInfo", "WorkerStats"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,36 @@ class JobResult:
             # A result that is not JSON (only a non-Python worker can send one) stays text.
             data = text
         return cls(job_id, worker, data, None, attempts)
+
+
+class PushReceipt(str):
+    """What :meth:`Master.push` returns: the job's id (this string itself, so code that takes
+    the id as a ``str`` keeps working), with what the master did with a repeated id.
+
+    ``repeated`` is true when a job with this id was pushed before and this one was queued again
+    as a new job (the default, as in queue-xec: its result carries the same id). ``duplicate``
+    is true when a job with this id was pushed before and, with ``Master(idempotent_ids=True)``,
+    nothing was queued.
+    """
+
+    __slots__ = ("duplicate", "repeated")
+
+    duplicate: bool
+    repeated: bool
+
+    def __new__(cls, job_id: str, duplicate: bool = False, repeated: bool = False) -> PushReceipt:
+        receipt = super().__new__(cls, job_id)
+        receipt.duplicate = duplicate
+        receipt.repeated = repeated
+        return receipt
+
+    @property
+    def id(self) -> str:
+        """The job's id as a plain ``str``."""
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"PushReceipt({str.__repr__(self)}, duplicate={self.duplicate}, repeated={self.repeated})"
 
 
 @dataclass(frozen=True)

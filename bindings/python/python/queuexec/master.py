@@ -21,7 +21,7 @@ from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
 from .events import Drained, MasterEvent, ResultEvent, WarningEvent, WorkerJoined, WorkerLeft
 from .exceptions import ConfigError, PayloadError
-from .job import EncodedJob, JobResult, MasterStats
+from .job import EncodedJob, JobResult, MasterStats, PushReceipt
 
 __all__ = ["AssetFile", "JobSpec", "Master"]
 
@@ -78,6 +78,10 @@ class Master:
     fetch the new files before their next job); ``watch_assets=False`` turns that off.
     ``retries``, ``lease_ttl`` (seconds), ``max_workers`` and ``watch_assets`` left at ``None``
     take the core's defaults, the same as the CLI's and Node's (:func:`queuexec.defaults`).
+    A pushed job whose ``id`` the master already has is queued again as a new job, as in
+    queue-xec (its receipt says ``repeated``); with ``idempotent_ids=True`` ids are idempotency
+    keys instead, and such a job is not queued again (its receipt says ``duplicate``). Either
+    way a :class:`~queuexec.events.WarningEvent` says so and the ``queuexec`` logger warns.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -102,6 +106,7 @@ class Master:
         announce: bool = True,
         max_workers: int | None = None,
         watch_assets: bool | None = None,
+        idempotent_ids: bool = False,
     ) -> None:
         room_token, transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
         # None leaves a setting to the core's default (see queuexec.defaults()).
@@ -119,6 +124,7 @@ class Master:
             max_workers=max_workers,
             auto_ack=auto_ack,
             watch_assets=watch_assets,
+            idempotent_ids=idempotent_ids,
         )
         self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result
@@ -178,22 +184,23 @@ class Master:
         timeout: float | None = None,
         delay: float | None = None,
         in_memory: bool = False,
-    ) -> str:
-        """Pushes one job and returns its id once it is accepted (durable, with a store).
+    ) -> PushReceipt:
+        """Pushes one job and returns its id once it is accepted (durable, with a store), as a
+        :class:`~queuexec.PushReceipt` (a ``str``) that also says whether the id was repeated.
 
         ``data`` is any JSON-serialisable value; the task receives it as ``job.data``. ``type``
         names the task that runs it. Higher ``priority`` runs first. ``retries`` (default: the
         master's) is how often a failed or lost run is tried again; ``timeout`` limits one run and
         ``delay`` holds the job back, both in seconds. A job whose ``id`` the master already has is
-        not queued again.
+        queued again (``repeated``), or with ``idempotent_ids=True`` not queued (``duplicate``).
         """
         spec = JobSpec(data, type, id, priority, retries, timeout, delay, in_memory)
-        job_id, _duplicate = self._native.push(_encode_job(spec, 1))
-        return job_id
+        return PushReceipt(*self._native.push(_encode_job(spec, 1)))
 
-    def push_many(self, items: Iterable[Any]) -> list[str]:
-        """Pushes jobs in one group and returns their ids once all are accepted; either all are
-        queued or none is. Each item is a job's data, or a :class:`JobSpec` with its own options."""
+    def push_many(self, items: Iterable[Any]) -> list[PushReceipt]:
+        """Pushes jobs in one group and returns their ids (as :class:`~queuexec.PushReceipt`)
+        once all are accepted; either all are queued or none is. Each item is a job's data, or a
+        :class:`JobSpec` with its own options."""
         if isinstance(items, (str, bytes, Mapping, JobSpec)):
             # A str would be pushed one character per job: refuse it, as a mapping or one spec.
             raise PayloadError(
@@ -206,7 +213,7 @@ class Master:
         ]
         if not jobs:
             return []
-        return [job_id for job_id, _duplicate in self._native.push_many(jobs)]
+        return [PushReceipt(*receipt) for receipt in self._native.push_many(jobs)]
 
     # ------------------------------------------------------------------ results
 

@@ -139,7 +139,9 @@ class Worker:
     def run(self) -> None:
         """Works until :meth:`close` is called (from another thread or a task) or Ctrl-C, which
         closes the worker and raises ``KeyboardInterrupt``. Raises
-        :class:`~queuexec.UnauthorizedError` if the master refuses this worker's token."""
+        :class:`~queuexec.UnauthorizedError` if the master refuses this worker's room token, or
+        :class:`~queuexec.TokenMismatchError` if the room token matches but the transfer token
+        does not."""
         native = self.start()._started()
         try:
             native.wait(None)
