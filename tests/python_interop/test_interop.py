@@ -3,7 +3,10 @@ the core's, so any front end serves any other."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -99,26 +102,55 @@ def test_node_master_serves_python_workers(env: dict[str, str], spawn: Spawn, no
     assert {r["worker"]["name"] for r in results} == {"py-0", "py-1"}
 
 
-def test_a_cli_worker_killed_mid_run_loses_nothing(env: dict[str, str], spawn: Spawn, cli: Path, node: str) -> None:
-    with queuexec.Master(task=FIXTURES / "task.js", lease_ttl=1.0) as master:
-        doomed = cli_worker(spawn, cli, "doomed", command="sleep 0.02; cat")
-        wait_for_workers(master, 1)
-        ids = master.push_many([{"n": n} for n in range(200)])
-        results: dict[str, queuexec.JobResult] = {}
-        for result in master.results(timeout=60):
-            results[result.job_id] = result
-            if len(results) == 20:
-                break
-        doomed.popen.kill()  # SIGKILL: its leased jobs are mid-run
-        doomed.popen.wait(10)
-        node_worker(spawn, node, "survivor")
-        for result in master.results(timeout=60):
-            assert result.job_id not in results, f"job {result.job_id} had two results"
-            results[result.job_id] = result
-            if len(results) == len(ids):
-                break
+# Records each job it STARTS as the file $QX_MARKS/<job id>; from the 6th on it hangs mid-job (and
+# writes its pid into the file, so the test can end the orphaned command).
+MARKING_COMMAND = (
+    'n=$(ls "$QX_MARKS" | wc -l); '
+    'if [ "$n" -ge 5 ]; then echo $$ > "$QX_MARKS/$QUEUEXEC_JOB_ID"; exec sleep 120; fi; '
+    ': > "$QX_MARKS/$QUEUEXEC_JOB_ID"; sleep 0.02; cat'
+)
+
+
+def test_a_cli_worker_killed_while_it_holds_a_lease_mid_job_loses_nothing(
+    env: dict[str, str], spawn: Spawn, cli: Path, node: str, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    try:
+        with queuexec.Master(task=FIXTURES / "task.js", lease_ttl=1.0) as master:
+            doomed = spawn(
+                [str(cli), "worker", "--exec", MARKING_COMMAND, "--concurrency", "1", "--name", "doomed"],
+                "doomed",
+                {"QX_MARKS": str(marks)},
+            )
+            wait_for_workers(master, 1)
+            ids = master.push_many([{"n": n} for n in range(200)])
+            deadline = time.monotonic() + 60
+            while len(list(marks.iterdir())) < 6:
+                assert doomed.popen.poll() is None, f"doomed exited early: {''.join(doomed.stderr)[-2000:]}"
+                assert time.monotonic() < deadline, f"doomed started only {len(list(marks.iterdir()))} jobs in 60 s"
+                time.sleep(0.02)
+            doomed.popen.kill()  # SIGKILL: the job it hangs in is leased to it
+            doomed.popen.wait(10)
+            node_worker(spawn, node, "survivor")
+            results = collect(master, len(ids), timeout=90)  # fails on a job with two results
+    finally:
+        for mark in marks.iterdir():  # the hung command outlives its worker: end it by its pid
+            if pid := mark.read_text().strip():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
     assert sorted(results) == sorted(ids)
     assert all(r.ok for r in results.values())
+    started = [mark.name for mark in marks.iterdir()]
+    assert set(started) <= set(ids)
+    # Each job doomed started has its one result from doomed (the 5 it finished) or, when it was
+    # mid-job at the kill, from survivor; at least the job it hung in is of the second kind.
+    taken_over = [job_id for job_id in started if results[job_id].worker.name != "doomed"]
+    assert taken_over, f"a job doomed held when killed was done by another worker: {started}"
+    for job_id in taken_over:
+        assert results[job_id].worker.name == "survivor", f"job {job_id} was leased by doomed"
+        assert results[job_id].data["by"] == "task.js"
+    assert sum(r.worker.name == "doomed" for r in results.values()) <= 5, "doomed finished nothing after it hung"
     assert {r.worker.name for r in results.values()} == {"doomed", "survivor"}
 
 

@@ -52,25 +52,50 @@ test('500 jobs, a master and two worker processes: every result exactly once, sh
   for (const w of workers) w.child.kill('SIGTERM');
 });
 
-test('a worker killed with SIGKILL mid-run loses no job', async (t) => {
+test('a worker killed with SIGKILL while it holds a lease mid-job loses no job', { timeout: 150000 }, async (t) => {
   const env = testEnv(t);
-  const { masterDir, workerDirs } = layout(t, 2);
-  const [victim, survivor] = startWorkers(t, env, workerDirs);
+  const marks = tmpdir(t, 'qx-marks-');
+  const { masterDir, workerDirs } = layout(t, 2, path.join(FIXTURES, 'marking-task.js'));
+  const withMarks = { ...env, QX_MARK_DIR: marks };
+  // worker_1 finishes 5 jobs, then hangs inside the 6th: it is killed holding that job's lease.
+  const victim = run(t, WORKER, { cwd: workerDirs[0], env: { ...withMarks, QX_NAME: 'worker_1', QX_HANG_AFTER: '5' } });
+  const survivor = run(t, WORKER, { cwd: workerDirs[1], env: { ...withMarks, QX_NAME: 'worker_2' } });
   const master = run(t, MASTER, {
     cwd: masterDir,
     env: { ...env, QX_JOBS: '200', QX_WORKERS: '2', QX_SLEEP: '10', QX_TASK: '/src/task.js' },
   });
-  // Kill worker_1 once it has finished a few jobs and so holds leases mid-run.
-  await victim.next((l) => l.finished, 60000);
-  await victim.next((l, i) => victim.lines.filter((x) => x.finished).length >= 10, 60000);
+  const victimStarted = () =>
+    fs
+      .readdirSync(marks)
+      .filter((f) => f.startsWith(`${victim.child.pid}-`))
+      .map((f) => Number(f.slice(f.indexOf('-') + 1)));
+  const deadline = Date.now() + 60000;
+  while (victimStarted().length < 6) {
+    assert.ok(Date.now() < deadline, `worker_1 did not start 6 jobs within 60 s: ${victimStarted()}`);
+    assert.equal(victim.child.exitCode, null, `worker_1 exited early: ${victim.stderr()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
   victim.child.kill('SIGKILL');
   const { signal } = await victim.exited;
   assert.equal(signal, 'SIGKILL');
   await master.next((l) => l.closed, 90000);
-  const ids = results(master).map((r) => r.jobID);
+  const got = results(master);
+  const ids = got.map((r) => r.jobID);
   assert.equal(ids.length, 200, 'every job came back exactly once');
-  assert.equal(new Set(ids).size, 200);
-  assert.ok(results(master).some((r) => r.worker.name === 'worker_2'));
+  assert.deepEqual([...new Set(ids)].sort((a, b) => a - b), Array.from({ length: 200 }, (_, i) => i));
+  // Each job worker_1 started has its one result from worker_1 (the 5 it finished) or, when it was
+  // mid-job at the kill, from worker_2; at least the job it hung in is of the second kind.
+  const byId = new Map(got.map((r) => [r.jobID, r]));
+  const started = victimStarted();
+  const takenOver = started.filter((id) => byId.get(id).worker.name !== 'worker_1');
+  assert.ok(takenOver.length >= 1, `a job worker_1 held when killed was done by another worker: ${started}`);
+  for (const id of takenOver) {
+    const r = byId.get(id);
+    assert.equal(r.worker.name, 'worker_2', `job ${id}, leased by the killed worker, was done by the other`);
+    assert.equal(r.error, undefined);
+    assert.equal(r.data.square, id * id);
+  }
+  assert.ok(got.filter((r) => r.worker.name === 'worker_1').length <= 5, 'worker_1 finished nothing after it hung');
   assert.ok(master.lines.some((l) => l.left && l.left.name === 'worker_1'), 'the master saw the worker leave');
   survivor.child.kill('SIGTERM');
 });

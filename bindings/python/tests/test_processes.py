@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -119,43 +120,56 @@ def test_the_gil_is_released_while_waiting_for_results(open_master: MakeMaster) 
     assert count > 50_000, f"only {count} iterations ran while another thread waited"
 
 
-WORKER_SCRIPT = """
-import sys, time, queuexec
+MARKING_WORKER_SCRIPT = """
+import os, sys, time, queuexec
+marks, hang_after = sys.argv[4], int(sys.argv[5])
+started = 0
 def slow(job):
+    # Records each job it STARTS (`<pid>-<job id>`); after `hang_after` of them it hangs mid-job.
+    global started
+    started += 1
+    open(os.path.join(marks, f"{os.getpid()}-{job.id}"), "w").close()
+    if started > hang_after:
+        time.sleep(3600)
     time.sleep(0.02)
     return job.data
 worker = queuexec.Worker(token=sys.argv[1], transfer_encrypt_token=sys.argv[2], tasks={"slow": slow},
-                         concurrency=4, name=sys.argv[3])
+                         concurrency=1, name=sys.argv[3])
 print("starting", flush=True)
 worker.run()
 """
 
 
-def worker_process(tokens: dict[str, str], name: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [__import__("sys").executable, "-c", WORKER_SCRIPT, tokens["token"], tokens["transfer_encrypt_token"], name],
-        cwd=cwd,
+@pytest.mark.timeout(120)
+def test_a_worker_killed_while_it_holds_a_lease_mid_job_loses_nothing(
+    tokens: dict[str, str], open_master: MakeMaster, open_worker: MakeWorker, isolated: Path
+) -> None:
+    marks = isolated / "marks"
+    marks.mkdir()
+    master = open_master(lease_ttl=1.0)
+    ids = master.push_many([queuexec.JobSpec(n, type="slow") for n in range(200)])
+    # "doomed" finishes 5 jobs, then hangs inside the 6th: it is killed holding that job's lease.
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", MARKING_WORKER_SCRIPT, tokens["token"], tokens["transfer_encrypt_token"], "doomed"]
+        + [str(marks), "5"],
+        cwd=isolated,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
+    def started_by_doomed() -> list[str]:
+        prefix = f"{doomed.pid}-"
+        return [p.name[len(prefix) :] for p in marks.iterdir() if p.name.startswith(prefix)]
 
-def test_a_worker_killed_mid_run_loses_nothing(
-    tokens: dict[str, str], open_master: MakeMaster, open_worker: MakeWorker, isolated: Path
-) -> None:
-    master = open_master(lease_ttl=1.0)
-    ids = master.push_many([queuexec.JobSpec(n, type="slow") for n in range(200)])
-    doomed = worker_process(tokens, "doomed", isolated)
     try:
         read_line(doomed)
-        results: dict[str, queuexec.JobResult] = {}
-        for result in master.results(timeout=30):
-            assert result.job_id not in results
-            results[result.job_id] = result
-            if len(results) == 40:
-                break
-        doomed.kill()  # SIGKILL: no goodbye, its leased jobs are mid-run
+        deadline = time.monotonic() + 60
+        while len(started_by_doomed()) < 6:
+            assert doomed.poll() is None, f"doomed exited early: {doomed.communicate()[1]}"
+            assert time.monotonic() < deadline, f"doomed started only {started_by_doomed()} within 60 s"
+            time.sleep(0.02)
+        doomed.kill()  # SIGKILL: no goodbye, the job it is inside of is leased to it
         doomed.wait(10)
     finally:
         if doomed.poll() is None:
@@ -166,13 +180,18 @@ def test_a_worker_killed_mid_run_loses_nothing(
         return int(job.data)
 
     open_worker(tasks={"slow": slow}, name="survivor", concurrency=4)
-    for result in master.results(timeout=30):
-        assert result.job_id not in results, f"job {result.job_id} had two results"
-        results[result.job_id] = result
-        if len(results) == len(ids):
-            break
+    results = collect(master, len(ids), timeout=60)  # fails on a job with two results
     assert sorted(results) == sorted(ids)
     assert all(r.ok for r in results.values())
+    started = started_by_doomed()
+    assert set(started) <= set(ids)
+    # Each job doomed started has its one result from doomed (the 5 it finished) or, when it was
+    # mid-job at the kill, from survivor; at least the job it hung in is of the second kind.
+    taken_over = [job_id for job_id in started if results[job_id].worker.name != "doomed"]
+    assert taken_over, f"a job doomed held when killed was done by another worker: {started}"
+    for job_id in taken_over:
+        assert results[job_id].worker.name == "survivor", f"job {job_id} was leased by doomed"
+    assert sum(r.worker.name == "doomed" for r in results.values()) <= 5, "doomed finished nothing after it hung"
     assert {r.worker.name for r in results.values()} == {"doomed", "survivor"}
 
 
