@@ -64,6 +64,12 @@ class Master extends EventEmitter {
     // that id (a repeated id is queued again). Lost on a restart: resumed jobs then report
     // their core id.
     this._jobIDs = new Map();
+    // A fast worker's result can overtake its push's receipt. Jobs with an id are entered in
+    // _jobIDs before their push, so their results never wait; a job without one learns its
+    // core id (`job-N`) only from the receipt, so a `job-N` result that is not known yet while
+    // pushes are in flight waits for them (and then carries no jobID, as in queue-xec).
+    this._pushesInFlight = 0;
+    this._heldResults = [];
 
     const options = {
       token: tokens.token,
@@ -159,11 +165,18 @@ class Master extends EventEmitter {
     const receipts = [];
     for (let i = 0; i < jobs.length; i += PUSH_CHUNK) {
       const chunk = jobs.slice(i, i + PUSH_CHUNK);
-      const got = await handle.push(chunk.map((j) => j.native)).catch((error) => {
-        throw fromNative(error);
-      });
-      got.forEach((receipt, k) => this._remember(chunk[k], receipt));
-      receipts.push(...got);
+      this._pushesInFlight += 1;
+      chunk.forEach((job) => this._expect(job));
+      try {
+        const got = await handle.push(chunk.map((j) => j.native)).catch((error) => {
+          chunk.forEach((job) => this._unexpect(job));
+          throw fromNative(error);
+        });
+        got.forEach((receipt, k) => this._remember(chunk[k], receipt));
+        receipts.push(...got);
+      } finally {
+        this._pushSettled();
+      }
     }
     return receipts;
   }
@@ -233,6 +246,8 @@ class Master extends EventEmitter {
     }
     for (let i = 0; i < batch.length; i += PUSH_CHUNK) {
       const chunk = batch.slice(i, i + PUSH_CHUNK);
+      this._pushesInFlight += 1;
+      chunk.forEach((item) => this._expect(item.job));
       try {
         const receipts = await handle.push(chunk.map((item) => item.job.native));
         chunk.forEach((item, k) => {
@@ -243,15 +258,61 @@ class Master extends EventEmitter {
         });
       } catch (error) {
         const classed = fromNative(error);
-        for (const item of chunk) item.reject(classed);
+        for (const item of chunk) {
+          this._unexpect(item.job);
+          item.reject(classed);
+        }
+      } finally {
+        this._pushSettled();
       }
     }
   }
 
+  /** A push's receipts are in: results that waited for them go out, in arrival order. */
+  _pushSettled() {
+    this._pushesInFlight -= 1;
+    if (this._heldResults.length === 0) return;
+    const held = this._heldResults;
+    this._heldResults = [];
+    for (const raw of held) this._dispatchResult(raw);
+  }
+
+  /** A job with an id: its jobID is known before its push, so its result never waits. */
+  _expect(job) {
+    const id = job.native.id;
+    if (id === undefined || id === null) return;
+    const known = this._jobIDs.get(id);
+    this._jobIDs.set(id, { jobID: job.jobID, queued: known ? known.queued + 1 : 1 });
+  }
+
+  /** Undoes `_expect` for a job that was not queued (a failed push, or a duplicate id). */
+  _unexpect(job) {
+    const id = job.native.id;
+    if (id === undefined || id === null) return;
+    const known = this._jobIDs.get(id);
+    if (!known) return;
+    if (known.queued > 1) known.queued -= 1;
+    else this._jobIDs.delete(id);
+  }
+
+  /** A receipt is in: a job without an id learns its core id (its result gets no jobID). */
   _remember(job, receipt) {
-    if (receipt.duplicate || job.jobID === receipt.id) return;
+    if (receipt.duplicate) {
+      this._unexpect(job);
+      return;
+    }
+    if (job.native.id !== undefined && job.native.id !== null) return;
     const known = this._jobIDs.get(receipt.id);
-    this._jobIDs.set(receipt.id, { jobID: job.jobID, queued: known ? known.queued + 1 : 1 });
+    this._jobIDs.set(receipt.id, { jobID: undefined, queued: known ? known.queued + 1 : 1 });
+  }
+
+  /** Delivers a result, or holds a `job-N` one whose push's receipt has not come back yet. */
+  _dispatchResult(raw) {
+    if (this._pushesInFlight > 0 && !this._jobIDs.has(raw.jobId) && /^job-\d+$/.test(raw.jobId)) {
+      this._heldResults.push(raw);
+    } else {
+      this._deliver(raw);
+    }
   }
 
   _pump(handle) {
@@ -273,7 +334,7 @@ class Master extends EventEmitter {
   _dispatch(event) {
     switch (event.kind) {
       case 'result':
-        this._deliver(event.result);
+        this._dispatchResult(event.result);
         break;
       case 'workerJoined':
       case 'workerLeft': {
