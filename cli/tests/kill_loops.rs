@@ -7,9 +7,7 @@
 //! kills, 50 master kills). Every wait has a deadline; every process is killed by the PID this
 //! test started.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
