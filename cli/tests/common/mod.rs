@@ -99,7 +99,10 @@ pub(crate) fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> b
 }
 
 /// Every job in `ids` has exactly one result line, and it is a success with the job's data.
-pub(crate) fn assert_each_result_once(results: &HashMap<String, Vec<serde_json::Value>>, ids: &[String]) {
+pub(crate) fn assert_each_result_once(
+    results: &HashMap<String, Vec<serde_json::Value>>,
+    ids: &[String],
+) {
     let lost: Vec<_> = ids.iter().filter(|id| !results.contains_key(*id)).collect();
     assert!(
         lost.is_empty(),

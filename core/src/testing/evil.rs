@@ -95,20 +95,7 @@ impl EvilPeer {
         window: Option<u32>,
         read: bool,
     ) -> Result<EvilSession> {
-        let addr = net::parse_addr(master, "master")?;
-        let deadline = tokio::time::Instant::now() + JOIN_DEADLINE;
-        let (peer, stream) = loop {
-            match tokio::time::timeout_at(deadline, self.connect(addr.clone())).await {
-                Ok(Ok(joined)) => break joined,
-                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
-                Err(_) => {
-                    return Err(Error::network(format!(
-                        "the evil peer could not join {master} within {JOIN_DEADLINE:?}"
-                    )));
-                }
-            }
-        };
+        let (peer, stream) = self.connect_retrying(master).await?;
         let (reader, writer) = stream.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<ToMaster>();
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
@@ -152,6 +139,25 @@ impl EvilPeer {
         })
     }
 
+    /// [`Self::connect`], trying again for up to [`JOIN_DEADLINE`] (a previous connection may
+    /// still be closing).
+    async fn connect_retrying(&self, master: &str) -> Result<(PeerId, libp2p::Stream)> {
+        let addr = net::parse_addr(master, "master")?;
+        let deadline = tokio::time::Instant::now() + JOIN_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.connect(addr.clone())).await {
+                Ok(Ok(joined)) => return Ok(joined),
+                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) => {
+                    return Err(Error::network(format!(
+                        "the evil peer could not join {master} within {JOIN_DEADLINE:?}"
+                    )));
+                }
+            }
+        }
+    }
+
     /// Dials, opens a job stream and completes the queuexec handshake.
     async fn connect(&self, addr: Multiaddr) -> Result<(PeerId, libp2p::Stream)> {
         let peer = self.net.dial(addr).await?;
@@ -192,10 +198,7 @@ impl EvilPeer {
         len: u32,
         limit: Duration,
     ) -> Result<bool> {
-        let addr = net::parse_addr(master, "master")?;
-        let (peer, stream) = tokio::time::timeout(JOIN_DEADLINE, self.connect(addr))
-            .await
-            .map_err(|_| Error::network(format!("could not join {master} in time")))??;
+        let (peer, stream) = self.connect_retrying(master).await?;
         let (mut reader, mut writer): (ReadHalf<_>, WriteHalf<_>) = stream.split();
         let attack = async {
             writer.write_all(&len.to_be_bytes()).await?;
@@ -209,7 +212,8 @@ impl EvilPeer {
             while reader.read(&mut buf).await? > 0 {}
             Ok::<_, std::io::Error>(())
         };
-        let closed = matches!(tokio::time::timeout(limit, attack).await, Ok(_));
+        // Ended in time, by end of stream or by a write or read error (reset): closed.
+        let closed = tokio::time::timeout(limit, attack).await.is_ok();
         self.net.disconnect(peer).await;
         Ok(closed)
     }
