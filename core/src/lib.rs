@@ -54,4 +54,5 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod testing {
     pub use crate::assets::AssetSet;
     pub use crate::deps::{build_dependency_bundle, dependency_bundle_dir};
+    pub mod evil;
 }

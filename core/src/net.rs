@@ -54,9 +54,8 @@ pub(crate) struct NetConfig {
     pub(crate) budget: Budget,
 }
 
-#[cfg(test)]
 impl NetConfig {
-    /// A probe's network: listening on `listen`, no mDNS.
+    /// A probe's network (tests and [`crate::testing::evil`]): listening on `listen`, no mDNS.
     pub(crate) fn for_tests(listen: Vec<Multiaddr>) -> Self {
         NetConfig {
             listen,

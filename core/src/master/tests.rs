@@ -7,19 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::AsyncReadExt;
 use futures::future::BoxFuture;
-use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use super::{Master, MasterConfig, MasterEvent};
-use crate::crypto::{RoomKey, TransferKey};
+use crate::crypto::TransferKey;
 use crate::job::{JobResult, JobSpec};
-use crate::net::{self, Net, NetConfig};
-use crate::protocol::{
-    self, Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult,
-    WorkerHandshake,
-};
+use crate::protocol::{self, ToMaster, WireResult};
+use crate::testing::evil::{EvilPeer, EvilSession};
 use crate::{Executor, JobInput, TaskFailure, Worker, WorkerConfig};
 
 const TOKEN: &str = "room-token-for-hostile-peers";
@@ -60,135 +55,19 @@ async fn honest_worker(room_dir: &Path, name: &str) -> Worker {
         .0
 }
 
-/// A peer that holds the tokens and speaks the protocol, but does what it likes with it. One
-/// identity (peer id) across all its sessions.
-struct Hostile {
-    net: Net,
-    room: RoomKey,
-    key: TransferKey,
-    _events: mpsc::UnboundedReceiver<net::NetEvent>,
+/// The evil peer of [`crate::testing::evil`] with this file's tokens.
+fn evil_peer() -> EvilPeer {
+    EvilPeer::new(TOKEN, TRANSFER).expect("evil peer")
 }
 
-/// One session of the hostile peer: what it was sent arrives on `jobs`.
-struct HostileSession {
-    master: PeerId,
-    out: mpsc::UnboundedSender<ToMaster>,
-    jobs: mpsc::UnboundedReceiver<WireJob>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Hostile {
-    fn new() -> Hostile {
-        let (net, events) = net::spawn(NetConfig::for_tests(Vec::new())).expect("network");
-        Hostile {
-            net,
-            room: RoomKey::from_token(TOKEN).expect("room key"),
-            key: TransferKey::from_token(TRANSFER).expect("transfer key"),
-            _events: events,
-        }
-    }
-
-    /// Joins the master and announces `window` credits (trying again while the previous
-    /// connection is still closing).
-    async fn join(&self, master: &Master, window: u32) -> HostileSession {
-        let addr = master
-            .listen_addrs()
-            .into_iter()
-            .find(|a| a.contains("/tcp/"))
-            .expect("a TCP address");
-        let addr = net::parse_addr(&addr, "master").expect("addr");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let (peer, stream) = loop {
-            match tokio::time::timeout_at(deadline, self.connect(addr.clone())).await {
-                Ok(Ok(joined)) => break joined,
-                Ok(Err(e)) => {
-                    assert!(tokio::time::Instant::now() < deadline, "cannot join: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => panic!("no join within 10 s"),
-            }
-        };
-        let (reader, writer) = stream.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<ToMaster>();
-        let (jobs_tx, jobs) = mpsc::unbounded_channel();
-        let mut writer = SealedWriter::new(self.key.clone(), Direction::ToMaster, writer);
-        let write_task = tokio::spawn(async move {
-            while let Some(message) = out_rx.recv().await {
-                if writer.send(&message).await.is_err() || writer.flush().await.is_err() {
-                    return;
-                }
-            }
-            writer.close().await;
-        });
-        let mut reader = SealedReader::new(self.key.clone(), Direction::ToWorker, reader);
-        let read_task = tokio::spawn(async move {
-            while let Ok(Some(message)) = reader.next::<ToWorker>().await {
-                if let ToWorker::Jobs { jobs, .. } = message {
-                    for job in jobs {
-                        let _ = jobs_tx.send(job);
-                    }
-                }
-            }
-        });
-        let _ = out.send(ToMaster::Credits(window));
-        HostileSession {
-            master: peer,
-            out,
-            jobs,
-            tasks: vec![write_task, read_task],
-        }
-    }
-
-    async fn connect(&self, addr: libp2p::Multiaddr) -> crate::Result<(PeerId, libp2p::Stream)> {
-        let peer = self.net.dial(addr).await?;
-        let mut stream = self
-            .net
-            .control()
-            .open_stream(peer, protocol::JOB_PROTOCOL)
-            .await
-            .map_err(|e| crate::Error::network(e.to_string()))?;
-        WorkerHandshake {
-            room: &self.room,
-            key: &self.key,
-            master: &peer.to_string(),
-            worker: &self.net.peer_id().to_string(),
-            name: "hostile",
-            concurrency: 1,
-        }
-        .run(&mut stream)
-        .await?;
-        Ok((peer, stream))
-    }
-
-    /// Ends the session and the connection.
-    async fn leave(&self, session: HostileSession) {
-        drop(session.out);
-        for task in session.tasks {
-            task.abort();
-        }
-        self.net.disconnect(session.master).await;
-    }
-}
-
-impl HostileSession {
-    /// Jobs received until none arrives for `quiet`.
-    async fn take(&mut self, quiet: Duration) -> Vec<WireJob> {
-        let mut jobs = Vec::new();
-        while let Ok(Some(job)) = tokio::time::timeout(quiet, self.jobs.recv()).await {
-            jobs.push(job);
-        }
-        jobs
-    }
-
-    /// Sends heartbeats every `period` while the returned task runs.
-    fn heartbeat(&self, period: Duration) -> tokio::task::JoinHandle<()> {
-        let out = self.out.clone();
-        tokio::spawn(async move {
-            while out.send(ToMaster::Heartbeat).is_ok() {
-                tokio::time::sleep(period).await;
-            }
-        })
-    }
+/// Joins `master` over TCP, announcing `window` credits.
+async fn join(peer: &EvilPeer, master: &Master, window: u32) -> EvilSession {
+    let addr = master
+        .listen_addrs()
+        .into_iter()
+        .find(|a| a.contains("/tcp/"))
+        .expect("a TCP address");
+    peer.join(&addr, window).await.expect("join")
 }
 
 /// Results until `n` arrived (and the warnings seen meanwhile), or panics after `limit`.
@@ -220,9 +99,9 @@ async fn a_hoarding_worker_cannot_keep_the_queue_from_an_honest_one() {
     let mut config = master_config(dir.path());
     config.max_lease = Duration::from_secs(2);
     let (master, mut events) = Master::start(config).await.expect("master");
-    let hostile = Hostile::new();
+    let hostile = evil_peer();
     // It asks for a million jobs and keeps every lease alive with heartbeats, running none.
-    let mut hoard = hostile.join(&master, 1 << 20).await;
+    let mut hoard = join(&hostile, &master, 1 << 20).await;
     let beat = hoard.heartbeat(Duration::from_millis(100));
     tokio::time::sleep(Duration::from_millis(200)).await;
     master
@@ -259,10 +138,10 @@ async fn a_worker_that_takes_everything_and_disconnects_again_and_again_kills_no
         .push_many((0..300).map(|i| JobSpec::new(i.to_string())).collect())
         .await
         .expect("push");
-    let hostile = Hostile::new();
+    let hostile = evil_peer();
     let mut taken = Vec::new();
     for _ in 0..6 {
-        let mut session = hostile.join(&master, 1_000).await;
+        let mut session = join(&hostile, &master, 1_000).await;
         taken.push(session.take(Duration::from_millis(300)).await.len());
         hostile.leave(session).await;
         // Let the master see the connection go before the next round.
@@ -309,8 +188,8 @@ async fn credits_never_exceed_the_announced_window_nor_the_masters_cap() {
         .expect("push");
 
     // Announces 2, then asks for more and sends results for jobs it never held.
-    let hostile = Hostile::new();
-    let mut small = hostile.join(&master, 2).await;
+    let hostile = evil_peer();
+    let mut small = join(&hostile, &master, 2).await;
     let small_beat = small.heartbeat(Duration::from_millis(100));
     let got = small.take(Duration::from_millis(300)).await;
     assert_eq!(got.len(), 2);
@@ -336,8 +215,8 @@ async fn credits_never_exceed_the_announced_window_nor_the_masters_cap() {
     );
 
     // Announces a million: the master's cap holds.
-    let other = Hostile::new();
-    let mut greedy = other.join(&master, 1 << 20).await;
+    let other = evil_peer();
+    let mut greedy = join(&other, &master, 1 << 20).await;
     let greedy_beat = greedy.heartbeat(Duration::from_millis(100));
     let got = greedy.take(Duration::from_millis(300)).await;
     assert_eq!(got.len(), 4, "the master's cap");

@@ -7,16 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::AsyncReadExt;
 use futures::future::BoxFuture;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
-use tokio::io::AsyncReadExt as _;
 
-use crate::assets::{AssetSpec, Sha256};
-use crate::crypto::{RoomKey, TransferKey};
-use crate::net::{self, NetConfig};
-use crate::protocol::{self, Direction, SealedWriter, ToMaster, WorkerHandshake};
+use crate::assets::AssetSpec;
+use crate::net;
+use crate::testing::evil::{self, EvilPeer};
 use crate::{
     Executor, JobInput, JobSpec, Master, MasterConfig, MasterEvent, TaskFailure, Worker,
     WorkerConfig,
@@ -128,53 +125,6 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Keeps one raw TCP connection from `source` open at a time: it never speaks, and when the
-/// master closes it, it connects again after a moment (the pause keeps the attacker, which
-/// shares this process's two threads with the master, from starving everyone of CPU).
-async fn raw_flood(source: Ipv4Addr, master: SocketAddr) {
-    loop {
-        let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
-            return;
-        };
-        if socket.bind(SocketAddr::from((source, 0))).is_err() {
-            return;
-        }
-        if let Ok(mut stream) = socket.connect(master).await {
-            let mut buf = [0u8; 1024];
-            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-        }
-        tokio::time::sleep(REDIAL).await;
-    }
-}
-
-/// How soon a flooding connection comes back after the master drops it.
-const REDIAL: Duration = Duration::from_millis(200);
-
-/// A libp2p peer on `source` that completes the transport handshake, opens a job stream and never
-/// answers the queuexec handshake; when the master drops it, it comes back after [`REDIAL`].
-/// It speaks QUIC: a QUIC dial leaves from the listening socket, so from `source`.
-async fn stalled_peer_flood(source: Ipv4Addr, master: Multiaddr) {
-    let listen = format!("/ip4/{source}/udp/0/quic-v1")
-        .parse()
-        .expect("multiaddr");
-    let Ok((net, _events)) = net::spawn(NetConfig::for_tests(vec![listen])) else {
-        return;
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    loop {
-        let Ok(peer) = net.dial(master.clone()).await else {
-            tokio::time::sleep(REDIAL).await;
-            continue;
-        };
-        let mut control = net.control();
-        if let Ok(mut stream) = control.open_stream(peer, protocol::JOB_PROTOCOL).await {
-            let mut buf = [0u8; 1024];
-            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-        }
-        tokio::time::sleep(REDIAL).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unauthenticated_connections_never_locks_an_honest_worker_out() {
     let _ = tracing_subscriber::fmt()
@@ -195,11 +145,11 @@ async fn a_flood_of_unauthenticated_connections_never_locks_an_honest_worker_out
     let mut flood = tokio::task::JoinSet::new();
     for i in 0..240u32 {
         let source = Ipv4Addr::new(127, 0, 1, (i % 24 + 1) as u8);
-        flood.spawn(raw_flood(source, socket));
+        flood.spawn(evil::raw_tcp_flood(source, socket));
     }
     for i in 0..60u32 {
         let source = Ipv4Addr::new(127, 0, 2, (i + 1) as u8);
-        flood.spawn(stalled_peer_flood(source, quic.clone()));
+        flood.spawn(evil::stalled_handshake_flood(source, quic.to_string()));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -242,8 +192,6 @@ async fn a_worker_that_asks_for_a_file_a_thousand_times_and_never_reads_costs_th
     let dir = tempfile::tempdir().expect("tempdir");
     let content: Vec<u8> = (0..ASSET).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.path().join("blob.bin"), &content).expect("write the asset");
-    let sha256 = Sha256::of(&content);
-    drop(content);
     let mut config = master_config(dir.path());
     config.assets = vec![AssetSpec {
         name: "blob".into(),
@@ -255,37 +203,12 @@ async fn a_worker_that_asks_for_a_file_a_thousand_times_and_never_reads_costs_th
     let (rss_before, _) = memory();
 
     // The probe: joins with the right tokens, asks for the file REQUESTS times, never reads.
-    let (probe, _probe_events) = net::spawn(NetConfig::for_tests(Vec::new())).expect("probe net");
-    let run_probe = async {
-        let peer = probe.dial(addr.clone()).await?;
-        let mut stream = probe
-            .control()
-            .open_stream(peer, protocol::JOB_PROTOCOL)
-            .await
-            .map_err(|e| crate::Error::network(e.to_string()))?;
-        let room = RoomKey::from_token(TOKEN)?;
-        let key = TransferKey::from_token(TRANSFER)?;
-        WorkerHandshake {
-            room: &room,
-            key: &key,
-            master: &peer.to_string(),
-            worker: &probe.peer_id().to_string(),
-            name: "probe",
-            concurrency: 1,
-        }
-        .run(&mut stream)
-        .await?;
-        let (reader, writer) = stream.split();
-        let mut writer = SealedWriter::new(key, Direction::ToMaster, writer);
-        for _ in 0..REQUESTS {
-            writer.send(&ToMaster::GetFile { sha256 }).await?;
-        }
-        writer.flush().await?;
-        Ok::<_, crate::Error>((reader, writer))
-    };
-    let held = tokio::time::timeout(Duration::from_secs(20), run_probe)
+    let probe = EvilPeer::new(TOKEN, TRANSFER).expect("evil peer");
+    let held = tokio::time::timeout(Duration::from_secs(20), probe.join_deaf(&addr.to_string()))
         .await
-        .expect("the probe sends its requests within 20 s");
+        .expect("the probe joins within 20 s")
+        .expect("the probe joins");
+    held.get_file(&content, REQUESTS);
     // Whether the master kept the probe or cut it off, it must not have grown.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, peak) = memory();
