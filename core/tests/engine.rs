@@ -1,20 +1,20 @@
 //! Masters and workers over real libp2p connections on loopback.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use queuexec_core::{
-    AssetSpec, Error, Executor, JobInput, JobResult, JobSpec, Manifest, Master, MasterConfig,
-    MasterEvent, StoreConfig, TaskFailure, Worker, WorkerConfig, WorkerEvent,
+    AssetSpec, Error, Executor, JobInput, JobResult, JobSpec, Manifest, Master, MasterEvent,
+    StoreConfig, TaskFailure, Worker, WorkerEvent,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
 
-const TOKEN: &str = "room-token-for-tests";
-const TRANSFER: &str = "transfer-token-0123456789abcdefghij";
+mod common;
+
+use common::{assert_no_more_results, collect, master_config, next_result, worker_config};
 
 /// Returns `{"echo": data, "by": name}`, after an optional pause.
 struct Echo {
@@ -46,53 +46,6 @@ fn echo(name: &str, pause_ms: u64) -> (Arc<dyn Executor>, Arc<AtomicUsize>) {
         }),
         runs,
     )
-}
-
-fn master_config(room_dir: &Path) -> MasterConfig {
-    let mut config = MasterConfig::new(TOKEN, TRANSFER);
-    config.room_dir = Some(room_dir.to_path_buf());
-    config.mdns = Some(false);
-    config.lease_ttl = Duration::from_millis(1_500);
-    config.retry_backoff = Duration::from_millis(10);
-    config
-}
-
-fn worker_config(room_dir: &Path, workplace: PathBuf, name: &str) -> WorkerConfig {
-    let mut config = WorkerConfig::new(TOKEN, TRANSFER);
-    config.room_dir = Some(room_dir.to_path_buf());
-    config.mdns = Some(false);
-    config.workplace = workplace;
-    config.name = name.into();
-    config
-}
-
-async fn next_result(events: &mut UnboundedReceiver<MasterEvent>) -> JobResult {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-            Ok(Some(MasterEvent::Result(r))) => return r,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the master's event stream ended"),
-            Err(_) => panic!("no result within 30 s"),
-        }
-    }
-}
-
-async fn collect(events: &mut UnboundedReceiver<MasterEvent>, n: usize) -> Vec<JobResult> {
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        out.push(next_result(events).await);
-    }
-    out
-}
-
-/// Asserts that no further result arrives for a moment.
-async fn assert_no_more_results(events: &mut UnboundedReceiver<MasterEvent>) {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
-    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        if let MasterEvent::Result(r) = event {
-            panic!("unexpected extra result for job {}", r.job_id);
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,6 @@
 //! `idle` only says true once every result is out. Real masters and workers on loopback.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,31 +10,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use queuexec_core::{
-    Executor, JobInput, JobResult, JobSpec, Master, MasterConfig, MasterEvent, StoreConfig,
-    TaskFailure, Worker, WorkerConfig,
+    Executor, JobInput, JobResult, JobSpec, Master, MasterEvent, StoreConfig, TaskFailure, Worker,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
-const TOKEN: &str = "room-token-for-fairness-tests";
-const TRANSFER: &str = "transfer-token-0123456789abcdefghij";
+mod common;
 
-fn master_config(room_dir: &Path) -> MasterConfig {
-    let mut config = MasterConfig::new(TOKEN, TRANSFER);
-    config.room_dir = Some(room_dir.to_path_buf());
-    config.mdns = Some(false);
-    config.lease_ttl = Duration::from_millis(1_500);
-    config.retry_backoff = Duration::from_millis(10);
-    config
-}
-
-fn worker_config(room_dir: &Path, workplace: PathBuf, name: &str) -> WorkerConfig {
-    let mut config = WorkerConfig::new(TOKEN, TRANSFER);
-    config.room_dir = Some(room_dir.to_path_buf());
-    config.mdns = Some(false);
-    config.workplace = workplace;
-    config.name = name.into();
-    config
-}
+use common::{assert_no_more_results, collect, master_config, next_result, worker_config};
 
 /// Returns what the job's data says to return: `{"raw": TEXT}` returns TEXT as it is.
 struct Literal;
@@ -62,35 +43,6 @@ impl Executor for Hang {
     fn run(&self, _job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
         self.started.fetch_add(1, Ordering::Relaxed);
         Box::pin(futures::future::pending())
-    }
-}
-
-async fn next_result(events: &mut UnboundedReceiver<MasterEvent>) -> JobResult {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
-            Ok(Some(MasterEvent::Result(r))) => return r,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the master's event stream ended"),
-            Err(_) => panic!("no result within 20 s"),
-        }
-    }
-}
-
-async fn collect(events: &mut UnboundedReceiver<MasterEvent>, n: usize) -> Vec<JobResult> {
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        out.push(next_result(events).await);
-    }
-    out
-}
-
-/// Asserts that no further result arrives for a moment.
-async fn assert_no_more_results(events: &mut UnboundedReceiver<MasterEvent>) {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
-    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
-        if let MasterEvent::Result(r) = event {
-            panic!("unexpected extra result for job {}", r.job_id);
-        }
     }
 }
 
