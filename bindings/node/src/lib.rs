@@ -8,6 +8,7 @@
 //! in `lib/` (options, dotenv, EventEmitter) is what users see.
 
 mod config;
+mod delivery;
 mod error;
 mod executor;
 mod job;
@@ -28,6 +29,7 @@ pub use config::{
     resolve_tokens, write_env_tokens,
 };
 pub use error::{ErrorCode, Result};
+pub use delivery::JsJobBatch;
 pub use executor::{JsAssetFile, JsAssetsInfo};
 pub use job::{JsJob, JsJobInput, JsJobResult, JsPushReceipt, JsTaskOutcome};
 pub use master::{
