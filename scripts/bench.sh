@@ -33,8 +33,9 @@ if [ "$build" = 1 ]; then
   export PYO3_PYTHON="$venv/bin/python" PYTHON_SYS_EXECUTABLE="$venv/bin/python" PYO3_BUILD_EXTENSION_MODULE=1
   PYO3_ENVIRONMENT_SIGNATURE=$("$venv/bin/python" -c 'import sys; print(f"cpython-{sys.version_info[0]}.{sys.version_info[1]}-64bit")')
   export PYO3_ENVIRONMENT_SIGNATURE
-  # One cargo invocation: the three share their dependency tree.
-  cargo build --release -p queuexec-cli -p queuexec-node -p queuexec-py
+  # The CLI and the addon in one cargo invocation (they share their dependency tree); maturin
+  # builds the wheel's library itself (its own flags) and installs it into bench/.venv.
+  cargo build --release -p queuexec-cli -p queuexec-node
   node bindings/node/scripts/build-native.js --release
   maturin develop --release
 fi
