@@ -120,28 +120,44 @@ def table(r: dict[str, Any]) -> str:
     floor = (s2.get("tcp-floor") or {}).get("p50")
     for who, v in s2.items():
         rows.append(
-            ("S2 push -> result p50 / p99 (us)", who, f"{fmt_num(v.get('p50'))} / {fmt_num(v.get('p99'))}",
-             f"p50 {fmt_ratio(ratio(v.get('p50'), floor))} TCP floor")
+            (
+                "S2 push -> result p50 / p99 (us)",
+                who,
+                f"{fmt_num(v.get('p50'))} / {fmt_num(v.get('p99'))}",
+                f"p50 {fmt_ratio(ratio(v.get('p50'), floor))} TCP floor",
+            )
         )
     s3 = r.get("S3", {})
     for who, v in s3.items():
         rows.append(
-            ("S3 1 MiB payloads, MB/s", who, fmt_num(v),
-             f"{fmt_ratio(ratio(v, s3.get('bullmq')))} BullMQ, {100 * (ratio(v, s3.get('crypto-floor')) or 0):.0f}% of floor")
+            (
+                "S3 1 MiB payloads, MB/s",
+                who,
+                fmt_num(v),
+                f"{fmt_ratio(ratio(v, s3.get('bullmq')))} BullMQ, "
+                f"{100 * (ratio(v, s3.get('crypto-floor')) or 0):.0f}% of floor",
+            )
         )
     s4 = r.get("S4", {})
     bull4 = s4.get("bullmq") or {}
     for who, v in s4.items():
         rows.append(
-            (f"S4 {v.get('jobs', 0):,} durable queued jobs: enqueue/s, bytes/job", who,
-             f"{fmt_num(v.get('enqueue_per_s'))} / {fmt_num(v.get('bytes_per_job'))}",
-             f"{fmt_ratio(ratio(v.get('enqueue_per_s'), bull4.get('enqueue_per_s')))} enqueue, "
-             f"{fmt_ratio(ratio(v.get('bytes_per_job'), bull4.get('bytes_per_job')))} memory")
+            (
+                f"S4 {v.get('jobs', 0):,} durable queued jobs: enqueue/s, bytes/job",
+                who,
+                f"{fmt_num(v.get('enqueue_per_s'))} / {fmt_num(v.get('bytes_per_job'))}",
+                f"{fmt_ratio(ratio(v.get('enqueue_per_s'), bull4.get('enqueue_per_s')))} enqueue, "
+                f"{fmt_ratio(ratio(v.get('bytes_per_job'), bull4.get('bytes_per_job')))} memory",
+            )
         )
     for who, v in r.get("S5", {}).items():
         rows.append(
-            ("S5 join -> first job (ms)", who, fmt_num(v.get("join_to_result_ms")),
-             f"process start -> first result {fmt_num(v.get('spawn_to_result_ms'))} ms")
+            (
+                "S5 join -> first job (ms)",
+                who,
+                fmt_num(v.get("join_to_result_ms")),
+                f"process start -> first result {fmt_num(v.get('spawn_to_result_ms'))} ms",
+            )
         )
     s6 = r.get("S6", {})
     for who, by_count in s6.items():
@@ -227,8 +243,23 @@ class Redis:
         self.dir = Path(tempfile.mkdtemp(prefix="qx-bench-redis-"))
         self.port = free_port()
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--logfile", str(self.dir / "log")],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--logfile",
+                str(self.dir / "log"),
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
@@ -265,16 +296,25 @@ def python_s1(jobs: int, workers: int, concurrency: int = 8) -> float:
     import queuexec
 
     scratch = Path(tempfile.mkdtemp(prefix="qx-bench-py-"))
-    env = {**os.environ, "QUEUEXEC_ROOM_DIR": str(scratch / "rooms"), "QUEUEXEC_MDNS": "0",
-           "token": secrets.token_hex(12), "transferEncryptToken": secrets.token_hex(16)}
+    env = {
+        **os.environ,
+        "QUEUEXEC_ROOM_DIR": str(scratch / "rooms"),
+        "QUEUEXEC_MDNS": "0",
+        "token": secrets.token_hex(12),
+        "transferEncryptToken": secrets.token_hex(16),
+    }
     procs: list[subprocess.Popen[bytes]] = []
     saved = {k: os.environ.get(k) for k in ("QUEUEXEC_ROOM_DIR", "token", "transferEncryptToken")}
     os.environ.update({k: env[k] for k in saved})
     try:
         with queuexec.Master(store=scratch / "jobs.sqlite") as master:
             procs = [
-                subprocess.Popen([sys.executable, "-c", PY_WORKER, str(concurrency), f"py-{i}"], cwd=scratch, env=env,
-                                 stderr=subprocess.DEVNULL)
+                subprocess.Popen(
+                    [sys.executable, "-c", PY_WORKER, str(concurrency), f"py-{i}"],
+                    cwd=scratch,
+                    env=env,
+                    stderr=subprocess.DEVNULL,
+                )
                 for i in range(workers)
             ]
             deadline = time.monotonic() + 60
@@ -331,12 +371,34 @@ def celery_s1(redis: Redis, jobs: int) -> float:
     """Jobs/s through Celery, prefork pool of 2, Redis broker and result backend."""
     scratch = Path(tempfile.mkdtemp(prefix="qx-bench-celery-"))
     (scratch / "qxbench_app.py").write_text(CELERY_APP)
-    env = {**os.environ, "BROKER": f"redis://{redis.addr}/1", "BACKEND": f"redis://{redis.addr}/2",
-           "PYTHONPATH": str(scratch)}
+    env = {
+        **os.environ,
+        "BROKER": f"redis://{redis.addr}/1",
+        "BACKEND": f"redis://{redis.addr}/2",
+        "PYTHONPATH": str(scratch),
+    }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "qxbench_app", "worker", "-P", "prefork", "-c", "2",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
-        cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "qxbench_app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "warning",
+        ],
+        cwd=scratch,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     sys.path.insert(0, str(scratch))
     os.environ["BROKER"], os.environ["BACKEND"] = env["BROKER"], env["BACKEND"]
@@ -366,7 +428,11 @@ def openssl_rate(algorithm: str) -> float:
     """Bytes/s of `openssl speed -evp ALGORITHM` on 1 MiB blocks, one core."""
     out = subprocess.run(
         ["openssl", "speed", "-evp", algorithm, "-bytes", "1048576", "-seconds", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=60, check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     last = [line for line in out.splitlines() if line.strip()][-1]
     return float(last.split()[-1].rstrip("k")) * 1000
@@ -417,7 +483,11 @@ def main() -> None:
             k = size["s2_samples"]
             cli2 = cli_bench(cli, 1, 2000, k)
             s2 = {"queuexec-cli": {"p50": cli2["p50"], "p99": cli2["p99"]}}
-            for who, workload, extra in (("queuexec-node", "qx-s2", ()), ("bullmq", "bullmq-s2", rd), ("tcp-floor", "tcp-s2", ())):
+            for who, workload, extra in (
+                ("queuexec-node", "qx-s2", ()),
+                ("bullmq", "bullmq-s2", rd),
+                ("tcp-floor", "tcp-s2", ()),
+            ):
                 v = node(workload, "--samples", k, *extra)
                 s2[who] = {"p50": v["p50"], "p99": v["p99"]}
             r["S2"] = s2
@@ -443,7 +513,10 @@ def main() -> None:
             s5 = {}
             for kind in ("cli", "node"):
                 v = node("qx-s5", "--kind", kind, "--runs", size["s5_runs"])
-                s5[f"queuexec-{kind}"] = {"join_to_result_ms": v["joinToResultMs"], "spawn_to_result_ms": v["spawnToResultMs"]}
+                s5[f"queuexec-{kind}"] = {
+                    "join_to_result_ms": v["joinToResultMs"],
+                    "spawn_to_result_ms": v["spawnToResultMs"],
+                }
             r["S5"] = s5
             write_results(r, args.out)
         if "S6" in only:
@@ -463,8 +536,11 @@ def main() -> None:
     log(f"done in {time.monotonic() - started:.0f} s; {args.out}")
     print(table(r))
     print()
-    print(f"(scripts/bench.sh{' --quick' if args.quick else ''}: one run; 2 worker processes unless said; "
-          "SQLite store (WAL) for queuexec, Redis with appendfsync everysec for BullMQ and Celery)")
+    print(
+        f"(scripts/bench.sh{' --quick' if args.quick else ''}: one run; 2 worker processes unless said; "
+        "SQLite store (WAL) for queuexec, Redis with appendfsync everysec for BullMQ and Celery)"
+    )
+
 
 if __name__ == "__main__":
     main()

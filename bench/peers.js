@@ -31,7 +31,6 @@ process.env.LOG_LEVEL = process.env.LOG_LEVEL || 'warn';
 const children = [];
 const tokens = () => ({ token: crypto.randomBytes(16).toString('hex'), transferEncryptToken: crypto.randomBytes(16).toString('hex') });
 const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
-const log = (...a) => console.error('[peers]', ...a);
 
 function within(promise, ms, what) {
   let timer;

@@ -28,8 +28,8 @@ pub use config::{
     check_transfer_token, defaults, env_file_has_tokens, generate_token, read_dotenv,
     resolve_tokens, write_env_tokens,
 };
-pub use error::{ErrorCode, Result};
 pub use delivery::JsJobBatch;
+pub use error::{ErrorCode, Result};
 pub use executor::{JsAssetFile, JsAssetsInfo};
 pub use job::{JsJob, JsJobInput, JsJobResult, JsPushReceipt, JsTaskOutcome};
 pub use master::{

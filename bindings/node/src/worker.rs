@@ -9,8 +9,8 @@ use napi_derive::napi;
 use queuexec_core::{EventStream, Executor, Worker, WorkerConfig, WorkerEvent};
 use queuexec_js::{JsConfig, JsExecutor};
 
-use crate::error::{CoreResultExt, config_error, for_promise};
 use crate::delivery::{JobQueue, JsJobBatch};
+use crate::error::{CoreResultExt, config_error, for_promise};
 use crate::executor::{AssetsChangedFn, NodeExecutor};
 use crate::job::JsTaskOutcome;
 

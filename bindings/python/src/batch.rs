@@ -82,9 +82,9 @@ impl PyJobQueue {
             } else if state.threads == 0 {
                 // No thread at all: fail what waits rather than leave it hanging.
                 for item in state.waiting.drain(..) {
-                    let _ = item
-                        .started
-                        .send(Err("no thread could be started for Python tasks".to_string()));
+                    let _ = item.started.send(Err(
+                        "no thread could be started for Python tasks".to_string()
+                    ));
                 }
             }
         }

@@ -24,13 +24,25 @@ def driver() -> ModuleType:
 
 
 MEASURED = {
-    "S1": {"queuexec-cli": 90000.0, "queuexec-node": 35000.0, "queuexec-python": 20000.0,
-           "bullmq": 5000.0, "celery": 700.0, "piscina": 100000.0},
-    "S2": {"queuexec-cli": {"p50": 150.0, "p99": 400.0}, "queuexec-node": {"p50": 200.0, "p99": 500.0},
-           "bullmq": {"p50": 1500.0, "p99": 3000.0}, "tcp-floor": {"p50": 100.0, "p99": 200.0}},
+    "S1": {
+        "queuexec-cli": 90000.0,
+        "queuexec-node": 35000.0,
+        "queuexec-python": 20000.0,
+        "bullmq": 5000.0,
+        "celery": 700.0,
+        "piscina": 100000.0,
+    },
+    "S2": {
+        "queuexec-cli": {"p50": 150.0, "p99": 400.0},
+        "queuexec-node": {"p50": 200.0, "p99": 500.0},
+        "bullmq": {"p50": 1500.0, "p99": 3000.0},
+        "tcp-floor": {"p50": 100.0, "p99": 200.0},
+    },
     "S3": {"queuexec-node": 300.0, "bullmq": 60.0, "crypto-floor": 1300.0},
-    "S4": {"queuexec-node": {"jobs": 1000000, "enqueue_per_s": 200000.0, "bytes_per_job": 50.0},
-           "bullmq": {"jobs": 1000000, "enqueue_per_s": 30000.0, "bytes_per_job": 250.0}},
+    "S4": {
+        "queuexec-node": {"jobs": 1000000, "enqueue_per_s": 200000.0, "bytes_per_job": 50.0},
+        "bullmq": {"jobs": 1000000, "enqueue_per_s": 30000.0, "bytes_per_job": 250.0},
+    },
     "S5": {"queuexec-cli": {"join_to_result_ms": 12.0, "spawn_to_result_ms": 40.0}},
     "S6": {"queuexec-cli": {"1": 50000.0, "2": 90000.0}, "plot": "bench/s6.png"},
 }
