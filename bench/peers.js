@@ -172,8 +172,13 @@ async function qxS2() {
   const samples = num('samples', 1000);
   const tk = tokens();
   let waiter = null;
-  const master = await qxMaster(tk, { onResult: () => waiter && waiter() });
-  qxWorkers(1, tk, { concurrency: 1, batchSize: 0 });
+  const master = await qxMaster(tk, { durable: opt('store', 'sqlite') === 'sqlite', onResult: () => waiter && waiter() });
+  if (opt('worker', 'node') === 'cli') {
+    const cwd = fs.mkdtempSync(path.join(scratch, 's2-'));
+    children.push(spawn(process.env.QUEUEXEC_BENCH_CLI, ['worker', '--builtin', 'echo', '--prefetch', '0'], { cwd, env: { ...process.env, ...tk }, stdio: 'ignore' }));
+  } else {
+    qxWorkers(1, tk, { concurrency: 1, batchSize: 0 });
+  }
   await joined(master, 1);
   const rtts = [];
   for (let i = 0; i < samples + 200; i += 1) {
