@@ -24,7 +24,8 @@ for a in "$@"; do
 done
 
 bash bench/deps.sh
-[ -d node_modules/queue-xec-master ] || npm install --no-audit --no-fund --silent
+# The workspace packages (the addon is built below, in release mode).
+[ -d node_modules/queue-xec-master ] || npm install --ignore-scripts --no-audit --no-fund --silent
 
 venv="$root/bench/.venv"
 if [ "$build" = 1 ]; then
