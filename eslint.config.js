@@ -14,12 +14,15 @@ module.exports = [
       'bindings/node/packages/*/runtime/**',
       'bindings/node/native/**',
       'target/**',
+      // scripts/bench.sh's peers and virtualenv (bench/deps.sh).
+      'bench/.deps/**',
+      'bench/.venv/**',
       // Code for the embedded engine (js-runtime), not for Node.
       'js-runtime/**',
     ],
   },
   {
-    files: ['bindings/node/**/*.js', 'tests/**/*.js', 'eslint.config.js'],
+    files: ['bindings/node/**/*.js', 'tests/**/*.js', 'bench/*.js', 'eslint.config.js'],
     ...js.configs.recommended,
     languageOptions: {
       ecmaVersion: 2023,

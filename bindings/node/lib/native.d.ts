@@ -84,6 +84,10 @@ export interface NativeWorker {
   readonly peerId: string;
   /** Up to `max` events; an empty array once the worker has stopped and every event was read. */
   nextEvents(max: number): Promise<WorkerEvent[]>;
+  /** Up to `max` jobs to run, `jobs[i]` numbered `seqs[i]`; empty once the worker has stopped. */
+  nextJobs(max: number): Promise<{ seqs: number[]; jobs: object[] }>;
+  /** The outcomes ({result} or {error}) of jobs from nextJobs, by their numbers. */
+  finishJobs(seqs: number[], outcomes: object[]): void;
   stats(): WorkerStats;
   wait(): Promise<void>;
   close(): Promise<void>;
@@ -92,6 +96,5 @@ export interface NativeWorker {
 export function startMaster(options: object): Promise<NativeMaster>;
 export function startWorker(
   options: object,
-  runJob: (job: object) => Promise<object>,
   assetsChanged: (assets: object) => Promise<object>,
 ): Promise<NativeWorker>;

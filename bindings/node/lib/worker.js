@@ -10,6 +10,7 @@ const native = require('./native');
 const { loadDotenv, resolveTokens, Logger, numberSetting } = require('./env');
 const { ConfigError, TaskLoadError, fromNative } = require('./errors');
 const { TaskHost } = require('./task-host');
+const { serveJobs } = require('./job-pump');
 
 loadDotenv();
 
@@ -114,14 +115,11 @@ class Worker extends EventEmitter {
     // After a task that could not load, the worker comes back as a probe holding one job at
     // most, so a task still broken costs one job attempt per try, not concurrency + batchSize.
     const options = this._probe ? { ...this._options, concurrency: 1, prefetch: 0 } : this._options;
-    const handle = await native.startWorker(
-      options,
-      (job) => this._host.run(job),
-      (info) => this._load(info),
-    );
+    const handle = await native.startWorker(options, (info) => this._load(info));
     this._native = handle;
     this.id = handle.peerId;
     this._pump(handle);
+    serveJobs(handle, (job) => this._host.run(job)).catch((error) => this._report(fromNative(error), 'stopped running jobs'));
     if (this._closed) await handle.close();
     return handle;
   }

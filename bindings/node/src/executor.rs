@@ -1,5 +1,6 @@
-//! The core `Executor` of a Node worker: jobs run in JavaScript, on the JS thread, through
-//! thread-safe functions whose promises the core awaits on its runtime.
+//! The core `Executor` of a Node worker: jobs run in JavaScript, on the JS thread. Jobs cross in
+//! batches that the JS side pulls (see [`crate::delivery`]); loading new assets goes through a
+//! thread-safe function whose promise the core awaits on its runtime.
 //!
 //! The JS side (`lib/task-host.js`) never throws across the boundary: it answers every call with
 //! a [`JsTaskOutcome`], so a task that throws or rejects becomes a job error and the worker goes
@@ -16,11 +17,9 @@ use napi_derive::napi;
 use queuexec_core::Manifest;
 use queuexec_core::{Executor, JobInput, TaskFailure};
 
-use crate::job::{JsJobInput, JsTaskOutcome};
+use crate::delivery::JobQueue;
+use crate::job::JsTaskOutcome;
 
-/// `(job) => Promise<TaskOutcome>`, called for each job.
-pub(crate) type RunJobFn =
-    ThreadsafeFunction<JsJobInput, Promise<JsTaskOutcome>, JsJobInput, Status, false>;
 /// `(assets) => Promise<TaskOutcome>`, called when the master's assets were installed.
 pub(crate) type AssetsChangedFn =
     ThreadsafeFunction<JsAssetsInfo, Promise<JsTaskOutcome>, JsAssetsInfo, Status, false>;
@@ -52,14 +51,14 @@ pub struct JsAssetsInfo {
 
 /// Runs jobs by calling into JavaScript.
 pub(crate) struct NodeExecutor {
-    run: Arc<RunJobFn>,
+    jobs: Arc<JobQueue>,
     assets_changed: Arc<AssetsChangedFn>,
 }
 
 impl NodeExecutor {
-    pub(crate) fn new(run: RunJobFn, assets_changed: AssetsChangedFn) -> NodeExecutor {
+    pub(crate) fn new(jobs: Arc<JobQueue>, assets_changed: AssetsChangedFn) -> NodeExecutor {
         NodeExecutor {
-            run: Arc::new(run),
+            jobs,
             assets_changed: Arc::new(assets_changed),
         }
     }
@@ -67,14 +66,7 @@ impl NodeExecutor {
 
 impl Executor for NodeExecutor {
     fn run(&self, job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
-        let run = self.run.clone();
-        Box::pin(async move {
-            let promise = run.call_async_catch(job.into()).await.map_err(|e| {
-                TaskFailure::new(format!("the task could not be called: {}", e.reason))
-            })?;
-            let outcome = promise.await.map_err(|e| TaskFailure::new(e.reason))?;
-            outcome.into()
-        })
+        self.jobs.run(job)
     }
 
     fn assets_changed(

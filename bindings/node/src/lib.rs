@@ -8,6 +8,7 @@
 //! in `lib/` (options, dotenv, EventEmitter) is what users see.
 
 mod config;
+mod delivery;
 mod error;
 mod executor;
 mod job;
@@ -27,6 +28,7 @@ pub use config::{
     check_transfer_token, defaults, env_file_has_tokens, generate_token, read_dotenv,
     resolve_tokens, write_env_tokens,
 };
+pub use delivery::JsJobBatch;
 pub use error::{ErrorCode, Result};
 pub use executor::{JsAssetFile, JsAssetsInfo};
 pub use job::{JsJob, JsJobInput, JsJobResult, JsPushReceipt, JsTaskOutcome};

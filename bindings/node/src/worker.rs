@@ -1,5 +1,6 @@
-//! The worker engine for JavaScript: `startWorker(options, runJob, assetsChanged)` gives a
-//! [`JsWorker`] whose jobs run in the two JS callbacks (see [`crate::executor`]).
+//! The worker engine for JavaScript: `startWorker(options, assetsChanged)` gives a [`JsWorker`]
+//! whose jobs JavaScript pulls in batches with `nextJobs` and answers with `finishJobs` (see
+//! [`crate::delivery`]); `assetsChanged` is called when the master's assets were installed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use napi_derive::napi;
 use queuexec_core::{EventStream, Executor, Worker, WorkerConfig, WorkerEvent};
 use queuexec_js::{JsConfig, JsExecutor};
 
+use crate::delivery::{JobQueue, JsJobBatch};
 use crate::error::{CoreResultExt, config_error, for_promise};
-use crate::executor::{AssetsChangedFn, NodeExecutor, RunJobFn};
+use crate::executor::{AssetsChangedFn, NodeExecutor};
+use crate::job::JsTaskOutcome;
 
 /// How to start a worker. Names follow queue-xec where it has one.
 #[napi(object, js_name = "WorkerOptions")]
@@ -43,11 +46,10 @@ pub struct JsWorkerOptions {
 
 /// Starts a worker that finds the master and works until `close()`.
 #[napi(
-    ts_args_type = "options: WorkerOptions, runJob: (job: JobInput) => Promise<TaskOutcome>, assetsChanged: (assets: AssetsInfo) => Promise<TaskOutcome>"
+    ts_args_type = "options: WorkerOptions, assetsChanged: (assets: AssetsInfo) => Promise<TaskOutcome>"
 )]
 pub async fn start_worker(
     options: JsWorkerOptions,
-    run_job: RunJobFn,
     assets_changed: AssetsChangedFn,
 ) -> napi::Result<JsWorker> {
     let mut config = WorkerConfig::new(options.token, options.transfer_token);
@@ -75,6 +77,7 @@ pub async fn start_worker(
         .map(PathBuf::from);
     config.mdns = options.mdns;
     config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
+    let mut jobs = None;
     let executor: Arc<dyn Executor> = if options.sandbox.unwrap_or(false) {
         let mut js = JsConfig {
             concurrency: config.concurrency,
@@ -86,20 +89,23 @@ pub async fn start_worker(
         if let Some(mb) = options.max_heap_mb {
             js.heap_limit_bytes = (mb as usize).saturating_mul(1024 * 1024);
         }
-        // The Node callbacks are not needed: dropping them releases their hold on the event loop.
-        drop((run_job, assets_changed));
+        // The Node callback is not needed: dropping it releases its hold on the event loop.
+        drop(assets_changed);
         Arc::new(JsExecutor::new(js).map_err(|e| {
             for_promise(config_error(format!(
                 "the sandboxed JavaScript runtime could not start: {e}"
             )))
         })?)
     } else {
-        Arc::new(NodeExecutor::new(run_job, assets_changed))
+        let queue = Arc::new(JobQueue::default());
+        jobs = Some(queue.clone());
+        Arc::new(NodeExecutor::new(queue, assets_changed))
     };
     let (worker, events) = Worker::start(config, executor).await.js_async()?;
     Ok(JsWorker {
         worker,
         events: Arc::new(EventStream::new(events)),
+        jobs,
     })
 }
 
@@ -108,6 +114,8 @@ pub async fn start_worker(
 pub struct JsWorker {
     worker: Worker,
     events: Arc<EventStream<WorkerEvent>>,
+    /// Jobs for JavaScript to run (`None` in a sandboxed worker, whose jobs run in the core).
+    jobs: Option<Arc<JobQueue>>,
 }
 
 /// Something that happened on a worker, as a discriminated union on `kind`:
@@ -208,6 +216,29 @@ impl JsWorker {
         }
     }
 
+    /// Waits for jobs to run and returns up to `max` of them (one promise per batch); an empty
+    /// batch once the worker has stopped (and always in a sandboxed worker).
+    #[napi]
+    pub async fn next_jobs(&self, max: u32) -> napi::Result<JsJobBatch> {
+        let empty = || JsJobBatch {
+            seqs: Vec::new(),
+            jobs: Vec::new(),
+        };
+        Ok(match &self.jobs {
+            Some(jobs) => jobs.next(max as usize).await.unwrap_or_else(empty),
+            None => empty(),
+        })
+    }
+
+    /// The outcomes of jobs from `nextJobs`: `outcomes[i]` is that of the job numbered
+    /// `seqs[i]`. Outcomes of jobs the worker dropped meanwhile (timed out, closed) are ignored.
+    #[napi]
+    pub fn finish_jobs(&self, seqs: Vec<u32>, outcomes: Vec<JsTaskOutcome>) {
+        if let Some(jobs) = &self.jobs {
+            jobs.finish(seqs, outcomes);
+        }
+    }
+
     /// Counts of jobs.
     #[napi]
     pub fn stats(&self) -> JsWorkerStats {
@@ -232,6 +263,7 @@ impl JsWorker {
     pub async fn wait(&self) -> napi::Result<()> {
         let result = self.worker.wait().await.js_async();
         self.events.close();
+        self.close_jobs();
         result
     }
 
@@ -240,6 +272,15 @@ impl JsWorker {
     pub async fn close(&self) -> napi::Result<()> {
         self.worker.close().await;
         self.events.close();
+        self.close_jobs();
         Ok(())
+    }
+}
+
+impl JsWorker {
+    fn close_jobs(&self) {
+        if let Some(jobs) = &self.jobs {
+            jobs.close();
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 use pyo3::prelude::*;
 
+mod batch;
 mod config;
 mod error;
 mod events;

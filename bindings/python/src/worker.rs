@@ -2,8 +2,9 @@
 //!
 //! The executor ([`PyExecutor`]) hands each job to one Python function, the dispatcher that the
 //! Python class `queuexec.Worker` builds from its `tasks` mapping. The dispatcher is called on
-//! one of the runtime's blocking threads, never on a runtime worker thread, so waiting for the GIL
-//! never stalls the network. It runs a plain callable right there and reports through `done`
+//! threads of the worker's own ([`crate::batch`]), never on a runtime worker thread, so waiting
+//! for the GIL never stalls the network; they run the jobs queued meanwhile under one GIL
+//! acquisition. It runs a plain callable right there and reports through `done`
 //! before returning; it schedules an `async def` one on an asyncio loop and returns a function
 //! that cancels it, which is called if the job's future is dropped (timeout, worker closed).
 
@@ -15,13 +16,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use pyo3::prelude::*;
-use pyo3::types::{PyCFunction, PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 use queuexec_core::{
     EventStream, Executor, JobInput, TaskFailure, Worker, WorkerConfig, WorkerEvent,
 };
 use queuexec_js::{JsConfig, JsExecutor};
 use tokio::sync::oneshot;
 
+use crate::batch::{PyJobQueue, Queued};
 use crate::error::{CoreResultExt, config_error};
 use crate::events::{pull, worker_events};
 use crate::runtime::{block_on, runtime, seconds, wait_for};
@@ -29,7 +31,7 @@ use crate::runtime::{block_on, runtime, seconds, wait_for};
 /// Runs jobs through the Python dispatcher, or through `fallback` (task.js) when no Python task
 /// handles the job's type.
 struct PyExecutor {
-    dispatch: Arc<Py<PyAny>>,
+    jobs: Arc<PyJobQueue>,
     python_types: HashSet<String>,
     catch_all: bool,
     fallback: Option<Arc<dyn Executor>>,
@@ -70,29 +72,23 @@ impl Executor for PyExecutor {
                 ))),
             };
         }
-        let dispatch = self.dispatch.clone();
+        let (started_tx, started_rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel::<(bool, String)>();
+        self.jobs.push(Queued {
+            job,
+            started: started_tx,
+            done: tx,
+        });
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel::<(bool, String)>();
-            let started = tokio::task::spawn_blocking(move || {
-                Python::try_attach(|py| {
-                    start_job(py, &dispatch, job, tx).map_err(|e| e.to_string())
-                })
-            })
-            .await;
-            let cancel = match started {
-                Ok(Some(Ok(cancel))) => CancelOnDrop(cancel),
-                Ok(Some(Err(e))) => {
+            let cancel = match started_rx.await {
+                Ok(Ok(cancel)) => CancelOnDrop(cancel),
+                Ok(Err(e)) => {
                     return Err(TaskFailure::new(format!(
                         "the Python task could not be started: {e}"
                     )));
                 }
-                Ok(None) => {
+                Err(_) => {
                     return Err(TaskFailure::new("the Python interpreter is shutting down"));
-                }
-                Err(e) => {
-                    return Err(TaskFailure::new(format!(
-                        "the Python task's thread failed: {e}"
-                    )));
                 }
             };
             let outcome = rx.await;
@@ -121,23 +117,16 @@ impl Executor for PyExecutor {
 
 /// Calls the dispatcher with the job and a `done(ok, text)` callback; returns its cancel
 /// function (`None` when the job already finished).
-fn start_job(
+pub(crate) fn start_job(
     py: Python<'_>,
     dispatch: &Py<PyAny>,
     job: JobInput,
     tx: oneshot::Sender<(bool, String)>,
 ) -> PyResult<Option<Py<PyAny>>> {
-    let tx = Mutex::new(Some(tx));
-    let done = PyCFunction::new_closure(
+    let done = Bound::new(
         py,
-        None,
-        None,
-        move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-            let (ok, text): (bool, String) = args.extract()?;
-            if let Some(tx) = lock(&tx).take() {
-                let _ = tx.send((ok, text));
-            }
-            Ok(())
+        Done {
+            tx: Mutex::new(Some(tx)),
         },
     )?;
     let timeout = job.timeout.map(|t| t.as_secs_f64());
@@ -150,6 +139,21 @@ fn start_job(
     } else {
         Some(cancel)
     })
+}
+
+/// `done(ok, text)`: a job's outcome, reported once (later calls are ignored).
+#[pyclass(module = "queuexec._native", frozen)]
+struct Done {
+    tx: Mutex<Option<oneshot::Sender<(bool, String)>>>,
+}
+
+#[pymethods]
+impl Done {
+    fn __call__(&self, ok: bool, text: String) {
+        if let Some(tx) = lock(&self.tx).take() {
+            let _ = tx.send((ok, text));
+        }
+    }
 }
 
 /// Cancels an `async def` task whose job future was dropped before it finished.
@@ -184,6 +188,8 @@ pub(crate) struct PyWorker {
     worker: Worker,
     /// The worker's events, when `keep_events` asked for them.
     events: Option<Arc<EventStream<WorkerEvent>>>,
+    /// The jobs for Python tasks and their threads.
+    jobs: Arc<PyJobQueue>,
     closed: AtomicBool,
 }
 
@@ -236,8 +242,9 @@ impl PyWorker {
         config.room_dir = room_dir;
         config.default_timeout = seconds("timeout", default_timeout)?;
         let python_types: HashSet<String> = python_types.into_iter().collect();
+        let jobs = PyJobQueue::new(Arc::new(dispatch), concurrency);
         let executor = Arc::new(PyExecutor {
-            dispatch: Arc::new(dispatch),
+            jobs: jobs.clone(),
             fallback: task_js_executor(
                 run_task_js,
                 concurrency,
@@ -263,6 +270,7 @@ impl PyWorker {
         Ok(PyWorker {
             worker,
             events,
+            jobs,
             closed: AtomicBool::new(false),
         })
     }
@@ -335,6 +343,7 @@ impl PyWorker {
         }
         let worker = self.worker.clone();
         let closed = block_on(py, async move { worker.close().await });
+        self.jobs.close();
         if let Some(events) = &self.events {
             events.close();
         }
@@ -354,7 +363,11 @@ impl Drop for PyWorker {
             && let Ok(rt) = runtime()
         {
             let worker = self.worker.clone();
-            rt.spawn(async move { worker.close().await });
+            let jobs = self.jobs.clone();
+            rt.spawn(async move {
+                worker.close().await;
+                jobs.close();
+            });
         }
     }
 }
