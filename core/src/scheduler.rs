@@ -142,6 +142,15 @@ pub(crate) enum Transition {
     },
 }
 
+/// A job ended by [`Scheduler::cancel`].
+#[derive(Debug)]
+pub(crate) struct Cancelled {
+    /// Its end (dead, with the cancel's error), to persist and deliver.
+    pub(crate) transition: Transition,
+    /// The session that held it and the lease's fence, when it was running.
+    pub(crate) lease: Option<(SessionId, u32)>,
+}
+
 /// Why a result was not accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Rejection {
@@ -495,6 +504,50 @@ impl Scheduler {
         self.jobs.is_empty()
     }
 
+    /// Cancels every job whose key is `id` or whose label (the id as pushed) is `id`, in any
+    /// state but finished: each ends as dead with `error`. Returns each one's transition and,
+    /// for a leased job, the session holding it and the lease's fence (the worker must be told).
+    pub(crate) fn cancel(&mut self, id: &str, error: &str) -> Vec<Cancelled> {
+        // A scan: cancels are rare, and a label may stand for several keys (a repeated id).
+        let keys: Vec<Arc<str>> = self
+            .jobs
+            .keys()
+            .filter(|key| &***key == id || crate::job::label_of(key) == id)
+            .cloned()
+            .collect();
+        let mut cancelled = Vec::with_capacity(keys.len());
+        for key in keys {
+            let lease = match self.jobs.get(&key) {
+                Some(Entry {
+                    status: Status::Leased(lease),
+                    fence,
+                    ..
+                }) => Some((lease.session, *fence)),
+                Some(_) => None,
+                None => continue,
+            };
+            let worker = if lease.is_some() {
+                self.release_lease(&key)
+            } else {
+                None
+            };
+            let Some(entry) = self.remove(&key) else {
+                continue;
+            };
+            cancelled.push(Cancelled {
+                transition: Transition::Dead {
+                    id: key,
+                    attempt: entry.fence,
+                    error: error.to_string(),
+                    worker: worker.map(|w| (*w).clone()),
+                    in_memory: entry.in_memory,
+                },
+                lease,
+            });
+        }
+        cancelled
+    }
+
     /// A run failed: retry after an exponential backoff, or dead-letter after the last attempt.
     fn fail(
         &mut self,
@@ -681,6 +734,41 @@ mod tests {
             sealed: vec![1],
             json: "1".into(),
         }
+    }
+
+    #[test]
+    fn cancel_ends_queued_delayed_and_leased_jobs_and_names_the_lease_holder() {
+        let mut s = Scheduler::new(config());
+        s.enqueue(job("a", 1, 0, 3), false, 0);
+        let mut delayed = job("b", 2, 0, 3);
+        delayed.not_before_ms = 10_000;
+        s.enqueue(delayed, true, 0);
+        s.enqueue(job("c", 3, 0, 3), false, 0);
+        let w = worker("w");
+        let leased = s.lease(7, &w, 0).expect("a job");
+        assert_eq!(&*leased.id, "a");
+        let gone = s.cancel("a", "cancelled");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].lease, Some((7, leased.attempt)));
+        assert!(matches!(&gone[0].transition, Transition::Dead { error, worker: Some(_), .. } if error == "cancelled"));
+        assert_eq!(s.held(7), 0);
+        let gone = s.cancel("b", "cancelled");
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].lease.is_none());
+        assert!(matches!(&gone[0].transition, Transition::Dead { in_memory: true, .. }));
+        assert!(s.cancel("nope", "cancelled").is_empty());
+        assert_eq!(s.counts(), Counts { ready: 1, delayed: 0, leased: 0 });
+        // The late result of the cancelled lease is not accepted.
+        assert_eq!(
+            s.complete(7, "a", leased.attempt, ok(), 1).err(),
+            Some(Rejection::Unknown)
+        );
+        // A label finds repeated and automatic keys too.
+        s.enqueue(job("\u{1f}job-9", 4, 0, 3), false, 0);
+        s.enqueue(job("c\u{1f}5", 5, 0, 3), false, 0);
+        assert_eq!(s.cancel("c", "x").len(), 2);
+        assert_eq!(s.cancel("job-9", "x").len(), 1);
+        assert!(s.is_idle());
     }
 
     #[test]

@@ -22,6 +22,9 @@ const DEFAULTS = native.defaults();
 /** Jobs handed to the core in one call at most. */
 const PUSH_CHUNK = 8192;
 
+/** Jobs a producer's getTasks is asked for at a time (its `batchSize`). */
+const DEFAULT_BATCH = 100;
+
 /** Results pulled from the core per wake-up at most. */
 const EVENT_BATCH = 1024;
 
@@ -44,6 +47,9 @@ class Master extends EventEmitter {
     watchAssets,
     mdns,
     idempotentIds,
+    getTasks,
+    handleResults,
+    batchSize,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
@@ -70,6 +76,7 @@ class Master extends EventEmitter {
     // pushes are in flight waits for them (and then carries no jobID, as in queue-xec).
     this._pushesInFlight = 0;
     this._heldResults = [];
+    this._producer = newProducer(getTasks, handleResults, batchSize);
 
     const options = {
       token: tokens.token,
@@ -103,6 +110,7 @@ class Master extends EventEmitter {
         this.peerId = handle.peerId;
         this.log.info('master listening on', handle.listenAddrs().join(' '));
         this._pump(handle);
+        if (this._producer) setImmediate(() => this._produce());
         if (this._closed) return handle.close().then(() => this);
         return this;
       },
@@ -161,18 +169,32 @@ class Master extends EventEmitter {
       }
       return toJob(payload, options);
     });
+    return this._pushJobs(jobs, null);
+  }
+
+  /** Pushes built jobs in chunks; `produced` (the producer's ids) learns each job's core id. */
+  async _pushJobs(jobs, produced) {
     const handle = await this._handle();
     const receipts = [];
     for (let i = 0; i < jobs.length; i += PUSH_CHUNK) {
       const chunk = jobs.slice(i, i + PUSH_CHUNK);
       this._pushesInFlight += 1;
       chunk.forEach((job) => this._expect(job));
+      // A job with an id is entered before its push, so its result (which can overtake the
+      // receipt) is counted; a `job-N` result waits for the receipts (see _dispatchResult).
+      if (produced) chunk.forEach((job) => job.native.id != null && countUp(produced, job.native.id));
       try {
         const got = await handle.push(chunk.map((j) => j.native)).catch((error) => {
           chunk.forEach((job) => this._unexpect(job));
+          if (produced) chunk.forEach((job) => job.native.id != null && countDown(produced, job.native.id));
           throw fromNative(error);
         });
-        got.forEach((receipt, k) => this._remember(chunk[k], receipt));
+        got.forEach((receipt, k) => {
+          this._remember(chunk[k], receipt);
+          if (!produced) return;
+          if (receipt.duplicate) countDown(produced, chunk[k].native.id);
+          else if (chunk[k].native.id == null) countUp(produced, receipt.id);
+        });
         receipts.push(...got);
       } finally {
         this._pushSettled();
@@ -185,6 +207,23 @@ class Master extends EventEmitter {
   async stats() {
     const handle = await this._handle();
     return handle.stats().catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
+  /**
+   * Cancels the job with this id (its jobID, or its receipt's id): queued, delayed or running
+   * (the worker's task sees its `signal` abort). Its result is the error `the job was cancelled
+   * (cancel() on the master)`. Resolves with how many jobs were cancelled.
+   */
+  async cancel(jobId) {
+    if (jobId === undefined || jobId === null || jobId === '') {
+      throw new PayloadError('cancel takes the id of a job (its jobID or its receipt id)', { code: 'ERR_QUEUEXEC_PAYLOAD' });
+    }
+    await this._flush();
+    const handle = await this._handle();
+    const id = typeof jobId === 'object' ? JSON.stringify(jobId) : String(jobId);
+    return handle.cancel(id).catch((error) => {
       throw fromNative(error);
     });
   }
@@ -382,6 +421,7 @@ class Master extends EventEmitter {
       }
       this._call(this.onResults, result);
       this._emitSafely('result', result, meta);
+      this._produced(raw.jobId, result);
     } else {
       result.error = raw.error;
       this.log.warn(`job ${jobID === undefined ? raw.jobId : jobID} failed after ${raw.attempts} attempt(s): ${raw.error}`);
@@ -389,7 +429,101 @@ class Master extends EventEmitter {
       if (this.listenerCount('error') > 0) {
         this._emitSafely('error', new JobError(raw.error, { jobID, worker, attempts: raw.attempts }));
       }
+      this._produced(raw.jobId, result);
     }
+  }
+
+  /**
+   * Pull-based producing (Distributo's getTasks / handleResults): while fewer than two batches
+   * of produced jobs wait or run, asks `getTasks(batchSize)` for more (it may be async; an
+   * empty array means there is no more). Only a few batches are ever in memory, however many
+   * jobs the producer has.
+   */
+  async _produce() {
+    const p = this._producer;
+    if (!p || p.pulling || p.exhausted || this._closed) return;
+    p.pulling = true;
+    try {
+      while (!p.exhausted && !this._closed && p.produced - p.finished < 2 * p.batchSize) {
+        let tasks;
+        try {
+          tasks = await p.getTasks(p.batchSize);
+        } catch (error) {
+          p.exhausted = true;
+          this._report(new ConfigError(`getTasks threw: ${error && error.message ? error.message : error}; no more jobs are asked for`, { code: 'ERR_QUEUEXEC_CONFIG', cause: error }));
+          break;
+        }
+        if (tasks === undefined || tasks === null || (Array.isArray(tasks) && tasks.length === 0)) {
+          p.exhausted = true;
+          break;
+        }
+        if (!Array.isArray(tasks)) {
+          p.exhausted = true;
+          this._report(new ConfigError(`getTasks must return an array of payloads (an empty one when there is no more), got ${typeof tasks}`, { code: 'ERR_QUEUEXEC_CONFIG' }));
+          break;
+        }
+        const jobs = [];
+        for (const task of tasks) {
+          if (task === undefined) continue;
+          try {
+            jobs.push(toJob(task));
+          } catch (error) {
+            this._report(error);
+          }
+        }
+        p.produced += jobs.length;
+        try {
+          await this._pushJobs(jobs, p.ids);
+        } catch (error) {
+          p.produced -= jobs.length;
+          p.exhausted = true;
+          this._report(error);
+        }
+      }
+    } finally {
+      p.pulling = false;
+    }
+    this._checkEnd();
+  }
+
+  /** A result of a produced job: counted, batched for handleResults, and more pulled. */
+  _produced(coreId, result) {
+    const p = this._producer;
+    if (!p || !countDown(p.ids, coreId)) return;
+    p.finished += 1;
+    if (p.handleResults) {
+      p.results.push(result);
+      if (p.results.length >= p.batchSize) this._handBatch();
+    }
+    if (!p.exhausted) this._produce();
+    this._checkEnd();
+  }
+
+  /** Hands the results gathered so far to handleResults (in order, one call at a time). */
+  _handBatch() {
+    const p = this._producer;
+    if (p.results.length === 0) return p.handing;
+    const batch = p.results;
+    p.results = [];
+    p.handing = p.handing.then(async () => {
+      try {
+        await p.handleResults(batch);
+      } catch (error) {
+        this._listenerFailed(error);
+      }
+    });
+    return p.handing;
+  }
+
+  /** 'end': the producer has no more and every produced job has its result (handed over). */
+  _checkEnd() {
+    const p = this._producer;
+    if (!p || p.ended || p.pulling || !p.exhausted || p.finished < p.produced) return;
+    p.ended = true;
+    this._handBatch().then(() => {
+      this.log.info(`producer done: ${p.finished} jobs`);
+      this._emitSafely('end', { jobs: p.finished });
+    });
   }
 
   // A throwing listener must not stop result delivery: report it and go on.
@@ -418,6 +552,52 @@ class Master extends EventEmitter {
     if (this.listenerCount('error') > 0) this._emitSafely('error', error);
     else this.log.error(error.message);
   }
+}
+
+/** The producer's state, or null without getTasks. */
+function newProducer(getTasks, handleResults, batchSize) {
+  if (getTasks === undefined || getTasks === null) {
+    if (handleResults !== undefined && handleResults !== null) {
+      throw new ConfigError('handleResults needs getTasks: it receives the results of the jobs getTasks produced', { code: 'ERR_QUEUEXEC_CONFIG' });
+    }
+    return null;
+  }
+  if (typeof getTasks !== 'function') {
+    throw new ConfigError(`getTasks must be a function (n) => payloads, got ${typeof getTasks}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+  }
+  if (handleResults !== undefined && handleResults !== null && typeof handleResults !== 'function') {
+    throw new ConfigError(`handleResults must be a function (results) => void, got ${typeof handleResults}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+  }
+  const size = batchSize === undefined ? DEFAULT_BATCH : Number(batchSize);
+  if (!Number.isInteger(size) || size < 1) {
+    throw new ConfigError(`batchSize must be a whole number of at least 1, got ${JSON.stringify(batchSize)}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+  }
+  return {
+    getTasks,
+    handleResults: handleResults || null,
+    batchSize: size,
+    ids: new Map(),
+    produced: 0,
+    finished: 0,
+    results: [],
+    handing: Promise.resolve(),
+    pulling: false,
+    exhausted: false,
+    ended: false,
+  };
+}
+
+function countUp(map, key) {
+  map.set(key, (map.get(key) || 0) + 1);
+}
+
+/** Takes one off `key`'s count; false when it had none. */
+function countDown(map, key) {
+  const n = map.get(key);
+  if (!n) return false;
+  if (n > 1) map.set(key, n - 1);
+  else map.delete(key);
+  return true;
 }
 
 /**

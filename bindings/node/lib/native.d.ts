@@ -34,7 +34,8 @@ export type WorkerEvent =
   | { kind: 'disconnected'; reason: string }
   | { kind: 'assetsInstalled'; bundle: string; fetched: number }
   | { kind: 'jobFinished'; jobId: string; error?: string }
-  | { kind: 'refused'; reason: string };
+  | { kind: 'refused'; reason: string }
+  | { kind: 'jobCancelled'; jobId: string };
 
 /** Counts of a master's jobs and workers: the core's `Stats`, with the same names in Python. */
 export interface MasterStats {
@@ -74,6 +75,8 @@ export interface NativeMaster {
   nextEvents(max: number): Promise<MasterEvent[]>;
   stats(): Promise<MasterStats>;
   reloadAssets(): Promise<boolean>;
+  /** Cancels the jobs with this id; resolves with how many were cancelled. */
+  cancel(jobId: string): Promise<number>;
   ack(jobIds: string[]): void;
   listenAddrs(): string[];
   bundleHash(): string;

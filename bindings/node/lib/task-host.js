@@ -23,6 +23,16 @@ class TaskHost {
     this.loadedFiles = [];
     // Packages a require() of this process failed to find: Node remembers the miss.
     this.missedModules = new Set();
+    // The abort controllers of running jobs, by job id (an id may run more than once).
+    this.controllers = new Map();
+  }
+
+  /** The master cancelled job `id`: the signal of each of its runs here aborts. */
+  cancel(id) {
+    const running = this.controllers.get(id);
+    if (!running) return 0;
+    for (const controller of running) controller.abort(new Error('the job was cancelled by the master'));
+    return running.size;
   }
 
   /** The master's assets were installed in `info.workplace`: install dependencies, (re)load task.js. */
@@ -87,6 +97,9 @@ class TaskHost {
    */
   async run(job) {
     const controller = new AbortController();
+    let running = this.controllers.get(job.id);
+    if (!running) this.controllers.set(job.id, (running = new Set()));
+    running.add(controller);
     let timer = null;
     if (job.timeoutMs) {
       timer = setTimeout(() => controller.abort(new Error('the job timed out')), job.timeoutMs);
@@ -105,6 +118,8 @@ class TaskHost {
       return { error: message(error) };
     } finally {
       if (timer) clearTimeout(timer);
+      running.delete(controller);
+      if (running.size === 0 && this.controllers.get(job.id) === running) this.controllers.delete(job.id);
     }
   }
 }

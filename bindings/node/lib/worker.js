@@ -239,6 +239,11 @@ class Worker extends EventEmitter {
         this._emitSafely('jobFinished', info);
         break;
       }
+      case 'jobCancelled':
+        // The master cancelled it: the task's signal aborts.
+        this._host.cancel(event.jobId);
+        this._emitSafely('jobCancelled', { jobID: event.jobId });
+        break;
       case 'refused':
         // The worker has stopped: the master does not accept our token.
         handle.wait().catch((error) => this._report(fromNative(error), 'was refused'));

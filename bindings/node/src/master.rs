@@ -284,6 +284,13 @@ impl JsMaster {
     }
 
     /// Reads the asset files again; resolves whether they changed (workers then fetch them).
+    /// Cancels the jobs with this id (queued, delayed or running); resolves with how many.
+    #[napi]
+    pub async fn cancel(&self, job_id: String) -> napi::Result<u32> {
+        let n = self.master.cancel(&job_id).await.js_async()?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     #[napi]
     pub async fn reload_assets(&self) -> napi::Result<bool> {
         self.master.reload_assets().await.js_async()

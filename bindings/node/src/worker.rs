@@ -113,7 +113,7 @@ pub struct JsWorker {
 /// Something that happened on a worker, as a discriminated union on `kind`:
 /// `{kind: 'connected', master}`, `{kind: 'disconnected', reason}`,
 /// `{kind: 'assetsInstalled', bundle, fetched}`, `{kind: 'jobFinished', jobId, error?}`,
-/// `{kind: 'refused', reason}`.
+/// `{kind: 'refused', reason}`, `{kind: 'jobCancelled', jobId}`.
 #[napi(
     discriminant = "kind",
     discriminant_case = "camelCase",
@@ -149,6 +149,11 @@ pub enum JsWorkerEvent {
         /// The master's reason.
         reason: String,
     },
+    /// The master cancelled a running job: its task's abort signal fires.
+    JobCancelled {
+        /// The job id.
+        job_id: String,
+    },
 }
 
 impl JsWorkerEvent {
@@ -166,6 +171,7 @@ impl JsWorkerEvent {
                 JsWorkerEvent::JobFinished { job_id: id, error }
             }
             WorkerEvent::Refused { reason, .. } => JsWorkerEvent::Refused { reason },
+            WorkerEvent::JobCancelled { id } => JsWorkerEvent::JobCancelled { job_id: id },
             other => {
                 tracing::debug!(?other, "a worker event this addon does not know");
                 return None;

@@ -207,6 +207,12 @@ impl PyMaster {
         Ok(dict)
     }
 
+    /// Cancels the jobs with this id (queued, delayed or running); returns how many.
+    fn cancel(&self, py: Python<'_>, job_id: String) -> PyResult<usize> {
+        let master = self.master.clone();
+        block_on(py, async move { master.cancel(&job_id).await })?.or_raise(py)
+    }
+
     /// Marks results as handled (needed only with `auto_ack=False`).
     fn ack(&self, job_ids: Vec<String>) {
         self.master.ack(job_ids);

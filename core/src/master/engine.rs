@@ -18,6 +18,9 @@ use crate::protocol::{ToWorker, WireJob};
 use crate::scheduler::{Leased, RunOutcome, Scheduler, SessionId, Transition};
 use crate::store::{StoreOp, StoreWriter, StoredJob};
 
+/// The error of a cancelled job's result.
+pub(crate) const CANCELLED: &str = "the job was cancelled (cancel() on the master)";
+
 /// What the engine is asked to do, by the master's handle and by the sessions.
 pub(super) enum EngineCommand {
     Enqueue(Vec<(StoredJob, bool)>),
@@ -48,6 +51,11 @@ pub(super) enum EngineCommand {
     Stats(oneshot::Sender<Stats>),
     Idle(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
+    /// Cancel the jobs with this id (`Master::cancel`); answers how many were cancelled.
+    Cancel {
+        id: String,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// The engine's view of one worker connection.
@@ -288,6 +296,22 @@ impl Engine {
                     workers: self.sessions.len() as u64,
                     ..self.stats
                 });
+            }
+            EngineCommand::Cancel { id, reply } => {
+                let cancelled = self.scheduler.cancel(&id, CANCELLED);
+                let _ = reply.send(cancelled.len());
+                for c in cancelled {
+                    if let Some((session, attempt)) = c.lease
+                        && let Some(state) = self.sessions.get(&session)
+                        && let Transition::Dead { id, .. } = &c.transition
+                    {
+                        let _ = state.outbound.send(ToWorker::Cancel {
+                            id: id.to_string(),
+                            attempt,
+                        });
+                    }
+                    transitions.push(c.transition);
+                }
             }
             EngineCommand::Shutdown(reply) => {
                 self.sessions.clear();

@@ -534,6 +534,24 @@ impl Master {
         rx.await.map_err(|_| Error::Closed("the master"))
     }
 
+    /// Cancels the job with this id (as pushed, or the master's key of one): queued, delayed or
+    /// running. A running job's worker is told to stop it (its task's abort signal fires, its
+    /// command is killed). Each cancelled job ends with the error
+    /// `"the job was cancelled (cancel() on the master)"`, delivered like any other result (and
+    /// kept in the durable store). An id pushed more than once cancels each. Returns how many
+    /// jobs were cancelled: 0 when none with this id was waiting or running.
+    pub async fn cancel(&self, id: &str) -> Result<usize> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .engine
+            .send(EngineCommand::Cancel {
+                id: id.to_string(),
+                reply,
+            })
+            .map_err(|_| Error::Closed("the master"))?;
+        rx.await.map_err(|_| Error::Closed("the master"))
+    }
+
     /// Counts of jobs and workers.
     pub async fn stats(&self) -> Result<Stats> {
         let (reply, rx) = oneshot::channel();

@@ -150,6 +150,9 @@ pub(crate) enum ToWorker {
     },
     /// The master no longer has that file (assets changed meanwhile).
     FileMissing { sha256: Sha256 },
+    /// The master cancelled this lease of a job (`Master::cancel`): stop running it and send
+    /// no result for it. Its credit comes back to the master with this message.
+    Cancel { id: String, attempt: u32 },
 }
 
 /// Messages from a worker.

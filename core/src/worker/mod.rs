@@ -105,6 +105,12 @@ pub enum WorkerEvent {
         /// Its error, if it failed.
         error: Option<String>,
     },
+    /// The master cancelled a job this worker was running (`Master::cancel`); it was stopped
+    /// and no result is sent for it.
+    JobCancelled {
+        /// The job id.
+        id: String,
+    },
     /// The master refused this worker (wrong token); the worker has stopped.
     Refused {
         /// The master's reason.

@@ -37,6 +37,22 @@ pub(super) struct Connection {
     /// Credits granted to the master and not yet used by a job it sent: a window at the start,
     /// one more per result. A master that sends jobs beyond it is cut off.
     pub(super) credits: Arc<AtomicI64>,
+    /// How to stop each job started on this connection and not finished, by key and lease
+    /// fence (`ToWorker::Cancel`).
+    pub(super) running: RunningJobs,
+    /// Cancelled leases that had not started here (waiting for assets): skipped when they do.
+    pub(super) cancelled: std::collections::HashSet<(String, u32)>,
+}
+
+/// The stop signal of each running job, by its key and lease fence.
+pub(super) type RunningJobs =
+    Arc<std::sync::Mutex<std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>>>;
+
+fn lock_running(
+    running: &RunningJobs,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>>
+{
+    running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Most results in one frame (besides the byte limit).
@@ -108,6 +124,8 @@ impl Runner {
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             tasks: JoinSet::new(),
             credits: Arc::new(AtomicI64::new(window as i64)),
+            running: RunningJobs::default(),
+            cancelled: std::collections::HashSet::new(),
         };
 
         // Heartbeats renew leases while jobs are held.
@@ -156,6 +174,9 @@ impl Runner {
                             .await?;
                     }
                     ToWorker::FileMissing { .. } => sync.restart(&connection.out),
+                    ToWorker::Cancel { id, attempt } => {
+                        self.cancel_job(id, attempt, &mut connection)
+                    }
                 }
             }
             Ok(())
@@ -178,6 +199,14 @@ impl Runner {
         failure: Option<String>,
     ) {
         for job in jobs {
+            let lease = (job.id.clone(), job.attempt);
+            if connection.cancelled.remove(&lease) {
+                // Cancelled while it waited for assets: its credit went back then.
+                continue;
+            }
+            let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+            lock_running(&connection.running).insert(lease.clone(), stop);
+            let running = connection.running.clone();
             self.inner.running.fetch_add(1, Ordering::Relaxed);
             let slots = connection.slots.clone();
             let out_tx = connection.out.clone();
@@ -189,13 +218,26 @@ impl Runner {
             let failure = failure.clone();
             let credits = connection.credits.clone();
             connection.tasks.spawn(async move {
-                let outcome = match failure {
-                    Some(failure) => Err(failure),
-                    None => match slots.acquire_owned().await {
-                        Ok(_permit) => run_job(&key, &*executor, &job, default_timeout).await,
-                        Err(_) => return,
-                    },
+                let work = async {
+                    match failure {
+                        Some(failure) => Err(failure),
+                        None => match slots.acquire_owned().await {
+                            Ok(_permit) => run_job(&key, &*executor, &job, default_timeout).await,
+                            Err(_) => Err("the worker stopped".to_string()),
+                        },
+                    }
                 };
+                // A cancel (or the connection's end) stops the job wherever it is: waiting for a
+                // slot or running (its future is dropped).
+                let outcome = tokio::select! {
+                    biased;
+                    _ = &mut stopped => return,
+                    outcome = work => outcome,
+                };
+                if lock_running(&running).remove(&lease).is_none() {
+                    // Cancelled as it finished: the cancel did the accounting.
+                    return;
+                }
                 let outcome = fit_in_a_frame(&job.id, outcome);
                 let ok = outcome.is_ok();
                 if ok {
@@ -225,6 +267,33 @@ impl Runner {
         }
         // Reap finished tasks so the set does not grow without bound.
         while connection.tasks.try_join_next().is_some() {}
+    }
+}
+
+impl Runner {
+    /// The master cancelled a lease: stop its job and give its credit back (the master no
+    /// longer counts it); no result is sent for it.
+    fn cancel_job(&self, id: String, attempt: u32, connection: &mut Connection) {
+        let lease = (id, attempt);
+        connection.credits.fetch_add(1, Ordering::Relaxed);
+        let stop = lock_running(&connection.running).remove(&lease);
+        let label = crate::job::label_of(&lease.0).to_string();
+        match stop {
+            Some(stop) => {
+                let _ = stop.send(());
+                self.inner.running.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(job = %label, "the master cancelled a running job");
+                let _ = self.events.send(WorkerEvent::JobCancelled { id: label });
+            }
+            None => {
+                // Not started yet (waiting for assets), or already finished (its result, on its
+                // way, is ignored by the master). Remembered so it is skipped if it starts.
+                if connection.cancelled.len() >= 4096 {
+                    connection.cancelled.clear();
+                }
+                connection.cancelled.insert(lease);
+            }
+        }
     }
 }
 

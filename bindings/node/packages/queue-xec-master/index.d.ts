@@ -90,6 +90,17 @@ declare namespace Master {
      * new job, as in queue-xec, and its receipt says `repeated: true`. Either way a warning shows,
      * at the default log level too. */
     idempotentIds?: boolean;
+    /**
+     * Pull-based producing (Distributo's getTasks): called with `batchSize` whenever fewer than
+     * two batches of produced jobs wait or run; returns (or resolves to) an array of payloads,
+     * an empty one when there is no more. The master emits 'end' once every produced job has a
+     * result and getTasks returned nothing more.
+     */
+    getTasks?: (n: number) => unknown[] | Promise<unknown[]>;
+    /** Receives the results of produced jobs in batches of up to `batchSize` (the last may be smaller). */
+    handleResults?: (results: JobResult[]) => void | Promise<void>;
+    /** Jobs getTasks is asked for at a time, and results per handleResults call (default 100). */
+    batchSize?: number;
   }
 
   /** Per-job options: the second argument of pushNewJob / pushNewJobs. */
@@ -212,6 +223,8 @@ interface MasterEvents {
   workerLeft: [worker: Master.WorkerInfo];
   drained: [];
   warning: [message: string];
+  /** Every job getTasks produced has its result, and getTasks returned no more. */
+  end: [info: { jobs: number }];
 }
 
 declare class Master extends EventEmitter {
@@ -234,6 +247,13 @@ declare class Master extends EventEmitter {
   /** Queues many jobs at once: all or none. */
   pushNewJobs(payloads: unknown[], options?: Master.JobOptions): Promise<Master.PushReceipt[]>;
   stats(): Promise<Master.Stats>;
+  /**
+   * Cancels the job with this id (its jobID, or the id of its receipt): queued, delayed or
+   * running. A running task's `signal` aborts. Each cancelled job's result is an error
+   * `the job was cancelled (cancel() on the master)`. Resolves with how many jobs were
+   * cancelled (0: none waiting or running; more than 1 for an id pushed more than once).
+   */
+  cancel(jobId: string | number): Promise<number>;
   /** Re-reads the asset files; true when they changed. */
   reloadAssets(): Promise<boolean>;
   /** Addresses workers on other machines can use as their `master` option. */

@@ -105,6 +105,8 @@ interface WorkerEvents {
   disconnected: [info: { reason: string }];
   assetsInstalled: [info: { bundle: string; fetched: number }];
   jobFinished: [info: { jobID: string; error?: string }];
+  /** The master cancelled a job this worker was running; its task's `signal` aborted. */
+  jobCancelled: [info: { jobID: string }];
   error: [error: Worker.QueuexecError];
 }
 

@@ -21,6 +21,7 @@ from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
 from .events import Drained, MasterEvent, ResultEvent, WarningEvent, WorkerJoined, WorkerLeft
 from .exceptions import ConfigError, PayloadError
+from ._producer import Producer
 from .job import EncodedJob, JobResult, MasterStats, PushReceipt
 
 __all__ = ["AssetFile", "JobSpec", "Master"]
@@ -107,7 +108,13 @@ class Master:
         max_workers: int | None = None,
         watch_assets: bool | None = None,
         idempotent_ids: bool = False,
+        get_tasks: Callable[[int], Sequence[Any] | None] | None = None,
+        handle_results: Callable[[list[JobResult]], Any] | None = None,
+        batch_size: int | None = None,
     ) -> None:
+        if get_tasks is None and handle_results is not None:
+            raise ConfigError("handle_results needs get_tasks: it receives the results of the jobs get_tasks produced")
+        producer = None if get_tasks is None else Producer(get_tasks, handle_results, batch_size)
         room_token, transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
         # None leaves a setting to the core's default (see queuexec.defaults()).
         self._native = _native.Master.start(
@@ -131,8 +138,9 @@ class Master:
         self._on_event = on_event
         self._drained = False
         self._callback_thread: threading.Thread | None = None
+        self._producer = producer
         _lifecycle.track(self)
-        if on_result is not None or on_event is not None:
+        if on_result is not None or on_event is not None or producer is not None:
             self._callback_thread = threading.Thread(
                 target=self._deliver_to_callback, name="queuexec-on-result", daemon=True
             )
@@ -308,6 +316,16 @@ class Master:
         if ids:
             self._native.ack(ids)
 
+    def cancel(self, job_id: str) -> int:
+        """Cancels the job with this id: queued, delayed or running. A running ``async def`` task
+        is cancelled on its worker (``asyncio.CancelledError``), a task.js one sees its
+        ``signal`` abort, a ``--exec`` command is killed. Each cancelled job's result is the
+        error ``the job was cancelled (cancel() on the master)``. Returns how many jobs were
+        cancelled (0: none with this id was waiting or running)."""
+        if not isinstance(job_id, str) or not job_id:
+            raise TypeError(f"cancel takes a job id (a non-empty str), got {job_id!r}")
+        return self._native.cancel(job_id)
+
     def stats(self) -> MasterStats:
         """Counts of jobs and workers now."""
         return MasterStats(**self._native.stats())
@@ -346,7 +364,17 @@ class Master:
 
     # ------------------------------------------------------------------ internals
 
+    def wait_end(self, timeout: float | None = None) -> bool:
+        """With ``get_tasks``: waits until every produced job has its result (handed to
+        ``handle_results``) and ``get_tasks`` returned nothing more. Returns False when
+        ``timeout`` (seconds) passed first."""
+        if self._producer is None:
+            raise ConfigError("wait_end needs get_tasks: the end is when the producer has no more jobs")
+        return self._producer.ended.wait(timeout)
+
     def _refuse_if_callback(self, what: str) -> None:
+        if self._producer is not None and self._on_result is None and self._on_event is None:
+            raise ConfigError(f"this master hands its results to handle_results (get_tasks); {what} would take them from it")
         if self._on_result is not None or self._on_event is not None:
             given = "on_result" if self._on_result is not None else "on_event"
             raise ConfigError(f"this master hands its events to {given}; {what} would take them from it")
@@ -390,8 +418,11 @@ class Master:
         return self._native.idle()
 
     def _deliver_to_callback(self) -> None:
-        on_result, on_event = self._on_result, self._on_event
+        on_result, on_event, producer = self._on_result, self._on_event, self._producer
         while True:
+            if producer is not None:
+                producer.produce(self)
+                producer.check_end()
             batch = self._native.next_events(_IDLE_CHECK)
             if batch is None or (not batch and self._native.closed):
                 return
@@ -407,6 +438,8 @@ class Master:
                         on_result(result)
                     except Exception:
                         logger.exception("on_result raised for job %s; the master carries on", result.job_id)
+                if result is not None and producer is not None:
+                    producer.on_result(result)
 
 
 def _encode_job(spec: JobSpec, index: int) -> EncodedJob:

@@ -332,7 +332,7 @@ async def _run_coroutine_fn(fn: Task, job: Job, done: Callable[[bool, str], None
     try:
         value = await fn(job)
     except asyncio.CancelledError:
-        done(False, "the task was cancelled (its timeout passed, or the worker stopped)")
+        done(False, "the task was cancelled (its timeout passed, the master cancelled it, or the worker stopped)")
         raise
     except Exception as e:
         done(False, _error_text(e))
@@ -344,7 +344,7 @@ async def _await_value(awaitable: Awaitable[Any], done: Callable[[bool, str], No
     try:
         value = await awaitable
     except asyncio.CancelledError:
-        done(False, "the task was cancelled (its timeout passed, or the worker stopped)")
+        done(False, "the task was cancelled (its timeout passed, the master cancelled it, or the worker stopped)")
         raise
     except Exception as e:
         done(False, _error_text(e))
