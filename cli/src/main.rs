@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod master_cmd;
+mod pool;
 mod terminal;
 mod tokens;
 mod worker_cmd;

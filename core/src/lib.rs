@@ -16,6 +16,7 @@
 //! [`Executor`] trait, implemented by the CLI and the bindings.
 
 mod assets;
+mod calls;
 pub mod config;
 mod crypto;
 mod deps;
@@ -30,6 +31,7 @@ mod net;
 mod protocol;
 mod room;
 mod scheduler;
+mod stats;
 mod store;
 mod worker;
 
@@ -38,6 +40,8 @@ pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
+pub use calls::{WorkerCall, WorkerRequest};
+pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
 pub use job::{JobResult, JobSpec, WorkerInfo};
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};

@@ -181,7 +181,9 @@ pub(crate) struct Expired {
 pub(crate) struct Scheduler {
     config: SchedulerConfig,
     jobs: HashMap<Arc<str>, Entry>,
-    ready: BinaryHeap<(i32, Reverse<i64>, Arc<str>)>,
+    /// In-memory jobs first (meteor-cluster serves its in-memory queue before the persistent
+    /// one), then higher priority, then push order.
+    ready: BinaryHeap<(bool, i32, Reverse<i64>, Arc<str>)>,
     delayed: BinaryHeap<Reverse<(i64, i64, Arc<str>)>>,
     /// Hard deadlines of leases, by fence. Entries of finished leases are dropped lazily and
     /// compacted when they outnumber the live leases.
@@ -246,7 +248,8 @@ impl Scheduler {
         } else {
             entry.status = Status::Ready;
             self.counts.ready += 1;
-            self.ready.push((entry.priority, Reverse(entry.seq), id));
+            self.ready
+                .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
         }
     }
 
@@ -265,7 +268,8 @@ impl Scheduler {
                 self.counts.delayed -= 1;
                 entry.status = Status::Ready;
                 self.counts.ready += 1;
-                self.ready.push((entry.priority, Reverse(entry.seq), id));
+                self.ready
+                .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
             }
         }
     }
@@ -287,7 +291,7 @@ impl Scheduler {
         worker: &Arc<WorkerInfo>,
         now_ms: i64,
     ) -> Option<Leased> {
-        while let Some((_, _, id)) = self.ready.pop() {
+        while let Some((_, _, _, id)) = self.ready.pop() {
             let Some(entry) = self.jobs.get_mut(&id) else {
                 continue;
             };
@@ -769,6 +773,23 @@ mod tests {
         assert_eq!(s.cancel("c", "x").len(), 2);
         assert_eq!(s.cancel("job-9", "x").len(), 1);
         assert!(s.is_idle());
+    }
+
+    #[test]
+    fn in_memory_jobs_are_served_before_persistent_ones_whatever_their_priority() {
+        let mut s = Scheduler::new(config());
+        s.enqueue(job("durable-high", 1, 9, 1), false, 0);
+        s.enqueue(job("durable-low", 2, 0, 1), false, 0);
+        s.enqueue(job("memory-low", 3, 0, 1), true, 0);
+        s.enqueue(job("memory-high", 4, 5, 1), true, 0);
+        let w = worker("w");
+        let order: Vec<String> = std::iter::from_fn(|| s.lease(1, &w, 0))
+            .map(|l| l.id.to_string())
+            .collect();
+        assert_eq!(
+            order,
+            ["memory-high", "memory-low", "durable-high", "durable-low"]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ const native = require('./native');
 const { loadDotenv, resolveTokens, Logger } = require('./env');
 const { ConfigError, PayloadError, JobError, fromNative } = require('./errors');
 const { encodePayload, WHOLE_MARK } = require('./payload');
+const { LocalPool, localWorkerCount } = require('./local-pool');
 
 loadDotenv();
 
@@ -50,6 +51,12 @@ class Master extends EventEmitter {
     getTasks,
     handleResults,
     batchSize,
+    lookups = {},
+    onWorkerMessage,
+    statsInterval,
+    localWorkers,
+    exitWhenDrained = false,
+    workerOptions,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
@@ -77,6 +84,13 @@ class Master extends EventEmitter {
     this._pushesInFlight = 0;
     this._heldResults = [];
     this._producer = newProducer(getTasks, handleResults, batchSize);
+    // okanjo-conductor's lookups: plain objects or Maps by name, read and written by workers
+    // (ctx.lookup / ctx.setLookup) through this master. Replace or mutate them at any time.
+    this.lookups = lookups && typeof lookups === 'object' ? lookups : {};
+    // The handler of workers' messages (ctx.request / worker.request): its return value (or
+    // resolved promise) is the reply. Given as an option or assigned as a method, as
+    // okanjo-conductor's `conductor.onWorkerMessage = function (id, msg) {...}`.
+    if (typeof onWorkerMessage === 'function') this.onWorkerMessage = onWorkerMessage;
 
     const options = {
       token: tokens.token,
@@ -101,7 +115,20 @@ class Master extends EventEmitter {
       // Off by default: a repeated id is queued again, as in queue-xec (the receipt says
       // `repeated`); on, it is not queued again (the receipt says `duplicate`).
       idempotentIds: idempotentIds === undefined ? undefined : Boolean(idempotentIds),
+      statsIntervalMs: statsInterval === undefined ? undefined : Number(statsInterval),
     };
+    /** The last 'stats' report (okanjo-conductor's `lastStats`). */
+    this.lastStats = null;
+    const local = localWorkerCount(localWorkers);
+    this._pool = local
+      ? new LocalPool(this, {
+          count: local,
+          token: tokens.token,
+          transferEncryptToken: tokens.transferEncryptToken,
+          exitWhenDrained,
+          worker: { loglevel, ...(workerOptions || {}) },
+        })
+      : null;
 
     /** Resolves with this master once it listens; rejects with why it could not start. */
     this.ready = native.startMaster(options).then(
@@ -110,6 +137,7 @@ class Master extends EventEmitter {
         this.peerId = handle.peerId;
         this.log.info('master listening on', handle.listenAddrs().join(' '));
         this._pump(handle);
+        if (this._pool) this._pool.start(handle.listenAddrs()[0]);
         if (this._producer) setImmediate(() => this._produce());
         if (this._closed) return handle.close().then(() => this);
         return this;
@@ -211,6 +239,122 @@ class Master extends EventEmitter {
     });
   }
 
+  /** The lookup `name` (an object or a Map), or undefined. */
+  getLookup(name) {
+    return this.lookups[name];
+  }
+
+  /** The value under `key` in lookup `name` (an object or a Map); undefined when absent. */
+  getLookupValue(name, key) {
+    const lookup = this.lookups[name];
+    if (lookup === undefined || lookup === null) return undefined;
+    if (lookup instanceof Map) {
+      if (lookup.has(key)) return lookup.get(key);
+      const n = Number(key);
+      return typeof key === 'string' && key.trim() !== '' && lookup.has(n) ? lookup.get(n) : undefined;
+    }
+    return Object.prototype.hasOwnProperty.call(lookup, key) ? lookup[key] : undefined;
+  }
+
+  /** Sets `key` to `value` in lookup `name` (created as an object when missing). */
+  setLookupValue(name, key, value) {
+    let lookup = this.lookups[name];
+    if (lookup === undefined || lookup === null) lookup = this.lookups[name] = {};
+    if (lookup instanceof Map) lookup.set(key, value);
+    else lookup[key] = value;
+  }
+
+  /**
+   * Sends `{cmd, data}` to the worker with this id (its peer id, `worker.id` in results); the
+   * worker's 'message' event (and `onMasterMessage`) gets it. Resolves with true when it was
+   * sent (false: no such worker connected).
+   */
+  async sendMessageToWorker(workerId, cmd, data) {
+    if (typeof workerId !== 'string' || workerId === '') {
+      throw new ConfigError(`sendMessageToWorker takes a worker's id (a string), got ${JSON.stringify(workerId)}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+    }
+    return (await this._send(workerId, cmd, data)) > 0;
+  }
+
+  /** Sends `{cmd, data}` to every worker; resolves with how many got it. */
+  async broadcast(cmd, data) {
+    return this._send(null, cmd, data);
+  }
+
+  /** okanjo-conductor's name for `broadcast`. */
+  broadcastMessageToWorkers(cmd, data) {
+    return this.broadcast(cmd, data);
+  }
+
+  /**
+   * Stops every worker: each is told to leave, and this master hands out no more jobs; jobs
+   * they had not finished stay queued (and in the store). Resolves with how many were told.
+   */
+  async abort() {
+    const handle = await this._handle();
+    return handle.abort().catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
+  async _send(workerId, cmd, data) {
+    const json = JSON.stringify(data === undefined ? null : data);
+    const handle = await this._handle();
+    return handle.sendMessage(workerId, String(cmd), json).catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
+  /**
+   * okanjo-conductor's 'stats': `{raw: {<workerId>: {name, last, diff, timeSpan}}, agg: {last,
+   * diff}, avgTimeSpan}`; counters are jobsDone, jobsFailed, busyMs and the tasks' ctx.metric.
+   */
+  _emitStats(json) {
+    let report;
+    try {
+      report = JSON.parse(json);
+    } catch {
+      return;
+    }
+    this.lastStats = report;
+    this._emitSafely('stats', report);
+  }
+
+  /** Emits a 'stats' report now when workers reported since the last one (also at 'end'). */
+  flushStats() {
+    const json = this._native ? this._native.statsReport() : null;
+    if (json) this._emitStats(json);
+    return this.lastStats;
+  }
+
+  /** A worker's call: a lookup, a change of one, or a message for onWorkerMessage. */
+  async _answerCall(event) {
+    const handle = this._native;
+    let outcome;
+    try {
+      let value;
+      if (event.op === 'lookup') {
+        value = this.getLookupValue(event.name, event.key);
+      } else if (event.op === 'setLookup') {
+        this.setLookupValue(event.name, event.key, JSON.parse(event.value));
+        value = null;
+      } else if (event.op === 'message') {
+        if (typeof this.onWorkerMessage !== 'function') {
+          throw new Error(`the master has no onWorkerMessage handler for the message ${JSON.stringify(event.cmd)}`);
+        }
+        const msg = { cmd: event.cmd, data: JSON.parse(event.data) };
+        value = await this.onWorkerMessage(event.workerId, msg);
+      } else {
+        throw new Error(`this master does not know the call ${JSON.stringify(event.op)}`);
+      }
+      const json = JSON.stringify(value === undefined ? null : value);
+      outcome = [true, json === undefined ? 'null' : json];
+    } catch (error) {
+      outcome = [false, error && error.message ? error.message : String(error)];
+    }
+    if (handle) handle.answer(event.callId, outcome[0], outcome[1]);
+  }
+
   /**
    * Cancels the job with this id (its jobID, or its receipt's id): queued, delayed or running
    * (the worker's task sees its `signal` abort). Its result is the error `the job was cancelled
@@ -236,6 +380,11 @@ class Master extends EventEmitter {
     });
   }
 
+  /** The pids of the local worker processes (`localWorkers`), by worker id. */
+  localWorkerPids() {
+    return this._pool ? this._pool.pids() : {};
+  }
+
   /** Addresses workers on other machines can be given (`master` option of the worker). */
   async listenAddrs() {
     const handle = await this._handle();
@@ -250,6 +399,7 @@ class Master extends EventEmitter {
     if (this._closing) return this._closing;
     this._closed = true;
     this._closing = (async () => {
+      if (this._pool) await this._pool.close();
       await this._flush();
       let handle;
       try {
@@ -384,6 +534,12 @@ class Master extends EventEmitter {
       }
       case 'drained':
         this._emitSafely('drained');
+        break;
+      case 'call':
+        this._answerCall(event);
+        break;
+      case 'stats':
+        this._emitStats(event.report);
         break;
       case 'warning':
         // The core's warnings (a repeated job id, results not stored, a quarantined worker, a
@@ -522,6 +678,7 @@ class Master extends EventEmitter {
     p.ended = true;
     this._handBatch().then(() => {
       this.log.info(`producer done: ${p.finished} jobs`);
+      this.flushStats();
       this._emitSafely('end', { jobs: p.finished });
     });
   }

@@ -39,6 +39,10 @@ pub struct JsWorkerOptions {
     pub sandbox: Option<bool>,
     /// Heap limit of each sandboxed runtime in MiB (default 256).
     pub max_heap_mb: Option<u32>,
+    /// How often the worker reports its counters to the master, in milliseconds (default 5000).
+    pub stats_interval_ms: Option<f64>,
+    /// Stop once the master has nothing queued, delayed or running (default false).
+    pub exit_when_drained: Option<bool>,
 }
 
 /// Starts a worker that finds the master and works until `close()`.
@@ -75,6 +79,10 @@ pub async fn start_worker(
         .map(PathBuf::from);
     config.mdns = options.mdns;
     config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
+    if let Some(interval) = options.stats_interval_ms.and_then(crate::job::millis) {
+        config.stats_interval = interval;
+    }
+    config.exit_when_drained = options.exit_when_drained.unwrap_or(false);
     let executor: Arc<dyn Executor> = if options.sandbox.unwrap_or(false) {
         let mut js = JsConfig {
             concurrency: config.concurrency,
@@ -154,6 +162,17 @@ pub enum JsWorkerEvent {
         /// The job id.
         job_id: String,
     },
+    /// A message from the master.
+    Message {
+        /// The command name.
+        cmd: String,
+        /// The data, as JSON.
+        data: String,
+    },
+    /// The master aborted: this worker stopped.
+    Aborted,
+    /// The master ran dry and the worker has `exitWhenDrained`: it stopped.
+    Drained,
 }
 
 impl JsWorkerEvent {
@@ -172,12 +191,24 @@ impl JsWorkerEvent {
             }
             WorkerEvent::Refused { reason, .. } => JsWorkerEvent::Refused { reason },
             WorkerEvent::JobCancelled { id } => JsWorkerEvent::JobCancelled { job_id: id },
+            WorkerEvent::Message { cmd, data } => JsWorkerEvent::Message { cmd, data },
+            WorkerEvent::Aborted => JsWorkerEvent::Aborted,
+            WorkerEvent::Drained => JsWorkerEvent::Drained,
             other => {
                 tracing::debug!(?other, "a worker event this addon does not know");
                 return None;
             }
         })
     }
+}
+
+/// The master's answer to a call.
+#[napi(object, js_name = "CallAnswer")]
+pub struct JsCallAnswer {
+    /// Whether the master's handler succeeded.
+    pub ok: bool,
+    /// Its JSON answer, or its error text.
+    pub value: String,
 }
 
 /// Counts of a worker's jobs.
@@ -224,6 +255,53 @@ impl JsWorker {
             running: s.running as f64,
             connected: s.connected,
         }
+    }
+
+    /// Asks the master: `op` is `lookup` (a = name, b = key), `setLookup` (a = name, b = key,
+    /// c = value as JSON) or `message` (a = cmd, c = data as JSON). Resolves with the master's
+    /// answer `{ok, value}` (JSON when ok, else the error text); rejects when no master is
+    /// connected or the connection ends first.
+    #[napi]
+    pub async fn call(
+        &self,
+        op: String,
+        a: String,
+        b: Option<String>,
+        c: Option<String>,
+    ) -> napi::Result<JsCallAnswer> {
+        use queuexec_core::WorkerRequest;
+        let request = match op.as_str() {
+            "lookup" => WorkerRequest::Lookup {
+                name: a,
+                key: b.unwrap_or_default(),
+            },
+            "setLookup" => WorkerRequest::SetLookup {
+                name: a,
+                key: b.unwrap_or_default(),
+                value: c.unwrap_or_else(|| "null".into()),
+            },
+            "message" => WorkerRequest::Message {
+                cmd: a,
+                data: c.unwrap_or_else(|| "null".into()),
+            },
+            other => {
+                return Err(for_promise(config_error(format!(
+                    "unknown call {other:?}: lookup, setLookup or message"
+                ))));
+            }
+        };
+        let answer = self.worker.call(request).await.js_async()?;
+        Ok(match answer {
+            Ok(value) => JsCallAnswer { ok: true, value },
+            Err(value) => JsCallAnswer { ok: false, value },
+        })
+    }
+
+    /// Adds `delta` to the custom metric `name`, reported to the master with the worker's
+    /// counters; false when refused (empty or long name, not finite, too many names).
+    #[napi]
+    pub fn metric(&self, name: String, delta: f64) -> bool {
+        self.worker.metric(&name, delta)
     }
 
     /// This worker's peer id (the `worker.id` the master reports).

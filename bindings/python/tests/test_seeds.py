@@ -3,6 +3,7 @@ runs in this process; its workers are separate Python processes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -90,10 +91,11 @@ def test_cancel_ends_running_delayed_and_queued_jobs(
 
 SQUARE_WORKER_SCRIPT = """
 import sys, queuexec
-def square(job):
+def square(job, ctx):
+    ctx.metric("pages", 2)
     return {"n": job.data, "square": job.data * job.data}
 worker = queuexec.Worker(token=sys.argv[1], transfer_encrypt_token=sys.argv[2],
-                         tasks={"square": square}, concurrency=2, name=sys.argv[3])
+                         tasks={"square": square}, concurrency=2, name=sys.argv[3], stats_interval=0.1)
 print("starting", flush=True)
 worker.run()
 """
@@ -162,3 +164,214 @@ def test_an_empty_producer_ends_at_once_and_bad_options_are_refused(open_master:
         open_master().wait_end(0.1)
     with pytest.raises(queuexec.ConfigError, match="handle_results"):
         next(master.results(timeout=0.1))
+
+
+LOOKUP_WORKER_SCRIPT = """
+import os, sys, queuexec
+def sync_task(job, ctx):
+    # A plain function: the context's calls block and return the answer.
+    fruit = ctx.lookup("fruits", job.data["fruit"])
+    ctx.set_lookup("seen", str(job.data["n"]), {"pid": os.getpid(), "fruit": fruit})
+    reply = ctx.request("double", {"n": job.data["n"]})
+    try:
+        ctx.request("explode", None)
+        refused = None
+    except queuexec.MasterCallError as e:
+        refused = str(e)
+    return {"fruit": fruit, "reply": reply, "refused": refused, "missing": ctx.lookup("fruits", "zzz")}
+async def async_task(job, ctx):
+    # An async function: the same calls are awaitables.
+    fruit = await ctx.lookup("fruits", job.data["fruit"])
+    await ctx.set_lookup("seen", str(job.data["n"]), {"pid": os.getpid(), "fruit": fruit})
+    reply = await ctx.request("double", {"n": job.data["n"]})
+    return {"fruit": fruit, "reply": reply, "refused": None, "missing": None}
+def on_event(event):
+    if event.kind == "message":
+        print(f"message {event.cmd} {event.data}", flush=True)
+    elif event.kind == "aborted":
+        print("aborted", flush=True)
+worker = queuexec.Worker(token=sys.argv[1], transfer_encrypt_token=sys.argv[2], name=sys.argv[3],
+                         tasks={"sync": sync_task, "async": async_task}, concurrency=2, on_event=on_event)
+worker.run()  # returns when the master aborts
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_lookups_messages_and_abort_across_processes(
+    tokens: dict[str, str], open_master: MakeMaster, isolated: Path
+) -> None:
+    asked: list[tuple[str, dict[str, object]]] = []
+
+    def on_worker_message(worker_id: str, msg: dict[str, object]) -> object:
+        asked.append((worker_id, msg))
+        if msg["cmd"] == "double":
+            return {"twice": msg["data"]["n"] * 2}  # type: ignore[index]
+        raise ValueError(f"no such command {msg['cmd']}")
+
+    results: list[queuexec.JobResult] = []
+    master = open_master(
+        lookups={"fruits": {"a": "apple", "b": "banana"}},
+        on_worker_message=on_worker_message,
+        on_result=results.append,
+    )
+    assert master.get_lookup_value("fruits", "a") == "apple"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOOKUP_WORKER_SCRIPT, tokens["token"], tokens["transfer_encrypt_token"], f"py_{i}"],
+            cwd=isolated,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    try:
+        wait_until(lambda: master.stats().workers == 2, timeout=30, what="two workers")
+        n_jobs = 24
+        master.push_many(
+            [
+                queuexec.JobSpec({"n": n, "fruit": "a" if n % 2 else "b"}, type="async" if n % 3 == 0 else "sync", id=f"j{n}")
+                for n in range(n_jobs)
+            ]
+        )
+        wait_until(lambda: len(results) >= n_jobs, timeout=60, what=f"{n_jobs} results")
+        for r in results:
+            assert r.ok, r.error
+            n = int(r.job_id[1:])
+            assert r.data["fruit"] == ("apple" if n % 2 else "banana")
+            assert r.data["reply"] == {"twice": 2 * n}
+            assert r.data["missing"] is None
+            if n % 3:
+                assert "no such command explode" in r.data["refused"]
+        assert len(master.lookups["seen"]) == n_jobs
+        assert len({v["pid"] for v in master.lookups["seen"].values()}) == 2
+        assert {r.worker.name for r in results} == {"py_1", "py_2"}
+        one = next(r.worker.id for r in results if r.worker.name == "py_1")
+        assert master.send_message_to_worker(one, "only", {"x": 1})
+        assert not master.send_message_to_worker("12D3KooWnobody", "only", None)
+        assert master.broadcast("all", [1, 2]) == 2
+        assert master.abort() == 2
+        outs = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=20)
+            assert proc.returncode == 0, err
+            outs.append(out)
+        assert "message only {'x': 1}" in outs[0] and "message only" not in outs[1]
+        assert all("message all [1, 2]" in out and "aborted" in out and "stopped" in out for out in outs)
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+@pytest.mark.timeout(90)
+def test_stats_reports_aggregate_the_workers_counters(
+    tokens: dict[str, str], open_master: MakeMaster, isolated: Path
+) -> None:
+    reports: list[dict] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, queuexec.events.StatsEvent):
+            reports.append(event.report)
+
+    results: list[queuexec.JobResult] = []
+    master = open_master(stats_interval=0.2, on_event=on_event, on_result=results.append)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SQUARE_WORKER_SCRIPT, tokens["token"], tokens["transfer_encrypt_token"], f"py_{i}"],
+            cwd=isolated,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    try:
+        wait_until(lambda: master.stats().workers == 2, timeout=30, what="two workers")
+        n_jobs = 30
+        master.push_many([queuexec.JobSpec(n, type="square") for n in range(n_jobs)])
+        wait_until(lambda: len(results) >= n_jobs, timeout=60, what="the results")
+        wait_until(
+            lambda: any(r["agg"]["last"].get("jobsDone") == n_jobs for r in reports), timeout=20, what="a full report"
+        )
+        full = next(r for r in reports if r["agg"]["last"]["jobsDone"] == n_jobs)
+        assert full["agg"]["last"]["pages"] == 2 * n_jobs
+        assert full["agg"]["last"]["jobsFailed"] == 0
+        assert len(full["raw"]) == 2
+        assert {line["name"] for line in full["raw"].values()} == {"py_1", "py_2"}
+        assert all(line["timeSpan"] > 0 for line in full["raw"].values())
+        assert sum(r["agg"]["diff"]["jobsDone"] for r in reports) == reports[-1]["agg"]["last"]["jobsDone"]
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+LOCAL_TASKS = '''
+import os, signal, time
+def square(job):
+    marker = os.path.join(os.environ["QX_MARK_DIR"], f"crashed-{job.id}")
+    if job.data == 5 and not os.path.exists(marker):
+        # The first worker to get job 5 dies holding it: the pool starts another.
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.02)
+    return {"n": job.data, "square": job.data * job.data, "pid": os.getpid()}
+TASKS = {"square": square}
+'''
+
+
+@pytest.mark.timeout(120)
+def test_local_workers_restart_a_crashed_one_and_leave_when_drained(
+    open_master: MakeMaster, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (isolated / "seedtasks.py").write_text(LOCAL_TASKS)
+    marks = isolated / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("QX_MARK_DIR", str(marks))
+    exits: list[queuexec.events.WorkerExit] = []
+    results: list[queuexec.JobResult] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, queuexec.events.WorkerExit):
+            exits.append(event)
+
+    master = open_master(
+        local_workers=2,
+        local_worker_tasks="seedtasks:TASKS",
+        exit_when_drained=True,
+        worker_options={"concurrency": 1},
+        on_event=on_event,
+        on_result=results.append,
+    )
+    n_jobs = 30
+    master.push_many([queuexec.JobSpec(n, type="square", id=str(n)) for n in range(n_jobs)])
+    wait_until(lambda: len(results) >= n_jobs, timeout=90, what="every result")
+    assert sorted(int(r.job_id) for r in results) == list(range(n_jobs))
+    assert all(r.ok and r.data["square"] == r.data["n"] ** 2 for r in results)
+    pids = {r.data["pid"] for r in results}
+    assert len(pids) >= 2 and os.getpid() not in pids
+    crashed_pid = int((marks / "crashed-5").read_text())
+    wait_until(lambda: any(e.type == "worker_crash" for e in exits), timeout=10, what="the crash report")
+    crash = next(e for e in exits if e.type == "worker_crash")
+    assert (crash.pid, crash.signal, crash.code) == (crashed_pid, "SIGKILL", None)
+    wait_until(lambda: sum(e.code == 0 for e in exits) == 2, timeout=30, what="the local workers to leave")
+    assert master.local_worker_pids() == {}
+
+
+@pytest.mark.timeout(150)
+def test_the_python_distributo_example_prints_its_documented_output(tokens: dict[str, str], isolated: Path) -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "distributo-python" / "master.py"
+    env = dict(os.environ)
+    env["token"] = tokens["token"]
+    env["transferEncryptToken"] = tokens["transfer_encrypt_token"]
+    out = subprocess.run([sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=140)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line]
+    received = [line for line in lines if line.startswith("Results received:")]
+    assert received and all(line == "Results received: 5" for line in received[:-1]), received
+    words = [line.strip() for line in lines if line.startswith("  ")]
+    assert len(words) == 16
+    assert "banana: 3 vowels" in " ".join(words)
+    assert {w.rsplit("worker ", 1)[1].rstrip(")") for w in words} == {"local_1", "local_2"}
+    assert lines[-1] == "All 16 results handled"

@@ -56,6 +56,15 @@ pub(super) enum EngineCommand {
         id: String,
         reply: oneshot::Sender<usize>,
     },
+    /// A message to one worker (by peer id) or all; answers how many got it.
+    Message {
+        worker: Option<String>,
+        cmd: String,
+        data: String,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Tell every worker to leave and hand out no more jobs; answers how many were told.
+    Abort(oneshot::Sender<usize>),
 }
 
 /// The engine's view of one worker connection.
@@ -145,6 +154,10 @@ pub(super) struct Engine {
     /// delivery task, so the answer travels behind the results it speaks for.
     pub(super) idle_asked: Vec<oneshot::Sender<bool>>,
     pub(super) fairness: Fairness,
+    /// After `abort`: no more jobs are handed out.
+    pub(super) paused: bool,
+    /// Workers' calls waiting for an answer (a session's are dropped when it closes).
+    pub(super) calls: Arc<crate::calls::PendingCalls>,
 }
 
 impl Engine {
@@ -237,6 +250,12 @@ impl Engine {
                     },
                 );
                 self.order.push_back(id);
+                // A worker that joins a master that already ran dry hears so at once.
+                if self.drained_sent
+                    && let Some(session) = self.sessions.get(&id)
+                {
+                    let _ = session.outbound.send(ToWorker::Drained);
+                }
             }
             EngineCommand::SessionClosed { id } => {
                 let peer = self.sessions.remove(&id).map(|session| {
@@ -247,6 +266,7 @@ impl Engine {
                         .send(MasterEvent::WorkerLeft((*session.worker).clone()));
                     session.peer
                 });
+                self.calls.forget(id);
                 let lost = self.scheduler.release_session(id, now);
                 if let (Some(peer), false) = (peer, lost.is_empty()) {
                     self.lost_leases(peer, now);
@@ -313,6 +333,40 @@ impl Engine {
                     transitions.push(c.transition);
                 }
             }
+            EngineCommand::Message {
+                worker,
+                cmd,
+                data,
+                reply,
+            } => {
+                let mut sent = 0;
+                for session in self.sessions.values() {
+                    if worker
+                        .as_deref()
+                        .is_some_and(|w| w != session.worker.id.as_str())
+                    {
+                        continue;
+                    }
+                    let message = ToWorker::Message {
+                        cmd: cmd.clone(),
+                        data: data.clone(),
+                    };
+                    if session.outbound.send(message).is_ok() {
+                        sent += 1;
+                    }
+                }
+                let _ = reply.send(sent);
+            }
+            EngineCommand::Abort(reply) => {
+                self.paused = true;
+                let told = self
+                    .sessions
+                    .values()
+                    .filter(|s| s.outbound.send(ToWorker::Abort).is_ok())
+                    .count();
+                tracing::warn!(workers = told, "aborted: every worker was told to stop; unfinished jobs stay queued");
+                let _ = reply.send(told);
+            }
             EngineCommand::Shutdown(reply) => {
                 self.sessions.clear();
                 let _ = reply.send(());
@@ -341,7 +395,7 @@ impl Engine {
     /// Hands ready jobs to the sessions with room in their window, one job per session in
     /// turn, so no session takes the queue while another waits; one message per session.
     fn dispatch(&mut self, now: i64) {
-        if self.sessions.is_empty() || !self.scheduler.has_ready() {
+        if self.paused || self.sessions.is_empty() || !self.scheduler.has_ready() {
             return;
         }
         // Who may take jobs now, and how many each: its window less what it holds.
@@ -538,6 +592,9 @@ impl Engine {
     fn check_drained(&mut self) {
         if self.ever_had_jobs && !self.drained_sent && self.scheduler.is_idle() {
             self.drained_sent = true;
+            for session in self.sessions.values() {
+                let _ = session.outbound.send(ToWorker::Drained);
+            }
             let _ = self.delivery.send(Delivery::Drained);
         }
     }

@@ -59,7 +59,7 @@ fn lock_running(
 const MAX_RESULTS_PER_FRAME: usize = 4096;
 
 /// What the worker sends: results are batched into one frame, other messages go as they are.
-pub(super) enum Outbound {
+pub(crate) enum Outbound {
     Message(ToMaster),
     Result(WireResult),
 }
@@ -117,6 +117,7 @@ impl Runner {
         let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
         let write_task = tokio::spawn(write_loop(self.key.clone(), writer, out_rx));
 
+        self.inner.link.connect(out_tx.clone());
         let window = self.config.concurrency + self.config.prefetch;
         let _ = out_tx.send(Outbound::Message(ToMaster::Credits(window as u32)));
         let mut connection = Connection {
@@ -141,6 +142,23 @@ impl Runner {
                     if inner.running.load(Ordering::Relaxed) > 0
                         && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err()
                     {
+                        break;
+                    }
+                }
+            })
+        };
+
+        // Counters go to the master on an interval (and once more on close).
+        let stats = {
+            let inner = self.inner.clone();
+            let period = self.config.stats_interval.max(Duration::from_millis(50));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if !inner.report_stats() {
                         break;
                     }
                 }
@@ -177,12 +195,41 @@ impl Runner {
                     ToWorker::Cancel { id, attempt } => {
                         self.cancel_job(id, attempt, &mut connection)
                     }
+                    ToWorker::Reply { call, ok, value } => {
+                        self.inner.link.answered(call, if ok { Ok(value) } else { Err(value) })
+                    }
+                    ToWorker::Message { cmd, data } => {
+                        let _ = self.events.send(WorkerEvent::Message { cmd, data });
+                    }
+                    ToWorker::Drained => {
+                        if self.config.exit_when_drained
+                            && self.inner.running.load(Ordering::Relaxed) == 0
+                        {
+                            tracing::info!("the master has no more jobs: this worker stops (exit when drained)");
+                            let _ = self.events.send(WorkerEvent::Drained);
+                            self.inner.report_stats();
+                            // Let the writer send the final report before the connection goes.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            self.inner.stopped.store(true, Ordering::Release);
+                            self.inner.stop.notify_one();
+                            break;
+                        }
+                    }
+                    ToWorker::Abort => {
+                        tracing::warn!("the master aborted: this worker stops");
+                        let _ = self.events.send(WorkerEvent::Aborted);
+                        self.inner.stopped.store(true, Ordering::Release);
+                        self.inner.stop.notify_one();
+                        break;
+                    }
                 }
             }
             Ok(())
         }
         .await;
 
+        self.inner.link.disconnect();
+        stats.abort();
         heartbeat.abort();
         connection.tasks.abort_all();
         self.inner.running.store(0, Ordering::Relaxed);
@@ -222,7 +269,12 @@ impl Runner {
                     match failure {
                         Some(failure) => Err(failure),
                         None => match slots.acquire_owned().await {
-                            Ok(_permit) => run_job(&key, &*executor, &job, default_timeout).await,
+                            Ok(_permit) => {
+                                let started = std::time::Instant::now();
+                                let outcome = run_job(&key, &*executor, &job, default_timeout).await;
+                                inner.counters.busy(started.elapsed());
+                                outcome
+                            }
                             Err(_) => Err("the worker stopped".to_string()),
                         },
                     }

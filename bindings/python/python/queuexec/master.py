@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -19,7 +20,17 @@ from typing import (
 
 from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
-from .events import Drained, MasterEvent, ResultEvent, WarningEvent, WorkerJoined, WorkerLeft
+from ._local_pool import LocalPool, local_worker_count
+from .events import (
+    Drained,
+    MasterEvent,
+    ResultEvent,
+    WarningEvent,
+    WorkerCall,
+    WorkerExit,
+    WorkerJoined,
+    WorkerLeft,
+)
 from .exceptions import ConfigError, PayloadError
 from ._producer import Producer
 from .job import EncodedJob, JobResult, MasterStats, PushReceipt
@@ -111,7 +122,17 @@ class Master:
         get_tasks: Callable[[int], Sequence[Any] | None] | None = None,
         handle_results: Callable[[list[JobResult]], Any] | None = None,
         batch_size: int | None = None,
+        lookups: dict[str, Any] | None = None,
+        on_worker_message: Callable[[str, dict[str, Any]], Any] | None = None,
+        stats_interval: float | None = None,
+        local_workers: int | bool | None = None,
+        local_worker_tasks: str | None = None,
+        exit_when_drained: bool = False,
+        worker_options: Mapping[str, Any] | None = None,
     ) -> None:
+        local = local_worker_count(local_workers)
+        if on_worker_message is not None and not callable(on_worker_message):
+            raise ConfigError(f"on_worker_message must be a function (worker_id, msg), not {on_worker_message!r}")
         if get_tasks is None and handle_results is not None:
             raise ConfigError("handle_results needs get_tasks: it receives the results of the jobs get_tasks produced")
         producer = None if get_tasks is None else Producer(get_tasks, handle_results, batch_size)
@@ -132,6 +153,7 @@ class Master:
             auto_ack=auto_ack,
             watch_assets=watch_assets,
             idempotent_ids=idempotent_ids,
+            stats_interval=stats_interval,
         )
         self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result
@@ -139,7 +161,24 @@ class Master:
         self._drained = False
         self._callback_thread: threading.Thread | None = None
         self._producer = producer
+        #: okanjo-conductor's lookups: dicts (or any mapping) by name, read and written by
+        #: workers (``ctx.lookup`` / ``ctx.set_lookup``) through this master.
+        self.lookups: dict[str, Any] = {} if lookups is None else lookups
+        #: Answers workers' messages (``ctx.request`` / ``Worker.request``): called as
+        #: ``on_worker_message(worker_id, {"cmd", "data"})``; its return value is the reply.
+        self.on_worker_message = on_worker_message
         _lifecycle.track(self)
+        self._pool: LocalPool | None = None
+        if local:
+            config: dict[str, Any] = {
+                "token": room_token,
+                "transfer_encrypt_token": transfer_token,
+                "exit_when_drained": exit_when_drained,
+                "tasks": local_worker_tasks,
+                **dict(worker_options or {}),
+            }
+            self._pool = LocalPool(local, config, self._local_worker_exited)
+            self._pool.start(self._native.listen_addrs[0])
         if on_result is not None or on_event is not None or producer is not None:
             self._callback_thread = threading.Thread(
                 target=self._deliver_to_callback, name="queuexec-on-result", daemon=True
@@ -344,6 +383,8 @@ class Master:
     def close(self) -> None:
         """Stops serving: workers are disconnected, the store is flushed and closed. Jobs that
         were running are queued again when a master starts on the same store. Idempotent."""
+        if getattr(self, "_pool", None) is not None:
+            self._pool.close()  # type: ignore[union-attr]
         self._native.close()
         _lifecycle.untrack(self)
         thread = self._callback_thread
@@ -363,6 +404,68 @@ class Master:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     # ------------------------------------------------------------------ internals
+
+    # ------------------------------------------------------------------ lookups and messages
+
+    def get_lookup_value(self, name: str, key: str) -> Any:
+        """The value under ``key`` in lookup ``name``, or ``None``."""
+        lookup = self.lookups.get(name)
+        if lookup is None:
+            return None
+        return lookup.get(key)
+
+    def set_lookup_value(self, name: str, key: str, value: Any) -> None:
+        """Sets ``key`` to ``value`` in lookup ``name`` (a new dict when there is none)."""
+        self.lookups.setdefault(name, {})[key] = value
+
+    def send_message_to_worker(self, worker_id: str, cmd: str, data: Any = None) -> bool:
+        """Sends ``{"cmd", "data"}`` to the worker with this peer id; False when it is not
+        connected."""
+        return self._native.send_message(worker_id, cmd, _json_text(data, "the message data")) > 0
+
+    def broadcast(self, cmd: str, data: Any = None) -> int:
+        """Sends ``{"cmd", "data"}`` to every worker; returns how many got it."""
+        return self._native.send_message(None, cmd, _json_text(data, "the message data"))
+
+    def stats_report(self) -> dict[str, Any] | None:
+        """The workers' aggregated statistics now (the :class:`~queuexec.events.StatsEvent`
+        shape), or ``None`` when no worker reported since the last report."""
+        text = self._native.stats_report()
+        return None if text is None else json.loads(text)
+
+    def abort(self) -> int:
+        """Stops every worker: each is told to leave, and this master hands out no more jobs;
+        jobs they had not finished stay queued (and in the store). Returns how many were told."""
+        return self._native.abort()
+
+    def _answer_call(self, call: WorkerCall) -> None:
+        try:
+            if call.op == "lookup":
+                value = self.get_lookup_value(call.name or "", call.key or "")
+            elif call.op == "setLookup":
+                self.set_lookup_value(call.name or "", call.key or "", json.loads(call.value or "null"))
+                value = None
+            elif call.op == "message":
+                handler = self.on_worker_message
+                if handler is None:
+                    raise ConfigError(f"the master has no on_worker_message handler for the message {call.cmd!r}")
+                value = handler(call.worker.id, {"cmd": call.cmd, "data": json.loads(call.data or "null")})
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_awaited(value))
+            else:
+                raise ConfigError(f"this master does not know the call {call.op!r}")
+            answer = (True, _json_text(value, "the answer"))
+        except Exception as e:
+            answer = (False, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        self._native.answer(call.call_id, *answer)
+
+    def local_worker_pids(self) -> dict[int, int]:
+        """The pids of the running local worker processes (``local_workers``), by worker id."""
+        return {} if self._pool is None else self._pool.pids()
+
+    def _local_worker_exited(self, info: WorkerExit) -> None:
+        if self._on_event is not None:
+            self._on_event(info)
 
     def wait_end(self, timeout: float | None = None) -> bool:
         """With ``get_tasks``: waits until every produced job has its result (handed to
@@ -403,6 +506,9 @@ class Master:
         """The result an event carries; the other kinds are logged (and ``drained`` noted)."""
         if isinstance(event, ResultEvent):
             return event.result
+        if isinstance(event, WorkerCall):
+            self._answer_call(event)
+            return None
         if isinstance(event, Drained):
             self._drained = True
         elif isinstance(event, WorkerJoined):
@@ -460,6 +566,17 @@ def _encode_job(spec: JobSpec, index: int) -> EncodedJob:
         delay=spec.delay,
         in_memory=spec.in_memory,
     )
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise PayloadError(f"{what} must be JSON-serialisable ({e})") from e
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 def _as_list(value: Any) -> list[Any]:
