@@ -48,7 +48,8 @@ fn child_args() -> Vec<OsString> {
 }
 
 fn spawn(index: usize) -> Result<Child> {
-    let exe = std::env::current_exe().context("finding this program to start the pool's workers")?;
+    let exe =
+        std::env::current_exe().context("finding this program to start the pool's workers")?;
     Command::new(exe)
         .args(child_args())
         .env(POOL_INDEX_ENV, index.to_string())

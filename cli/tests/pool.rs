@@ -20,7 +20,13 @@ fn a_pool_of_two_restarts_a_crashed_worker_and_ends_when_the_master_is_drained()
     let mut procs = Procs(Vec::new());
     procs.0.push(
         queuexec_with(d, TOKEN, TRANSFER)
-            .args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl"])
+            .args([
+                "master",
+                "--jobs",
+                "jobs.jsonl",
+                "--results",
+                "results.jsonl",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -32,7 +38,14 @@ fn a_pool_of_two_restarts_a_crashed_worker_and_ends_when_the_master_is_drained()
         d.join("crashed").display()
     );
     let pool = queuexec_with(d, TOKEN, TRANSFER)
-        .args(["worker", "--processes", "2", "--exit-when-drained", "--name", "w"])
+        .args([
+            "worker",
+            "--processes",
+            "2",
+            "--exit-when-drained",
+            "--name",
+            "w",
+        ])
         .args(["--exec", &exec, "--workplace"])
         .arg(d.join("wp"))
         .stdout(Stdio::null())
@@ -59,20 +72,30 @@ fn a_pool_of_two_restarts_a_crashed_worker_and_ends_when_the_master_is_drained()
     }
     assert!(status.success(), "{stderr}");
     assert!(d.join("crashed").exists(), "a worker crashed");
-    assert!(stderr.contains("worker_crash"), "the crash is reported: {stderr}");
+    assert!(
+        stderr.contains("worker_crash"),
+        "the crash is reported: {stderr}"
+    );
     let results = read_results(&d.join("results.jsonl"), true);
     assert_eq!(results.len(), 120, "every job has its result");
     assert!(results.values().all(|lines| lines.len() == 1), "each once");
     let names: std::collections::HashSet<String> = results
         .values()
-        .map(|lines| lines[0]["worker"]["name"].as_str().unwrap_or("").to_string())
+        .map(|lines| {
+            lines[0]["worker"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     assert!(
         names.contains("w-1") && names.contains("w-2"),
         "both pool workers ran jobs: {names:?}"
     );
     assert!(
-        results.values().all(|lines| lines[0].get("error").is_none()),
+        results
+            .values()
+            .all(|lines| lines[0].get("error").is_none()),
         "no job failed"
     );
 }

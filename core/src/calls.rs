@@ -29,6 +29,9 @@ pub(crate) const MAX_CALLS_PER_WORKER: usize = 1024;
 /// Largest name, key or command a call may carry, in bytes.
 const MAX_NAME: usize = 4096;
 
+/// A field of a call: its name (for messages) and its text.
+type Field<'a> = (&'a str, &'a str);
+
 /// What a worker asks its master.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -61,7 +64,7 @@ pub enum WorkerRequest {
 impl WorkerRequest {
     /// Checks what a peer sent: names within bounds, JSON fields JSON. The error says which.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
-        let (names, json): (Vec<(&str, &str)>, Option<(&str, &str)>) = match self {
+        let (names, json): (Vec<Field<'_>>, Option<Field<'_>>) = match self {
             WorkerRequest::Lookup { name, key } => {
                 (vec![("name", name.as_str()), ("key", key.as_str())], None)
             }

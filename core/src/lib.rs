@@ -36,14 +36,14 @@ mod store;
 mod worker;
 
 pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
+pub use calls::{WorkerCall, WorkerRequest};
 pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
-pub use calls::{WorkerCall, WorkerRequest};
-pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
 pub use job::{JobResult, JobSpec, WorkerInfo};
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
+pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

@@ -269,7 +269,7 @@ impl Scheduler {
                 entry.status = Status::Ready;
                 self.counts.ready += 1;
                 self.ready
-                .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
+                    .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
             }
         }
     }
@@ -754,14 +754,29 @@ mod tests {
         let gone = s.cancel("a", "cancelled");
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].lease, Some((7, leased.attempt)));
-        assert!(matches!(&gone[0].transition, Transition::Dead { error, worker: Some(_), .. } if error == "cancelled"));
+        assert!(
+            matches!(&gone[0].transition, Transition::Dead { error, worker: Some(_), .. } if error == "cancelled")
+        );
         assert_eq!(s.held(7), 0);
         let gone = s.cancel("b", "cancelled");
         assert_eq!(gone.len(), 1);
         assert!(gone[0].lease.is_none());
-        assert!(matches!(&gone[0].transition, Transition::Dead { in_memory: true, .. }));
+        assert!(matches!(
+            &gone[0].transition,
+            Transition::Dead {
+                in_memory: true,
+                ..
+            }
+        ));
         assert!(s.cancel("nope", "cancelled").is_empty());
-        assert_eq!(s.counts(), Counts { ready: 1, delayed: 0, leased: 0 });
+        assert_eq!(
+            s.counts(),
+            Counts {
+                ready: 1,
+                delayed: 0,
+                leased: 0
+            }
+        );
         // The late result of the cancelled lease is not accepted.
         assert_eq!(
             s.complete(7, "a", leased.attempt, ok(), 1).err(),

@@ -228,7 +228,12 @@ impl StatsBoard {
                 time_span_ms: entry.span_ms,
             });
         }
-        raw.sort_by(|a, b| a.worker.name.cmp(&b.worker.name).then(a.worker.id.cmp(&b.worker.id)));
+        raw.sort_by(|a, b| {
+            a.worker
+                .name
+                .cmp(&b.worker.name)
+                .then(a.worker.id.cmp(&b.worker.id))
+        });
         let agg_diff = agg_last
             .iter()
             .map(|(k, v)| (k.clone(), v - board.agg_prev.get(k).copied().unwrap_or(0.0)))
@@ -263,7 +268,11 @@ mod tests {
     fn reports_sum_the_workers_last_counters_and_their_changes() {
         let board = StatsBoard::default();
         assert!(board.report().is_none(), "nothing reported yet");
-        board.record(&worker("1"), vec![("jobsDone".into(), 3.0), ("x".into(), 1.0)], 100);
+        board.record(
+            &worker("1"),
+            vec![("jobsDone".into(), 3.0), ("x".into(), 1.0)],
+            100,
+        );
         board.record(&worker("2"), vec![("jobsDone".into(), 5.0)], 300);
         let first = board.report().expect("a report");
         assert_eq!(first.agg_last["jobsDone"], 8.0);
@@ -271,13 +280,24 @@ mod tests {
         assert_eq!(first.agg_last["x"], 1.0);
         assert_eq!(first.avg_time_span_ms, 200.0);
         assert!(board.report().is_none(), "no new report since");
-        board.record(&worker("1"), vec![("jobsDone".into(), 7.0), ("x".into(), 4.0)], 50);
+        board.record(
+            &worker("1"),
+            vec![("jobsDone".into(), 7.0), ("x".into(), 4.0)],
+            50,
+        );
         let second = board.report().expect("a report");
-        assert_eq!(second.agg_last["jobsDone"], 12.0, "worker 2 keeps its last counters");
+        assert_eq!(
+            second.agg_last["jobsDone"], 12.0,
+            "worker 2 keeps its last counters"
+        );
         assert_eq!(second.agg_diff["jobsDone"], 4.0);
         assert_eq!(second.agg_diff["x"], 3.0);
         assert_eq!(second.avg_time_span_ms, 50.0);
-        let one = second.raw.iter().find(|l| l.worker.id == "1").expect("worker 1");
+        let one = second
+            .raw
+            .iter()
+            .find(|l| l.worker.id == "1")
+            .expect("worker 1");
         assert_eq!(one.diff["jobsDone"], 4.0);
         assert_eq!(one.time_span_ms, 50);
         let json: serde_json::Value = serde_json::from_str(&second.to_json()).expect("json");

@@ -259,7 +259,9 @@ fn call_event(call: queuexec_core::WorkerCall) -> Option<JsMasterEvent> {
         WorkerRequest::SetLookup { name, key, value } => {
             ("setLookup", Some(name), Some(key), Some(value), None, None)
         }
-        WorkerRequest::Message { cmd, data } => ("message", None, None, None, Some(cmd), Some(data)),
+        WorkerRequest::Message { cmd, data } => {
+            ("message", None, None, None, Some(cmd), Some(data))
+        }
         other => {
             tracing::debug!(?other, "a worker request this addon does not know");
             return None;

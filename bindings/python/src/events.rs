@@ -77,7 +77,9 @@ fn call_event<'py>(
         WorkerRequest::SetLookup { name, key, value } => {
             ("setLookup", Some(name), Some(key), Some(value), None, None)
         }
-        WorkerRequest::Message { cmd, data } => ("message", None, None, None, Some(cmd), Some(data)),
+        WorkerRequest::Message { cmd, data } => {
+            ("message", None, None, None, Some(cmd), Some(data))
+        }
         other => {
             tracing::debug!(?other, "a worker request this binding does not know");
             return Ok(None);

@@ -116,7 +116,7 @@ def test_get_tasks_and_handle_results_pull_in_batches_until_the_end(
 
     def get_tasks(n: int) -> list[queuexec.JobSpec]:
         asked.append(n)
-        tasks = [queuexec.JobSpec(i, type="square", id=f"t{i}") for _, i in zip(range(n), produced)]
+        tasks = [queuexec.JobSpec(i, type="square", id=f"t{i}") for _, i in zip(range(n), produced, strict=False)]
         made[0] += len(tasks)
         with lock:
             outstanding.append(made[0] - len(seen))
@@ -231,7 +231,9 @@ def test_lookups_messages_and_abort_across_processes(
         n_jobs = 24
         master.push_many(
             [
-                queuexec.JobSpec({"n": n, "fruit": "a" if n % 2 else "b"}, type="async" if n % 3 == 0 else "sync", id=f"j{n}")
+                queuexec.JobSpec(
+                    {"n": n, "fruit": "a" if n % 2 else "b"}, type="async" if n % 3 == 0 else "sync", id=f"j{n}"
+                )
                 for n in range(n_jobs)
             ]
         )

@@ -364,7 +364,10 @@ impl Engine {
                     .values()
                     .filter(|s| s.outbound.send(ToWorker::Abort).is_ok())
                     .count();
-                tracing::warn!(workers = told, "aborted: every worker was told to stop; unfinished jobs stay queued");
+                tracing::warn!(
+                    workers = told,
+                    "aborted: every worker was told to stop; unfinished jobs stay queued"
+                );
                 let _ = reply.send(told);
             }
             EngineCommand::Shutdown(reply) => {

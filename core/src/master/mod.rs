@@ -468,7 +468,9 @@ impl Master {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let Some(events) = events.upgrade() else { break };
+                    let Some(events) = events.upgrade() else {
+                        break;
+                    };
                     if let Some(report) = board.report()
                         && events.send(MasterEvent::Stats(report)).is_err()
                     {

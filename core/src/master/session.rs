@@ -392,9 +392,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
             }
             ToMaster::GetManifest => queue_request(requests, AssetRequest::Manifest)?,
             ToMaster::GetFile { sha256 } => queue_request(requests, AssetRequest::File(sha256))?,
-            ToMaster::Stats { counters, span_ms } => {
-                shared.board.record(caller, counters, span_ms)
-            }
+            ToMaster::Stats { counters, span_ms } => shared.board.record(caller, counters, span_ms),
             ToMaster::Call { call, request } => {
                 if let Err(why) = request.check() {
                     // A bad call fails itself, not the session.

@@ -45,14 +45,19 @@ pub(super) struct Connection {
 }
 
 /// The stop signal of each running job, by its key and lease fence.
-pub(super) type RunningJobs =
-    Arc<std::sync::Mutex<std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>>>;
+pub(super) type RunningJobs = Arc<
+    std::sync::Mutex<std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>>,
+>;
 
 fn lock_running(
     running: &RunningJobs,
-) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>>
-{
-    running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+) -> std::sync::MutexGuard<
+    '_,
+    std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>,
+> {
+    running
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Most results in one frame (besides the byte limit).
@@ -195,9 +200,10 @@ impl Runner {
                     ToWorker::Cancel { id, attempt } => {
                         self.cancel_job(id, attempt, &mut connection)
                     }
-                    ToWorker::Reply { call, ok, value } => {
-                        self.inner.link.answered(call, if ok { Ok(value) } else { Err(value) })
-                    }
+                    ToWorker::Reply { call, ok, value } => self
+                        .inner
+                        .link
+                        .answered(call, if ok { Ok(value) } else { Err(value) }),
                     ToWorker::Message { cmd, data } => {
                         let _ = self.events.send(WorkerEvent::Message { cmd, data });
                     }
@@ -205,7 +211,9 @@ impl Runner {
                         if self.config.exit_when_drained
                             && self.inner.running.load(Ordering::Relaxed) == 0
                         {
-                            tracing::info!("the master has no more jobs: this worker stops (exit when drained)");
+                            tracing::info!(
+                                "the master has no more jobs: this worker stops (exit when drained)"
+                            );
                             let _ = self.events.send(WorkerEvent::Drained);
                             self.inner.report_stats();
                             // Let the writer send the final report before the connection goes.
@@ -271,7 +279,8 @@ impl Runner {
                         None => match slots.acquire_owned().await {
                             Ok(_permit) => {
                                 let started = std::time::Instant::now();
-                                let outcome = run_job(&key, &*executor, &job, default_timeout).await;
+                                let outcome =
+                                    run_job(&key, &*executor, &job, default_timeout).await;
                                 inner.counters.busy(started.elapsed());
                                 outcome
                             }

@@ -39,7 +39,9 @@ def local_worker_count(option: Any) -> int:
     if option is True:
         return min(os.cpu_count() or 1, 4)
     if isinstance(option, bool) or not isinstance(option, int) or not 0 <= option <= 256:
-        raise ConfigError(f"local_workers must be a whole number from 0 to 256, or True (min(cores, 4)); got {option!r}")
+        raise ConfigError(
+            f"local_workers must be a whole number from 0 to 256, or True (min(cores, 4)); got {option!r}"
+        )
     return option
 
 

@@ -19,8 +19,9 @@ from typing import (
 )
 
 from . import _lifecycle, _native
-from ._tokens import PathLike, resolve_tokens
 from ._local_pool import LocalPool, local_worker_count
+from ._producer import Producer
+from ._tokens import PathLike, resolve_tokens
 from .events import (
     Drained,
     MasterEvent,
@@ -32,7 +33,6 @@ from .events import (
     WorkerLeft,
 )
 from .exceptions import ConfigError, PayloadError
-from ._producer import Producer
 from .job import EncodedJob, JobResult, MasterStats, PushReceipt
 
 __all__ = ["AssetFile", "JobSpec", "Master"]
@@ -477,7 +477,9 @@ class Master:
 
     def _refuse_if_callback(self, what: str) -> None:
         if self._producer is not None and self._on_result is None and self._on_event is None:
-            raise ConfigError(f"this master hands its results to handle_results (get_tasks); {what} would take them from it")
+            raise ConfigError(
+                f"this master hands its results to handle_results (get_tasks); {what} would take them from it"
+            )
         if self._on_result is not None or self._on_event is not None:
             given = "on_result" if self._on_result is not None else "on_event"
             raise ConfigError(f"this master hands its events to {given}; {what} would take them from it")
