@@ -299,6 +299,8 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let concurrency = core_config::check_concurrency(args.concurrency)?;
     std::fs::create_dir_all(&args.workplace)
         .with_context(|| format!("creating the workplace {}", args.workplace.display()))?;
+    // task.js reaches the master (ctx.lookup, ctx.request, ...) through this worker, once started.
+    let master_link = queuexec_js::MasterLink::default();
     let executor: Arc<dyn Executor> = match (&args.exec, args.builtin) {
         (Some(command), _) => Arc::new(CommandExecutor {
             command: command.clone(),
@@ -312,6 +314,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
                 heap_limit_bytes: args.max_heap_mb.max(16) * 1024 * 1024,
                 default_timeout: args.timeout.map(Duration::from_secs_f64),
                 grants: queuexec_js::Grants::none().with_env(args.allow_env.iter().cloned()),
+                master: master_link.clone(),
                 ..queuexec_js::JsConfig::default()
             })
             .context("starting the JavaScript runtime")?,
@@ -337,6 +340,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     config.mdns = args.mdns.then_some(true);
     config.default_timeout = args.timeout.map(Duration::from_secs_f64);
     let (worker, mut events) = Worker::start(config, executor).await?;
+    master_link.connect(worker.clone());
     tracing::info!(peer = %worker.peer_id(), name = worker.name(), "worker started");
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {

@@ -83,9 +83,12 @@ pub async fn start_worker(
         config.stats_interval = interval;
     }
     config.exit_when_drained = options.exit_when_drained.unwrap_or(false);
+    // A sandboxed task.js reaches the master (ctx.lookup, ...) through this worker, once started.
+    let master_link = queuexec_js::MasterLink::default();
     let executor: Arc<dyn Executor> = if options.sandbox.unwrap_or(false) {
         let mut js = JsConfig {
             concurrency: config.concurrency,
+            master: master_link.clone(),
             ..JsConfig::default()
         };
         if config.default_timeout.is_some() {
@@ -105,6 +108,7 @@ pub async fn start_worker(
         Arc::new(NodeExecutor::new(run_job, assets_changed))
     };
     let (worker, events) = Worker::start(config, executor).await.js_async()?;
+    master_link.connect(worker.clone());
     Ok(JsWorker {
         worker,
         events: Arc::new(EventStream::new(events)),

@@ -28,12 +28,12 @@ function isolated(t) {
   return env;
 }
 
-function newMaster(t, env, options = {}) {
+function newMaster(t, env, options = {}, task = TASK) {
   const results = [];
   const mm = new Master({
     token: env.token,
     transferEncryptToken: env.transferEncryptToken,
-    execAssets: { files: [{ masterPath: TASK, name: 'task.js', workerPath: '/workplace/task.js' }] },
+    execAssets: { files: [{ masterPath: task, name: 'task.js', workerPath: '/workplace/task.js' }] },
     watchAssets: false,
     onResults: (r) => results.push(r),
     ...options,
@@ -309,4 +309,41 @@ test('localWorkers: two local worker processes, a crashed one started again (wor
   // exitWhenDrained: every local worker left with code 0 and none was started again.
   await until('the local workers to leave', () => exits.filter((x) => x.code === 0).length === 2, 30000);
   assert.deepEqual(mm.localWorkerPids(), {});
+});
+
+test('the embedded runtime (sandbox) gives task.js the same ctx: lookups, messages and metrics, in two worker processes', { timeout: 120000 }, async (t) => {
+  const env = isolated(t);
+  const { mm, results } = newMaster(
+    t,
+    env,
+    {
+      lookups: { fruits: new Map([['a', 'apple'], ['b', 'banana']]) },
+      onWorkerMessage: (workerId, msg) => {
+        if (msg.cmd === 'double') return { twice: msg.data.n * 2 };
+        throw new Error(`no such command ${msg.cmd}`);
+      },
+      statsInterval: 200,
+    },
+    path.join(FIXTURES, 'seeds-sandbox-task.js'),
+  );
+  const reports = [];
+  mm.on('stats', (r) => reports.push(r));
+  await mm.ready;
+  startWorkers(t, env, 2, { QX_SANDBOX: '1', QX_STATS_INTERVAL: '100' });
+  const N = 12;
+  await mm.pushNewJobs(Array.from({ length: N }, (_, n) => job(n, { n, fruit: n % 2 ? 'a' : 'b' })));
+  await until(`${N} results`, () => results.length >= N, 60000);
+  for (const r of results) {
+    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.data.fruit, r.jobID % 2 ? 'apple' : 'banana');
+    assert.deepEqual(r.data.back, { fruit: r.data.fruit });
+    assert.deepEqual(r.data.reply, { twice: 2 * r.jobID });
+    assert.match(r.data.refused, /no such command explode/);
+    assert.equal(r.data.missing, undefined);
+    assert.equal(r.data.counted, true);
+    assert.equal(r.data.id, String(r.jobID));
+  }
+  assert.equal(Object.keys(mm.lookups.seen).length, N);
+  assert.equal(new Set(results.map((r) => r.worker.name)).size, 2);
+  await until('the metric in the stats', () => reports.some((r) => r.agg.last.pages === 2 * N), 20000);
 });

@@ -243,6 +243,8 @@ impl PyWorker {
         }
         config.exit_when_drained = exit_when_drained;
         let python_types: HashSet<String> = python_types.into_iter().collect();
+        // task.js (embedded runtime) reaches the master through this worker, once started.
+        let master_link = queuexec_js::MasterLink::default();
         let executor = Arc::new(PyExecutor {
             dispatch: Arc::new(dispatch),
             fallback: task_js_executor(
@@ -250,11 +252,13 @@ impl PyWorker {
                 concurrency,
                 config.default_timeout,
                 &python_types,
+                &master_link,
             ),
             python_types,
             catch_all,
         });
         let (worker, mut events) = block_on(py, Worker::start(config, executor))?.or_raise(py)?;
+        master_link.connect(worker.clone());
         let events = if keep_events {
             Some(Arc::new(EventStream::new(events)))
         } else {
@@ -419,12 +423,14 @@ fn task_js_executor(
     concurrency: usize,
     default_timeout: Option<Duration>,
     python_types: &HashSet<String>,
+    master: &queuexec_js::MasterLink,
 ) -> Option<Arc<dyn Executor>> {
     wanted.then(|| {
         Arc::new(LazyTaskJs::new(
             concurrency,
             default_timeout,
             python_types.clone(),
+            master.clone(),
         )) as Arc<dyn Executor>
     })
 }
@@ -445,9 +451,11 @@ impl LazyTaskJs {
         concurrency: usize,
         default_timeout: Option<Duration>,
         python_types: HashSet<String>,
+        master: queuexec_js::MasterLink,
     ) -> Self {
         let mut config = JsConfig {
             concurrency: concurrency.max(1),
+            master,
             ..JsConfig::default()
         };
         if default_timeout.is_some() {
