@@ -377,3 +377,45 @@ def test_the_python_distributo_example_prints_its_documented_output(tokens: dict
     assert "banana: 3 vowels" in " ".join(words)
     assert {w.rsplit("worker ", 1)[1].rstrip(")") for w in words} == {"local_1", "local_2"}
     assert lines[-1] == "All 16 results handled"
+
+
+BATCH_WORKER_SCRIPT = """
+import os, sys, queuexec
+def words(jobs):
+    # Distributo's processTasks: a list of jobs in, one result per job out.
+    return [{"word": job.data, "upper": job.data.upper(), "batch": len(jobs), "pid": os.getpid()} for job in jobs]
+worker = queuexec.Worker(token=sys.argv[1], transfer_encrypt_token=sys.argv[2], name=sys.argv[3],
+                         tasks={"words": queuexec.batch(words, window=0.02)}, concurrency=4, prefetch=4)
+worker.run()
+"""
+
+
+@pytest.mark.timeout(90)
+def test_batch_tasks_get_the_jobs_that_start_together_in_one_call(
+    tokens: dict[str, str], open_master: MakeMaster, isolated: Path
+) -> None:
+    master = open_master()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BATCH_WORKER_SCRIPT, tokens["token"], tokens["transfer_encrypt_token"], f"py_{i}"],
+            cwd=isolated,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    try:
+        wait_until(lambda: master.stats().workers == 2, timeout=30, what="two workers")
+        words = [f"w{i}" for i in range(40)]
+        master.push_many([queuexec.JobSpec(w, type="words", id=w) for w in words])
+        results = collect(master, len(words), timeout=60)
+        assert all(results[w].data["upper"] == w.upper() for w in words)
+        sizes = [r.data["batch"] for r in results.values()]
+        assert max(sizes) > 1 and max(sizes) <= 4, sizes
+        assert {r.worker.name for r in results.values()} == {"py_1", "py_2"}
+    finally:
+        for proc in procs:
+            stop(proc)
+    with pytest.raises(queuexec.ConfigError, match="batch takes a function"):
+        queuexec.batch(42)  # type: ignore[arg-type]

@@ -57,7 +57,7 @@ from .exceptions import (
 )
 from .job import Job, JobResult, MasterStats, PushReceipt, WorkerInfo, WorkerStats
 from .master import AssetFile, JobSpec, Master
-from .worker import Task, TaskContext, Worker
+from .worker import BatchTask, Task, TaskContext, Worker, batch
 
 __all__ = [
     "defaults",
@@ -94,6 +94,8 @@ __all__ = [
     "StoreError",
     "Task",
     "TaskContext",
+    "BatchTask",
+    "batch",
     "TokenError",
     "TokenMismatchError",
     "UnauthorizedError",

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from .events import WorkerEvent
 from .exceptions import ConfigError, MasterCallError
 from .job import Job, WorkerStats
 
-__all__ = ["EventCallback", "Task", "TaskContext", "Worker"]
+__all__ = ["BatchTask", "EventCallback", "Task", "TaskContext", "Worker", "batch"]
 
 logger = logging.getLogger("queuexec")
 
@@ -393,6 +394,62 @@ def _finish(value: Any, done: Callable[[bool, str], None]) -> None:
         done(False, f"the task's result is not JSON-serialisable: {e}")
         return
     done(True, text)
+
+
+class BatchTask:
+    """A batch task (Distributo's ``processTasks``): ``fn(jobs) -> results`` gets the jobs that
+    start together (up to the worker's ``concurrency``, gathered for ``window`` seconds) as a
+    list and returns one result per job, in order. Made with :func:`batch`."""
+
+    def __init__(self, fn: Callable[[list[Job]], list[Any]], window: float) -> None:
+        self.fn = fn
+        self.window = window
+        self._lock = threading.Condition()
+        self._waiting: list[tuple[Job, list[Any]]] = []
+        self._leader = False
+
+    def __call__(self, job: Job) -> Any:
+        slot: list[Any] = []  # filled with ("ok", value) or ("error", exception)
+        with self._lock:
+            self._waiting.append((job, slot))
+            lead = not self._leader
+            if lead:
+                self._leader = True
+        if lead:
+            time.sleep(self.window)
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                self._leader = False
+            self._run(batch)
+        with self._lock:
+            while not slot:
+                self._lock.wait()
+        kind, value = slot[0]
+        if kind == "error":
+            raise value
+        return value
+
+    def _run(self, batch: list[tuple[Job, list[Any]]]) -> None:
+        try:
+            results = list(self.fn([job for job, _ in batch]))
+            if len(results) != len(batch):
+                raise ValueError(f"a batch task must return one result per job ({len(batch)}), got {len(results)}")
+            outcomes: list[tuple[str, Any]] = [("ok", r) for r in results]
+        except Exception as e:
+            outcomes = [("error", e)] * len(batch)
+        with self._lock:
+            for (_, slot), outcome in zip(batch, outcomes, strict=True):
+                slot.append(outcome)
+            self._lock.notify_all()
+
+
+def batch(fn: Callable[[list[Job]], list[Any]], *, window: float = 0.005) -> BatchTask:
+    """Makes ``fn(jobs) -> results`` a task (Distributo's ``processTasks``): the jobs that start
+    together on a worker go to one call. Use it in ``tasks``: ``{"words": queuexec.batch(fn)}``;
+    the worker's ``concurrency`` bounds a batch."""
+    if not callable(fn):
+        raise ConfigError(f"batch takes a function (jobs) -> results, not {fn!r}")
+    return BatchTask(fn, window)
 
 
 class TaskContext:
