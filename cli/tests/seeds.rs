@@ -57,8 +57,8 @@ fn task_js_reads_and_writes_the_masters_lookups_and_workers_leave_when_drained()
     )
     .expect("lookups");
     let mut jobs = std::fs::File::create(d.join("jobs.jsonl")).expect("jobs");
-    for n in 0..200 {
-        let fruit = if n % 2 == 0 { "a" } else { "b" };
+    for n in 0..200u32 {
+        let fruit = if n.is_multiple_of(2) { "a" } else { "b" };
         writeln!(
             jobs,
             "{{\"id\":\"j{n}\",\"data\":{{\"fruit\":\"{fruit}\"}}}}"
@@ -107,7 +107,11 @@ fn task_js_reads_and_writes_the_masters_lookups_and_workers_leave_when_drained()
         let r = &lines[0];
         assert!(r.get("error").is_none(), "{id} failed: {r}");
         let n: u64 = id[1..].parse().expect("j<n>");
-        let fruit = if n % 2 == 0 { "apple" } else { "banana" };
+        let fruit = if n.is_multiple_of(2) {
+            "apple"
+        } else {
+            "banana"
+        };
         assert_eq!(r["data"]["fruit"], fruit, "{r}");
         assert_eq!(
             r["data"]["back"]["fruit"], fruit,
