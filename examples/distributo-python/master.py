@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import queuexec
 
@@ -47,6 +48,8 @@ def main() -> None:
         local_workers=2,
         local_worker_tasks="worker_tasks:TASKS",
         exit_when_drained=True,
+        # Where the workers install what the master ships (a folder of their own).
+        worker_options={"workplace": tempfile.mkdtemp(prefix="distributo-workers-")},
     ) as distributor:
         if not distributor.wait_end(timeout=120):
             sys.exit("the work did not end within 120 s")

@@ -11,6 +11,8 @@
 //   masterUrl / Bonjour discovery          the worker option `master` / same-host discovery (mDNS opt-in)
 //   workers exit when no tasks are left    exitWhenDrained
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const Master = require('queue-xec-master');
 
@@ -40,7 +42,8 @@ const distributor = new Master({
   handleResults: handleMyResults,
   localWorkers: 2,
   exitWhenDrained: true,
-  workerOptions: { concurrency: 5, batchSize: 0 },
+  // Where the workers install the master's task.js (a folder of their own).
+  workerOptions: { concurrency: 5, batchSize: 0, workplace: fs.mkdtempSync(path.join(os.tmpdir(), 'distributo-workers-')) },
   execAssets: { files: [{ masterPath: path.join(__dirname, 'worker-task.js'), name: 'task.js', workerPath: 'task.js' }] },
   watchAssets: false,
   loglevel: 'off',

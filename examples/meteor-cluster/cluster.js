@@ -24,7 +24,8 @@ const cluster = new Master({
   storePath: store,
   localWorkers: 2,
   exitWhenDrained: true,
-  workerOptions: { concurrency: 1, batchSize: 0 },
+  // Where the workers install the master's task.js (a folder of their own).
+  workerOptions: { concurrency: 1, batchSize: 0, workplace: fs.mkdtempSync(path.join(os.tmpdir(), 'meteor-workers-')) },
   execAssets: { files: [{ masterPath: path.join(__dirname, 'task-map.js'), name: 'task.js', workerPath: 'task.js' }] },
   watchAssets: false,
   loglevel: 'off',

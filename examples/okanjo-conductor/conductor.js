@@ -10,6 +10,8 @@
 //   ConductorWorker.processJob(job)       task.js run(job, ctx)
 //   conductor.on('error' | 'end')         master.on('error' | 'end')
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const Master = require('queue-xec-master');
 
@@ -19,6 +21,8 @@ const conductor = new Master({
   localWorkers: 2, // at most keep 2 workers alive
   exitWhenDrained: true, // "this process will terminate when there are no more jobs to process"
   execAssets: { files: [{ masterPath: path.join(__dirname, 'task.js'), name: 'task.js', workerPath: 'task.js' }] },
+  // Where the workers install the master's task.js (not over this folder's own copy).
+  workerOptions: { workplace: fs.mkdtempSync(path.join(os.tmpdir(), 'okanjo-workers-')) },
   watchAssets: false,
   loglevel: 'off',
   // The tokens of .env or the environment; for a quick try, fresh random ones.

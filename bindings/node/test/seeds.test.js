@@ -287,7 +287,7 @@ test('localWorkers: two local worker processes, a crashed one started again (wor
   process.env.QX_MARK_DIR = marks;
   const errors = [];
   const exits = [];
-  const { mm, results } = newMaster(t, env, { localWorkers: 2, exitWhenDrained: true, workerOptions: { concurrency: 1 } });
+  const { mm, results } = newMaster(t, env, { localWorkers: 2, exitWhenDrained: true, workerOptions: { concurrency: 1, workplace: tmpdir(t, 'qx-local-') } });
   mm.on('error', (e) => errors.push(e));
   mm.on('workerExit', (info) => exits.push(info));
   await mm.ready;
