@@ -3,6 +3,8 @@
 mod bench;
 mod demo;
 mod master_cmd;
+mod pool;
+mod seeds;
 mod terminal;
 mod tokens;
 mod worker_cmd;

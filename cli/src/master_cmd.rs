@@ -33,6 +33,17 @@ pub(crate) struct MasterArgs {
     /// Where to write one result JSON line per job, or - for standard output.
     #[arg(long, value_name = "FILE|-")]
     results: String,
+    /// Lookups workers' tasks read and write (ctx.lookup / ctx.setLookup): a JSON file of
+    /// `{"<name>": {"<key>": value, ...}, ...}`, held in memory (changes are not written back).
+    #[arg(long, value_name = "FILE")]
+    lookups: Option<std::path::PathBuf>,
+    /// Append the workers' aggregated statistics (okanjo-conductor's shape) to this file, one
+    /// JSON line per report.
+    #[arg(long, value_name = "FILE")]
+    stats_file: Option<std::path::PathBuf>,
+    /// Seconds between statistics reports (--stats-file).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    stats_interval: f64,
     /// Keep jobs in this SQLite file: a master restarted on it carries on where it stopped.
     #[arg(long, value_name = "PATH", conflicts_with = "in_memory")]
     store: Option<PathBuf>,
@@ -325,6 +336,15 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     config.auto_ack = false;
 
     let mut sink = ResultsSink::open(&args.results)?;
+    if !(args.stats_interval.is_finite() && args.stats_interval > 0.0) {
+        anyhow::bail!(
+            "--stats-interval must be a positive number of seconds, got {}",
+            args.stats_interval
+        );
+    }
+    config.stats_interval = Duration::from_secs_f64(args.stats_interval.max(0.05));
+    let mut lookups = crate::seeds::Lookups::load(args.lookups.as_deref())?;
+    let mut stats_file = crate::seeds::StatsFile::open(args.stats_file.as_deref())?;
     let (master, mut events) = Master::start(config).await?;
     let addrs = master.listen_addrs();
     if let Some(path) = &args.addr_file {
@@ -371,6 +391,11 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
                         MasterEvent::Warning(w) => {
                             progress.log(&format!("warning: {}", escape_control(&w)))
                         }
+                        MasterEvent::Call(call) => {
+                            let (id, answer) = lookups.answer(call);
+                            master.answer(id, answer);
+                        }
+                        MasterEvent::Stats(report) => stats_file.write(&report)?,
                         _ => {}
                     }
                     next = events.try_recv().ok();

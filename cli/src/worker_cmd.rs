@@ -60,6 +60,16 @@ pub(crate) struct WorkerArgs {
     /// Directory of same-host room files (also QUEUEXEC_ROOM_DIR).
     #[arg(long, value_name = "DIR")]
     pub(crate) room_dir: Option<PathBuf>,
+    /// Run a pool of this many worker processes (0: one per core), named NAME-1, NAME-2, ...:
+    /// a crashed one is started again, the pool ends when every one has ended.
+    #[arg(long, value_name = "N")]
+    pub(crate) processes: Option<usize>,
+    /// Stop once the master has nothing queued, delayed or running.
+    #[arg(long)]
+    pub(crate) exit_when_drained: bool,
+    /// Seconds between reports of this worker's counters to the master (its stats).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) stats_interval: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -279,10 +289,18 @@ impl Executor for EchoExecutor {
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
+    let pool_index = std::env::var(crate::pool::POOL_INDEX_ENV).ok();
+    if let (Some(n), None) = (args.processes, &pool_index) {
+        // Tokens are checked once here, so a bad one is reported once, not by every copy.
+        args.tokens.resolve()?;
+        return crate::pool::supervise(crate::pool::process_count(n)).await;
+    }
     let tokens = args.tokens.resolve()?;
     let concurrency = core_config::check_concurrency(args.concurrency)?;
     std::fs::create_dir_all(&args.workplace)
         .with_context(|| format!("creating the workplace {}", args.workplace.display()))?;
+    // task.js reaches the master (ctx.lookup, ctx.request, ...) through this worker, once started.
+    let master_link = queuexec_js::MasterLink::default();
     let executor: Arc<dyn Executor> = match (&args.exec, args.builtin) {
         (Some(command), _) => Arc::new(CommandExecutor {
             command: command.clone(),
@@ -296,6 +314,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
                 heap_limit_bytes: args.max_heap_mb.max(16) * 1024 * 1024,
                 default_timeout: args.timeout.map(Duration::from_secs_f64),
                 grants: queuexec_js::Grants::none().with_env(args.allow_env.iter().cloned()),
+                master: master_link.clone(),
                 ..queuexec_js::JsConfig::default()
             })
             .context("starting the JavaScript runtime")?,
@@ -303,7 +322,17 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     };
     let mut config = WorkerConfig::new(tokens.token, tokens.transfer_token);
     config.master = args.master.clone();
-    config.name = args.name.clone();
+    config.name = match &pool_index {
+        Some(index) => format!("{}-{index}", args.name),
+        None => args.name.clone(),
+    };
+    config.exit_when_drained = args.exit_when_drained;
+    if let Some(seconds) = args.stats_interval {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            anyhow::bail!("--stats-interval must be a positive number of seconds, got {seconds}");
+        }
+        config.stats_interval = Duration::from_secs_f64(seconds.max(0.05));
+    }
     config.concurrency = concurrency;
     config.prefetch = args.prefetch;
     config.workplace = args.workplace.clone();
@@ -311,6 +340,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     config.mdns = args.mdns.then_some(true);
     config.default_timeout = args.timeout.map(Duration::from_secs_f64);
     let (worker, mut events) = Worker::start(config, executor).await?;
+    master_link.connect(worker.clone());
     tracing::info!(peer = %worker.peer_id(), name = worker.name(), "worker started");
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {

@@ -16,6 +16,7 @@
 //! [`Executor`] trait, implemented by the CLI and the bindings.
 
 mod assets;
+mod calls;
 pub mod config;
 mod crypto;
 mod deps;
@@ -30,16 +31,19 @@ mod net;
 mod protocol;
 mod room;
 mod scheduler;
+mod stats;
 mod store;
 mod worker;
 
 pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
+pub use calls::{WorkerCall, WorkerRequest};
 pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
+pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

@@ -142,6 +142,15 @@ pub(crate) enum Transition {
     },
 }
 
+/// A job ended by [`Scheduler::cancel`].
+#[derive(Debug)]
+pub(crate) struct Cancelled {
+    /// Its end (dead, with the cancel's error), to persist and deliver.
+    pub(crate) transition: Transition,
+    /// The session that held it and the lease's fence, when it was running.
+    pub(crate) lease: Option<(SessionId, u32)>,
+}
+
 /// Why a result was not accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Rejection {
@@ -172,7 +181,9 @@ pub(crate) struct Expired {
 pub(crate) struct Scheduler {
     config: SchedulerConfig,
     jobs: HashMap<Arc<str>, Entry>,
-    ready: BinaryHeap<(i32, Reverse<i64>, Arc<str>)>,
+    /// In-memory jobs first (meteor-cluster serves its in-memory queue before the persistent
+    /// one), then higher priority, then push order.
+    ready: BinaryHeap<(bool, i32, Reverse<i64>, Arc<str>)>,
     delayed: BinaryHeap<Reverse<(i64, i64, Arc<str>)>>,
     /// Hard deadlines of leases, by fence. Entries of finished leases are dropped lazily and
     /// compacted when they outnumber the live leases.
@@ -237,7 +248,8 @@ impl Scheduler {
         } else {
             entry.status = Status::Ready;
             self.counts.ready += 1;
-            self.ready.push((entry.priority, Reverse(entry.seq), id));
+            self.ready
+                .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
         }
     }
 
@@ -256,7 +268,8 @@ impl Scheduler {
                 self.counts.delayed -= 1;
                 entry.status = Status::Ready;
                 self.counts.ready += 1;
-                self.ready.push((entry.priority, Reverse(entry.seq), id));
+                self.ready
+                    .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
             }
         }
     }
@@ -278,7 +291,7 @@ impl Scheduler {
         worker: &Arc<WorkerInfo>,
         now_ms: i64,
     ) -> Option<Leased> {
-        while let Some((_, _, id)) = self.ready.pop() {
+        while let Some((_, _, _, id)) = self.ready.pop() {
             let Some(entry) = self.jobs.get_mut(&id) else {
                 continue;
             };
@@ -495,6 +508,50 @@ impl Scheduler {
         self.jobs.is_empty()
     }
 
+    /// Cancels every job whose key is `id` or whose label (the id as pushed) is `id`, in any
+    /// state but finished: each ends as dead with `error`. Returns each one's transition and,
+    /// for a leased job, the session holding it and the lease's fence (the worker must be told).
+    pub(crate) fn cancel(&mut self, id: &str, error: &str) -> Vec<Cancelled> {
+        // A scan: cancels are rare, and a label may stand for several keys (a repeated id).
+        let keys: Vec<Arc<str>> = self
+            .jobs
+            .keys()
+            .filter(|key| &***key == id || crate::job::label_of(key) == id)
+            .cloned()
+            .collect();
+        let mut cancelled = Vec::with_capacity(keys.len());
+        for key in keys {
+            let lease = match self.jobs.get(&key) {
+                Some(Entry {
+                    status: Status::Leased(lease),
+                    fence,
+                    ..
+                }) => Some((lease.session, *fence)),
+                Some(_) => None,
+                None => continue,
+            };
+            let worker = if lease.is_some() {
+                self.release_lease(&key)
+            } else {
+                None
+            };
+            let Some(entry) = self.remove(&key) else {
+                continue;
+            };
+            cancelled.push(Cancelled {
+                transition: Transition::Dead {
+                    id: key,
+                    attempt: entry.fence,
+                    error: error.to_string(),
+                    worker: worker.map(|w| (*w).clone()),
+                    in_memory: entry.in_memory,
+                },
+                lease,
+            });
+        }
+        cancelled
+    }
+
     /// A run failed: retry after an exponential backoff, or dead-letter after the last attempt.
     fn fail(
         &mut self,
@@ -681,6 +738,73 @@ mod tests {
             sealed: vec![1],
             json: "1".into(),
         }
+    }
+
+    #[test]
+    fn cancel_ends_queued_delayed_and_leased_jobs_and_names_the_lease_holder() {
+        let mut s = Scheduler::new(config());
+        s.enqueue(job("a", 1, 0, 3), false, 0);
+        let mut delayed = job("b", 2, 0, 3);
+        delayed.not_before_ms = 10_000;
+        s.enqueue(delayed, true, 0);
+        s.enqueue(job("c", 3, 0, 3), false, 0);
+        let w = worker("w");
+        let leased = s.lease(7, &w, 0).expect("a job");
+        assert_eq!(&*leased.id, "a");
+        let gone = s.cancel("a", "cancelled");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].lease, Some((7, leased.attempt)));
+        assert!(
+            matches!(&gone[0].transition, Transition::Dead { error, worker: Some(_), .. } if error == "cancelled")
+        );
+        assert_eq!(s.held(7), 0);
+        let gone = s.cancel("b", "cancelled");
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].lease.is_none());
+        assert!(matches!(
+            &gone[0].transition,
+            Transition::Dead {
+                in_memory: true,
+                ..
+            }
+        ));
+        assert!(s.cancel("nope", "cancelled").is_empty());
+        assert_eq!(
+            s.counts(),
+            Counts {
+                ready: 1,
+                delayed: 0,
+                leased: 0
+            }
+        );
+        // The late result of the cancelled lease is not accepted.
+        assert_eq!(
+            s.complete(7, "a", leased.attempt, ok(), 1).err(),
+            Some(Rejection::Unknown)
+        );
+        // A label finds repeated and automatic keys too.
+        s.enqueue(job("\u{1f}job-9", 4, 0, 3), false, 0);
+        s.enqueue(job("c\u{1f}5", 5, 0, 3), false, 0);
+        assert_eq!(s.cancel("c", "x").len(), 2);
+        assert_eq!(s.cancel("job-9", "x").len(), 1);
+        assert!(s.is_idle());
+    }
+
+    #[test]
+    fn in_memory_jobs_are_served_before_persistent_ones_whatever_their_priority() {
+        let mut s = Scheduler::new(config());
+        s.enqueue(job("durable-high", 1, 9, 1), false, 0);
+        s.enqueue(job("durable-low", 2, 0, 1), false, 0);
+        s.enqueue(job("memory-low", 3, 0, 1), true, 0);
+        s.enqueue(job("memory-high", 4, 5, 1), true, 0);
+        let w = worker("w");
+        let order: Vec<String> = std::iter::from_fn(|| s.lease(1, &w, 0))
+            .map(|l| l.id.to_string())
+            .collect();
+        assert_eq!(
+            order,
+            ["memory-high", "memory-low", "durable-high", "durable-low"]
+        );
     }
 
     #[test]

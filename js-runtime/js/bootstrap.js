@@ -89,6 +89,8 @@
   const op_runtime_info = ops.op_runtime_info;
   const op_url_parse = ops.op_url_parse;
   const op_url_set = ops.op_url_set;
+  const op_master_call = ops.op_master_call;
+  const op_master_metric = ops.op_master_metric;
   // deno_core's own functions, called as plain functions (never as methods of `core`).
   const coreEncode = core.encode;
   const coreByteLength = core.byteLength;
@@ -852,10 +854,37 @@
     return toJson(await result);
   }
 
-  // Runs one job: `await task.run({id, data})`, returns the result as JSON text (or a promise of
-  // it).
+  // A call to the master (okanjo-conductor's lookups and messages) through the worker: the op
+  // resolves with a string, "1" + JSON or "0" + the master's error text.
+  async function callMaster(op, a, b, c) {
+    const answer = await op_master_call(op, String(a), b === undefined || b === null ? "" : String(b), c);
+    const text = StringPrototypeSlice(answer, 1);
+    if (StringPrototypeStartsWith(answer, "0")) throw new Error(text);
+    const value = JSONParse(text);
+    return op === "lookup" && value === null ? undefined : value;
+  }
+
+  function jsonOrNull(value) {
+    const text = JSONStringify(value);
+    return text === undefined ? "null" : text;
+  }
+
+  // The second argument of task.run: the job's id and the master's lookups, messages and
+  // stats, as in Node workers (`ctx.lookup`, `ctx.setLookup`, `ctx.request`, `ctx.metric`).
+  function contextFor(id) {
+    return ObjectFreeze({
+      id,
+      lookup: (name, key) => callMaster("lookup", name, key, "null"),
+      setLookup: (name, key, value) => callMaster("setLookup", name, key, jsonOrNull(value)),
+      request: (cmd, data) => callMaster("message", cmd, "", jsonOrNull(data)),
+      metric: (name, delta = 1) => op_master_metric(String(name), +delta),
+    });
+  }
+
+  // Runs one job: `await task.run({id, data}, ctx)`, returns the result as JSON text (or a
+  // promise of it).
   function run(id, data) {
-    const result = task.run({ id, data: parseData(data) });
+    const result = task.run({ id, data: parseData(data) }, contextFor(id));
     if (result !== null && (typeof result === "object" || typeof result === "function")) return settle(result);
     return toJson(result);
   }

@@ -1,5 +1,6 @@
 //! How a worker's owner configures the JavaScript runtime.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Settings of a [`crate::JsExecutor`] (and of each [`crate::TaskRuntime`]).
@@ -16,6 +17,35 @@ pub struct JsConfig {
     pub load_timeout: Duration,
     /// What task code may reach beyond the sandbox. Nothing by default.
     pub grants: Grants,
+    /// The worker whose master tasks ask through their context (`ctx.lookup`,
+    /// `ctx.setLookup`, `ctx.request`, `ctx.metric`); connect it once the worker has started.
+    pub master: MasterLink,
+}
+
+/// The worker a runtime's tasks reach their master through: the lookups and messages of
+/// okanjo-conductor, over the worker's encrypted session. Empty until
+/// [`connect`](MasterLink::connect)ed; then every runtime made from the same [`JsConfig`]
+/// (clones share it) uses that worker.
+#[derive(Clone, Default)]
+pub struct MasterLink(Arc<OnceLock<queuexec_core::Worker>>);
+
+impl MasterLink {
+    /// Tasks call the master through `worker` from now on (the first call wins).
+    pub fn connect(&self, worker: queuexec_core::Worker) {
+        let _ = self.0.set(worker);
+    }
+
+    pub(crate) fn worker(&self) -> Option<queuexec_core::Worker> {
+        self.0.get().cloned()
+    }
+}
+
+impl std::fmt::Debug for MasterLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterLink")
+            .field("connected", &self.0.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for JsConfig {
@@ -26,6 +56,7 @@ impl Default for JsConfig {
             default_timeout: Some(Duration::from_secs(300)),
             load_timeout: Duration::from_secs(60),
             grants: Grants::none(),
+            master: MasterLink::default(),
         }
     }
 }

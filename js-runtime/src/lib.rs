@@ -40,7 +40,7 @@ mod runtime;
 mod slot;
 mod task;
 
-pub use config::{Grants, JsConfig};
+pub use config::{Grants, JsConfig, MasterLink};
 pub use error::JsError;
 pub use executor::JsExecutor;
 pub use runtime::TaskRuntime;

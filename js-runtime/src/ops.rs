@@ -26,6 +26,8 @@ use crate::modules::{ModuleFiles, Resolution};
 pub(crate) struct RuntimeInfo {
     /// Environment variables the worker's owner granted, by name.
     pub(crate) env: BTreeMap<String, String>,
+    /// The worker tasks call their master through.
+    pub(crate) master: crate::config::MasterLink,
 }
 
 /// When this runtime started, for `performance.now()`.
@@ -44,6 +46,8 @@ deno_core::extension!(
         op_url_parse,
         op_url_set,
         op_runtime_info,
+        op_master_call,
+        op_master_metric,
     ],
     options = { info: RuntimeInfo },
     middleware = disable_unsafe_ops,
@@ -395,6 +399,69 @@ fn runtime_info(state: &OpState) -> Result<ProcessInfo, JsErrorBox> {
         arch,
         version: crate::VERSION,
         env,
+    })
+}
+
+/// A task's call to its master through the worker (`ctx.lookup`, `ctx.setLookup`,
+/// `ctx.request`): `op` is `lookup` (a name, b key), `setLookup` (a name, b key, c JSON value)
+/// or `message` (a cmd, c JSON data). Resolves with a string, `1` then the JSON answer or `0`
+/// then the master's error text (a string, so resolving the task's promise looks nothing up on
+/// an object); rejects when this worker has no master connected. Never blocks the runtime: it
+/// awaits the master's answer.
+#[op2]
+#[string]
+async fn op_master_call(
+    state: std::rc::Rc<std::cell::RefCell<OpState>>,
+    #[string] op: String,
+    #[string] a: String,
+    #[string] b: String,
+    #[string] c: String,
+) -> Result<String, JsErrorBox> {
+    let prepared = guarded("op_master_call", || {
+        let worker = state
+            .borrow()
+            .try_borrow::<RuntimeInfo>()
+            .and_then(|info| info.master.worker())
+            .ok_or_else(|| {
+                JsErrorBox::generic("this worker has no master to ask (it is not connected)")
+            })?;
+        let request = match op.as_str() {
+            "lookup" => queuexec_core::WorkerRequest::Lookup { name: a, key: b },
+            "setLookup" => queuexec_core::WorkerRequest::SetLookup {
+                name: a,
+                key: b,
+                value: c,
+            },
+            "message" => queuexec_core::WorkerRequest::Message { cmd: a, data: c },
+            other => {
+                return Err(JsErrorBox::generic(format!(
+                    "unknown call {other:?}: lookup, setLookup or message"
+                )));
+            }
+        };
+        Ok((worker, request))
+    })?;
+    let (worker, request) = prepared;
+    match worker.call(request).await {
+        Ok(Ok(json)) => Ok(format!("1{json}")),
+        Ok(Err(error)) => Ok(format!("0{error}")),
+        Err(e) => Err(JsErrorBox::generic(e.to_string())),
+    }
+}
+
+/// `ctx.metric(name, delta)`: adds to the worker's custom counter, reported in the master's
+/// stats. False when refused (no worker, an empty or long name, a delta that is not finite).
+#[op2(fast)]
+fn op_master_metric(
+    state: &mut OpState,
+    #[string] name: &str,
+    delta: f64,
+) -> Result<bool, JsErrorBox> {
+    guarded("op_master_metric", || {
+        Ok(state
+            .try_borrow::<RuntimeInfo>()
+            .and_then(|info| info.master.worker())
+            .is_some_and(|worker| worker.metric(name, delta)))
     })
 }
 

@@ -57,7 +57,10 @@ impl TaskRuntime {
             .collect();
         let create_params = v8::CreateParams::default().heap_limits(0, config.heap_limit_bytes);
         #[allow(unused_mut, reason = "unit tests add their fault-injection ops")]
-        let mut extensions = vec![ops::queuexec_task::init(RuntimeInfo { env })];
+        let mut extensions = vec![ops::queuexec_task::init(RuntimeInfo {
+            env,
+            master: config.master.clone(),
+        })];
         #[cfg(test)]
         extensions.push(ops::test_faults::queuexec_test_faults::init());
         let mut runtime = JsRuntime::try_new(RuntimeOptions {

@@ -10,6 +10,7 @@ const native = require('./native');
 const { loadDotenv, resolveTokens, Logger } = require('./env');
 const { ConfigError, PayloadError, JobError, fromNative } = require('./errors');
 const { encodePayload, WHOLE_MARK } = require('./payload');
+const { LocalPool, localWorkerCount } = require('./local-pool');
 
 loadDotenv();
 
@@ -21,6 +22,9 @@ const DEFAULTS = native.defaults();
 
 /** Jobs handed to the core in one call at most. */
 const PUSH_CHUNK = 8192;
+
+/** Jobs a producer's getTasks is asked for at a time (its `batchSize`). */
+const DEFAULT_BATCH = 100;
 
 /** Results pulled from the core per wake-up at most. */
 const EVENT_BATCH = 1024;
@@ -44,6 +48,15 @@ class Master extends EventEmitter {
     watchAssets,
     mdns,
     idempotentIds,
+    getTasks,
+    handleResults,
+    batchSize,
+    lookups = {},
+    onWorkerMessage,
+    statsInterval,
+    localWorkers,
+    exitWhenDrained = false,
+    workerOptions,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
@@ -70,6 +83,14 @@ class Master extends EventEmitter {
     // pushes are in flight waits for them (and then carries no jobID, as in queue-xec).
     this._pushesInFlight = 0;
     this._heldResults = [];
+    this._producer = newProducer(getTasks, handleResults, batchSize);
+    // okanjo-conductor's lookups: plain objects or Maps by name, read and written by workers
+    // (ctx.lookup / ctx.setLookup) through this master. Replace or mutate them at any time.
+    this.lookups = lookups && typeof lookups === 'object' ? lookups : {};
+    // The handler of workers' messages (ctx.request / worker.request): its return value (or
+    // resolved promise) is the reply. Given as an option or assigned as a method, as
+    // okanjo-conductor's `conductor.onWorkerMessage = function (id, msg) {...}`.
+    if (typeof onWorkerMessage === 'function') this.onWorkerMessage = onWorkerMessage;
 
     const options = {
       token: tokens.token,
@@ -94,7 +115,20 @@ class Master extends EventEmitter {
       // Off by default: a repeated id is queued again, as in queue-xec (the receipt says
       // `repeated`); on, it is not queued again (the receipt says `duplicate`).
       idempotentIds: idempotentIds === undefined ? undefined : Boolean(idempotentIds),
+      statsIntervalMs: statsInterval === undefined ? undefined : Number(statsInterval),
     };
+    /** The last 'stats' report (okanjo-conductor's `lastStats`). */
+    this.lastStats = null;
+    const local = localWorkerCount(localWorkers);
+    this._pool = local
+      ? new LocalPool(this, {
+          count: local,
+          token: tokens.token,
+          transferEncryptToken: tokens.transferEncryptToken,
+          exitWhenDrained,
+          worker: { loglevel, ...(workerOptions || {}) },
+        })
+      : null;
 
     /** Resolves with this master once it listens; rejects with why it could not start. */
     this.ready = native.startMaster(options).then(
@@ -103,6 +137,8 @@ class Master extends EventEmitter {
         this.peerId = handle.peerId;
         this.log.info('master listening on', handle.listenAddrs().join(' '));
         this._pump(handle);
+        if (this._pool) this._pool.start(handle.listenAddrs()[0]);
+        if (this._producer) setImmediate(() => this._produce());
         if (this._closed) return handle.close().then(() => this);
         return this;
       },
@@ -161,18 +197,32 @@ class Master extends EventEmitter {
       }
       return toJob(payload, options);
     });
+    return this._pushJobs(jobs, null);
+  }
+
+  /** Pushes built jobs in chunks; `produced` (the producer's ids) learns each job's core id. */
+  async _pushJobs(jobs, produced) {
     const handle = await this._handle();
     const receipts = [];
     for (let i = 0; i < jobs.length; i += PUSH_CHUNK) {
       const chunk = jobs.slice(i, i + PUSH_CHUNK);
       this._pushesInFlight += 1;
       chunk.forEach((job) => this._expect(job));
+      // A job with an id is entered before its push, so its result (which can overtake the
+      // receipt) is counted; a `job-N` result waits for the receipts (see _dispatchResult).
+      if (produced) chunk.forEach((job) => job.native.id != null && countUp(produced, job.native.id));
       try {
         const got = await handle.push(chunk.map((j) => j.native)).catch((error) => {
           chunk.forEach((job) => this._unexpect(job));
+          if (produced) chunk.forEach((job) => job.native.id != null && countDown(produced, job.native.id));
           throw fromNative(error);
         });
-        got.forEach((receipt, k) => this._remember(chunk[k], receipt));
+        got.forEach((receipt, k) => {
+          this._remember(chunk[k], receipt);
+          if (!produced) return;
+          if (receipt.duplicate) countDown(produced, chunk[k].native.id);
+          else if (chunk[k].native.id == null) countUp(produced, receipt.id);
+        });
         receipts.push(...got);
       } finally {
         this._pushSettled();
@@ -189,12 +239,150 @@ class Master extends EventEmitter {
     });
   }
 
+  /** The lookup `name` (an object or a Map), or undefined. */
+  getLookup(name) {
+    return this.lookups[name];
+  }
+
+  /** The value under `key` in lookup `name` (an object or a Map); undefined when absent. */
+  getLookupValue(name, key) {
+    const lookup = this.lookups[name];
+    if (lookup === undefined || lookup === null) return undefined;
+    if (lookup instanceof Map) {
+      if (lookup.has(key)) return lookup.get(key);
+      const n = Number(key);
+      return typeof key === 'string' && key.trim() !== '' && lookup.has(n) ? lookup.get(n) : undefined;
+    }
+    return Object.prototype.hasOwnProperty.call(lookup, key) ? lookup[key] : undefined;
+  }
+
+  /** Sets `key` to `value` in lookup `name` (created as an object when missing). */
+  setLookupValue(name, key, value) {
+    let lookup = this.lookups[name];
+    if (lookup === undefined || lookup === null) lookup = this.lookups[name] = {};
+    if (lookup instanceof Map) lookup.set(key, value);
+    else lookup[key] = value;
+  }
+
+  /**
+   * Sends `{cmd, data}` to the worker with this id (its peer id, `worker.id` in results); the
+   * worker's 'message' event (and `onMasterMessage`) gets it. Resolves with true when it was
+   * sent (false: no such worker connected).
+   */
+  async sendMessageToWorker(workerId, cmd, data) {
+    if (typeof workerId !== 'string' || workerId === '') {
+      throw new ConfigError(`sendMessageToWorker takes a worker's id (a string), got ${JSON.stringify(workerId)}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+    }
+    return (await this._send(workerId, cmd, data)) > 0;
+  }
+
+  /** Sends `{cmd, data}` to every worker; resolves with how many got it. */
+  async broadcast(cmd, data) {
+    return this._send(null, cmd, data);
+  }
+
+  /** okanjo-conductor's name for `broadcast`. */
+  broadcastMessageToWorkers(cmd, data) {
+    return this.broadcast(cmd, data);
+  }
+
+  /**
+   * Stops every worker: each is told to leave, and this master hands out no more jobs; jobs
+   * they had not finished stay queued (and in the store). Resolves with how many were told.
+   */
+  async abort() {
+    const handle = await this._handle();
+    return handle.abort().catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
+  async _send(workerId, cmd, data) {
+    const json = JSON.stringify(data === undefined ? null : data);
+    const handle = await this._handle();
+    return handle.sendMessage(workerId, String(cmd), json).catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
+  /**
+   * okanjo-conductor's 'stats': `{raw: {<workerId>: {name, last, diff, timeSpan}}, agg: {last,
+   * diff}, avgTimeSpan}`; counters are jobsDone, jobsFailed, busyMs and the tasks' ctx.metric.
+   */
+  _emitStats(json) {
+    let report;
+    try {
+      report = JSON.parse(json);
+    } catch {
+      return;
+    }
+    this.lastStats = report;
+    this._emitSafely('stats', report);
+  }
+
+  /** Emits a 'stats' report now when workers reported since the last one (also at 'end'). */
+  flushStats() {
+    const json = this._native ? this._native.statsReport() : null;
+    if (json) this._emitStats(json);
+    return this.lastStats;
+  }
+
+  /** A worker's call: a lookup, a change of one, or a message for onWorkerMessage. */
+  async _answerCall(event) {
+    const handle = this._native;
+    let outcome;
+    try {
+      let value;
+      if (event.op === 'lookup') {
+        value = this.getLookupValue(event.name, event.key);
+      } else if (event.op === 'setLookup') {
+        this.setLookupValue(event.name, event.key, JSON.parse(event.value));
+        value = null;
+      } else if (event.op === 'message') {
+        if (typeof this.onWorkerMessage !== 'function') {
+          throw new Error(`the master has no onWorkerMessage handler for the message ${JSON.stringify(event.cmd)}`);
+        }
+        const msg = { cmd: event.cmd, data: JSON.parse(event.data) };
+        value = await this.onWorkerMessage(event.workerId, msg);
+      } else {
+        throw new Error(`this master does not know the call ${JSON.stringify(event.op)}`);
+      }
+      const json = JSON.stringify(value === undefined ? null : value);
+      outcome = [true, json === undefined ? 'null' : json];
+    } catch (error) {
+      outcome = [false, error && error.message ? error.message : String(error)];
+    }
+    if (handle) handle.answer(event.callId, outcome[0], outcome[1]);
+  }
+
+  /**
+   * Cancels the job with this id (its jobID, or its receipt's id): queued, delayed or running
+   * (the worker's task sees its `signal` abort). Its result is the error `the job was cancelled
+   * (cancel() on the master)`. Resolves with how many jobs were cancelled.
+   */
+  async cancel(jobId) {
+    if (jobId === undefined || jobId === null || jobId === '') {
+      throw new PayloadError('cancel takes the id of a job (its jobID or its receipt id)', { code: 'ERR_QUEUEXEC_PAYLOAD' });
+    }
+    await this._flush();
+    const handle = await this._handle();
+    const id = typeof jobId === 'object' ? JSON.stringify(jobId) : String(jobId);
+    return handle.cancel(id).catch((error) => {
+      throw fromNative(error);
+    });
+  }
+
   /** Reads the asset files again; resolves true when they changed (workers then fetch them). */
   async reloadAssets() {
     const handle = await this._handle();
     return handle.reloadAssets().catch((error) => {
       throw fromNative(error);
     });
+  }
+
+  /** The pids of the local worker processes (`localWorkers`), by worker id. */
+  localWorkerPids() {
+    return this._pool ? this._pool.pids() : {};
   }
 
   /** Addresses workers on other machines can be given (`master` option of the worker). */
@@ -211,6 +399,7 @@ class Master extends EventEmitter {
     if (this._closing) return this._closing;
     this._closed = true;
     this._closing = (async () => {
+      if (this._pool) await this._pool.close();
       await this._flush();
       let handle;
       try {
@@ -346,6 +535,12 @@ class Master extends EventEmitter {
       case 'drained':
         this._emitSafely('drained');
         break;
+      case 'call':
+        this._answerCall(event);
+        break;
+      case 'stats':
+        this._emitStats(event.report);
+        break;
       case 'warning':
         // The core's warnings (a repeated job id, results not stored, a quarantined worker, a
         // dependency bundle that could not be built) show at the default level too.
@@ -382,6 +577,7 @@ class Master extends EventEmitter {
       }
       this._call(this.onResults, result);
       this._emitSafely('result', result, meta);
+      this._produced(raw.jobId, result);
     } else {
       result.error = raw.error;
       this.log.warn(`job ${jobID === undefined ? raw.jobId : jobID} failed after ${raw.attempts} attempt(s): ${raw.error}`);
@@ -389,7 +585,102 @@ class Master extends EventEmitter {
       if (this.listenerCount('error') > 0) {
         this._emitSafely('error', new JobError(raw.error, { jobID, worker, attempts: raw.attempts }));
       }
+      this._produced(raw.jobId, result);
     }
+  }
+
+  /**
+   * Pull-based producing (Distributo's getTasks / handleResults): while fewer than two batches
+   * of produced jobs wait or run, asks `getTasks(batchSize)` for more (it may be async; an
+   * empty array means there is no more). Only a few batches are ever in memory, however many
+   * jobs the producer has.
+   */
+  async _produce() {
+    const p = this._producer;
+    if (!p || p.pulling || p.exhausted || this._closed) return;
+    p.pulling = true;
+    try {
+      while (!p.exhausted && !this._closed && p.produced - p.finished < 2 * p.batchSize) {
+        let tasks;
+        try {
+          tasks = await p.getTasks(p.batchSize);
+        } catch (error) {
+          p.exhausted = true;
+          this._report(new ConfigError(`getTasks threw: ${error && error.message ? error.message : error}; no more jobs are asked for`, { code: 'ERR_QUEUEXEC_CONFIG', cause: error }));
+          break;
+        }
+        if (tasks === undefined || tasks === null || (Array.isArray(tasks) && tasks.length === 0)) {
+          p.exhausted = true;
+          break;
+        }
+        if (!Array.isArray(tasks)) {
+          p.exhausted = true;
+          this._report(new ConfigError(`getTasks must return an array of payloads (an empty one when there is no more), got ${typeof tasks}`, { code: 'ERR_QUEUEXEC_CONFIG' }));
+          break;
+        }
+        const jobs = [];
+        for (const task of tasks) {
+          if (task === undefined) continue;
+          try {
+            jobs.push(toJob(task));
+          } catch (error) {
+            this._report(error);
+          }
+        }
+        p.produced += jobs.length;
+        try {
+          await this._pushJobs(jobs, p.ids);
+        } catch (error) {
+          p.produced -= jobs.length;
+          p.exhausted = true;
+          this._report(error);
+        }
+      }
+    } finally {
+      p.pulling = false;
+    }
+    this._checkEnd();
+  }
+
+  /** A result of a produced job: counted, batched for handleResults, and more pulled. */
+  _produced(coreId, result) {
+    const p = this._producer;
+    if (!p || !countDown(p.ids, coreId)) return;
+    p.finished += 1;
+    if (p.handleResults) {
+      p.results.push(result);
+      if (p.results.length >= p.batchSize) this._handBatch();
+    }
+    if (!p.exhausted) this._produce();
+    this._checkEnd();
+  }
+
+  /** Hands the results gathered so far to handleResults (in order, one call at a time). */
+  _handBatch() {
+    const p = this._producer;
+    if (p.results.length === 0) return p.handing;
+    const batch = p.results;
+    p.results = [];
+    p.handing = p.handing.then(async () => {
+      try {
+        await p.handleResults(batch);
+      } catch (error) {
+        this._listenerFailed(error);
+      }
+    });
+    return p.handing;
+  }
+
+  /** 'end': the producer has no more and every produced job has its result (handed over). */
+  _checkEnd() {
+    const p = this._producer;
+    if (!p || p.ended || p.pulling || !p.exhausted || p.finished < p.produced) return;
+    p.ended = true;
+    this._handBatch().then(() => {
+      this.log.info(`producer done: ${p.finished} jobs`);
+      this.flushStats();
+      this._emitSafely('end', { jobs: p.finished });
+    });
   }
 
   // A throwing listener must not stop result delivery: report it and go on.
@@ -418,6 +709,52 @@ class Master extends EventEmitter {
     if (this.listenerCount('error') > 0) this._emitSafely('error', error);
     else this.log.error(error.message);
   }
+}
+
+/** The producer's state, or null without getTasks. */
+function newProducer(getTasks, handleResults, batchSize) {
+  if (getTasks === undefined || getTasks === null) {
+    if (handleResults !== undefined && handleResults !== null) {
+      throw new ConfigError('handleResults needs getTasks: it receives the results of the jobs getTasks produced', { code: 'ERR_QUEUEXEC_CONFIG' });
+    }
+    return null;
+  }
+  if (typeof getTasks !== 'function') {
+    throw new ConfigError(`getTasks must be a function (n) => payloads, got ${typeof getTasks}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+  }
+  if (handleResults !== undefined && handleResults !== null && typeof handleResults !== 'function') {
+    throw new ConfigError(`handleResults must be a function (results) => void, got ${typeof handleResults}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+  }
+  const size = batchSize === undefined ? DEFAULT_BATCH : Number(batchSize);
+  if (!Number.isInteger(size) || size < 1) {
+    throw new ConfigError(`batchSize must be a whole number of at least 1, got ${JSON.stringify(batchSize)}`, { code: 'ERR_QUEUEXEC_CONFIG' });
+  }
+  return {
+    getTasks,
+    handleResults: handleResults || null,
+    batchSize: size,
+    ids: new Map(),
+    produced: 0,
+    finished: 0,
+    results: [],
+    handing: Promise.resolve(),
+    pulling: false,
+    exhausted: false,
+    ended: false,
+  };
+}
+
+function countUp(map, key) {
+  map.set(key, (map.get(key) || 0) + 1);
+}
+
+/** Takes one off `key`'s count; false when it had none. */
+function countDown(map, key) {
+  const n = map.get(key);
+  if (!n) return false;
+  if (n > 1) map.set(key, n - 1);
+  else map.delete(key);
+  return true;
 }
 
 /**

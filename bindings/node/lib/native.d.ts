@@ -26,7 +26,20 @@ export type MasterEvent =
   | { kind: 'workerJoined'; workerId: string; workerName: string }
   | { kind: 'workerLeft'; workerId: string; workerName: string }
   | { kind: 'drained' }
-  | { kind: 'warning'; message: string };
+  | { kind: 'warning'; message: string }
+  | {
+      kind: 'call';
+      callId: number;
+      workerId: string;
+      workerName: string;
+      op: 'lookup' | 'setLookup' | 'message';
+      name?: string;
+      key?: string;
+      value?: string;
+      cmd?: string;
+      data?: string;
+    }
+  | { kind: 'stats'; report: string };
 
 /** Something that happened on a worker (`NativeWorker.nextEvents`). */
 export type WorkerEvent =
@@ -34,7 +47,11 @@ export type WorkerEvent =
   | { kind: 'disconnected'; reason: string }
   | { kind: 'assetsInstalled'; bundle: string; fetched: number }
   | { kind: 'jobFinished'; jobId: string; error?: string }
-  | { kind: 'refused'; reason: string };
+  | { kind: 'refused'; reason: string }
+  | { kind: 'jobCancelled'; jobId: string }
+  | { kind: 'message'; cmd: string; data: string }
+  | { kind: 'aborted' }
+  | { kind: 'drained' };
 
 /** Counts of a master's jobs and workers: the core's `Stats`, with the same names in Python. */
 export interface MasterStats {
@@ -74,6 +91,15 @@ export interface NativeMaster {
   nextEvents(max: number): Promise<MasterEvent[]>;
   stats(): Promise<MasterStats>;
   reloadAssets(): Promise<boolean>;
+  /** Cancels the jobs with this id; resolves with how many were cancelled. */
+  cancel(jobId: string): Promise<number>;
+  /** Answers a worker's call: JSON text when ok, else the error text. */
+  answer(callId: number, ok: boolean, value: string): boolean;
+  /** A message to one worker (by peer id) or, with null, to all; resolves with how many got it. */
+  sendMessage(workerId: string | null, cmd: string, data: string): Promise<number>;
+  abort(): Promise<number>;
+  /** The workers' aggregated statistics (JSON), or null when none reported since the last report. */
+  statsReport(): string | null;
   ack(jobIds: string[]): void;
   listenAddrs(): string[];
   bundleHash(): string;
@@ -89,6 +115,9 @@ export interface NativeWorker {
   /** The outcomes ({result} or {error}) of jobs from nextJobs, by their numbers. */
   finishJobs(seqs: number[], outcomes: object[]): void;
   stats(): WorkerStats;
+  /** Asks the master: lookup (name, key), setLookup (name, key, JSON value) or message (cmd, -, JSON data). */
+  call(op: string, a: string, b?: string, c?: string): Promise<{ ok: boolean; value: string }>;
+  metric(name: string, delta: number): boolean;
   wait(): Promise<void>;
   close(): Promise<void>;
 }

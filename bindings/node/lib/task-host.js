@@ -23,6 +23,69 @@ class TaskHost {
     this.loadedFiles = [];
     // Packages a require() of this process failed to find: Node remembers the miss.
     this.missedModules = new Set();
+    // The abort controllers of running jobs, by job id (an id may run more than once).
+    this.controllers = new Map();
+  }
+
+  /**
+   * A call to the master through the worker's native handle (`link`): `lookup`, `setLookup`
+   * or `message`. Resolves with the master's answer (parsed JSON), rejects with its error.
+   */
+  async call(op, a, b, c) {
+    if (!this.link) throw new Error('the worker has not started yet: no master to ask');
+    const key = b === undefined || b === null ? undefined : String(b);
+    const json = c === undefined ? undefined : JSON.stringify(c);
+    const answer = await this.link.call(op, String(a), key, json === undefined ? (c === undefined ? undefined : 'null') : json);
+    if (!answer.ok) throw new Error(answer.value);
+    const value = JSON.parse(answer.value);
+    return op === 'lookup' && value === null ? undefined : value;
+  }
+
+  /** Adds `delta` to the worker's custom metric `name` (reported in the master's 'stats'). */
+  metric(name, delta = 1) {
+    if (!this.link) return false;
+    return this.link.metric(String(name), Number(delta));
+  }
+
+  /**
+   * A batch task (Distributo's `processTasks(tasks)`): the jobs that start together (up to the
+   * worker's concurrency) go to one call, which returns their results in the same order.
+   */
+  batched(input, context) {
+    return new Promise((resolve, reject) => {
+      if (!this.batch) {
+        this.batch = [];
+        setImmediate(() => this.flushBatch());
+      }
+      this.batch.push({ input, context, resolve, reject });
+    });
+  }
+
+  async flushBatch() {
+    const batch = this.batch || [];
+    this.batch = null;
+    try {
+      const results = await this.task.processTasks(
+        batch.map((b) => b.input),
+        batch.map((b) => b.context),
+      );
+      if (!Array.isArray(results) || results.length !== batch.length) {
+        throw new Error(
+          `processTasks must return an array with one result per job (${batch.length}), got ${Array.isArray(results) ? `${results.length} results` : typeof results}`,
+        );
+      }
+      batch.forEach((b, i) => (results[i] instanceof Error ? b.reject(results[i]) : b.resolve(results[i])));
+    } catch (error) {
+      for (const b of batch) b.reject(error);
+    }
+  }
+
+  /** The master cancelled job `id`: the signal of each of its runs here aborts. */
+  cancel(id) {
+    const running = this.controllers.get(id);
+    if (!running) return 0;
+    for (const controller of running) controller.abort(new Error('the job was cancelled by the master'));
+    return running.size;
   }
 
   /** The master's assets were installed in `info.workplace`: install dependencies, (re)load task.js. */
@@ -87,6 +150,9 @@ class TaskHost {
    */
   async run(job) {
     const controller = new AbortController();
+    let running = this.controllers.get(job.id);
+    if (!running) this.controllers.set(job.id, (running = new Set()));
+    running.add(controller);
     let timer = null;
     if (job.timeoutMs) {
       timer = setTimeout(() => controller.abort(new Error('the job timed out')), job.timeoutMs);
@@ -95,9 +161,20 @@ class TaskHost {
     try {
       if (!this.task) return { error: this.loadError || 'no task.js is loaded' };
       const input = decodePayload(job.id, job.data);
-      const context = { id: job.id, attempt: job.attempt, taskType: job.taskType ?? undefined, signal: controller.signal };
+      const context = {
+        id: job.id,
+        attempt: job.attempt,
+        taskType: job.taskType ?? undefined,
+        signal: controller.signal,
+        // Lookups held by the master, and messages to it (okanjo-conductor's), as promises.
+        lookup: (name, key) => this.call('lookup', name, key),
+        setLookup: (name, key, value) => this.call('setLookup', name, key, value),
+        request: (cmd, data) => this.call('message', cmd, undefined, data),
+        // okanjo-conductor's worker stats: a custom counter in the master's 'stats'.
+        metric: (name, delta = 1) => this.metric(name, delta),
+      };
       this.log.debug(`working on ${job.id}`);
-      const result = await this.task.run(input, context);
+      const result = typeof this.task.run === 'function' ? await this.task.run(input, context) : await this.batched(input, context);
       const json = JSON.stringify(result);
       return { result: json === undefined ? 'null' : json };
     } catch (error) {
@@ -105,6 +182,8 @@ class TaskHost {
       return { error: message(error) };
     } finally {
       if (timer) clearTimeout(timer);
+      running.delete(controller);
+      if (running.size === 0 && this.controllers.get(job.id) === running) this.controllers.delete(job.id);
     }
   }
 }
@@ -121,11 +200,13 @@ function instantiate(exported, taskPath) {
   const Task = exported && exported.__esModule && exported.default ? exported.default : exported;
   if (typeof Task === 'function') {
     const task = new Task();
-    if (typeof task.run !== 'function') throw new Error(`${taskPath} exports a class without a run(job) method`);
+    if (typeof task.run !== 'function' && typeof task.processTasks !== 'function') {
+      throw new Error(`${taskPath} exports a class without a run(job) method (or processTasks(jobs))`);
+    }
     return task;
   }
-  if (Task && typeof Task.run === 'function') return Task;
-  throw new Error(`${taskPath} must export a class with a run(job) method (module.exports = Task)`);
+  if (Task && (typeof Task.run === 'function' || typeof Task.processTasks === 'function')) return Task;
+  throw new Error(`${taskPath} must export a class with a run(job) method, or processTasks(jobs) (module.exports = Task)`);
 }
 
 function message(error) {

@@ -40,6 +40,8 @@ class Worker extends EventEmitter {
     timeout,
     mdns,
     maxHeapMb,
+    statsInterval,
+    exitWhenDrained = false,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-worker');
@@ -86,6 +88,8 @@ class Worker extends EventEmitter {
       defaultTimeoutMs: timeout === undefined ? undefined : Number(timeout),
       sandbox: this.sandbox,
       maxHeapMb: maxHeapMb === undefined ? undefined : Number(maxHeapMb),
+      statsIntervalMs: statsInterval === undefined ? undefined : Number(statsInterval),
+      exitWhenDrained: Boolean(exitWhenDrained),
     };
     this._retryMs = LOAD_RETRY_FIRST_MS;
     this._retryTimer = null;
@@ -118,6 +122,7 @@ class Worker extends EventEmitter {
     const handle = await native.startWorker(options, (info) => this._load(info));
     this._native = handle;
     this.id = handle.peerId;
+    this._host.link = handle;
     this._pump(handle);
     serveJobs(handle, (job) => this._host.run(job)).catch((error) => this._report(fromNative(error), 'stopped running jobs'));
     if (this._closed) await handle.close();
@@ -175,6 +180,33 @@ class Worker extends EventEmitter {
       this.log.info('trying the master\'s task again');
       this._restarting = this._start().catch((error) => this._report(fromNative(error), 'could not start again'));
     }, delay);
+  }
+
+  /** Adds `delta` (default 1) to this worker's custom metric `name`, reported in the master's 'stats'. */
+  metric(name, delta = 1) {
+    return this._host.metric(name, delta);
+  }
+
+  /** The value under `key` in the master's lookup `name` (undefined when absent there). */
+  lookup(name, key) {
+    return this._host.call('lookup', name, key);
+  }
+
+  /** Sets `key` to `value` in the master's lookup `name`. */
+  setLookup(name, key, value) {
+    return this._host.call('setLookup', name, key, value);
+  }
+
+  /**
+   * Sends `{cmd, data}` to the master's onWorkerMessage; resolves with what it returns (rejects
+   * with its error). okanjo-conductor's `sendRequestToMaster(cmd, data)`.
+   */
+  request(cmd, data) {
+    return this._host.call('message', cmd, undefined, data);
+  }
+
+  sendRequestToMaster(cmd, data) {
+    return this.request(cmd, data);
   }
 
   /** Counts: done, failed, running, connected (the core's names, as in Python). */
@@ -237,6 +269,41 @@ class Worker extends EventEmitter {
         this._emitSafely('jobFinished', info);
         break;
       }
+      case 'message': {
+        // From the master's sendMessageToWorker / broadcast.
+        let data;
+        try {
+          data = JSON.parse(event.data);
+        } catch {
+          data = event.data;
+        }
+        const msg = { cmd: event.cmd, data };
+        if (typeof this.onMasterMessage === 'function') {
+          try {
+            const out = this.onMasterMessage(msg);
+            if (out && typeof out.catch === 'function') out.catch((error) => this._report(error, 'onMasterMessage failed'));
+          } catch (error) {
+            this._report(error, 'onMasterMessage failed');
+          }
+        }
+        this._emitSafely('message', msg);
+        break;
+      }
+      case 'drained':
+        // exitWhenDrained: the master has no more jobs and this worker has stopped.
+        this._closed = true;
+        this._emitSafely('drained');
+        break;
+      case 'aborted':
+        // The master aborted: this worker has stopped.
+        this._closed = true;
+        this._emitSafely('aborted');
+        break;
+      case 'jobCancelled':
+        // The master cancelled it: the task's signal aborts.
+        this._host.cancel(event.jobId);
+        this._emitSafely('jobCancelled', { jobID: event.jobId });
+        break;
       case 'refused':
         // The worker has stopped: the master does not accept our token.
         handle.wait().catch((error) => this._report(fromNative(error), 'was refused'));

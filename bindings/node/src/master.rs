@@ -70,6 +70,8 @@ pub struct JsMasterOptions {
     /// again and its receipt says `duplicate` (default false: it is queued again as a new job,
     /// as in queue-xec, and its receipt says `repeated`).
     pub idempotent_ids: Option<bool>,
+    /// How often the workers' statistics are handed out, in milliseconds (default 5000).
+    pub stats_interval_ms: Option<f64>,
 }
 
 impl TryFrom<JsMasterOptions> for MasterConfig {
@@ -126,6 +128,11 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
         }
         if let Some(idempotent) = o.idempotent_ids {
             config.idempotent_ids = idempotent;
+        }
+        if let Some(ms) = o.stats_interval_ms {
+            config.stats_interval = crate::job::millis(ms).ok_or_else(|| {
+                config_error("statsInterval must be a positive number of milliseconds")
+            })?;
         }
         Ok(config)
     }
@@ -185,6 +192,33 @@ pub enum JsMasterEvent {
         /// What happened.
         message: String,
     },
+    /// A worker asks: answer with `answer(callId, ok, json)`. `op` is `lookup` (name, key),
+    /// `setLookup` (name, key, value as JSON) or `message` (cmd, data as JSON).
+    Call {
+        /// The id to answer with.
+        call_id: f64,
+        /// The worker's peer id.
+        worker_id: String,
+        /// The worker's name.
+        worker_name: String,
+        /// `lookup`, `setLookup` or `message`.
+        op: String,
+        /// The lookup's name.
+        name: Option<String>,
+        /// The key within the lookup.
+        key: Option<String>,
+        /// The value to set, as JSON.
+        value: Option<String>,
+        /// The message's command name.
+        cmd: Option<String>,
+        /// The message's data, as JSON.
+        data: Option<String>,
+    },
+    /// The workers' aggregated statistics, as JSON in okanjo-conductor's shape.
+    Stats {
+        /// `{raw, agg: {last, diff}, avgTimeSpan}`.
+        report: String,
+    },
 }
 
 impl JsMasterEvent {
@@ -205,12 +239,45 @@ impl JsMasterEvent {
             },
             MasterEvent::Drained => JsMasterEvent::Drained,
             MasterEvent::Warning(message) => JsMasterEvent::Warning { message },
+            MasterEvent::Call(call) => call_event(call)?,
+            MasterEvent::Stats(report) => JsMasterEvent::Stats {
+                report: report.to_json(),
+            },
             other => {
                 tracing::debug!(?other, "a master event this addon does not know");
                 return None;
             }
         })
     }
+}
+
+/// A worker's call as a `call` event; `None` for a request kind this addon does not know.
+fn call_event(call: queuexec_core::WorkerCall) -> Option<JsMasterEvent> {
+    use queuexec_core::WorkerRequest;
+    let (op, name, key, value, cmd, data) = match call.request {
+        WorkerRequest::Lookup { name, key } => ("lookup", Some(name), Some(key), None, None, None),
+        WorkerRequest::SetLookup { name, key, value } => {
+            ("setLookup", Some(name), Some(key), Some(value), None, None)
+        }
+        WorkerRequest::Message { cmd, data } => {
+            ("message", None, None, None, Some(cmd), Some(data))
+        }
+        other => {
+            tracing::debug!(?other, "a worker request this addon does not know");
+            return None;
+        }
+    };
+    Some(JsMasterEvent::Call {
+        call_id: call.id as f64,
+        worker_id: call.worker.id,
+        worker_name: call.worker.name,
+        op: op.to_string(),
+        name,
+        key,
+        value,
+        cmd,
+        data,
+    })
 }
 
 /// Counts of a master's jobs and workers.
@@ -281,6 +348,51 @@ impl JsMaster {
             retried: s.retried as f64,
             workers: s.workers as f64,
         })
+    }
+
+    /// Answers a worker's call: `ok` with JSON text, else an error text. False when the call is
+    /// unknown (answered already, or its worker left).
+    #[napi]
+    pub fn answer(&self, call_id: f64, ok: bool, value: String) -> bool {
+        let outcome = if ok { Ok(value) } else { Err(value) };
+        self.master.answer(call_id as u64, outcome)
+    }
+
+    /// Sends a message to the worker with this peer id (or to every worker when `null`);
+    /// resolves with how many workers got it.
+    #[napi]
+    pub async fn send_message(
+        &self,
+        worker_id: Option<String>,
+        cmd: String,
+        data: String,
+    ) -> napi::Result<u32> {
+        let n = self
+            .master
+            .send_message(worker_id.as_deref(), &cmd, &data)
+            .await
+            .js_async()?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The workers' aggregated statistics now (JSON), or null when none reported since the last.
+    #[napi]
+    pub fn stats_report(&self) -> Option<String> {
+        self.master.stats_report().map(|r| r.to_json())
+    }
+
+    /// Tells every worker to stop and hands out no more jobs; resolves with how many were told.
+    #[napi]
+    pub async fn abort(&self) -> napi::Result<u32> {
+        let n = self.master.abort().await.js_async()?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Cancels the jobs with this id (queued, delayed or running); resolves with how many.
+    #[napi]
+    pub async fn cancel(&self, job_id: String) -> napi::Result<u32> {
+        let n = self.master.cancel(&job_id).await.js_async()?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// Reads the asset files again; resolves whether they changed (workers then fetch them).

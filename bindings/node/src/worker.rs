@@ -42,6 +42,10 @@ pub struct JsWorkerOptions {
     pub sandbox: Option<bool>,
     /// Heap limit of each sandboxed runtime in MiB (default 256).
     pub max_heap_mb: Option<u32>,
+    /// How often the worker reports its counters to the master, in milliseconds (default 5000).
+    pub stats_interval_ms: Option<f64>,
+    /// Stop once the master has nothing queued, delayed or running (default false).
+    pub exit_when_drained: Option<bool>,
 }
 
 /// Starts a worker that finds the master and works until `close()`.
@@ -78,9 +82,16 @@ pub async fn start_worker(
     config.mdns = options.mdns;
     config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
     let mut jobs = None;
+    if let Some(interval) = options.stats_interval_ms.and_then(crate::job::millis) {
+        config.stats_interval = interval;
+    }
+    config.exit_when_drained = options.exit_when_drained.unwrap_or(false);
+    // A sandboxed task.js reaches the master (ctx.lookup, ...) through this worker, once started.
+    let master_link = queuexec_js::MasterLink::default();
     let executor: Arc<dyn Executor> = if options.sandbox.unwrap_or(false) {
         let mut js = JsConfig {
             concurrency: config.concurrency,
+            master: master_link.clone(),
             ..JsConfig::default()
         };
         if config.default_timeout.is_some() {
@@ -102,6 +113,7 @@ pub async fn start_worker(
         Arc::new(NodeExecutor::new(queue, assets_changed))
     };
     let (worker, events) = Worker::start(config, executor).await.js_async()?;
+    master_link.connect(worker.clone());
     Ok(JsWorker {
         worker,
         events: Arc::new(EventStream::new(events)),
@@ -121,7 +133,7 @@ pub struct JsWorker {
 /// Something that happened on a worker, as a discriminated union on `kind`:
 /// `{kind: 'connected', master}`, `{kind: 'disconnected', reason}`,
 /// `{kind: 'assetsInstalled', bundle, fetched}`, `{kind: 'jobFinished', jobId, error?}`,
-/// `{kind: 'refused', reason}`.
+/// `{kind: 'refused', reason}`, `{kind: 'jobCancelled', jobId}`.
 #[napi(
     discriminant = "kind",
     discriminant_case = "camelCase",
@@ -157,6 +169,22 @@ pub enum JsWorkerEvent {
         /// The master's reason.
         reason: String,
     },
+    /// The master cancelled a running job: its task's abort signal fires.
+    JobCancelled {
+        /// The job id.
+        job_id: String,
+    },
+    /// A message from the master.
+    Message {
+        /// The command name.
+        cmd: String,
+        /// The data, as JSON.
+        data: String,
+    },
+    /// The master aborted: this worker stopped.
+    Aborted,
+    /// The master ran dry and the worker has `exitWhenDrained`: it stopped.
+    Drained,
 }
 
 impl JsWorkerEvent {
@@ -174,12 +202,25 @@ impl JsWorkerEvent {
                 JsWorkerEvent::JobFinished { job_id: id, error }
             }
             WorkerEvent::Refused { reason, .. } => JsWorkerEvent::Refused { reason },
+            WorkerEvent::JobCancelled { id } => JsWorkerEvent::JobCancelled { job_id: id },
+            WorkerEvent::Message { cmd, data } => JsWorkerEvent::Message { cmd, data },
+            WorkerEvent::Aborted => JsWorkerEvent::Aborted,
+            WorkerEvent::Drained => JsWorkerEvent::Drained,
             other => {
                 tracing::debug!(?other, "a worker event this addon does not know");
                 return None;
             }
         })
     }
+}
+
+/// The master's answer to a call.
+#[napi(object, js_name = "CallAnswer")]
+pub struct JsCallAnswer {
+    /// Whether the master's handler succeeded.
+    pub ok: bool,
+    /// Its JSON answer, or its error text.
+    pub value: String,
 }
 
 /// Counts of a worker's jobs.
@@ -249,6 +290,53 @@ impl JsWorker {
             running: s.running as f64,
             connected: s.connected,
         }
+    }
+
+    /// Asks the master: `op` is `lookup` (a = name, b = key), `setLookup` (a = name, b = key,
+    /// c = value as JSON) or `message` (a = cmd, c = data as JSON). Resolves with the master's
+    /// answer `{ok, value}` (JSON when ok, else the error text); rejects when no master is
+    /// connected or the connection ends first.
+    #[napi]
+    pub async fn call(
+        &self,
+        op: String,
+        a: String,
+        b: Option<String>,
+        c: Option<String>,
+    ) -> napi::Result<JsCallAnswer> {
+        use queuexec_core::WorkerRequest;
+        let request = match op.as_str() {
+            "lookup" => WorkerRequest::Lookup {
+                name: a,
+                key: b.unwrap_or_default(),
+            },
+            "setLookup" => WorkerRequest::SetLookup {
+                name: a,
+                key: b.unwrap_or_default(),
+                value: c.unwrap_or_else(|| "null".into()),
+            },
+            "message" => WorkerRequest::Message {
+                cmd: a,
+                data: c.unwrap_or_else(|| "null".into()),
+            },
+            other => {
+                return Err(for_promise(config_error(format!(
+                    "unknown call {other:?}: lookup, setLookup or message"
+                ))));
+            }
+        };
+        let answer = self.worker.call(request).await.js_async()?;
+        Ok(match answer {
+            Ok(value) => JsCallAnswer { ok: true, value },
+            Err(value) => JsCallAnswer { ok: false, value },
+        })
+    }
+
+    /// Adds `delta` to the custom metric `name`, reported to the master with the worker's
+    /// counters; false when refused (empty or long name, not finite, too many names).
+    #[napi]
+    pub fn metric(&self, name: String, delta: f64) -> bool {
+        self.worker.metric(&name, delta)
     }
 
     /// This worker's peer id (the `worker.id` the master reports).

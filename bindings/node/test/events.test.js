@@ -104,10 +104,18 @@ function waitFor(check, ms, what) {
 }
 
 test('native.d.ts declares the event kinds lib/ dispatches', () => {
-  assert.deepEqual([...declaredUnion('MasterEvent').keys()].sort(), ['drained', 'result', 'warning', 'workerJoined', 'workerLeft']);
+  assert.deepEqual([...declaredUnion('MasterEvent').keys()].sort(), [
+    'call',
+    'drained',
+    'result',
+    'stats',
+    'warning',
+    'workerJoined',
+    'workerLeft',
+  ]);
   assert.deepEqual(
     [...declaredUnion('WorkerEvent').keys()].sort(),
-    ['assetsInstalled', 'connected', 'disconnected', 'jobFinished', 'refused'],
+    ['aborted', 'assetsInstalled', 'connected', 'disconnected', 'drained', 'jobCancelled', 'jobFinished', 'message', 'refused'],
   );
 });
 

@@ -60,6 +60,36 @@ event_class!(disconnected, "Disconnected");
 event_class!(assets_installed, "AssetsInstalled");
 event_class!(job_finished, "JobFinished");
 event_class!(error_event, "ErrorEvent");
+event_class!(worker_call, "WorkerCall");
+event_class!(master_message, "MasterMessage");
+event_class!(aborted, "Aborted");
+event_class!(job_cancelled, "JobCancelled");
+event_class!(stats_event, "StatsEvent");
+
+/// A worker's call as a `WorkerCall`; `None` for a request kind this binding does not know.
+fn call_event<'py>(
+    py: Python<'py>,
+    call: queuexec_core::WorkerCall,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    use queuexec_core::WorkerRequest;
+    let (op, name, key, value, cmd, data) = match call.request {
+        WorkerRequest::Lookup { name, key } => ("lookup", Some(name), Some(key), None, None, None),
+        WorkerRequest::SetLookup { name, key, value } => {
+            ("setLookup", Some(name), Some(key), Some(value), None, None)
+        }
+        WorkerRequest::Message { cmd, data } => {
+            ("message", None, None, None, Some(cmd), Some(data))
+        }
+        other => {
+            tracing::debug!(?other, "a worker request this binding does not know");
+            return Ok(None);
+        }
+    };
+    let worker = worker_info(py, call.worker)?;
+    worker_call(py)?
+        .call1((call.id, worker, op, name, key, value, cmd, data))
+        .map(Some)
+}
 
 fn job_result_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -108,6 +138,14 @@ pub(crate) fn master_events(
             MasterEvent::WorkerLeft(w) => worker_left(py)?.call1((worker_info(py, w)?,))?,
             MasterEvent::Drained => drained(py)?.call0()?,
             MasterEvent::Warning(message) => warning_event(py)?.call1((message,))?,
+            MasterEvent::Stats(report) => {
+                let json = py.import("json")?;
+                stats_event(py)?.call1((json.call_method1("loads", (report.to_json(),))?,))?
+            }
+            MasterEvent::Call(call) => match call_event(py, call)? {
+                Some(object) => object,
+                None => continue,
+            },
             other => {
                 tracing::debug!(?other, "a master event this binding does not know");
                 continue;
@@ -133,6 +171,14 @@ pub(crate) fn worker_events(
                 assets_installed(py)?.call1((bundle, fetched))?
             }
             WorkerEvent::JobFinished { id, error } => job_finished(py)?.call1((id, error))?,
+            WorkerEvent::Message { cmd, data } => {
+                let json = py.import("json")?;
+                let value = json.call_method1("loads", (data,))?;
+                master_message(py)?.call1((cmd, value))?
+            }
+            WorkerEvent::Aborted => aborted(py)?.call0()?,
+            WorkerEvent::Drained => drained(py)?.call0()?,
+            WorkerEvent::JobCancelled { id } => job_cancelled(py)?.call1((id,))?,
             WorkerEvent::Refused { reason, code } => {
                 let error = if code == Error::TokenMismatch(String::new()).code() {
                     Error::TokenMismatch(reason)

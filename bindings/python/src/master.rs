@@ -52,7 +52,7 @@ impl PyMaster {
         *, token, transfer_token, store=None, listen=None, room_dir=None, announce=true,
         assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=None,
         lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None,
-        idempotent_ids=false
+        idempotent_ids=false, stats_interval=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -73,6 +73,7 @@ impl PyMaster {
         auto_ack: bool,
         watch_assets: Option<bool>,
         idempotent_ids: bool,
+        stats_interval: Option<f64>,
     ) -> PyResult<PyMaster> {
         let mut config = MasterConfig::new(token, transfer_token);
         config.store = match store {
@@ -114,6 +115,9 @@ impl PyMaster {
         }
         config.auto_ack = auto_ack;
         config.idempotent_ids = idempotent_ids;
+        if let Some(interval) = seconds("stats_interval", stats_interval)? {
+            config.stats_interval = interval;
+        }
         let (master, rx) = block_on(py, Master::start(config))?.or_raise(py)?;
         Ok(PyMaster {
             master,
@@ -205,6 +209,48 @@ impl PyMaster {
         dict.set_item("retried", stats.retried)?;
         dict.set_item("workers", stats.workers)?;
         Ok(dict)
+    }
+
+    /// Answers a worker's call: `ok` with JSON text, else an error text. False when the call
+    /// is unknown (answered already, or its worker left).
+    fn answer(&self, call_id: u64, ok: bool, value: String) -> bool {
+        self.master
+            .answer(call_id, if ok { Ok(value) } else { Err(value) })
+    }
+
+    /// Sends a message (JSON `data`) to the worker with this peer id, or to all with `None`;
+    /// returns how many got it.
+    #[pyo3(signature = (worker, cmd, data))]
+    fn send_message(
+        &self,
+        py: Python<'_>,
+        worker: Option<String>,
+        cmd: String,
+        data: String,
+    ) -> PyResult<usize> {
+        let master = self.master.clone();
+        block_on(py, async move {
+            master.send_message(worker.as_deref(), &cmd, &data).await
+        })?
+        .or_raise(py)
+    }
+
+    /// The workers' aggregated statistics now (JSON), or `None` when none reported since the
+    /// last report.
+    fn stats_report(&self) -> Option<String> {
+        self.master.stats_report().map(|r| r.to_json())
+    }
+
+    /// Tells every worker to stop and hands out no more jobs; returns how many were told.
+    fn abort(&self, py: Python<'_>) -> PyResult<usize> {
+        let master = self.master.clone();
+        block_on(py, async move { master.abort().await })?.or_raise(py)
+    }
+
+    /// Cancels the jobs with this id (queued, delayed or running); returns how many.
+    fn cancel(&self, py: Python<'_>, job_id: String) -> PyResult<usize> {
+        let master = self.master.clone();
+        block_on(py, async move { master.cancel(&job_id).await })?.or_raise(py)
     }
 
     /// Marks results as handled (needed only with `auto_ack=False`).

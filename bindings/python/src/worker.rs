@@ -202,7 +202,8 @@ impl PyWorker {
     #[pyo3(signature = (
         *, token, transfer_token, dispatch, python_types, catch_all, master=None,
         name=None, concurrency=None, prefetch=None, workplace=None,
-        room_dir=None, default_timeout=None, run_task_js=true, keep_events=false
+        room_dir=None, default_timeout=None, run_task_js=true, keep_events=false,
+        stats_interval=None, exit_when_drained=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -221,6 +222,8 @@ impl PyWorker {
         default_timeout: Option<f64>,
         run_task_js: bool,
         keep_events: bool,
+        stats_interval: Option<f64>,
+        exit_when_drained: bool,
     ) -> PyResult<PyWorker> {
         // None: the core's default, already in `config`.
         let mut config = WorkerConfig::new(token, transfer_token);
@@ -241,8 +244,14 @@ impl PyWorker {
         }
         config.room_dir = room_dir;
         config.default_timeout = seconds("timeout", default_timeout)?;
+        if let Some(interval) = seconds("stats_interval", stats_interval)? {
+            config.stats_interval = interval;
+        }
+        config.exit_when_drained = exit_when_drained;
         let python_types: HashSet<String> = python_types.into_iter().collect();
         let jobs = PyJobQueue::new(Arc::new(dispatch), concurrency);
+        // task.js (embedded runtime) reaches the master through this worker, once started.
+        let master_link = queuexec_js::MasterLink::default();
         let executor = Arc::new(PyExecutor {
             jobs: jobs.clone(),
             fallback: task_js_executor(
@@ -250,11 +259,13 @@ impl PyWorker {
                 concurrency,
                 config.default_timeout,
                 &python_types,
+                &master_link,
             ),
             python_types,
             catch_all,
         });
         let (worker, mut events) = block_on(py, Worker::start(config, executor))?.or_raise(py)?;
+        master_link.connect(worker.clone());
         let events = if keep_events {
             Some(Arc::new(EventStream::new(events)))
         } else {
@@ -285,6 +296,53 @@ impl PyWorker {
     #[getter]
     fn name(&self) -> String {
         self.worker.name().to_string()
+    }
+
+    /// Asks the master (the GIL is released while waiting): `op` is `lookup` (a = name,
+    /// b = key), `setLookup` (a = name, b = key, c = value as JSON) or `message` (a = cmd,
+    /// c = data as JSON). Returns `(ok, value)`: the master's JSON answer, or its error text.
+    #[pyo3(signature = (op, a, b=None, c=None))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        op: &str,
+        a: String,
+        b: Option<String>,
+        c: Option<String>,
+    ) -> PyResult<(bool, String)> {
+        use queuexec_core::WorkerRequest;
+        let request = match op {
+            "lookup" => WorkerRequest::Lookup {
+                name: a,
+                key: b.unwrap_or_default(),
+            },
+            "setLookup" => WorkerRequest::SetLookup {
+                name: a,
+                key: b.unwrap_or_default(),
+                value: c.unwrap_or_else(|| "null".into()),
+            },
+            "message" => WorkerRequest::Message {
+                cmd: a,
+                data: c.unwrap_or_else(|| "null".into()),
+            },
+            other => {
+                return Err(config_error(format!(
+                    "unknown call {other:?}: lookup, setLookup or message"
+                )));
+            }
+        };
+        let worker = self.worker.clone();
+        let answer = block_on(py, async move { worker.call(request).await })?.or_raise(py)?;
+        Ok(match answer {
+            Ok(json) => (true, json),
+            Err(error) => (false, error),
+        })
+    }
+
+    /// Adds `delta` to the custom metric `name` (reported to the master with the counters);
+    /// False when refused (empty or long name, not finite, too many names).
+    fn metric(&self, name: &str, delta: f64) -> bool {
+        self.worker.metric(name, delta)
     }
 
     /// Counts of jobs and whether the worker is connected, as a dict.
@@ -378,12 +436,14 @@ fn task_js_executor(
     concurrency: usize,
     default_timeout: Option<Duration>,
     python_types: &HashSet<String>,
+    master: &queuexec_js::MasterLink,
 ) -> Option<Arc<dyn Executor>> {
     wanted.then(|| {
         Arc::new(LazyTaskJs::new(
             concurrency,
             default_timeout,
             python_types.clone(),
+            master.clone(),
         )) as Arc<dyn Executor>
     })
 }
@@ -404,9 +464,11 @@ impl LazyTaskJs {
         concurrency: usize,
         default_timeout: Option<Duration>,
         python_types: HashSet<String>,
+        master: queuexec_js::MasterLink,
     ) -> Self {
         let mut config = JsConfig {
             concurrency: concurrency.max(1),
+            master,
             ..JsConfig::default()
         };
         if default_timeout.is_some() {

@@ -18,6 +18,9 @@ use crate::protocol::{ToWorker, WireJob};
 use crate::scheduler::{Leased, RunOutcome, Scheduler, SessionId, Transition};
 use crate::store::{StoreOp, StoreWriter, StoredJob};
 
+/// The error of a cancelled job's result.
+pub(crate) const CANCELLED: &str = "the job was cancelled (cancel() on the master)";
+
 /// What the engine is asked to do, by the master's handle and by the sessions.
 pub(super) enum EngineCommand {
     Enqueue(Vec<(StoredJob, bool)>),
@@ -48,6 +51,20 @@ pub(super) enum EngineCommand {
     Stats(oneshot::Sender<Stats>),
     Idle(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
+    /// Cancel the jobs with this id (`Master::cancel`); answers how many were cancelled.
+    Cancel {
+        id: String,
+        reply: oneshot::Sender<usize>,
+    },
+    /// A message to one worker (by peer id) or all; answers how many got it.
+    Message {
+        worker: Option<String>,
+        cmd: String,
+        data: String,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Tell every worker to leave and hand out no more jobs; answers how many were told.
+    Abort(oneshot::Sender<usize>),
 }
 
 /// The engine's view of one worker connection.
@@ -137,6 +154,10 @@ pub(super) struct Engine {
     /// delivery task, so the answer travels behind the results it speaks for.
     pub(super) idle_asked: Vec<oneshot::Sender<bool>>,
     pub(super) fairness: Fairness,
+    /// After `abort`: no more jobs are handed out.
+    pub(super) paused: bool,
+    /// Workers' calls waiting for an answer (a session's are dropped when it closes).
+    pub(super) calls: Arc<crate::calls::PendingCalls>,
 }
 
 impl Engine {
@@ -229,6 +250,12 @@ impl Engine {
                     },
                 );
                 self.order.push_back(id);
+                // A worker that joins a master that already ran dry hears so at once.
+                if self.drained_sent
+                    && let Some(session) = self.sessions.get(&id)
+                {
+                    let _ = session.outbound.send(ToWorker::Drained);
+                }
             }
             EngineCommand::SessionClosed { id } => {
                 let peer = self.sessions.remove(&id).map(|session| {
@@ -239,6 +266,7 @@ impl Engine {
                         .send(MasterEvent::WorkerLeft((*session.worker).clone()));
                     session.peer
                 });
+                self.calls.forget(id);
                 let lost = self.scheduler.release_session(id, now);
                 if let (Some(peer), false) = (peer, lost.is_empty()) {
                     self.lost_leases(peer, now);
@@ -289,6 +317,59 @@ impl Engine {
                     ..self.stats
                 });
             }
+            EngineCommand::Cancel { id, reply } => {
+                let cancelled = self.scheduler.cancel(&id, CANCELLED);
+                let _ = reply.send(cancelled.len());
+                for c in cancelled {
+                    if let Some((session, attempt)) = c.lease
+                        && let Some(state) = self.sessions.get(&session)
+                        && let Transition::Dead { id, .. } = &c.transition
+                    {
+                        let _ = state.outbound.send(ToWorker::Cancel {
+                            id: id.to_string(),
+                            attempt,
+                        });
+                    }
+                    transitions.push(c.transition);
+                }
+            }
+            EngineCommand::Message {
+                worker,
+                cmd,
+                data,
+                reply,
+            } => {
+                let mut sent = 0;
+                for session in self.sessions.values() {
+                    if worker
+                        .as_deref()
+                        .is_some_and(|w| w != session.worker.id.as_str())
+                    {
+                        continue;
+                    }
+                    let message = ToWorker::Message {
+                        cmd: cmd.clone(),
+                        data: data.clone(),
+                    };
+                    if session.outbound.send(message).is_ok() {
+                        sent += 1;
+                    }
+                }
+                let _ = reply.send(sent);
+            }
+            EngineCommand::Abort(reply) => {
+                self.paused = true;
+                let told = self
+                    .sessions
+                    .values()
+                    .filter(|s| s.outbound.send(ToWorker::Abort).is_ok())
+                    .count();
+                tracing::warn!(
+                    workers = told,
+                    "aborted: every worker was told to stop; unfinished jobs stay queued"
+                );
+                let _ = reply.send(told);
+            }
             EngineCommand::Shutdown(reply) => {
                 self.sessions.clear();
                 let _ = reply.send(());
@@ -317,7 +398,7 @@ impl Engine {
     /// Hands ready jobs to the sessions with room in their window, one job per session in
     /// turn, so no session takes the queue while another waits; one message per session.
     fn dispatch(&mut self, now: i64) {
-        if self.sessions.is_empty() || !self.scheduler.has_ready() {
+        if self.paused || self.sessions.is_empty() || !self.scheduler.has_ready() {
             return;
         }
         // Who may take jobs now, and how many each: its window less what it holds.
@@ -514,6 +595,9 @@ impl Engine {
     fn check_drained(&mut self) {
         if self.ever_had_jobs && !self.drained_sent && self.scheduler.is_idle() {
             self.drained_sent = true;
+            for session in self.sessions.values() {
+                let _ = session.outbound.send(ToWorker::Drained);
+            }
             let _ = self.delivery.send(Delivery::Drained);
         }
     }

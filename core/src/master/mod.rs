@@ -121,6 +121,8 @@ pub struct MasterConfig {
     /// Watch the asset files and reload them when they change, so workers fetch the new
     /// bundle before their next job (see [`crate::config::ASSET_WATCH_INTERVAL`]).
     pub watch_assets: bool,
+    /// How often the workers' statistics are handed out ([`MasterEvent::Stats`]).
+    pub stats_interval: Duration,
 }
 
 impl MasterConfig {
@@ -152,6 +154,7 @@ impl MasterConfig {
             quarantine_for: Duration::from_secs(60),
             auto_ack: true,
             watch_assets: crate::config::DEFAULT_WATCH_ASSETS,
+            stats_interval: crate::stats::DEFAULT_STATS_INTERVAL,
         }
     }
 }
@@ -170,6 +173,11 @@ pub enum MasterEvent {
     Drained,
     /// Something the user should know that did not stop the master.
     Warning(String),
+    /// A worker asks (a lookup, a change of one, a message): answer with [`Master::answer`].
+    Call(crate::calls::WorkerCall),
+    /// The workers' aggregated statistics, on [`MasterConfig::stats_interval`] when any worker
+    /// reported since the last one.
+    Stats(crate::stats::StatsReport),
 }
 
 /// The answer to one push.
@@ -229,6 +237,10 @@ struct Inner {
     deliver_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Held while the master lives: one master per store file.
     store_lock: Mutex<Option<std::fs::File>>,
+    /// Workers' calls waiting for an answer.
+    calls: Arc<crate::calls::PendingCalls>,
+    /// Workers' statistics.
+    board: Arc<crate::stats::StatsBoard>,
 }
 
 impl Master {
@@ -344,6 +356,8 @@ impl Master {
 
         let (engine_tx, engine_rx) = mpsc::unbounded_channel();
         let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
+        let calls = Arc::new(crate::calls::PendingCalls::default());
+        let board = Arc::new(crate::stats::StatsBoard::default());
         let deliver_task = tokio::spawn(deliver(
             delivery_rx,
             durable.clone(),
@@ -363,6 +377,8 @@ impl Master {
             ever_had_jobs,
             stats: Stats::default(),
             idle_asked: Vec::new(),
+            paused: false,
+            calls: calls.clone(),
             fairness: engine::Fairness::new(
                 config.max_credits,
                 config.quarantine_after,
@@ -407,6 +423,8 @@ impl Master {
             tasks: Mutex::new(Vec::new()),
             deliver_task: Mutex::new(Some(deliver_task)),
             store_lock: Mutex::new(store_lock),
+            calls: calls.clone(),
+            board: board.clone(),
         });
         let master = Master { inner };
         master.announce();
@@ -436,13 +454,37 @@ impl Master {
             next_session: AtomicI64::new(1),
             lease_ttl_ms: config.lease_ttl.as_millis() as u64,
             admission: Admission::new(config.max_workers),
+            calls,
+            board: board.clone(),
+            // Weak: the event stream ends when the engine and delivery task are gone.
+            events: events_tx.downgrade(),
         });
+        let report_task = {
+            let events = events_tx.downgrade();
+            let period = config.stats_interval.max(Duration::from_millis(50));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(events) = events.upgrade() else {
+                        break;
+                    };
+                    if let Some(report) = board.report()
+                        && events.send(MasterEvent::Stats(report)).is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        };
         let accept_task = tokio::spawn(async move {
             while let Some((peer, stream)) = incoming.next().await {
                 tokio::spawn(serve_session(shared.clone(), peer, stream));
             }
         });
-        lock(&master.inner.tasks).extend([addr_task, accept_task]);
+        lock(&master.inner.tasks).extend([addr_task, accept_task, report_task]);
         if config.watch_assets && !config.assets.is_empty() {
             let paths = config
                 .assets
@@ -532,6 +574,78 @@ impl Master {
             .send(EngineCommand::Idle(reply))
             .map_err(|_| Error::Closed("the master"))?;
         rx.await.map_err(|_| Error::Closed("the master"))
+    }
+
+    /// Cancels the job with this id (as pushed, or the master's key of one): queued, delayed or
+    /// running. A running job's worker is told to stop it (its task's abort signal fires, its
+    /// command is killed). Each cancelled job ends with the error
+    /// `"the job was cancelled (cancel() on the master)"`, delivered like any other result (and
+    /// kept in the durable store). An id pushed more than once cancels each. Returns how many
+    /// jobs were cancelled: 0 when none with this id was waiting or running.
+    pub async fn cancel(&self, id: &str) -> Result<usize> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .engine
+            .send(EngineCommand::Cancel {
+                id: id.to_string(),
+                reply,
+            })
+            .map_err(|_| Error::Closed("the master"))?;
+        rx.await.map_err(|_| Error::Closed("the master"))
+    }
+
+    /// Answers a worker's call ([`MasterEvent::Call`]): JSON, or an error text the worker's
+    /// call fails with. Returns false when the call is unknown (answered already, or its worker
+    /// left).
+    pub fn answer(&self, call: u64, outcome: std::result::Result<String, String>) -> bool {
+        let outcome = match outcome {
+            Ok(json) => match crate::job::canonical_json(&json) {
+                Ok(json) => Ok(json),
+                Err(why) => Err(format!("the master's answer is not JSON ({why})")),
+            },
+            Err(error) => Err(error),
+        };
+        self.inner.calls.answer(call, outcome)
+    }
+
+    /// Sends a message (`cmd`, JSON `data`) to the worker with this peer id, or with `None` to
+    /// every worker. Returns how many workers it was sent to.
+    pub async fn send_message(&self, worker: Option<&str>, cmd: &str, data: &str) -> Result<usize> {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(data) {
+            return Err(Error::payload_from(
+                format!("the message data must be JSON text ({e})"),
+                e,
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .engine
+            .send(EngineCommand::Message {
+                worker: worker.map(str::to_string),
+                cmd: cmd.to_string(),
+                data: data.to_string(),
+                reply,
+            })
+            .map_err(|_| Error::Closed("the master"))?;
+        rx.await.map_err(|_| Error::Closed("the master"))
+    }
+
+    /// Stops every worker: each is told to leave, and this master hands out no more jobs. The
+    /// jobs they held go back to the queue (and stay in the durable store) without using an
+    /// attempt. Returns how many workers were told.
+    pub async fn abort(&self) -> Result<usize> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .engine
+            .send(EngineCommand::Abort(reply))
+            .map_err(|_| Error::Closed("the master"))?;
+        rx.await.map_err(|_| Error::Closed("the master"))
+    }
+
+    /// The workers' aggregated statistics now, when any worker reported since the last report
+    /// (the same report [`MasterEvent::Stats`] carries; taking it here resets "since").
+    pub fn stats_report(&self) -> Option<crate::stats::StatsReport> {
+        self.inner.board.report()
     }
 
     /// Counts of jobs and workers.

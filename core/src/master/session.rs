@@ -52,6 +52,12 @@ pub(super) struct SessionShared {
     pub(super) next_session: AtomicI64,
     pub(super) lease_ttl_ms: u64,
     pub(super) admission: Admission,
+    /// Workers' calls waiting for the master's user.
+    pub(super) calls: Arc<crate::calls::PendingCalls>,
+    /// Workers' statistics.
+    pub(super) board: Arc<crate::stats::StatsBoard>,
+    /// Where calls are handed to the master's user.
+    pub(super) events: mpsc::WeakUnboundedSender<super::MasterEvent>,
 }
 
 /// Who may hold a job stream: one handshake at a time per peer, a bounded number in total, one
@@ -169,8 +175,10 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
         id: peer.to_string(),
         name,
     };
+    let caller = worker.clone();
     // Jobs from the engine: bounded by the credits the engine grants this session.
     let (outbound, outbound_rx) = mpsc::unbounded_channel::<ToWorker>();
+    let replies = outbound.clone();
     if shared
         .engine
         .send(EngineCommand::SessionOpened {
@@ -195,7 +203,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
     ));
 
     let result = tokio::select! {
-        result = read_session(&shared, id, &worker_name, reader, &requests) => result,
+        result = read_session(&shared, id, (&worker_name, &caller, &replies), reader, &requests) => result,
         _ = cancelled => Err(Error::Closed("this session: the worker opened a newer one")),
     };
     if let Err(e) = &result {
@@ -356,7 +364,7 @@ async fn send_file<W: futures::AsyncWrite + Unpin>(
 async fn read_session<R: futures::AsyncRead + Unpin>(
     shared: &SessionShared,
     id: SessionId,
-    worker_name: &str,
+    (worker_name, caller, replies): (&str, &WorkerInfo, &mpsc::UnboundedSender<ToWorker>),
     reader: R,
     requests: &mpsc::Sender<AssetRequest>,
 ) -> Result<()> {
@@ -384,6 +392,27 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
             }
             ToMaster::GetManifest => queue_request(requests, AssetRequest::Manifest)?,
             ToMaster::GetFile { sha256 } => queue_request(requests, AssetRequest::File(sha256))?,
+            ToMaster::Stats { counters, span_ms } => shared.board.record(caller, counters, span_ms),
+            ToMaster::Call { call, request } => {
+                if let Err(why) = request.check() {
+                    // A bad call fails itself, not the session.
+                    let _ = replies.send(ToWorker::Reply {
+                        call,
+                        ok: false,
+                        value: format!("the master refused the call: {why}"),
+                    });
+                    continue;
+                }
+                let Some(events) = shared.events.upgrade() else {
+                    return Err(closed());
+                };
+                let call_id = shared.calls.open(id, call, replies.clone())?;
+                let _ = events.send(super::MasterEvent::Call(crate::calls::WorkerCall {
+                    id: call_id,
+                    worker: caller.clone(),
+                    request,
+                }));
+            }
         }
     }
     Ok(())

@@ -150,6 +150,18 @@ pub(crate) enum ToWorker {
     },
     /// The master no longer has that file (assets changed meanwhile).
     FileMissing { sha256: Sha256 },
+    /// The master cancelled this lease of a job (`Master::cancel`): stop running it and send
+    /// no result for it. Its credit comes back to the master with this message.
+    Cancel { id: String, attempt: u32 },
+    /// The answer to the worker's call `call`: JSON when `ok`, else the error text.
+    Reply { call: u64, ok: bool, value: String },
+    /// A message from the master's user (`data` is JSON).
+    Message { cmd: String, data: String },
+    /// The master aborts: stop working and leave (unfinished jobs stay queued on the master).
+    Abort,
+    /// The master has nothing queued, delayed or running (a worker with `exit_when_drained`
+    /// leaves).
+    Drained,
 }
 
 /// Messages from a worker.
@@ -165,6 +177,16 @@ pub(crate) enum ToMaster {
     GetManifest,
     /// Asks for one file by hash.
     GetFile { sha256: Sha256 },
+    /// A call (a lookup, a change of one, a message), answered by `ToWorker::Reply`.
+    Call {
+        call: u64,
+        request: crate::calls::WorkerRequest,
+    },
+    /// The worker's counters (cumulative) and the milliseconds since its previous report.
+    Stats {
+        counters: Vec<(String, f64)>,
+        span_ms: u64,
+    },
 }
 
 /// Byte fields as one block instead of one element at a time. The postcard encoding is the same

@@ -14,6 +14,8 @@ mod asset_sync;
 mod discovery;
 mod session;
 
+pub(crate) use session::Outbound;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +58,12 @@ pub struct WorkerConfig {
     pub listen: Vec<String>,
     /// Wall-clock limit of a job that does not set its own.
     pub default_timeout: Option<Duration>,
+    /// Stop once the master has nothing queued, delayed or running (Distributo's workers that
+    /// exit when no work is left; meteor-cluster's pool that closes when the queue is empty).
+    pub exit_when_drained: bool,
+    /// How often this worker reports its counters to the master (okanjo-conductor's
+    /// `statsInterval`); it also reports when it closes.
+    pub stats_interval: Duration,
 }
 
 impl WorkerConfig {
@@ -73,6 +81,8 @@ impl WorkerConfig {
             mdns: None,
             listen: Vec::new(),
             default_timeout: None,
+            stats_interval: crate::stats::DEFAULT_STATS_INTERVAL,
+            exit_when_drained: false,
         }
     }
 }
@@ -104,6 +114,23 @@ pub enum WorkerEvent {
         id: String,
         /// Its error, if it failed.
         error: Option<String>,
+    },
+    /// A message from the master (`Master::send_message`); `data` is JSON.
+    Message {
+        /// The command name.
+        cmd: String,
+        /// The data, as JSON text.
+        data: String,
+    },
+    /// The master aborted: this worker stopped (its unfinished jobs stay queued there).
+    Aborted,
+    /// The master ran dry and this worker has `exit_when_drained`: it stopped.
+    Drained,
+    /// The master cancelled a job this worker was running (`Master::cancel`); it was stopped
+    /// and no result is sent for it.
+    JobCancelled {
+        /// The job id.
+        id: String,
     },
     /// The master refused this worker (wrong token); the worker has stopped.
     Refused {
@@ -145,6 +172,10 @@ struct WorkerInner {
     stopped: AtomicBool,
     /// `Some` once the worker has stopped: `Err` carries why the master refused it.
     outcome: watch::Sender<Option<Result<(), Refusal>>>,
+    /// Calls to the master on the live connection.
+    link: crate::calls::WorkerLink,
+    /// Busy time and custom metrics, reported to the master.
+    counters: crate::stats::WorkerCounters,
 }
 
 impl Worker {
@@ -196,6 +227,8 @@ impl Worker {
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
             outcome: watch::Sender::new(None),
+            link: crate::calls::WorkerLink::default(),
+            counters: crate::stats::WorkerCounters::default(),
         });
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let runner = Runner {
@@ -237,8 +270,30 @@ impl Worker {
         }
     }
 
+    /// Asks the master (a lookup, a change of one, a message) over the live connection;
+    /// resolves with the master's answer: its JSON, or the error text of its handler. Fails
+    /// when no master is connected or the connection ends before the answer.
+    pub async fn call(
+        &self,
+        request: crate::calls::WorkerRequest,
+    ) -> Result<std::result::Result<String, String>> {
+        self.inner.link.call(request).await
+    }
+
+    /// Adds `delta` to this worker's custom metric `name` (okanjo-conductor's worker stats),
+    /// reported to the master with the built-in counters. False when the name is empty or
+    /// longer than 256 bytes, the delta is not finite, or 256 other names are in use.
+    pub fn metric(&self, name: &str, delta: f64) -> bool {
+        self.inner.counters.add(name, delta)
+    }
+
     /// Stops the worker. Running jobs are abandoned; the master gives them to other workers.
+    /// Its counters are reported to the master one last time first.
     pub async fn close(&self) {
+        if self.inner.connected.load(Ordering::Relaxed) && self.inner.report_stats() {
+            // Give the writer a moment to send the final report before the connection goes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.inner.stopped.store(true, Ordering::Release);
         self.inner.stop.notify_waiters();
         self.inner.stop.notify_one();
@@ -254,6 +309,18 @@ impl Worker {
             Err(_) => return Err(Error::Closed("the worker")),
         };
         outcome.unwrap_or(Ok(())).map_err(Refusal::into_error)
+    }
+}
+
+impl WorkerInner {
+    /// Sends this worker's counters to the master; false when not connected.
+    fn report_stats(&self) -> bool {
+        let (counters, span_ms) = self.counters.snapshot(
+            self.done.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        );
+        self.link
+            .send(crate::protocol::ToMaster::Stats { counters, span_ms })
     }
 }
 

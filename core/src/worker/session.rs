@@ -37,13 +37,34 @@ pub(super) struct Connection {
     /// Credits granted to the master and not yet used by a job it sent: a window at the start,
     /// one more per result. A master that sends jobs beyond it is cut off.
     pub(super) credits: Arc<AtomicI64>,
+    /// How to stop each job started on this connection and not finished, by key and lease
+    /// fence (`ToWorker::Cancel`).
+    pub(super) running: RunningJobs,
+    /// Cancelled leases that had not started here (waiting for assets): skipped when they do.
+    pub(super) cancelled: std::collections::HashSet<(String, u32)>,
+}
+
+/// The stop signal of each running job, by its key and lease fence.
+pub(super) type RunningJobs = Arc<
+    std::sync::Mutex<std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>>,
+>;
+
+fn lock_running(
+    running: &RunningJobs,
+) -> std::sync::MutexGuard<
+    '_,
+    std::collections::HashMap<(String, u32), tokio::sync::oneshot::Sender<()>>,
+> {
+    running
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Most results in one frame (besides the byte limit).
 const MAX_RESULTS_PER_FRAME: usize = 4096;
 
 /// What the worker sends: results are batched into one frame, other messages go as they are.
-pub(super) enum Outbound {
+pub(crate) enum Outbound {
     Message(ToMaster),
     Result(WireResult),
 }
@@ -101,6 +122,7 @@ impl Runner {
         let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
         let write_task = tokio::spawn(write_loop(self.key.clone(), writer, out_rx));
 
+        self.inner.link.connect(out_tx.clone());
         let window = self.config.concurrency + self.config.prefetch;
         let _ = out_tx.send(Outbound::Message(ToMaster::Credits(window as u32)));
         let mut connection = Connection {
@@ -108,6 +130,8 @@ impl Runner {
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             tasks: JoinSet::new(),
             credits: Arc::new(AtomicI64::new(window as i64)),
+            running: RunningJobs::default(),
+            cancelled: std::collections::HashSet::new(),
         };
 
         // Heartbeats renew leases while jobs are held.
@@ -123,6 +147,23 @@ impl Runner {
                     if inner.running.load(Ordering::Relaxed) > 0
                         && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err()
                     {
+                        break;
+                    }
+                }
+            })
+        };
+
+        // Counters go to the master on an interval (and once more on close).
+        let stats = {
+            let inner = self.inner.clone();
+            let period = self.config.stats_interval.max(Duration::from_millis(50));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if !inner.report_stats() {
                         break;
                     }
                 }
@@ -156,12 +197,47 @@ impl Runner {
                             .await?;
                     }
                     ToWorker::FileMissing { .. } => sync.restart(&connection.out),
+                    ToWorker::Cancel { id, attempt } => {
+                        self.cancel_job(id, attempt, &mut connection)
+                    }
+                    ToWorker::Reply { call, ok, value } => self
+                        .inner
+                        .link
+                        .answered(call, if ok { Ok(value) } else { Err(value) }),
+                    ToWorker::Message { cmd, data } => {
+                        let _ = self.events.send(WorkerEvent::Message { cmd, data });
+                    }
+                    ToWorker::Drained => {
+                        if self.config.exit_when_drained
+                            && self.inner.running.load(Ordering::Relaxed) == 0
+                        {
+                            tracing::info!(
+                                "the master has no more jobs: this worker stops (exit when drained)"
+                            );
+                            let _ = self.events.send(WorkerEvent::Drained);
+                            self.inner.report_stats();
+                            // Let the writer send the final report before the connection goes.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            self.inner.stopped.store(true, Ordering::Release);
+                            self.inner.stop.notify_one();
+                            break;
+                        }
+                    }
+                    ToWorker::Abort => {
+                        tracing::warn!("the master aborted: this worker stops");
+                        let _ = self.events.send(WorkerEvent::Aborted);
+                        self.inner.stopped.store(true, Ordering::Release);
+                        self.inner.stop.notify_one();
+                        break;
+                    }
                 }
             }
             Ok(())
         }
         .await;
 
+        self.inner.link.disconnect();
+        stats.abort();
         heartbeat.abort();
         connection.tasks.abort_all();
         self.inner.running.store(0, Ordering::Relaxed);
@@ -178,6 +254,14 @@ impl Runner {
         failure: Option<String>,
     ) {
         for job in jobs {
+            let lease = (job.id.clone(), job.attempt);
+            if connection.cancelled.remove(&lease) {
+                // Cancelled while it waited for assets: its credit went back then.
+                continue;
+            }
+            let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+            lock_running(&connection.running).insert(lease.clone(), stop);
+            let running = connection.running.clone();
             self.inner.running.fetch_add(1, Ordering::Relaxed);
             let slots = connection.slots.clone();
             let out_tx = connection.out.clone();
@@ -189,13 +273,32 @@ impl Runner {
             let failure = failure.clone();
             let credits = connection.credits.clone();
             connection.tasks.spawn(async move {
-                let outcome = match failure {
-                    Some(failure) => Err(failure),
-                    None => match slots.acquire_owned().await {
-                        Ok(_permit) => run_job(&key, &*executor, &job, default_timeout).await,
-                        Err(_) => return,
-                    },
+                let work = async {
+                    match failure {
+                        Some(failure) => Err(failure),
+                        None => match slots.acquire_owned().await {
+                            Ok(_permit) => {
+                                let started = std::time::Instant::now();
+                                let outcome =
+                                    run_job(&key, &*executor, &job, default_timeout).await;
+                                inner.counters.busy(started.elapsed());
+                                outcome
+                            }
+                            Err(_) => Err("the worker stopped".to_string()),
+                        },
+                    }
                 };
+                // A cancel (or the connection's end) stops the job wherever it is: waiting for a
+                // slot or running (its future is dropped).
+                let outcome = tokio::select! {
+                    biased;
+                    _ = &mut stopped => return,
+                    outcome = work => outcome,
+                };
+                if lock_running(&running).remove(&lease).is_none() {
+                    // Cancelled as it finished: the cancel did the accounting.
+                    return;
+                }
                 let outcome = fit_in_a_frame(&job.id, outcome);
                 let ok = outcome.is_ok();
                 if ok {
@@ -225,6 +328,33 @@ impl Runner {
         }
         // Reap finished tasks so the set does not grow without bound.
         while connection.tasks.try_join_next().is_some() {}
+    }
+}
+
+impl Runner {
+    /// The master cancelled a lease: stop its job and give its credit back (the master no
+    /// longer counts it); no result is sent for it.
+    fn cancel_job(&self, id: String, attempt: u32, connection: &mut Connection) {
+        let lease = (id, attempt);
+        connection.credits.fetch_add(1, Ordering::Relaxed);
+        let stop = lock_running(&connection.running).remove(&lease);
+        let label = crate::job::label_of(&lease.0).to_string();
+        match stop {
+            Some(stop) => {
+                let _ = stop.send(());
+                self.inner.running.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(job = %label, "the master cancelled a running job");
+                let _ = self.events.send(WorkerEvent::JobCancelled { id: label });
+            }
+            None => {
+                // Not started yet (waiting for assets), or already finished (its result, on its
+                // way, is ignored by the master). Remembered so it is skipped if it starts.
+                if connection.cancelled.len() >= 4096 {
+                    connection.cancelled.clear();
+                }
+                connection.cancelled.insert(lease);
+            }
+        }
     }
 }
 

@@ -90,6 +90,32 @@ declare namespace Master {
      * new job, as in queue-xec, and its receipt says `repeated: true`. Either way a warning shows,
      * at the default log level too. */
     idempotentIds?: boolean;
+    /**
+     * Pull-based producing (Distributo's getTasks): called with `batchSize` whenever fewer than
+     * two batches of produced jobs wait or run; returns (or resolves to) an array of payloads,
+     * an empty one when there is no more. The master emits 'end' once every produced job has a
+     * result and getTasks returned nothing more.
+     */
+    getTasks?: (n: number) => unknown[] | Promise<unknown[]>;
+    /** Receives the results of produced jobs in batches of up to `batchSize` (the last may be smaller). */
+    handleResults?: (results: JobResult[]) => void | Promise<void>;
+    /** Jobs getTasks is asked for at a time, and results per handleResults call (default 100). */
+    batchSize?: number;
+    /** okanjo-conductor's lookups: objects or Maps by name, read and written by tasks (ctx.lookup / ctx.setLookup). */
+    lookups?: Record<string, Record<string, unknown> | Map<unknown, unknown>>;
+    /** Answers workers' messages (ctx.request / worker.request); its return value (or promise) is the reply. */
+    onWorkerMessage?: (workerId: string, msg: { cmd: string; data: unknown }) => unknown;
+    /** How often 'stats' is emitted, in ms (default 5000; workers report on their own statsInterval). */
+    statsInterval?: number;
+    /**
+     * Local worker processes (okanjo-conductor's workerLimit): N, or true for min(cores, 4).
+     * A crashed one is started again (an 'error' with type 'worker_crash' and a 'workerExit').
+     */
+    localWorkers?: number | boolean;
+    /** Local workers leave once the master has no more jobs (and are not started again). */
+    exitWhenDrained?: boolean;
+    /** More queue-xec-worker options for the local workers (concurrency, name, statsInterval, ...). */
+    workerOptions?: Record<string, unknown>;
   }
 
   /** Per-job options: the second argument of pushNewJob / pushNewJobs. */
@@ -212,6 +238,12 @@ interface MasterEvents {
   workerLeft: [worker: Master.WorkerInfo];
   drained: [];
   warning: [message: string];
+  /** Every job getTasks produced has its result, and getTasks returned no more. */
+  end: [info: { jobs: number }];
+  /** okanjo-conductor's stats: {raw: {[workerId]: {name, last, diff, timeSpan}}, agg: {last, diff}, avgTimeSpan}. */
+  stats: [report: { raw: Record<string, { name: string; last: Record<string, number>; diff: Record<string, number>; timeSpan: number }>; agg: { last: Record<string, number>; diff: Record<string, number> }; avgTimeSpan: number }];
+  /** A local worker process exited. */
+  workerExit: [info: { id: number; pid: number; code: number | null; signal: string | null }];
 }
 
 declare class Master extends EventEmitter {
@@ -234,6 +266,31 @@ declare class Master extends EventEmitter {
   /** Queues many jobs at once: all or none. */
   pushNewJobs(payloads: unknown[], options?: Master.JobOptions): Promise<Master.PushReceipt[]>;
   stats(): Promise<Master.Stats>;
+  /**
+   * Cancels the job with this id (its jobID, or the id of its receipt): queued, delayed or
+   * running. A running task's `signal` aborts. Each cancelled job's result is an error
+   * `the job was cancelled (cancel() on the master)`. Resolves with how many jobs were
+   * cancelled (0: none waiting or running; more than 1 for an id pushed more than once).
+   */
+  cancel(jobId: string | number): Promise<number>;
+  lookups: Record<string, Record<string, unknown> | Map<unknown, unknown>>;
+  onWorkerMessage?: (workerId: string, msg: { cmd: string; data: unknown }) => unknown;
+  getLookup(name: string): Record<string, unknown> | Map<unknown, unknown> | undefined;
+  getLookupValue(name: string, key: unknown): unknown;
+  setLookupValue(name: string, key: unknown, value: unknown): void;
+  /** Sends {cmd, data} to one worker (its peer id); false when it is not connected. */
+  sendMessageToWorker(workerId: string, cmd: string, data?: unknown): Promise<boolean>;
+  /** Sends {cmd, data} to every worker; resolves with how many got it. */
+  broadcast(cmd: string, data?: unknown): Promise<number>;
+  broadcastMessageToWorkers(cmd: string, data?: unknown): Promise<number>;
+  /** Stops every worker and hands out no more jobs; unfinished jobs stay queued. */
+  abort(): Promise<number>;
+  /** The last 'stats' report. */
+  lastStats: unknown;
+  /** Emits 'stats' now when workers reported since the last report; returns lastStats. */
+  flushStats(): unknown;
+  /** The local worker processes' pids, by worker id. */
+  localWorkerPids(): Record<number, number>;
   /** Re-reads the asset files; true when they changed. */
   reloadAssets(): Promise<boolean>;
   /** Addresses workers on other machines can use as their `master` option. */

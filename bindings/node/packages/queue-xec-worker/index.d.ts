@@ -47,8 +47,16 @@ declare namespace Worker {
     id: string;
     attempt: number;
     taskType?: string;
-    /** Aborted when the job's timeout passes. */
+    /** Aborted when the job's timeout passes or the master cancels the job (`master.cancel(id)`). */
     signal: AbortSignal;
+    /** The value under `key` in the master's lookup `name` (undefined when absent). */
+    lookup(name: string, key: unknown): Promise<unknown>;
+    /** Sets `key` to `value` in the master's lookup `name`. */
+    setLookup(name: string, key: unknown, value: unknown): Promise<void>;
+    /** Sends {cmd, data} to the master's onWorkerMessage; resolves with its reply. */
+    request(cmd: string, data?: unknown): Promise<unknown>;
+    /** Adds `delta` (default 1) to this worker's custom counter `name` in the master's 'stats'. */
+    metric(name: string, delta?: number): boolean;
   }
 
   /**
@@ -105,6 +113,14 @@ interface WorkerEvents {
   disconnected: [info: { reason: string }];
   assetsInstalled: [info: { bundle: string; fetched: number }];
   jobFinished: [info: { jobID: string; error?: string }];
+  /** The master cancelled a job this worker was running; its task's `signal` aborted. */
+  jobCancelled: [info: { jobID: string }];
+  /** A message from the master's sendMessageToWorker or broadcast. */
+  message: [msg: { cmd: string; data: unknown }];
+  /** The master aborted: this worker stopped. */
+  aborted: [];
+  /** With `exitWhenDrained`: the master had no more jobs, and this worker stopped. */
+  drained: [];
   error: [error: Worker.QueuexecError];
 }
 
@@ -121,6 +137,16 @@ declare class Worker extends EventEmitter {
   batchSize: number;
 
   stats(): Promise<Worker.Stats>;
+  /** The value under `key` in the master's lookup `name` (undefined when absent). */
+  lookup(name: string, key: unknown): Promise<unknown>;
+  /** Sets `key` to `value` in the master's lookup `name`. */
+  setLookup(name: string, key: unknown, value: unknown): Promise<void>;
+  /** Sends {cmd, data} to the master's onWorkerMessage; resolves with its reply. */
+  request(cmd: string, data?: unknown): Promise<unknown>;
+  /** okanjo-conductor's name for `request`. */
+  sendRequestToMaster(cmd: string, data?: unknown): Promise<unknown>;
+  /** Called with each {cmd, data} message from the master (also the 'message' event). */
+  onMasterMessage?: (msg: { cmd: string; data: unknown }) => unknown;
   /** Stops; jobs it held go back to the master's queue. */
   close(): Promise<void>;
 

@@ -45,6 +45,7 @@ from .exceptions import (
     EnvelopeError,
     FileError,
     IoError,
+    MasterCallError,
     NetworkError,
     PayloadError,
     ProtocolError,
@@ -56,7 +57,7 @@ from .exceptions import (
 )
 from .job import Job, JobResult, MasterStats, PushReceipt, WorkerInfo, WorkerStats
 from .master import AssetFile, JobSpec, Master
-from .worker import Task, Worker
+from .worker import BatchTask, Task, TaskContext, Worker, batch
 
 __all__ = [
     "defaults",
@@ -81,6 +82,7 @@ __all__ = [
     "JobResult",
     "JobSpec",
     "Master",
+    "MasterCallError",
     "MasterEvent",
     "MasterStats",
     "NetworkError",
@@ -91,6 +93,9 @@ __all__ = [
     "ResultEvent",
     "StoreError",
     "Task",
+    "TaskContext",
+    "BatchTask",
+    "batch",
     "TokenError",
     "TokenMismatchError",
     "UnauthorizedError",

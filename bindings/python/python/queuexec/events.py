@@ -11,12 +11,18 @@ worker :data:`WorkerEvent`\\ s (``Worker(on_event=...)``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from .exceptions import QueuexecError
 from .job import JobResult, WorkerInfo
 
 __all__ = [
+    "Aborted",
+    "JobCancelled",
+    "MasterMessage",
+    "StatsEvent",
+    "WorkerExit",
+    "WorkerCall",
     "AssetsInstalled",
     "Connected",
     "Disconnected",
@@ -74,7 +80,53 @@ class WarningEvent:
     message: str
 
 
-MasterEvent: TypeAlias = ResultEvent | WorkerJoined | WorkerLeft | Drained | WarningEvent
+@dataclass(frozen=True)
+class WorkerCall:
+    """A worker asks the master (Node: ``'call'``): ``op`` is ``"lookup"`` (``name``, ``key``),
+    ``"setLookup"`` (``name``, ``key``, ``value``) or ``"message"`` (``cmd``, ``data``). The
+    master answers it itself from ``lookups`` and ``on_worker_message`` while its events are
+    read."""
+
+    kind: ClassVar[Literal["call"]] = "call"
+    call_id: int
+    worker: WorkerInfo
+    op: str
+    name: str | None
+    key: str | None
+    value: str | None
+    """The value to set, as JSON text."""
+    cmd: str | None
+    data: str | None
+    """The message's data, as JSON text."""
+
+
+@dataclass(frozen=True)
+class StatsEvent:
+    """The workers' aggregated statistics (Node: ``'stats'``), in okanjo-conductor's shape:
+    ``{"raw": {worker_id: {"name", "last", "diff", "timeSpan"}}, "agg": {"last", "diff"},
+    "avgTimeSpan"}``; counters are ``jobsDone``, ``jobsFailed``, ``busyMs`` and the tasks'
+    ``ctx.metric`` names."""
+
+    kind: ClassVar[Literal["stats"]] = "stats"
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """A local worker process (``Master(local_workers=N)``) exited (Node: ``'workerExit'``).
+    ``type`` is ``"worker_crash"`` when it crashed (it is started again), else ``None``."""
+
+    kind: ClassVar[Literal["worker_exit"]] = "worker_exit"
+    worker_id: int
+    pid: int
+    code: int | None
+    signal: str | None
+    type: str | None = None
+
+
+MasterEvent: TypeAlias = (
+    ResultEvent | WorkerJoined | WorkerLeft | Drained | WarningEvent | WorkerCall | StatsEvent | WorkerExit
+)
 """Any event of a master."""
 
 
@@ -129,5 +181,33 @@ class ErrorEvent:
     error: QueuexecError
 
 
-WorkerEvent: TypeAlias = Connected | Disconnected | AssetsInstalled | JobFinished | ErrorEvent
+@dataclass(frozen=True)
+class MasterMessage:
+    """A message from the master (``send_message_to_worker`` or ``broadcast``; Node:
+    ``'message'``)."""
+
+    kind: ClassVar[Literal["message"]] = "message"
+    cmd: str
+    data: Any
+    """The message's data, decoded from JSON."""
+
+
+@dataclass(frozen=True)
+class Aborted:
+    """The master aborted: this worker stopped (Node: ``'aborted'``)."""
+
+    kind: ClassVar[Literal["aborted"]] = "aborted"
+
+
+@dataclass(frozen=True)
+class JobCancelled:
+    """The master cancelled a job this worker was running (Node: ``'jobCancelled'``)."""
+
+    kind: ClassVar[Literal["jobCancelled"]] = "jobCancelled"
+    job_id: str
+
+
+WorkerEvent: TypeAlias = (
+    Connected | Disconnected | AssetsInstalled | JobFinished | ErrorEvent | MasterMessage | Aborted | JobCancelled
+)
 """Any event of a worker."""

@@ -21,6 +21,7 @@ __all__ = [
     "EnvelopeError",
     "FileError",
     "IoError",
+    "MasterCallError",
     "NetworkError",
     "PayloadError",
     "ProtocolError",
@@ -146,3 +147,10 @@ class ClosedError(QueuexecError, RuntimeError):
     """The master or worker was closed; the call cannot be served."""
 
     code = "ERR_QUEUEXEC_CLOSED"
+
+
+class MasterCallError(QueuexecError):
+    """A call to the master (``ctx.lookup``, ``ctx.set_lookup``, ``ctx.request``) failed on the
+    master's side: its message is the master handler's error."""
+
+    code = "ERR_QUEUEXEC_MASTER_CALL"

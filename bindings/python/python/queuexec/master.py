@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -18,8 +19,19 @@ from typing import (
 )
 
 from . import _lifecycle, _native
+from ._local_pool import LocalPool, local_worker_count
+from ._producer import Producer
 from ._tokens import PathLike, resolve_tokens
-from .events import Drained, MasterEvent, ResultEvent, WarningEvent, WorkerJoined, WorkerLeft
+from .events import (
+    Drained,
+    MasterEvent,
+    ResultEvent,
+    WarningEvent,
+    WorkerCall,
+    WorkerExit,
+    WorkerJoined,
+    WorkerLeft,
+)
 from .exceptions import ConfigError, PayloadError
 from .job import EncodedJob, JobResult, MasterStats, PushReceipt
 
@@ -107,7 +119,23 @@ class Master:
         max_workers: int | None = None,
         watch_assets: bool | None = None,
         idempotent_ids: bool = False,
+        get_tasks: Callable[[int], Sequence[Any] | None] | None = None,
+        handle_results: Callable[[list[JobResult]], Any] | None = None,
+        batch_size: int | None = None,
+        lookups: dict[str, Any] | None = None,
+        on_worker_message: Callable[[str, dict[str, Any]], Any] | None = None,
+        stats_interval: float | None = None,
+        local_workers: int | bool | None = None,
+        local_worker_tasks: str | None = None,
+        exit_when_drained: bool = False,
+        worker_options: Mapping[str, Any] | None = None,
     ) -> None:
+        local = local_worker_count(local_workers)
+        if on_worker_message is not None and not callable(on_worker_message):
+            raise ConfigError(f"on_worker_message must be a function (worker_id, msg), not {on_worker_message!r}")
+        if get_tasks is None and handle_results is not None:
+            raise ConfigError("handle_results needs get_tasks: it receives the results of the jobs get_tasks produced")
+        producer = None if get_tasks is None else Producer(get_tasks, handle_results, batch_size)
         room_token, transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
         # None leaves a setting to the core's default (see queuexec.defaults()).
         self._native = _native.Master.start(
@@ -125,14 +153,33 @@ class Master:
             auto_ack=auto_ack,
             watch_assets=watch_assets,
             idempotent_ids=idempotent_ids,
+            stats_interval=stats_interval,
         )
         self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result
         self._on_event = on_event
         self._drained = False
         self._callback_thread: threading.Thread | None = None
+        self._producer = producer
+        #: okanjo-conductor's lookups: dicts (or any mapping) by name, read and written by
+        #: workers (``ctx.lookup`` / ``ctx.set_lookup``) through this master.
+        self.lookups: dict[str, Any] = {} if lookups is None else lookups
+        #: Answers workers' messages (``ctx.request`` / ``Worker.request``): called as
+        #: ``on_worker_message(worker_id, {"cmd", "data"})``; its return value is the reply.
+        self.on_worker_message = on_worker_message
         _lifecycle.track(self)
-        if on_result is not None or on_event is not None:
+        self._pool: LocalPool | None = None
+        if local:
+            config: dict[str, Any] = {
+                "token": room_token,
+                "transfer_encrypt_token": transfer_token,
+                "exit_when_drained": exit_when_drained,
+                "tasks": local_worker_tasks,
+                **dict(worker_options or {}),
+            }
+            self._pool = LocalPool(local, config, self._local_worker_exited)
+            self._pool.start(self._native.listen_addrs[0])
+        if on_result is not None or on_event is not None or producer is not None:
             self._callback_thread = threading.Thread(
                 target=self._deliver_to_callback, name="queuexec-on-result", daemon=True
             )
@@ -308,6 +355,16 @@ class Master:
         if ids:
             self._native.ack(ids)
 
+    def cancel(self, job_id: str) -> int:
+        """Cancels the job with this id: queued, delayed or running. A running ``async def`` task
+        is cancelled on its worker (``asyncio.CancelledError``), a task.js one sees its
+        ``signal`` abort, a ``--exec`` command is killed. Each cancelled job's result is the
+        error ``the job was cancelled (cancel() on the master)``. Returns how many jobs were
+        cancelled (0: none with this id was waiting or running)."""
+        if not isinstance(job_id, str) or not job_id:
+            raise TypeError(f"cancel takes a job id (a non-empty str), got {job_id!r}")
+        return self._native.cancel(job_id)
+
     def stats(self) -> MasterStats:
         """Counts of jobs and workers now."""
         return MasterStats(**self._native.stats())
@@ -326,6 +383,8 @@ class Master:
     def close(self) -> None:
         """Stops serving: workers are disconnected, the store is flushed and closed. Jobs that
         were running are queued again when a master starts on the same store. Idempotent."""
+        if getattr(self, "_pool", None) is not None:
+            self._pool.close()  # type: ignore[union-attr]
         self._native.close()
         _lifecycle.untrack(self)
         thread = self._callback_thread
@@ -346,7 +405,81 @@ class Master:
 
     # ------------------------------------------------------------------ internals
 
+    # ------------------------------------------------------------------ lookups and messages
+
+    def get_lookup_value(self, name: str, key: str) -> Any:
+        """The value under ``key`` in lookup ``name``, or ``None``."""
+        lookup = self.lookups.get(name)
+        if lookup is None:
+            return None
+        return lookup.get(key)
+
+    def set_lookup_value(self, name: str, key: str, value: Any) -> None:
+        """Sets ``key`` to ``value`` in lookup ``name`` (a new dict when there is none)."""
+        self.lookups.setdefault(name, {})[key] = value
+
+    def send_message_to_worker(self, worker_id: str, cmd: str, data: Any = None) -> bool:
+        """Sends ``{"cmd", "data"}`` to the worker with this peer id; False when it is not
+        connected."""
+        return self._native.send_message(worker_id, cmd, _json_text(data, "the message data")) > 0
+
+    def broadcast(self, cmd: str, data: Any = None) -> int:
+        """Sends ``{"cmd", "data"}`` to every worker; returns how many got it."""
+        return self._native.send_message(None, cmd, _json_text(data, "the message data"))
+
+    def stats_report(self) -> dict[str, Any] | None:
+        """The workers' aggregated statistics now (the :class:`~queuexec.events.StatsEvent`
+        shape), or ``None`` when no worker reported since the last report."""
+        text = self._native.stats_report()
+        return None if text is None else json.loads(text)
+
+    def abort(self) -> int:
+        """Stops every worker: each is told to leave, and this master hands out no more jobs;
+        jobs they had not finished stay queued (and in the store). Returns how many were told."""
+        return self._native.abort()
+
+    def _answer_call(self, call: WorkerCall) -> None:
+        try:
+            if call.op == "lookup":
+                value = self.get_lookup_value(call.name or "", call.key or "")
+            elif call.op == "setLookup":
+                self.set_lookup_value(call.name or "", call.key or "", json.loads(call.value or "null"))
+                value = None
+            elif call.op == "message":
+                handler = self.on_worker_message
+                if handler is None:
+                    raise ConfigError(f"the master has no on_worker_message handler for the message {call.cmd!r}")
+                value = handler(call.worker.id, {"cmd": call.cmd, "data": json.loads(call.data or "null")})
+                if inspect.isawaitable(value):
+                    value = asyncio.run(_awaited(value))
+            else:
+                raise ConfigError(f"this master does not know the call {call.op!r}")
+            answer = (True, _json_text(value, "the answer"))
+        except Exception as e:
+            answer = (False, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        self._native.answer(call.call_id, *answer)
+
+    def local_worker_pids(self) -> dict[int, int]:
+        """The pids of the running local worker processes (``local_workers``), by worker id."""
+        return {} if self._pool is None else self._pool.pids()
+
+    def _local_worker_exited(self, info: WorkerExit) -> None:
+        if self._on_event is not None:
+            self._on_event(info)
+
+    def wait_end(self, timeout: float | None = None) -> bool:
+        """With ``get_tasks``: waits until every produced job has its result (handed to
+        ``handle_results``) and ``get_tasks`` returned nothing more. Returns False when
+        ``timeout`` (seconds) passed first."""
+        if self._producer is None:
+            raise ConfigError("wait_end needs get_tasks: the end is when the producer has no more jobs")
+        return self._producer.ended.wait(timeout)
+
     def _refuse_if_callback(self, what: str) -> None:
+        if self._producer is not None and self._on_result is None and self._on_event is None:
+            raise ConfigError(
+                f"this master hands its results to handle_results (get_tasks); {what} would take them from it"
+            )
         if self._on_result is not None or self._on_event is not None:
             given = "on_result" if self._on_result is not None else "on_event"
             raise ConfigError(f"this master hands its events to {given}; {what} would take them from it")
@@ -375,6 +508,9 @@ class Master:
         """The result an event carries; the other kinds are logged (and ``drained`` noted)."""
         if isinstance(event, ResultEvent):
             return event.result
+        if isinstance(event, WorkerCall):
+            self._answer_call(event)
+            return None
         if isinstance(event, Drained):
             self._drained = True
         elif isinstance(event, WorkerJoined):
@@ -390,8 +526,11 @@ class Master:
         return self._native.idle()
 
     def _deliver_to_callback(self) -> None:
-        on_result, on_event = self._on_result, self._on_event
+        on_result, on_event, producer = self._on_result, self._on_event, self._producer
         while True:
+            if producer is not None:
+                producer.produce(self)
+                producer.check_end()
             batch = self._native.next_events(_IDLE_CHECK)
             if batch is None or (not batch and self._native.closed):
                 return
@@ -407,6 +546,8 @@ class Master:
                         on_result(result)
                     except Exception:
                         logger.exception("on_result raised for job %s; the master carries on", result.job_id)
+                if result is not None and producer is not None:
+                    producer.on_result(result)
 
 
 def _encode_job(spec: JobSpec, index: int) -> EncodedJob:
@@ -427,6 +568,17 @@ def _encode_job(spec: JobSpec, index: int) -> EncodedJob:
         delay=spec.delay,
         in_memory=spec.in_memory,
     )
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise PayloadError(f"{what} must be JSON-serialisable ({e})") from e
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 def _as_list(value: Any) -> list[Any]:

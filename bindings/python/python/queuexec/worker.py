@@ -8,16 +8,17 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
 from .events import WorkerEvent
-from .exceptions import ConfigError
+from .exceptions import ConfigError, MasterCallError
 from .job import Job, WorkerStats
 
-__all__ = ["EventCallback", "Task", "Worker"]
+__all__ = ["BatchTask", "EventCallback", "Task", "TaskContext", "Worker", "batch"]
 
 logger = logging.getLogger("queuexec")
 
@@ -77,6 +78,8 @@ class Worker:
         env_file: PathLike | None = None,
         room_dir: PathLike | None = None,
         on_event: EventCallback | None = None,
+        stats_interval: float | None = None,
+        exit_when_drained: bool = False,
     ) -> None:
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be a function, not {on_event!r}")
@@ -98,9 +101,32 @@ class Worker:
         self._run_task_js = run_task_js
         self._room_dir = None if room_dir is None else os.fspath(room_dir)
         self._on_event = on_event
+        self._stats_interval = stats_interval
+        self._exit_when_drained = exit_when_drained
         self._event_thread: threading.Thread | None = None
         self._native: _native.Worker | None = None
         self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ calls to the master
+
+    def lookup(self, name: str, key: str) -> Any:
+        """The value under ``key`` in the master's lookup ``name`` (``None`` when absent).
+        Blocks until the master answers."""
+        return _call(self._started(), "lookup", name, key)
+
+    def set_lookup(self, name: str, key: str, value: Any) -> None:
+        """Sets ``key`` to ``value`` in the master's lookup ``name``."""
+        _call(self._started(), "setLookup", name, key, value)
+
+    def metric(self, name: str, delta: float = 1) -> bool:
+        """Adds ``delta`` to this worker's custom metric ``name`` (reported to the master's
+        ``stats``). False when refused (an empty or long name, a delta that is not finite)."""
+        return self._started().metric(name, float(delta))
+
+    def request(self, cmd: str, data: Any = None) -> Any:
+        """Sends ``{"cmd", "data"}`` to the master's ``on_worker_message``; returns its answer
+        (raises :class:`~queuexec.MasterCallError` with its error)."""
+        return _call(self._started(), "message", cmd, None, data)
 
     # ------------------------------------------------------------------ running
 
@@ -122,9 +148,12 @@ class Worker:
                 workplace=self._workplace,
                 room_dir=self._room_dir,
                 default_timeout=self._timeout,
+                stats_interval=self._stats_interval,
+                exit_when_drained=self._exit_when_drained,
                 run_task_js=self._run_task_js,
                 keep_events=self._on_event is not None,
             )
+            self._dispatcher.native = self._native
             _lifecycle.track(self)
             if self._on_event is not None:
                 self._event_thread = threading.Thread(
@@ -237,6 +266,8 @@ class _Dispatcher:
         self.tasks = tasks
         self.default = default
         self._is_async: dict[str | None, bool] = {}  # by task type: the function is fixed
+        self._wants_ctx: dict[str | None, bool] = {}
+        self.native: _native.Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -283,10 +314,14 @@ class _Dispatcher:
         is_async = self._is_async.get(task_type)
         if is_async is None:
             is_async = self._is_async[task_type] = inspect.iscoroutinefunction(fn)
+        wants_ctx = self._wants_ctx.get(task_type)
+        if wants_ctx is None:
+            wants_ctx = self._wants_ctx[task_type] = _takes_two(fn)
+        args: tuple[Any, ...] = (job, TaskContext(self.native, job, is_async)) if wants_ctx else (job,)
         if is_async:
-            return self._schedule(_run_coroutine_fn(fn, job, done))
+            return self._schedule(_run_coroutine_fn(fn, args, done))
         try:
-            value = fn(job)
+            value = fn(*args)
         except Exception as e:
             done(False, _error_text(e))
             return None
@@ -328,11 +363,11 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-async def _run_coroutine_fn(fn: Task, job: Job, done: Callable[[bool, str], None]) -> None:
+async def _run_coroutine_fn(fn: Callable[..., Any], args: tuple[Any, ...], done: Callable[[bool, str], None]) -> None:
     try:
-        value = await fn(job)
+        value = await fn(*args)
     except asyncio.CancelledError:
-        done(False, "the task was cancelled (its timeout passed, or the worker stopped)")
+        done(False, "the task was cancelled (its timeout passed, the master cancelled it, or the worker stopped)")
         raise
     except Exception as e:
         done(False, _error_text(e))
@@ -344,7 +379,7 @@ async def _await_value(awaitable: Awaitable[Any], done: Callable[[bool, str], No
     try:
         value = await awaitable
     except asyncio.CancelledError:
-        done(False, "the task was cancelled (its timeout passed, or the worker stopped)")
+        done(False, "the task was cancelled (its timeout passed, the master cancelled it, or the worker stopped)")
         raise
     except Exception as e:
         done(False, _error_text(e))
@@ -359,6 +394,120 @@ def _finish(value: Any, done: Callable[[bool, str], None]) -> None:
         done(False, f"the task's result is not JSON-serialisable: {e}")
         return
     done(True, text)
+
+
+class BatchTask:
+    """A batch task (Distributo's ``processTasks``): ``fn(jobs) -> results`` gets the jobs that
+    start together (up to the worker's ``concurrency``, gathered for ``window`` seconds) as a
+    list and returns one result per job, in order. Made with :func:`batch`."""
+
+    def __init__(self, fn: Callable[[list[Job]], list[Any]], window: float) -> None:
+        self.fn = fn
+        self.window = window
+        self._lock = threading.Condition()
+        self._waiting: list[tuple[Job, list[Any]]] = []
+        self._leader = False
+
+    def __call__(self, job: Job) -> Any:
+        slot: list[Any] = []  # filled with ("ok", value) or ("error", exception)
+        with self._lock:
+            self._waiting.append((job, slot))
+            lead = not self._leader
+            if lead:
+                self._leader = True
+        if lead:
+            time.sleep(self.window)
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                self._leader = False
+            self._run(batch)
+        with self._lock:
+            while not slot:
+                self._lock.wait()
+        kind, value = slot[0]
+        if kind == "error":
+            raise value
+        return value
+
+    def _run(self, batch: list[tuple[Job, list[Any]]]) -> None:
+        try:
+            results = list(self.fn([job for job, _ in batch]))
+            if len(results) != len(batch):
+                raise ValueError(f"a batch task must return one result per job ({len(batch)}), got {len(results)}")
+            outcomes: list[tuple[str, Any]] = [("ok", r) for r in results]
+        except Exception as e:
+            outcomes = [("error", e)] * len(batch)
+        with self._lock:
+            for (_, slot), outcome in zip(batch, outcomes, strict=True):
+                slot.append(outcome)
+            self._lock.notify_all()
+
+
+def batch(fn: Callable[[list[Job]], list[Any]], *, window: float = 0.005) -> BatchTask:
+    """Makes ``fn(jobs) -> results`` a task (Distributo's ``processTasks``): the jobs that start
+    together on a worker go to one call. Use it in ``tasks``: ``{"words": queuexec.batch(fn)}``;
+    the worker's ``concurrency`` bounds a batch."""
+    if not callable(fn):
+        raise ConfigError(f"batch takes a function (jobs) -> results, not {fn!r}")
+    return BatchTask(fn, window)
+
+
+class TaskContext:
+    """A task's second argument (``def task(job, ctx)``): the master's lookups and messages.
+
+    In an ``async def`` task each method returns an awaitable (the wait runs off the loop); in a
+    plain function it blocks and returns the answer."""
+
+    def __init__(self, native: _native.Worker | None, job: Job, is_async: bool) -> None:
+        self._native = native
+        self._async = is_async
+        self.id = job.id
+        self.attempt = job.attempt
+
+    def lookup(self, name: str, key: str) -> Any:
+        """The value under ``key`` in the master's lookup ``name`` (``None`` when absent)."""
+        return self._ask("lookup", name, key)
+
+    def set_lookup(self, name: str, key: str, value: Any) -> Any:
+        """Sets ``key`` to ``value`` in the master's lookup ``name``."""
+        return self._ask("setLookup", name, key, value)
+
+    def request(self, cmd: str, data: Any = None) -> Any:
+        """Sends ``{"cmd", "data"}`` to the master's ``on_worker_message``; its answer."""
+        return self._ask("message", cmd, None, data)
+
+    def metric(self, name: str, delta: float = 1) -> bool:
+        """Adds ``delta`` to this worker's custom metric ``name`` (in the master's stats)."""
+        if self._native is None:
+            return False
+        return self._native.metric(name, float(delta))
+
+    def _ask(self, op: str, a: str, b: str | None = None, c: Any = None) -> Any:
+        native = self._native
+        if native is None:
+            raise ConfigError("the worker has not started: no master to ask")
+        if not self._async:
+            return _call(native, op, a, b, c)
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, _call, native, op, a, b, c)
+
+
+def _call(native: _native.Worker, op: str, a: str, b: str | None = None, c: Any = None) -> Any:
+    data = None if op == "lookup" else json.dumps(c, separators=(",", ":"), allow_nan=False)
+    ok, value = native.call(op, str(a), None if b is None else str(b), data)
+    if not ok:
+        raise MasterCallError(value)
+    return json.loads(value)
+
+
+def _takes_two(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes a second positional argument (the task context)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def _error_text(e: BaseException) -> str:

@@ -1,0 +1,271 @@
+//! Calls between a worker and its master beside jobs (okanjo-conductor's lookups and custom
+//! messages): a worker (or a task through its context) asks, the master's user answers.
+//!
+//! - [`WorkerRequest`]: what a worker may ask: a lookup value, a change of one, or a message
+//!   with a command name; each is answered with JSON (or an error text).
+//! - [`PendingCalls`] (master side): the questions waiting for the master's user, each with the
+//!   session that must get the answer. A worker may have at most [`MAX_CALLS_PER_WORKER`]
+//!   waiting; one that asks more without waiting for answers is cut off.
+//! - [`WorkerLink`] (worker side): the live connection's way to ask, and the answers awaited.
+//!
+//! Everything travels in the session's sealed frames (`ToMaster::Call`, `ToWorker::Reply`,
+//! `ToWorker::Message`), so it is as private as jobs are.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::job::WorkerInfo;
+use crate::protocol::ToWorker;
+use crate::scheduler::SessionId;
+
+/// Calls one worker may have waiting for the master at once.
+pub(crate) const MAX_CALLS_PER_WORKER: usize = 1024;
+
+/// Largest name, key or command a call may carry, in bytes.
+const MAX_NAME: usize = 4096;
+
+/// A field of a call: its name (for messages) and its text.
+type Field<'a> = (&'a str, &'a str);
+
+/// What a worker asks its master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum WorkerRequest {
+    /// The value under `key` in the master's lookup `name` (`null` when there is none).
+    Lookup {
+        /// The lookup's name.
+        name: String,
+        /// The key within it.
+        key: String,
+    },
+    /// Sets the value under `key` in the master's lookup `name`.
+    SetLookup {
+        /// The lookup's name.
+        name: String,
+        /// The key within it.
+        key: String,
+        /// The value, as JSON text.
+        value: String,
+    },
+    /// A custom message; the answer is what the master's handler returns.
+    Message {
+        /// The command name.
+        cmd: String,
+        /// The message data, as JSON text.
+        data: String,
+    },
+}
+
+impl WorkerRequest {
+    /// Checks what a peer sent: names within bounds, JSON fields JSON. The error says which.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let (names, json): (Vec<Field<'_>>, Option<Field<'_>>) = match self {
+            WorkerRequest::Lookup { name, key } => {
+                (vec![("name", name.as_str()), ("key", key.as_str())], None)
+            }
+            WorkerRequest::SetLookup { name, key, value } => (
+                vec![("name", name.as_str()), ("key", key.as_str())],
+                Some(("value", value.as_str())),
+            ),
+            WorkerRequest::Message { cmd, data } => {
+                (vec![("cmd", cmd.as_str())], Some(("data", data.as_str())))
+            }
+        };
+        for (what, text) in names {
+            if text.len() > MAX_NAME {
+                return Err(format!(
+                    "the {what} is {} bytes; at most {MAX_NAME} are allowed",
+                    text.len()
+                ));
+            }
+        }
+        if let Some((what, text)) = json
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text)
+        {
+            return Err(format!("the {what} is not JSON ({e})"));
+        }
+        Ok(())
+    }
+}
+
+/// A call waiting for the master's answer.
+struct Pending {
+    session: SessionId,
+    call: u64,
+    out: mpsc::UnboundedSender<ToWorker>,
+}
+
+/// The master's calls waiting for an answer from its user, by the id the user answers with.
+#[derive(Default)]
+pub(crate) struct PendingCalls {
+    next: AtomicU64,
+    pending: Mutex<HashMap<u64, Pending>>,
+    per_session: Mutex<HashMap<SessionId, usize>>,
+}
+
+impl PendingCalls {
+    /// Records a worker's call; returns the id its answer must name. A session with
+    /// [`MAX_CALLS_PER_WORKER`] calls waiting gets a protocol error (it is cut off).
+    pub(crate) fn open(
+        &self,
+        session: SessionId,
+        call: u64,
+        out: mpsc::UnboundedSender<ToWorker>,
+    ) -> Result<u64> {
+        {
+            let mut counts = lock(&self.per_session);
+            let n = counts.entry(session).or_default();
+            if *n >= MAX_CALLS_PER_WORKER {
+                return Err(Error::protocol(format!(
+                    "the worker has {MAX_CALLS_PER_WORKER} calls waiting for the master; a worker waits for answers before asking more"
+                )));
+            }
+            *n += 1;
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&self.pending).insert(id, Pending { session, call, out });
+        Ok(id)
+    }
+
+    /// Sends the answer to call `id`; false when it is unknown (answered already, or its worker
+    /// is gone).
+    pub(crate) fn answer(&self, id: u64, outcome: std::result::Result<String, String>) -> bool {
+        let Some(pending) = lock(&self.pending).remove(&id) else {
+            return false;
+        };
+        self.release(pending.session);
+        let (ok, value) = match outcome {
+            Ok(json) => (true, json),
+            Err(error) => (false, error),
+        };
+        pending
+            .out
+            .send(ToWorker::Reply {
+                call: pending.call,
+                ok,
+                value,
+            })
+            .is_ok()
+    }
+
+    /// A session ended: its calls are dropped (their answers go nowhere).
+    pub(crate) fn forget(&self, session: SessionId) {
+        lock(&self.pending).retain(|_, p| p.session != session);
+        lock(&self.per_session).remove(&session);
+    }
+
+    fn release(&self, session: SessionId) {
+        let mut counts = lock(&self.per_session);
+        if let Some(n) = counts.get_mut(&session) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&session);
+            }
+        }
+    }
+}
+
+/// A worker's call as the master's user sees it: answer it with [`crate::Master::answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerCall {
+    /// The id to answer with.
+    pub id: u64,
+    /// Who asks.
+    pub worker: WorkerInfo,
+    /// What it asks.
+    pub request: WorkerRequest,
+}
+
+/// The worker's side of calls on its live master connection.
+#[derive(Default)]
+pub(crate) struct WorkerLink {
+    next: AtomicU64,
+    /// The live connection's sender (none between connections), and the calls it waits on.
+    live: Mutex<Option<LiveLink>>,
+}
+
+struct LiveLink {
+    out: mpsc::UnboundedSender<crate::worker::Outbound>,
+    waiting: HashMap<u64, oneshot::Sender<std::result::Result<String, String>>>,
+}
+
+impl WorkerLink {
+    /// A connection is up: calls go through `out`.
+    pub(crate) fn connect(&self, out: mpsc::UnboundedSender<crate::worker::Outbound>) {
+        *lock(&self.live) = Some(LiveLink {
+            out,
+            waiting: HashMap::new(),
+        });
+    }
+
+    /// The connection ended: waiting calls fail.
+    pub(crate) fn disconnect(&self) {
+        lock(&self.live).take();
+    }
+
+    /// Sends a message on the live connection; false when there is none.
+    pub(crate) fn send(&self, message: crate::protocol::ToMaster) -> bool {
+        lock(&self.live).as_ref().is_some_and(|live| {
+            live.out
+                .send(crate::worker::Outbound::Message(message))
+                .is_ok()
+        })
+    }
+
+    /// An answer from the master.
+    pub(crate) fn answered(&self, call: u64, outcome: std::result::Result<String, String>) {
+        let tx = lock(&self.live)
+            .as_mut()
+            .and_then(|live| live.waiting.remove(&call));
+        if let Some(tx) = tx {
+            let _ = tx.send(outcome);
+        }
+    }
+
+    /// Asks the master; resolves with its answer: JSON, or the error text of the master's
+    /// handler. Fails when no master is connected or the connection ends first.
+    pub(crate) async fn call(
+        &self,
+        request: WorkerRequest,
+    ) -> Result<std::result::Result<String, String>> {
+        if let Err(why) = request.check() {
+            return Err(Error::payload(format!("this call cannot be sent: {why}")));
+        }
+        let call = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut live = lock(&self.live);
+            let Some(live) = live.as_mut() else {
+                return Err(Error::Closed(
+                    "the connection to the master (the worker is not connected now; try again once it is)",
+                ));
+            };
+            if live.waiting.len() >= MAX_CALLS_PER_WORKER {
+                return Err(Error::config(format!(
+                    "{MAX_CALLS_PER_WORKER} calls to the master are waiting already; await answers before asking more"
+                )));
+            }
+            live.waiting.insert(call, tx);
+            live.out
+                .send(crate::worker::Outbound::Message(
+                    crate::protocol::ToMaster::Call { call, request },
+                ))
+                .map_err(|_| Error::Closed("the connection to the master"))?;
+        }
+        match rx.await {
+            Ok(outcome) => Ok(outcome),
+            Err(_) => Err(Error::Closed(
+                "the connection to the master (it ended before the master answered)",
+            )),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
