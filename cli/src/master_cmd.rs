@@ -371,6 +371,12 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
                         MasterEvent::Warning(w) => {
                             progress.log(&format!("warning: {}", escape_control(&w)))
                         }
+                        MasterEvent::TaskLoadFailed { worker, reason } => progress.log(&format!(
+                            "warning: worker {} ({}) cannot load the task: {}; it takes no jobs until the assets change",
+                            escape_control(&worker.name),
+                            escape_control(&worker.id),
+                            escape_control(&reason)
+                        )),
                         _ => {}
                     }
                     next = events.try_recv().ok();

@@ -69,4 +69,13 @@ pub trait Executor: Send + Sync + 'static {
         let _ = (workplace, manifest);
         Box::pin(futures::future::ready(Ok(())))
     }
+
+    /// Whether this executor needs the master's dependency bundle (npm dependencies packed by
+    /// the master) because it cannot install them itself, as the embedded JavaScript runtime
+    /// cannot. When true and the master lists dependencies, the worker asks for the bundle and
+    /// hands [`assets_changed`](Self::assets_changed) a manifest that names it; otherwise it is
+    /// never fetched. The default is false (a Node worker installs with npm or yarn itself).
+    fn wants_dependency_bundle(&self) -> bool {
+        false
+    }
 }

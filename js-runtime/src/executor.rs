@@ -240,6 +240,10 @@ impl Executor for JsExecutor {
                 .map_err(|e| TaskFailure::new(e.to_string()))
         })
     }
+    /// The embedded runtime cannot run npm: it needs the master's dependency bundle.
+    fn wants_dependency_bundle(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for Inner {

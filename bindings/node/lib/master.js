@@ -8,7 +8,7 @@ const path = require('node:path');
 
 const native = require('./native');
 const { loadDotenv, resolveTokens, Logger } = require('./env');
-const { ConfigError, PayloadError, JobError, fromNative } = require('./errors');
+const { ConfigError, PayloadError, JobError, TaskLoadError, fromNative } = require('./errors');
 const { encodePayload, WHOLE_MARK } = require('./payload');
 
 loadDotenv();
@@ -352,6 +352,19 @@ class Master extends EventEmitter {
         this.log.notice(event.message);
         this._emitSafely('warning', event.message);
         break;
+      case 'taskLoadFailed': {
+        // A worker whose task cannot load gave its jobs back unrun (no attempt used) and takes
+        // none until the assets change: an 'error' event naming it (logged when nobody listens).
+        const error = new TaskLoadError(
+          `worker ${event.workerName} (${event.workerId}) cannot load the task: ${event.reason}; ` +
+            'it takes no jobs until the assets change (its jobs went back to the queue)',
+          { code: 'ERR_QUEUEXEC_TASK_LOAD' },
+        );
+        error.worker = { id: event.workerId, name: event.workerName };
+        error.reason = event.reason;
+        this._report(error);
+        break;
+      }
       default:
         this.log.debug('event', event);
     }

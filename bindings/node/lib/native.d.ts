@@ -26,7 +26,8 @@ export type MasterEvent =
   | { kind: 'workerJoined'; workerId: string; workerName: string }
   | { kind: 'workerLeft'; workerId: string; workerName: string }
   | { kind: 'drained' }
-  | { kind: 'warning'; message: string };
+  | { kind: 'warning'; message: string }
+  | { kind: 'taskLoadFailed'; workerId: string; workerName: string; reason: string };
 
 /** Something that happened on a worker (`NativeWorker.nextEvents`). */
 export type WorkerEvent =

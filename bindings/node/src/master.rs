@@ -152,7 +152,8 @@ pub struct JsMaster {
 
 /// Something that happened on a master, as a discriminated union on `kind`:
 /// `{kind: 'result', result}`, `{kind: 'workerJoined' | 'workerLeft', workerId, workerName}`,
-/// `{kind: 'drained'}`, `{kind: 'warning', message}`.
+/// `{kind: 'drained'}`, `{kind: 'warning', message}`,
+/// `{kind: 'taskLoadFailed', workerId, workerName, reason}`.
 #[napi(
     discriminant = "kind",
     discriminant_case = "camelCase",
@@ -185,6 +186,15 @@ pub enum JsMasterEvent {
         /// What happened.
         message: String,
     },
+    /// A worker could not install or load the task; the jobs it held went back to the queue.
+    TaskLoadFailed {
+        /// The worker's peer id.
+        worker_id: String,
+        /// The worker's name.
+        worker_name: String,
+        /// Why, as the worker reported it.
+        reason: String,
+    },
 }
 
 impl JsMasterEvent {
@@ -205,6 +215,14 @@ impl JsMasterEvent {
             },
             MasterEvent::Drained => JsMasterEvent::Drained,
             MasterEvent::Warning(message) => JsMasterEvent::Warning { message },
+            MasterEvent::TaskLoadFailed {
+                worker: WorkerInfo { id, name },
+                reason,
+            } => JsMasterEvent::TaskLoadFailed {
+                worker_id: id,
+                worker_name: name,
+                reason,
+            },
             other => {
                 tracing::debug!(?other, "a master event this addon does not know");
                 return None;

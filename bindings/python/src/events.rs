@@ -55,6 +55,7 @@ event_class!(worker_joined, "WorkerJoined");
 event_class!(worker_left, "WorkerLeft");
 event_class!(drained, "Drained");
 event_class!(warning_event, "WarningEvent");
+event_class!(task_load_failed, "TaskLoadFailed");
 event_class!(connected, "Connected");
 event_class!(disconnected, "Disconnected");
 event_class!(assets_installed, "AssetsInstalled");
@@ -108,6 +109,9 @@ pub(crate) fn master_events(
             MasterEvent::WorkerLeft(w) => worker_left(py)?.call1((worker_info(py, w)?,))?,
             MasterEvent::Drained => drained(py)?.call0()?,
             MasterEvent::Warning(message) => warning_event(py)?.call1((message,))?,
+            MasterEvent::TaskLoadFailed { worker, reason } => {
+                task_load_failed(py)?.call1((worker_info(py, worker)?, reason))?
+            }
             other => {
                 tracing::debug!(?other, "a master event this binding does not know");
                 continue;

@@ -21,6 +21,7 @@
 //! losing a worker does not use a job's attempts, and a peer that keeps losing jobs is
 //! quarantined.
 
+mod bundles;
 mod delivery;
 mod engine;
 mod push;
@@ -170,6 +171,15 @@ pub enum MasterEvent {
     Drained,
     /// Something the user should know that did not stop the master.
     Warning(String),
+    /// A worker could not install or load the task (a missing dependency, a syntax error, a
+    /// dependency bundle the master could not build). The jobs it held went back to the queue
+    /// without using attempts; it takes no jobs until the assets change (or, later, tries again).
+    TaskLoadFailed {
+        /// The worker.
+        worker: WorkerInfo,
+        /// Why, as the worker reported it.
+        reason: String,
+    },
 }
 
 /// The answer to one push.
@@ -259,30 +269,14 @@ impl Master {
             .map(|a| net::parse_addr(a, "listen address"))
             .collect::<Result<Vec<_>>>()?;
 
-        let mut assets = AssetSet::load(
+        // The dependency bundle is built only when a worker that needs it asks (bundles.rs):
+        // never at start.
+        let assets = AssetSet::load(
             &config.assets,
             &config.asset_base_dir,
             config.dependencies.clone(),
         )?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        if !config.dependencies.is_empty() {
-            let deps = config.dependencies.clone();
-            match tokio::task::spawn_blocking(move || crate::deps::build_dependency_bundle(&deps))
-                .await
-            {
-                Ok(Ok(bundle)) => assets.set_dependency_bundle(bundle),
-                Ok(Err(e)) => {
-                    let warning = format!(
-                        "{e}; workers that are not Node cannot run tasks that require these dependencies"
-                    );
-                    tracing::warn!("{warning}");
-                    let _ = events_tx.send(MasterEvent::Warning(warning));
-                }
-                Err(e) => {
-                    return Err(Error::dependencies_from("the bundle builder stopped", e));
-                }
-            }
-        }
 
         let mut store_lock = None;
         let durable = match &config.store {
@@ -427,6 +421,7 @@ impl Master {
             .control()
             .accept(protocol::JOB_PROTOCOL)
             .map_err(|e| Error::network_from("cannot accept job streams", e))?;
+        let bundles = bundles::DependencyBundles::new(engine_tx.clone());
         let shared = Arc::new(SessionShared {
             room,
             key,
@@ -436,6 +431,7 @@ impl Master {
             next_session: AtomicI64::new(1),
             lease_ttl_ms: config.lease_ttl.as_millis() as u64,
             admission: Admission::new(config.max_workers),
+            bundles,
         });
         let accept_task = tokio::spawn(async move {
             while let Some((peer, stream)) = incoming.next().await {

@@ -8,7 +8,7 @@
 //! frame fails its own job with an error saying so, never the others.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, FutureExt};
@@ -16,7 +16,7 @@ use libp2p::{Multiaddr, PeerId, Stream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::asset_sync::AssetSync;
+use super::asset_sync::{AssetSync, give_back};
 use super::{Runner, WorkerEvent};
 use crate::crypto::TransferKey;
 use crate::error::{Error, Result};
@@ -37,6 +37,8 @@ pub(super) struct Connection {
     /// Credits granted to the master and not yet used by a job it sent: a window at the start,
     /// one more per result. A master that sends jobs beyond it is cut off.
     pub(super) credits: Arc<AtomicI64>,
+    /// Jobs held waiting for the assets: their leases are kept alive by heartbeats too.
+    pub(super) waiting: Arc<AtomicU64>,
 }
 
 /// Most results in one frame (besides the byte limit).
@@ -108,19 +110,23 @@ impl Runner {
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             tasks: JoinSet::new(),
             credits: Arc::new(AtomicI64::new(window as i64)),
+            waiting: Arc::new(AtomicU64::new(0)),
         };
 
         // Heartbeats renew leases while jobs are held.
         let heartbeat = {
             let out_tx = connection.out.clone();
             let inner = self.inner.clone();
+            let waiting = connection.waiting.clone();
             let period = Duration::from_millis((lease_ttl_ms / 3).max(30));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    if inner.running.load(Ordering::Relaxed) > 0
+                    let held = inner.running.load(Ordering::Relaxed)
+                        + waiting.load(Ordering::Relaxed);
+                    if held > 0
                         && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err()
                     {
                         break;
@@ -138,8 +144,16 @@ impl Runner {
                         take_credits(&connection.credits, jobs.len())?;
                         if !sync.active && self.installed == Some(bundle) {
                             self.start_jobs(jobs, &mut connection, None);
+                        } else if let (false, Some(reason)) =
+                            (sync.active, sync.failed_recently(bundle))
+                        {
+                            // Sent before the master heard that this bundle does not load.
+                            give_back(jobs, bundle, reason, &connection);
                         } else {
                             sync.wait_for_assets(jobs, &connection.out);
+                            connection
+                                .waiting
+                                .store(sync.waiting() as u64, Ordering::Relaxed);
                         }
                     }
                     ToWorker::Manifest(manifest) => {
@@ -156,6 +170,10 @@ impl Runner {
                             .await?;
                     }
                     ToWorker::FileMissing { .. } => sync.restart(&connection.out),
+                    ToWorker::DependencyBundle { entry, error } => {
+                        self.on_dependency_bundle(&mut sync, entry, error, &mut connection)
+                            .await?;
+                    }
                 }
             }
             Ok(())

@@ -25,6 +25,7 @@ __all__ = [
     "JobFinished",
     "MasterEvent",
     "ResultEvent",
+    "TaskLoadFailed",
     "WarningEvent",
     "WorkerEvent",
     "WorkerJoined",
@@ -74,7 +75,21 @@ class WarningEvent:
     message: str
 
 
-MasterEvent: TypeAlias = ResultEvent | WorkerJoined | WorkerLeft | Drained | WarningEvent
+@dataclass(frozen=True)
+class TaskLoadFailed:
+    """A worker could not install or load the task (a missing dependency, a syntax error, a
+    dependency bundle the master could not build). The jobs it held went back to the queue
+    without using attempts; it takes no jobs until the assets change (Node: an ``'error'``
+    event, a ``TaskLoadError``)."""
+
+    kind: ClassVar[Literal["taskLoadFailed"]] = "taskLoadFailed"
+    worker: WorkerInfo
+    reason: str
+
+
+MasterEvent: TypeAlias = (
+    ResultEvent | WorkerJoined | WorkerLeft | Drained | WarningEvent | TaskLoadFailed
+)
 """Any event of a master."""
 
 

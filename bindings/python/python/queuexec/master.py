@@ -19,7 +19,15 @@ from typing import (
 
 from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
-from .events import Drained, MasterEvent, ResultEvent, WarningEvent, WorkerJoined, WorkerLeft
+from .events import (
+    Drained,
+    MasterEvent,
+    ResultEvent,
+    TaskLoadFailed,
+    WarningEvent,
+    WorkerJoined,
+    WorkerLeft,
+)
 from .exceptions import ConfigError, PayloadError
 from .job import EncodedJob, JobResult, MasterStats, PushReceipt
 
@@ -383,6 +391,13 @@ class Master:
             logger.info("worker %s (%s) left", event.worker.name, event.worker.id)
         elif isinstance(event, WarningEvent):
             logger.warning("%s", event.message)
+        elif isinstance(event, TaskLoadFailed):
+            logger.warning(
+                "worker %s (%s) cannot load the task: %s; it takes no jobs until the assets change",
+                event.worker.name,
+                event.worker.id,
+                event.reason,
+            )
         return None
 
     def _check_drained(self) -> bool:
