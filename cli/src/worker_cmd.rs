@@ -357,6 +357,7 @@ mod tests {
             task_type: None,
             attempt: 1,
             timeout: None,
+            shape: Default::default(),
         };
         let ok = CommandExecutor {
             command: "cat".into(),
@@ -384,6 +385,7 @@ mod tests {
             task_type: None,
             attempt: 1,
             timeout,
+            shape: Default::default(),
         }
     }
 

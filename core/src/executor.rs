@@ -25,6 +25,9 @@ pub struct JobInput {
     /// The wall-clock limit for this run. The worker also enforces it by dropping the future,
     /// so an executor must stop its work when the future is dropped.
     pub timeout: Option<Duration>,
+    /// How the task receives the job: `{id, data}`, with a numeric id, or the data as the whole
+    /// payload (queue-xec's contract: the payload as pushed).
+    pub shape: crate::PayloadShape,
 }
 
 /// Why a job failed; its message is what the master's user receives as the job's `error`.

@@ -30,6 +30,7 @@ mod net;
 mod protocol;
 mod room;
 mod scheduler;
+mod shape;
 mod store;
 mod worker;
 
@@ -39,6 +40,7 @@ pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
+pub use shape::PayloadShape;
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 

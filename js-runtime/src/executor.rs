@@ -155,6 +155,7 @@ impl JsExecutor {
         let request = JobRequest {
             id: job.id,
             data: job.data,
+            shape: job.shape,
             seq,
             timeout: job.timeout.or(inner.config.default_timeout),
             reply,

@@ -9,7 +9,7 @@ const path = require('node:path');
 const native = require('./native');
 const { loadDotenv, resolveTokens, Logger } = require('./env');
 const { ConfigError, PayloadError, JobError, TaskLoadError, fromNative } = require('./errors');
-const { encodePayload, WHOLE_MARK } = require('./payload');
+const { encodePayload } = require('./payload');
 
 loadDotenv();
 
@@ -445,8 +445,8 @@ function toJob(payload, options = {}) {
   try {
     encoded = encodePayload(payload);
     if (opts.id !== undefined && opts.id !== null && opts.id !== '') {
-      const data = encoded.data.endsWith(WHOLE_MARK) ? encoded.data : JSON.stringify(payload) + WHOLE_MARK;
-      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, jobID: opts.id };
+      const data = encoded.shape === 'whole' ? encoded.data : JSON.stringify(payload);
+      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, shape: 'whole', jobID: opts.id };
     }
   } catch (error) {
     throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
@@ -454,7 +454,7 @@ function toJob(payload, options = {}) {
       cause: error,
     });
   }
-  const job = { id: encoded.id, data: encoded.data };
+  const job = { id: encoded.id, data: encoded.data, shape: encoded.shape };
   if (opts.priority !== undefined) job.priority = integer(opts.priority, 'priority');
   if (opts.retries !== undefined) job.retries = Math.max(0, integer(opts.retries, 'retries'));
   if (opts.timeout !== undefined) job.timeoutMs = milliseconds(opts.timeout, 'timeout');

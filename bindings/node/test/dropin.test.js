@@ -246,29 +246,38 @@ test('the task gets every kind of payload as pushed and the result is {jobID, wo
   worker.child.kill('SIGTERM');
 });
 
-test('a sandboxed worker runs the same task.js with numeric ids and extra keys (the whitespace marks are invisible to it)', { timeout: 120000 }, async (t) => {
+test('a sandboxed worker (the embedded runtime, as the CLI and Python run task.js) gives the task the same payloads as a Node worker: the shape travels with the job', { timeout: 120000 }, async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);
   fs.mkdirSync(path.join(cwd, 'src'));
   fs.writeFileSync(
     path.join(cwd, 'src', 'task.js'),
-    'class Task { async run(job) { const d = typeof job.data === "string" ? JSON.parse(job.data) : job.data; return { id: job.id, d }; } }\nmodule.exports = Task;\n',
+    'class Task { async run(job) { return { job, idType: job && typeof job.id }; } }\nmodule.exports = Task;\n',
   );
+  // A numeric id, extra keys, no id, not an object, and data that ends in whitespace (the marks
+  // this replaced were whitespace after the JSON text).
+  const payloads = [{ id: 7, data: JSON.stringify({ x: 1 }) }, { id: 'e', data: 1, more: 2 }, { data: 'no id' }, [1, 'two'], 5, { id: 8, data: 'tab\t' }, { id: 's', data: 'x\t\t' }];
   const script = path.join(cwd, 'sandboxed.js');
   fs.writeFileSync(
     script,
     `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const payloads = ${JSON.stringify(payloads)};
      const got = [];
-     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === 2) { console.log(JSON.stringify({ got })); mm.close(); } } });
-     mm.on('workerJoined', () => Promise.all([mm.pushNewJob({ id: 7, data: JSON.stringify({ x: 1 }) }), mm.pushNewJob({ id: 'e', data: 1, more: 2 })]));`,
+     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === payloads.length) { console.log(JSON.stringify({ got })); mm.close(); } } });
+     mm.once('workerJoined', () => Promise.all(payloads.map((p) => mm.pushNewJob(p))));`,
   );
   const worker = run(t, WORKER, { cwd: tmpdir(t), env: { ...env, QX_NAME: 'sandboxed', QX_SANDBOX: '1' } });
   const master = run(t, script, { cwd, env });
   const { got } = await master.next((l) => l.got, 60000);
+  for (const p of payloads) {
+    const match = got.find((r) => JSON.stringify(r.data.job) === JSON.stringify(p));
+    assert.ok(match, `the sandboxed task received ${JSON.stringify(p)} as pushed; got ${got.map((r) => JSON.stringify(r.data.job)).join(' | ')}`);
+    assert.equal(match.worker.name, 'sandboxed');
+  }
   const seven = got.find((r) => r.jobID === 7);
-  assert.deepEqual(seven.data, { id: '7', d: { x: 1 } }, "queue-xec's {id, data}: job.data is the JSON string the master was given");
-  const extra = got.find((r) => r.jobID === 'e');
-  assert.deepEqual(extra.data, { id: 'e', d: { id: 'e', data: 1, more: 2 } }, 'other shapes travel whole as the data');
+  assert.equal(seven.data.idType, 'number', 'a numeric id reaches the sandboxed task as a number');
+  assert.deepEqual(seven.data.job, { id: 7, data: '{"x":1}' }, "queue-xec's {id, data}: job.data is the JSON string the master was given");
+  assert.equal(got.find((r) => r.jobID === 8).data.job.data, 'tab\t', 'data ending in a tab is data');
   worker.child.kill('SIGTERM');
 });
 

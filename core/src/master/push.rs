@@ -238,7 +238,10 @@ impl Master {
         let payload = self
             .inner
             .key
-            .seal(&protocol::payload_context(&key), job.data.as_bytes());
+            .seal(
+                &protocol::payload_context(&key),
+                &crate::shape::encode_body(job.shape, &job.data),
+            );
         let max_attempts = job
             .retries
             .map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));

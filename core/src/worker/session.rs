@@ -287,9 +287,10 @@ async fn run_job(
     job: &WireJob,
     default_timeout: Option<Duration>,
 ) -> std::result::Result<String, String> {
-    let data = key
+    let body = key
         .open(&protocol::payload_context(&job.id), &job.payload)
         .map_err(|e| format!("the job's data could not be opened: {e}"))?;
+    let (shape, data) = crate::shape::decode_body(body);
     let data =
         String::from_utf8(data).map_err(|_| "the job's data is not UTF-8 text".to_string())?;
     let timeout = job
@@ -303,6 +304,7 @@ async fn run_job(
         task_type: job.task_type.clone(),
         attempt: job.attempt,
         timeout,
+        shape,
     };
     let run = std::panic::AssertUnwindSafe(executor.run(input)).catch_unwind();
     let outcome = match timeout {
