@@ -181,11 +181,16 @@ impl TaskRuntime {
         self.loaded
     }
 
+    /// Runs one job of the shape [`PayloadShape::Job`] (see [`run_shaped`](Self::run_shaped)).
+    pub async fn run(&mut self, id: &str, data: &str) -> Result<String, TaskFailure> {
+        self.run_shaped(id, data, PayloadShape::Job).await
+    }
+
     /// Runs one job: `await task.run({id, data})`, with `data` parsed from its JSON text (the id
     /// as a number for [`PayloadShape::NumericId`], the parsed data alone for
     /// [`PayloadShape::Whole`]: queue-xec's contract, the payload as pushed), and returns the
     /// result as JSON text. The message of the failure is what the master receives.
-    pub async fn run(
+    pub async fn run_shaped(
         &mut self,
         id: &str,
         data: &str,

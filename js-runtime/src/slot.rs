@@ -419,7 +419,7 @@ impl Slot {
             tokio.block_on(async {
                 tokio::select! {
                     biased;
-                    result = runtime.run(&id, &data, shape) => result,
+                    result = runtime.run_shaped(&id, &data, shape) => result,
                     reason = control.stopped(seq) => Err(TaskFailure::new(format!("{reason:?}"))),
                 }
             })

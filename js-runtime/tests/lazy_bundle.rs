@@ -29,7 +29,7 @@ const Big = require('big.js');
 const moment = require('moment');
 class Task {
   async run(job) {
-    const { a, b, days } = JSON.parse(job.data);
+    const { a, b, days } = job.data;
     return {
       sum: new Big(a).plus(b).toString(),
       day: moment.utc('2024-01-01').add(days, 'days').format('YYYY-MM-DD'),
