@@ -40,8 +40,8 @@ pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
-pub use shape::PayloadShape;
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
+pub use shape::PayloadShape;
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

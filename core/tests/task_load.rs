@@ -79,7 +79,9 @@ async fn a_task_that_cannot_load_costs_no_attempt_and_the_master_names_the_worke
     let (who, reason) = loop {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
             Ok(Some(MasterEvent::TaskLoadFailed { worker, reason })) => break (worker, reason),
-            Ok(Some(MasterEvent::Result(r))) => panic!("a result while the task cannot load: {r:?}"),
+            Ok(Some(MasterEvent::Result(r))) => {
+                panic!("a result while the task cannot load: {r:?}")
+            }
             Ok(Some(_)) => continue,
             Ok(None) => panic!("the master's event stream ended"),
             Err(_) => panic!("the master did not hear within 20 s that the task cannot load"),
@@ -87,22 +89,38 @@ async fn a_task_that_cannot_load_costs_no_attempt_and_the_master_names_the_worke
     };
     assert_eq!(who.name, "loader");
     assert_eq!(who.id, worker.peer_id());
-    assert!(reason.contains("Cannot find module 'qx-missing'"), "{reason}");
+    assert!(
+        reason.contains("Cannot find module 'qx-missing'"),
+        "{reason}"
+    );
 
     // The worker holds nothing and gets nothing more: every job is queued, none used an attempt.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let stats = master.stats().await.expect("stats");
     assert_eq!(
-        (stats.queued, stats.running, stats.retried, stats.done, stats.dead),
+        (
+            stats.queued,
+            stats.running,
+            stats.retried,
+            stats.done,
+            stats.dead
+        ),
         (JOBS as u64, 0, 0, 0, 0),
         "{stats:?}"
     );
     assert_eq!(stats.workers, 1, "the worker stayed connected");
     assert_eq!(runs.load(Ordering::Relaxed), 0, "no job ran");
-    assert_eq!(loads.load(Ordering::Relaxed), 1, "one try until the assets change");
+    assert_eq!(
+        loads.load(Ordering::Relaxed),
+        1,
+        "one try until the assets change"
+    );
     while let Ok(event) = events.try_recv() {
         assert!(
-            !matches!(event, MasterEvent::TaskLoadFailed { .. } | MasterEvent::Result(_)),
+            !matches!(
+                event,
+                MasterEvent::TaskLoadFailed { .. } | MasterEvent::Result(_)
+            ),
             "{event:?}"
         );
     }
@@ -114,7 +132,12 @@ async fn a_task_that_cannot_load_costs_no_attempt_and_the_master_names_the_worke
     while done.len() < JOBS {
         match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
             Ok(Some(MasterEvent::Result(r))) => {
-                assert!(r.outcome.is_ok(), "job {} failed: {:?}", r.job_id, r.outcome);
+                assert!(
+                    r.outcome.is_ok(),
+                    "job {} failed: {:?}",
+                    r.job_id,
+                    r.outcome
+                );
                 assert_eq!(r.worker.name, "loader");
                 done.push(r.job_id);
             }

@@ -164,9 +164,9 @@ fn the_bundle_is_built_once_when_first_asked_for_cached_on_disk_and_its_failure_
     let dir = dir.path();
     let bin = npm_wrapper(dir);
     let cache = dir.join("cache");
-    let path = std::env::join_paths(
-        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").expect("PATH"))),
-    )
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").expect("PATH"),
+    )))
     .expect("PATH");
     // SAFETY: no other thread exists yet in this test's process (see the file's comment).
     unsafe {
@@ -191,10 +191,16 @@ fn the_bundle_is_built_once_when_first_asked_for_cached_on_disk_and_its_failure_
         let plain = start_worker(dir, "plain", Arc::new(Plain)).await;
         push(&master, 4).await;
         let got = results(&mut events, 4).await;
-        assert!(got.iter().all(|r| r.worker.name == "plain" && r.outcome.is_ok()));
+        assert!(
+            got.iter()
+                .all(|r| r.worker.name == "plain" && r.outcome.is_ok())
+        );
         plain.close().await;
         assert_eq!(npm_runs(dir), 0, "no bundle for a worker that does not ask");
-        assert!(!dir.join("plain/.queuexec").exists(), "nothing of the bundle was sent");
+        assert!(
+            !dir.join("plain/.queuexec").exists(),
+            "nothing of the bundle was sent"
+        );
 
         // 2. Two embedded-runtime workers ask at once: one build serves both.
         let (a, b) = (
@@ -255,7 +261,11 @@ fn the_bundle_is_built_once_when_first_asked_for_cached_on_disk_and_its_failure_
             "{failed}"
         );
         let stats = master.stats().await.expect("stats");
-        assert_eq!((stats.retried, stats.dead, stats.done), (0, 0, 0), "{stats:?}");
+        assert_eq!(
+            (stats.retried, stats.dead, stats.done),
+            (0, 0, 0),
+            "{stats:?}"
+        );
         d.close().await;
         master.close().await.expect("close");
     });

@@ -252,7 +252,7 @@ function spawnText(t, command, args, options) {
  * number), worker names, the moment-formatted dates the task returned, and results with an error.
  */
 function printedResults(text) {
-  const ok = /\{\s*jobID: (\d+),\s*worker: \{ id: '([^']+)', name: '([^']+)' \},\s*data: '-- [\d.e-]+ on (.+?) -- result <anything serialized>'\s*\}/g;
+  const ok = /\{\s*jobID: (\d+),\s*worker: \{\s*id: '([^']+)',\s*name: '([^']+)'\s*\},\s*data: '-- [\d.e-]+ on (.+?) -- result <anything serialized>'\s*\}/g;
   const results = new Map();
   for (const m of text.matchAll(ok)) results.set(Number(m[1]), { worker: m[3], date: m[4] });
   const errors = [...text.matchAll(/jobID: (\d+),\s*worker: [^}]*\},\s*error: /g)].map((m) => Number(m[1]));

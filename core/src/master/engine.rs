@@ -427,7 +427,8 @@ impl Engine {
             let Some(window) = session.window else {
                 continue;
             };
-            if self.fairness.is_quarantined(&session.peer, now) || session.is_paused(self.bundle, now)
+            if self.fairness.is_quarantined(&session.peer, now)
+                || session.is_paused(self.bundle, now)
             {
                 continue;
             }

@@ -316,7 +316,12 @@ impl Runner {
                 // Not recorded as installed: the next jobs ask again, after the master fixes it.
                 self.installed = None;
                 sync.failed = Some((bundle, Instant::now(), reason.clone()));
-                give_back(pending.into_iter().flatten().collect(), bundle, reason, connection);
+                give_back(
+                    pending.into_iter().flatten().collect(),
+                    bundle,
+                    reason,
+                    connection,
+                );
             }
         }
         connection

@@ -124,11 +124,9 @@ impl Runner {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let held = inner.running.load(Ordering::Relaxed)
-                        + waiting.load(Ordering::Relaxed);
-                    if held > 0
-                        && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err()
-                    {
+                    let held =
+                        inner.running.load(Ordering::Relaxed) + waiting.load(Ordering::Relaxed);
+                    if held > 0 && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err() {
                         break;
                     }
                 }
