@@ -204,7 +204,9 @@ def test_a_cli_worker_whose_task_cannot_load_is_named_to_a_python_master_and_cos
     env: dict[str, str], spawn: Spawn, cli: Path, tmp_path: Path
 ) -> None:
     task = tmp_path / "task.js"
-    task.write_text("require('qx-never-announced');\nclass Task { async run(job) { return 1; } }\nmodule.exports = Task;\n")
+    task.write_text(
+        "require('qx-never-announced');\nclass Task { async run(job) { return 1; } }\nmodule.exports = Task;\n"
+    )
     with queuexec.Master(task=task, watch_assets=False) as master:
         ids = [master.push({"n": n}, retries=0).id for n in range(5)]
         # No --exec: task.js runs in the embedded runtime.
