@@ -396,6 +396,12 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
                             master.answer(id, answer);
                         }
                         MasterEvent::Stats(report) => stats_file.write(&report)?,
+                        MasterEvent::TaskLoadFailed { worker, reason } => progress.log(&format!(
+                            "warning: worker {} ({}) cannot load the task: {}; it takes no jobs until the assets change",
+                            escape_control(&worker.name),
+                            escape_control(&worker.id),
+                            escape_control(&reason)
+                        )),
                         _ => {}
                     }
                     next = events.try_recv().ok();

@@ -387,6 +387,7 @@ mod tests {
             task_type: None,
             attempt: 1,
             timeout: None,
+            shape: Default::default(),
         };
         let ok = CommandExecutor {
             command: "cat".into(),
@@ -414,6 +415,7 @@ mod tests {
             task_type: None,
             attempt: 1,
             timeout,
+            shape: Default::default(),
         }
     }
 

@@ -25,6 +25,9 @@ pub struct JobInput {
     /// The wall-clock limit for this run. The worker also enforces it by dropping the future,
     /// so an executor must stop its work when the future is dropped.
     pub timeout: Option<Duration>,
+    /// How the task receives the job: `{id, data}`, with a numeric id, or the data as the whole
+    /// payload (queue-xec's contract: the payload as pushed).
+    pub shape: crate::PayloadShape,
 }
 
 /// Why a job failed; its message is what the master's user receives as the job's `error`.
@@ -68,5 +71,14 @@ pub trait Executor: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<(), TaskFailure>> {
         let _ = (workplace, manifest);
         Box::pin(futures::future::ready(Ok(())))
+    }
+
+    /// Whether this executor needs the master's dependency bundle (npm dependencies packed by
+    /// the master) because it cannot install them itself, as the embedded JavaScript runtime
+    /// cannot. When true and the master lists dependencies, the worker asks for the bundle and
+    /// hands [`assets_changed`](Self::assets_changed) a manifest that names it; otherwise it is
+    /// never fetched. The default is false (a Node worker installs with npm or yarn itself).
+    fn wants_dependency_bundle(&self) -> bool {
+        false
     }
 }

@@ -27,6 +27,9 @@ pub struct JobSpec {
     pub delay: Option<Duration>,
     /// Keep this job in memory only, even when the master has a durable store.
     pub in_memory: bool,
+    /// How the task receives it (queue-xec's contract: the payload as pushed); travels sealed
+    /// with the data.
+    pub shape: crate::PayloadShape,
 }
 
 impl JobSpec {

@@ -32,6 +32,7 @@ mod protocol;
 mod room;
 mod scheduler;
 mod stats;
+mod shape;
 mod store;
 mod worker;
 
@@ -44,6 +45,7 @@ pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
 pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
+pub use shape::PayloadShape;
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

@@ -387,6 +387,34 @@ impl Scheduler {
         })
     }
 
+    /// `session` gives back `id`'s lease with fence `attempt` unrun (its task could not load):
+    /// the job is queued again at once, using neither an attempt nor a loss.
+    pub(crate) fn give_back(
+        &mut self,
+        session: SessionId,
+        id: &str,
+        attempt: u32,
+        now_ms: i64,
+    ) -> Option<Transition> {
+        let (id, entry) = self.jobs.get_key_value(id).map(|(k, v)| (k.clone(), v))?;
+        match &entry.status {
+            Status::Leased(lease) if lease.session == session && entry.fence == attempt => {}
+            _ => return None,
+        }
+        let worker = self.release_lease(&id)?;
+        if let Some(entry) = self.jobs.get_mut(&id) {
+            entry.not_before_ms = now_ms;
+        }
+        self.make_ready_or_delayed(id.clone(), now_ms);
+        Some(Transition::Lost {
+            id,
+            error: format!(
+                "worker {} ({}) gave the job back: its task could not load",
+                worker.name, worker.id
+            ),
+        })
+    }
+
     /// A session ended: the jobs it held go back to the queue at once, without using an
     /// attempt (or to the dead letters when they were lost too often).
     pub(crate) fn release_session(&mut self, session: SessionId, now_ms: i64) -> Vec<Transition> {

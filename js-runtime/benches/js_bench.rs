@@ -39,6 +39,7 @@ fn job(i: usize) -> JobInput {
         task_type: None,
         attempt: 1,
         timeout: None,
+        shape: Default::default(),
     }
 }
 

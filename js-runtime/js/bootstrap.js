@@ -881,10 +881,17 @@
     });
   }
 
-  // Runs one job: `await task.run({id, data}, ctx)`, returns the result as JSON text (or a
-  // promise of it).
-  function run(id, data) {
-    const result = task.run({ id, data: parseData(data) }, contextFor(id));
+  // What the task receives (queue-xec's contract, the payload as pushed): `{id, data}`, the id as
+  // the number it was pushed as (shape "numericId"), or the whole payload (shape "whole").
+  function jobFor(id, data, shape) {
+    if (shape === "whole") return parseData(data);
+    return { id: shape === "numericId" ? +id : id, data: parseData(data) };
+  }
+
+  // Runs one job: `await task.run(job, ctx)`, returns the result as JSON text (or a promise of
+  // it).
+  function run(id, data, shape) {
+    const result = task.run(jobFor(id, data, shape), contextFor(id));
     if (result !== null && (typeof result === "object" || typeof result === "function")) return settle(result);
     return toJson(result);
   }

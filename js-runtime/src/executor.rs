@@ -155,6 +155,7 @@ impl JsExecutor {
         let request = JobRequest {
             id: job.id,
             data: job.data,
+            shape: job.shape,
             seq,
             timeout: job.timeout.or(inner.config.default_timeout),
             reply,
@@ -239,6 +240,10 @@ impl Executor for JsExecutor {
                 .await
                 .map_err(|e| TaskFailure::new(e.to_string()))
         })
+    }
+    /// The embedded runtime cannot run npm: it needs the master's dependency bundle.
+    fn wants_dependency_bundle(&self) -> bool {
+        true
     }
 }
 

@@ -43,6 +43,7 @@ fn job(id: &str, what: &str) -> JobInput {
         task_type: None,
         attempt: 1,
         timeout: None,
+        shape: Default::default(),
     }
 }
 

@@ -16,7 +16,7 @@
 //!
 //! let executor = JsExecutor::new(JsConfig { concurrency: 2, ..JsConfig::default() })?;
 //! executor.load_dir("./my-task", None).await?;
-//! let job = JobInput { id: "1".into(), data: "\"hello\"".into(), task_type: None, attempt: 1, timeout: None };
+//! let job = JobInput { id: "1".into(), data: "\"hello\"".into(), task_type: None, attempt: 1, timeout: None, shape: Default::default() };
 //! let result = executor.run(job).await?;
 //! # Ok(()) }
 //! ```

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use deno_core::error::{CoreError, CoreErrorKind};
 use deno_core::{JsRuntime, PollEventLoopOptions, RuntimeOptions, v8};
 use futures::FutureExt;
-use queuexec_core::TaskFailure;
+use queuexec_core::{PayloadShape, TaskFailure};
 
 use crate::config::JsConfig;
 use crate::error::JsError;
@@ -184,16 +184,31 @@ impl TaskRuntime {
         self.loaded
     }
 
-    /// Runs one job: `await task.run({id, data})`, with `data` parsed from its JSON text, and
-    /// returns the result as JSON text. The message of the failure is what the master receives.
+    /// Runs one job of the shape [`PayloadShape::Job`] (see [`run_shaped`](Self::run_shaped)).
     pub async fn run(&mut self, id: &str, data: &str) -> Result<String, TaskFailure> {
+        self.run_shaped(id, data, PayloadShape::Job).await
+    }
+
+    /// Runs one job: `await task.run({id, data})`, with `data` parsed from its JSON text (the id
+    /// as a number for [`PayloadShape::NumericId`], the parsed data alone for
+    /// [`PayloadShape::Whole`]: queue-xec's contract, the payload as pushed), and returns the
+    /// result as JSON text. The message of the failure is what the master receives.
+    pub async fn run_shaped(
+        &mut self,
+        id: &str,
+        data: &str,
+        shape: PayloadShape,
+    ) -> Result<String, TaskFailure> {
         if !self.loaded {
             return Err(TaskFailure::new("no task.js is loaded on this worker"));
         }
         let call = {
             deno_core::scope!(scope, self.runtime);
-            let (Some(id), Some(data)) = (v8::String::new(scope, id), v8::String::new(scope, data))
-            else {
+            let (Some(id), Some(data), Some(shape)) = (
+                v8::String::new(scope, id),
+                v8::String::new(scope, data),
+                v8::String::new(scope, shape.as_str()),
+            ) else {
                 return Err(TaskFailure::new(
                     "the job's id or data is too large for the JavaScript engine",
                 ));
@@ -201,6 +216,7 @@ impl TaskRuntime {
             let args = [
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(id)),
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(data)),
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(shape)),
             ];
             JsRuntime::scoped_call_with_args(scope, &self.run_fn, &args)
         };

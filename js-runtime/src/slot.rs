@@ -42,6 +42,7 @@ pub(crate) enum SlotMessage {
 pub(crate) struct JobRequest {
     pub(crate) id: String,
     pub(crate) data: String,
+    pub(crate) shape: queuexec_core::PayloadShape,
     pub(crate) seq: u64,
     pub(crate) timeout: Option<Duration>,
     pub(crate) reply: oneshot::Sender<Result<String, TaskFailure>>,
@@ -398,6 +399,7 @@ impl Slot {
         let JobRequest {
             id,
             data,
+            shape,
             seq,
             timeout,
             reply,
@@ -417,7 +419,7 @@ impl Slot {
             tokio.block_on(async {
                 tokio::select! {
                     biased;
-                    result = runtime.run(&id, &data) => result,
+                    result = runtime.run_shaped(&id, &data, shape) => result,
                     reason = control.stopped(seq) => Err(TaskFailure::new(format!("{reason:?}"))),
                 }
             })

@@ -198,3 +198,32 @@ def test_a_python_master_restarted_on_its_store_carries_on_with_a_cli_worker(
     assert all(line["data"] == {"n": int(line["jobID"][4:])} for line in lines)
     assert {line["worker"]["name"] for line in lines} == {"steady"}
     assert second.popen.wait(10) == 0
+
+
+def test_a_cli_worker_whose_task_cannot_load_is_named_to_a_python_master_and_costs_no_attempt(
+    env: dict[str, str], spawn: Spawn, cli: Path, tmp_path: Path
+) -> None:
+    task = tmp_path / "task.js"
+    task.write_text(
+        "require('qx-never-announced');\nclass Task { async run(job) { return 1; } }\nmodule.exports = Task;\n"
+    )
+    with queuexec.Master(task=task, watch_assets=False) as master:
+        ids = [master.push({"n": n}, retries=0).id for n in range(5)]
+        # No --exec: task.js runs in the embedded runtime.
+        spawn([str(cli), "worker", "--name", "cli-broken"], "cli-broken")
+        failed = next(e for e in master.events(timeout=30) if isinstance(e, queuexec.TaskLoadFailed))
+        assert failed.kind == "taskLoadFailed"
+        assert failed.worker.name == "cli-broken"
+        assert "qx-never-announced" in failed.reason
+        time.sleep(0.5)
+        stats = master.stats()
+        assert (stats.queued, stats.running, stats.retried, stats.done, stats.dead) == (5, 0, 0, 0, 0), stats
+        assert stats.workers == 1, "the worker stayed connected"
+
+        task.write_text("class Task { async run(job) { return { n: job.data.n + 1 }; } }\nmodule.exports = Task;\n")
+        assert master.reload_assets()
+        results = collect(master, 5, timeout=60)
+    assert sorted(results) == sorted(ids)
+    for result in results.values():
+        assert result.ok, result.error
+        assert result.worker.name == "cli-broken"

@@ -8,8 +8,8 @@ const path = require('node:path');
 
 const native = require('./native');
 const { loadDotenv, resolveTokens, Logger } = require('./env');
-const { ConfigError, PayloadError, JobError, fromNative } = require('./errors');
-const { encodePayload, WHOLE_MARK } = require('./payload');
+const { ConfigError, PayloadError, JobError, TaskLoadError, fromNative } = require('./errors');
+const { encodePayload } = require('./payload');
 const { LocalPool, localWorkerCount } = require('./local-pool');
 
 loadDotenv();
@@ -547,6 +547,19 @@ class Master extends EventEmitter {
         this.log.notice(event.message);
         this._emitSafely('warning', event.message);
         break;
+      case 'taskLoadFailed': {
+        // A worker whose task cannot load gave its jobs back unrun (no attempt used) and takes
+        // none until the assets change: an 'error' event naming it (logged when nobody listens).
+        const error = new TaskLoadError(
+          `worker ${event.workerName} (${event.workerId}) cannot load the task: ${event.reason}; ` +
+            'it takes no jobs until the assets change (its jobs went back to the queue)',
+          { code: 'ERR_QUEUEXEC_TASK_LOAD' },
+        );
+        error.worker = { id: event.workerId, name: event.workerName };
+        error.reason = event.reason;
+        this._report(error);
+        break;
+      }
       default:
         this.log.debug('event', event);
     }
@@ -769,8 +782,8 @@ function toJob(payload, options = {}) {
   try {
     encoded = encodePayload(payload);
     if (opts.id !== undefined && opts.id !== null && opts.id !== '') {
-      const data = encoded.data.endsWith(WHOLE_MARK) ? encoded.data : JSON.stringify(payload) + WHOLE_MARK;
-      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, jobID: opts.id };
+      const data = encoded.shape === 'whole' ? encoded.data : JSON.stringify(payload);
+      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, shape: 'whole', jobID: opts.id };
     }
   } catch (error) {
     throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
@@ -778,7 +791,7 @@ function toJob(payload, options = {}) {
       cause: error,
     });
   }
-  const job = { id: encoded.id, data: encoded.data };
+  const job = { id: encoded.id, data: encoded.data, shape: encoded.shape };
   if (opts.priority !== undefined) job.priority = integer(opts.priority, 'priority');
   if (opts.retries !== undefined) job.retries = Math.max(0, integer(opts.retries, 'retries'));
   if (opts.timeout !== undefined) job.timeoutMs = milliseconds(opts.timeout, 'timeout');

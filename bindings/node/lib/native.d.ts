@@ -39,7 +39,8 @@ export type MasterEvent =
       cmd?: string;
       data?: string;
     }
-  | { kind: 'stats'; report: string };
+  | { kind: 'stats'; report: string }
+  | { kind: 'taskLoadFailed'; workerId: string; workerName: string; reason: string };
 
 /** Something that happened on a worker (`NativeWorker.nextEvents`). */
 export type WorkerEvent =

@@ -10,20 +10,17 @@
 // string or array) travels whole as the data.
 //
 // What the job id and data alone cannot say (that the id was a number, or that the data is the
-// whole payload) is marked by JSON whitespace after the text, which every JSON parser skips:
-//   no mark  {id: string, data}  -> job id = id,         data = JSON(data)
-//   '\t'     {id: number, data}  -> job id = String(id), data = JSON(data) + '\t'
-//   '\t\t'   anything else       -> job id = payload.id when it has one, data = JSON(payload) + '\t\t'
-// The Node worker reads the mark; other workers never see a difference. JSON.stringify never
-// ends its output with whitespace, so an unmarked text is never mistaken for a marked one.
-
-const NUMERIC_ID_MARK = '\t';
-const WHOLE_MARK = '\t\t';
+// whole payload) travels with the job as its shape, a field the core seals with the data
+// (queuexec_core::PayloadShape), and every worker hands its task the same value:
+//   'job'        {id: string, data}  -> job id = id,         data = JSON(data)
+//   'numericId'  {id: number, data}  -> job id = String(id), data = JSON(data)
+//   'whole'      anything else       -> job id = payload.id when it has one, data = JSON(payload)
 
 /**
- * A payload as {id, data, jobID}: the core job id (undefined: the master assigns one), the JSON
- * text to send, and the jobID the result will carry (the payload's own id, undefined when it
- * has none, as queue-xec's results had none). Throws a TypeError for what JSON cannot carry.
+ * A payload as {id, data, shape, jobID}: the core job id (undefined: the master assigns one), the
+ * JSON text to send, its shape, and the jobID the result will carry (the payload's own id,
+ * undefined when it has none, as queue-xec's results had none). Throws a TypeError for what JSON
+ * cannot carry.
  */
 function encodePayload(payload) {
   const isObject = payload !== null && typeof payload === 'object' && !Array.isArray(payload);
@@ -31,15 +28,15 @@ function encodePayload(payload) {
   const jobShaped = keys.length === 2 && keys[0] === 'id' && keys[1] === 'data' && payload.data !== undefined;
   const id = isObject ? payload.id : undefined;
   if (jobShaped && typeof id === 'string' && id !== '') {
-    return { id, data: stringify(payload.data), jobID: id };
+    return { id, data: stringify(payload.data), shape: 'job', jobID: id };
   }
   if (jobShaped && typeof id === 'number' && Number.isFinite(id) && String(Number(String(id))) === String(id)) {
-    return { id: String(id), data: stringify(payload.data) + NUMERIC_ID_MARK, jobID: id };
+    return { id: String(id), data: stringify(payload.data), shape: 'numericId', jobID: id };
   }
   const text = stringify(payload);
   let coreId;
   if ((typeof id === 'string' && id !== '') || (typeof id === 'number' && Number.isFinite(id))) coreId = String(id);
-  return { id: coreId, data: text + WHOLE_MARK, jobID: coreId === undefined ? undefined : id };
+  return { id: coreId, data: text, shape: 'whole', jobID: coreId === undefined ? undefined : id };
 }
 
 function stringify(value) {
@@ -48,10 +45,10 @@ function stringify(value) {
   return text;
 }
 
-/** What a task receives for a core job: the payload as pushed (see the table above). */
-function decodePayload(id, text) {
-  if (text.endsWith(WHOLE_MARK)) return parse(text);
-  if (text.endsWith(NUMERIC_ID_MARK)) {
+/** What a task receives for a core job of this shape: the payload as pushed (see the table above). */
+function decodePayload(id, text, shape) {
+  if (shape === 'whole') return parse(text);
+  if (shape === 'numericId') {
     const n = Number(id);
     if (Number.isFinite(n) && String(n) === id) return { id: n, data: parse(text) };
   }
@@ -66,4 +63,4 @@ function parse(text) {
   }
 }
 
-module.exports = { encodePayload, decodePayload, NUMERIC_ID_MARK, WHOLE_MARK };
+module.exports = { encodePayload, decodePayload };

@@ -160,7 +160,7 @@ class TaskHost {
     }
     try {
       if (!this.task) return { error: this.loadError || 'no task.js is loaded' };
-      const input = decodePayload(job.id, job.data);
+      const input = decodePayload(job.id, job.data, job.shape);
       const context = {
         id: job.id,
         attempt: job.attempt,

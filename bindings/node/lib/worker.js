@@ -16,10 +16,6 @@ loadDotenv();
 
 const EVENT_BATCH = 256;
 
-/** After a task failed to load: first pause before trying again, and the longest. */
-const LOAD_RETRY_FIRST_MS = 5000;
-const LOAD_RETRY_MAX_MS = 5 * 60 * 1000;
-
 /** The core's defaults for a worker's concurrency, name and prefetch. */
 const DEFAULTS = native.defaults();
 
@@ -91,11 +87,6 @@ class Worker extends EventEmitter {
       statsIntervalMs: statsInterval === undefined ? undefined : Number(statsInterval),
       exitWhenDrained: Boolean(exitWhenDrained),
     };
-    this._retryMs = LOAD_RETRY_FIRST_MS;
-    this._retryTimer = null;
-    // Native handles this worker is leaving (after a task that could not load, or a probe).
-    this._leaving = new WeakSet();
-    this._probe = false;
 
     /** Resolves with this worker once it is running; rejects with why it could not start. */
     this.ready = this._start().then(
@@ -109,17 +100,14 @@ class Worker extends EventEmitter {
     this.ready.catch(() => {});
   }
 
-  /** Starts a native worker (again, after a task that could not load) and pumps its events. */
+  /** Starts the native worker and pumps its events. */
   _start() {
     this._starting = this._startNative();
     return this._starting;
   }
 
   async _startNative() {
-    // After a task that could not load, the worker comes back as a probe holding one job at
-    // most, so a task still broken costs one job attempt per try, not concurrency + batchSize.
-    const options = this._probe ? { ...this._options, concurrency: 1, prefetch: 0 } : this._options;
-    const handle = await native.startWorker(options, (info) => this._load(info));
+    const handle = await native.startWorker(this._options, (info) => this._load(info));
     this._native = handle;
     this.id = handle.peerId;
     this._host.link = handle;
@@ -131,55 +119,23 @@ class Worker extends EventEmitter {
 
   /**
    * The master's assets arrived: load the task. When it cannot load, the worker says so (an
-   * 'error' event, a warning at the default level), leaves the master at once, so the jobs it
-   * holds go back to the queue for other workers, and comes back after a pause (5 s, doubling
-   * up to 5 min) as a probe holding one job at most, to install and load the master's assets as
-   * they are then. Answering the core with the failure instead would fail the held jobs and
-   * take the next ones, which would fail too: the queue would burn its attempts in a loop.
+   * 'error' event, a warning at the default level) and answers the core with the failure: the
+   * core gives the jobs it holds back to the master unrun (they use no attempt; the master's
+   * user gets an 'error' event naming this worker), and the master sends this worker no jobs
+   * until its assets change (or, after a pause, to try again). Then the core fetches the
+   * changed assets and calls this again.
    */
   async _load(info) {
     const outcome = await this._host.load(info);
-    // The core may load before startWorker has resolved: wait for the handle it is loading for.
-    const handle = await this._starting.catch(() => null);
-    if (!outcome.error) {
-      this._retryMs = LOAD_RETRY_FIRST_MS;
-      if (this._probe && handle && !this._leaving.has(handle)) {
-        // The task loads again: back at full concurrency and batchSize (the probe's one job,
-        // if it has one, goes back to the queue).
-        this._probe = false;
-        this._leaving.add(handle);
-        setImmediate(() => this._restart(handle, 0));
-      }
-      return outcome;
-    }
-    if (!handle || this._leaving.has(handle)) return outcome;
-    this._leaving.add(handle);
-    const delay = this._retryMs;
-    this._retryMs = Math.min(this._retryMs * 2, LOAD_RETRY_MAX_MS);
-    this._probe = true;
+    if (!outcome.error) return outcome;
     const error = new TaskLoadError(
-      `${outcome.error}; this worker takes no jobs and tries again in ${Math.round(delay / 1000)} s ` +
+      `${outcome.error}; this worker takes no jobs and tries again when the master's assets change ` +
         '(fix the task or its dependencies on the master: workers fetch the changed assets)',
       { code: 'ERR_QUEUEXEC_TASK_LOAD' },
     );
     this.log.notice(error.message);
     if (this.listenerCount('error') > 0) this._emitSafely('error', error);
-    // Answered only once the worker has left the master (the core waits for the answer and
-    // takes no job meanwhile); by then nobody listens.
-    return this._restart(handle, delay).then(() => outcome);
-  }
-
-  /** Leaves the master with `handle` and starts again after `delay` ms (unless closed). */
-  async _restart(handle, delay) {
-    await handle.close().catch(() => {});
-    await this._pumpDone;
-    if (this._closed) return;
-    this._retryTimer = setTimeout(() => {
-      this._retryTimer = null;
-      if (this._closed) return;
-      this.log.info('trying the master\'s task again');
-      this._restarting = this._start().catch((error) => this._report(fromNative(error), 'could not start again'));
-    }, delay);
+    return outcome;
   }
 
   /** Adds `delta` (default 1) to this worker's custom metric `name`, reported in the master's 'stats'. */
@@ -219,14 +175,12 @@ class Worker extends EventEmitter {
   async close() {
     if (this._closing) return this._closing;
     this._closed = true;
-    if (this._retryTimer) clearTimeout(this._retryTimer);
     this._closing = (async () => {
       try {
         await this.ready;
       } catch {
         return;
       }
-      await this._restarting;
       const handle = this._native;
       await handle.close().catch((error) => {
         throw fromNative(error);

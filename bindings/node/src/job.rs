@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use napi_derive::napi;
-use queuexec_core::{JobInput, JobResult, JobSpec, TaskFailure};
+use queuexec_core::{JobInput, JobResult, JobSpec, PayloadShape, TaskFailure};
 
 /// One job to push.
 #[napi(object, js_name = "Job")]
@@ -28,6 +28,9 @@ pub struct JsJob {
     pub delay_ms: Option<f64>,
     /// Keep this job in memory only, even when the master has a durable store.
     pub in_memory: Option<bool>,
+    /// How the task receives it: `'job'` ({id, data}, the default), `'numericId'` ({id, data}
+    /// with the id as a number) or `'whole'` (the data is the payload as pushed).
+    pub shape: Option<String>,
 }
 
 impl From<JsJob> for JobSpec {
@@ -41,6 +44,12 @@ impl From<JsJob> for JobSpec {
             timeout: job.timeout_ms.and_then(millis),
             delay: job.delay_ms.and_then(millis),
             in_memory: job.in_memory.unwrap_or(false),
+            // The JS layer only sends the names it has; anything else is a plain job.
+            shape: job
+                .shape
+                .as_deref()
+                .and_then(PayloadShape::from_name)
+                .unwrap_or_default(),
         }
     }
 }
@@ -110,6 +119,8 @@ pub struct JsJobInput {
     pub attempt: u32,
     /// The job's wall-clock limit in milliseconds, if it has one.
     pub timeout_ms: Option<f64>,
+    /// How the task receives it: `'job'`, `'numericId'` or `'whole'` (see `Job.shape`).
+    pub shape: String,
 }
 
 impl From<JobInput> for JsJobInput {
@@ -120,6 +131,7 @@ impl From<JobInput> for JsJobInput {
             task_type: job.task_type,
             attempt: job.attempt,
             timeout_ms: job.timeout.map(|t| t.as_secs_f64() * 1000.0),
+            shape: job.shape.as_str().to_string(),
         }
     }
 }

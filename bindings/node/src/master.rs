@@ -159,7 +159,8 @@ pub struct JsMaster {
 
 /// Something that happened on a master, as a discriminated union on `kind`:
 /// `{kind: 'result', result}`, `{kind: 'workerJoined' | 'workerLeft', workerId, workerName}`,
-/// `{kind: 'drained'}`, `{kind: 'warning', message}`.
+/// `{kind: 'drained'}`, `{kind: 'warning', message}`,
+/// `{kind: 'taskLoadFailed', workerId, workerName, reason}`.
 #[napi(
     discriminant = "kind",
     discriminant_case = "camelCase",
@@ -219,6 +220,15 @@ pub enum JsMasterEvent {
         /// `{raw, agg: {last, diff}, avgTimeSpan}`.
         report: String,
     },
+    /// A worker could not install or load the task; the jobs it held went back to the queue.
+    TaskLoadFailed {
+        /// The worker's peer id.
+        worker_id: String,
+        /// The worker's name.
+        worker_name: String,
+        /// Why, as the worker reported it.
+        reason: String,
+    },
 }
 
 impl JsMasterEvent {
@@ -242,6 +252,14 @@ impl JsMasterEvent {
             MasterEvent::Call(call) => call_event(call)?,
             MasterEvent::Stats(report) => JsMasterEvent::Stats {
                 report: report.to_json(),
+            },
+            MasterEvent::TaskLoadFailed {
+                worker: WorkerInfo { id, name },
+                reason,
+            } => JsMasterEvent::TaskLoadFailed {
+                worker_id: id,
+                worker_name: name,
+                reason,
             },
             other => {
                 tracing::debug!(?other, "a master event this addon does not know");

@@ -99,7 +99,7 @@ test('a dependency already on disk is not installed again; yarn.lock picks yarn,
   await assert.rejects(installDependencies(['not-here'], nested, app, log), (e) => /yarn add not-here failed/.test(e.message) && /not installed/.test(e.message));
 });
 
-test('a task that cannot load: the worker says so, leaves, comes back holding one job at most, and runs every job once the master fixes the task', { timeout: 120000 }, async (t) => {
+test('a task that cannot load: the worker says so, the master names it, no job runs or uses an attempt, and every job runs once the master fixes the task', { timeout: 120000 }, async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t, 'qx-master-');
   fs.mkdirSync(path.join(cwd, 'src'));
@@ -112,27 +112,22 @@ test('a task that cannot load: the worker says so, leaves, comes back holding on
      const fs = require('fs');
      const out = (o) => console.log(JSON.stringify(o));
      const mm = new Master({ watchAssets: false, onResults: (r) => { out({ result: r }); } });
-     mm.on('error', (e) => out({ jobError: e.message }));
      let left = 0;
-     // The most jobs leased at once while the probe (the second try) is connected.
-     let probeRunning = 0;
-     let polling = null;
-     mm.on('workerLeft', async () => {
-       left += 1;
+     let failures = 0;
+     mm.on('workerLeft', () => { left += 1; });
+     mm.on('error', async (e) => {
+       failures += 1;
+       if (failures !== 1) return out({ laterError: e.message });
        const stats = await mm.stats();
-       // The first try and one probe fail; then the task is fixed.
-       if (left === 1) {
-         polling = setInterval(() => mm.stats().then((s) => { probeRunning = Math.max(probeRunning, s.running); }, () => {}), 20);
-         return out({ leftOnce: true, stats });
-       }
-       if (left !== 2) return;
-       clearInterval(polling);
+       // Still connected, holding nothing: the jobs went back unrun. Then the task is fixed.
+       await new Promise((r) => setTimeout(r, 500));
+       const later = await mm.stats();
        fs.writeFileSync(${JSON.stringify(taskPath)}, 'class Task { async run(job) { return { ok: job.id }; } }\\nmodule.exports = Task;\\n');
-       out({ left: true, stats, probeRunning, changed: await mm.reloadAssets() });
+       out({ loadError: { message: e.message, code: e.code, worker: e.worker }, stats, later, left, changed: await mm.reloadAssets() });
      });
      mm.on('workerJoined', (w) => out({ joined: w.name }));
      mm.ready.then(() => mm.pushNewJobs(Array.from({ length: 20 }, (_, i) => ({ id: i, data: String(i) })))).then(() => out({ pushed: true }));
-     mm.on('drained', () => mm.close().then(() => out({ closed: true })));`,
+     mm.on('drained', () => mm.close().then(() => out({ closed: true, left })));`,
   );
   const master = run(t, script, { cwd, env });
   await master.next((l) => l.pushed);
@@ -142,21 +137,28 @@ test('a task that cannot load: the worker says so, leaves, comes back holding on
   assert.equal(reported.error.code, 'ERR_QUEUEXEC_TASK_LOAD');
   assert.match(reported.error.message, /qx-never-announced/);
   assert.match(reported.error.message, /execAssets\.dependencies/, 'it says how to fix it');
-  const once = await master.next((l) => l.leftOnce, 30000);
-  const left = await master.next((l) => l.left, 30000);
-  assert.equal(left.changed, true);
-  assert.equal(left.stats.done, 0, 'no job ran while the task could not load');
-  // The jobs a leaving worker held are lost, not failed: the core queues them again without
-  // using an attempt.
-  assert.equal(once.stats.retried, 0, `the first try cost no attempts: ${JSON.stringify(once.stats)}`);
-  assert.equal(left.stats.retried, 0, `the probe cost no attempts: ${JSON.stringify(left.stats)}`);
-  assert.ok(left.probeRunning <= 1, `the probe held one job at most: ${left.probeRunning} were leased at once`);
-  assert.equal(worker.lines.filter((l) => l.error).length, 2, 'each failed try was reported');
-  await master.next((l) => l.closed, 60000);
+  const failed = await master.next((l) => l.loadError, 30000);
+  assert.equal(failed.loadError.code, 'ERR_QUEUEXEC_TASK_LOAD');
+  assert.equal(failed.loadError.worker.name, 'retrier');
+  assert.match(failed.loadError.message, /worker retrier \(12D3Koo\w+\) cannot load the task/);
+  assert.match(failed.loadError.message, /qx-never-announced/, 'the master hears why');
+  assert.equal(failed.changed, true);
+  for (const stats of [failed.stats, failed.later]) {
+    assert.equal(stats.done, 0, 'no job ran while the task could not load');
+    assert.equal(stats.retried, 0, `giving the jobs back cost no attempts: ${JSON.stringify(stats)}`);
+    assert.equal(stats.running, 0, `the worker holds no job: ${JSON.stringify(stats)}`);
+    assert.equal(stats.queued, 20, `every job is back in the queue: ${JSON.stringify(stats)}`);
+    assert.equal(stats.workers, 1, 'the worker stayed connected');
+  }
+  assert.equal(failed.left, 0, 'the worker did not leave');
+  const closed = await master.next((l) => l.closed, 60000);
+  assert.equal(closed.left, 0, 'the worker never left');
   const got = results(master);
   assert.deepEqual(got.filter((r) => r.error), [], 'no job lost its last attempt');
   assert.deepEqual(got.map((r) => r.jobID).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i));
-  assert.ok(got.every((r) => r.data.ok === r.jobID));
+  assert.ok(got.every((r) => r.data.ok === r.jobID && r.worker.name === 'retrier'));
+  assert.equal(worker.lines.filter((l) => l.error).length, 1, 'the failure was reported once');
+  assert.deepEqual(master.lines.filter((l) => l.laterError), [], 'the master reported it once');
   worker.child.kill('SIGTERM');
 });
 
@@ -244,29 +246,38 @@ test('the task gets every kind of payload as pushed and the result is {jobID, wo
   worker.child.kill('SIGTERM');
 });
 
-test('a sandboxed worker runs the same task.js with numeric ids and extra keys (the whitespace marks are invisible to it)', { timeout: 120000 }, async (t) => {
+test('a sandboxed worker (the embedded runtime, as the CLI and Python run task.js) gives the task the same payloads as a Node worker: the shape travels with the job', { timeout: 120000 }, async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);
   fs.mkdirSync(path.join(cwd, 'src'));
   fs.writeFileSync(
     path.join(cwd, 'src', 'task.js'),
-    'class Task { async run(job) { const d = typeof job.data === "string" ? JSON.parse(job.data) : job.data; return { id: job.id, d }; } }\nmodule.exports = Task;\n',
+    'class Task { async run(job) { return { job, idType: job && typeof job.id }; } }\nmodule.exports = Task;\n',
   );
+  // A numeric id, extra keys, no id, not an object, and data that ends in whitespace (the marks
+  // this replaced were whitespace after the JSON text).
+  const payloads = [{ id: 7, data: JSON.stringify({ x: 1 }) }, { id: 'e', data: 1, more: 2 }, { data: 'no id' }, [1, 'two'], 5, { id: 8, data: 'tab\t' }, { id: 's', data: 'x\t\t' }];
   const script = path.join(cwd, 'sandboxed.js');
   fs.writeFileSync(
     script,
     `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const payloads = ${JSON.stringify(payloads)};
      const got = [];
-     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === 2) { console.log(JSON.stringify({ got })); mm.close(); } } });
-     mm.on('workerJoined', () => Promise.all([mm.pushNewJob({ id: 7, data: JSON.stringify({ x: 1 }) }), mm.pushNewJob({ id: 'e', data: 1, more: 2 })]));`,
+     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === payloads.length) { console.log(JSON.stringify({ got })); mm.close(); } } });
+     mm.once('workerJoined', () => Promise.all(payloads.map((p) => mm.pushNewJob(p))));`,
   );
   const worker = run(t, WORKER, { cwd: tmpdir(t), env: { ...env, QX_NAME: 'sandboxed', QX_SANDBOX: '1' } });
   const master = run(t, script, { cwd, env });
   const { got } = await master.next((l) => l.got, 60000);
+  for (const p of payloads) {
+    const match = got.find((r) => JSON.stringify(r.data.job) === JSON.stringify(p));
+    assert.ok(match, `the sandboxed task received ${JSON.stringify(p)} as pushed; got ${got.map((r) => JSON.stringify(r.data.job)).join(' | ')}`);
+    assert.equal(match.worker.name, 'sandboxed');
+  }
   const seven = got.find((r) => r.jobID === 7);
-  assert.deepEqual(seven.data, { id: '7', d: { x: 1 } }, "queue-xec's {id, data}: job.data is the JSON string the master was given");
-  const extra = got.find((r) => r.jobID === 'e');
-  assert.deepEqual(extra.data, { id: 'e', d: { id: 'e', data: 1, more: 2 } }, 'other shapes travel whole as the data');
+  assert.equal(seven.data.idType, 'number', 'a numeric id reaches the sandboxed task as a number');
+  assert.deepEqual(seven.data.job, { id: 7, data: '{"x":1}' }, "queue-xec's {id, data}: job.data is the JSON string the master was given");
+  assert.equal(got.find((r) => r.jobID === 8).data.job.data, 'tab\t', 'data ending in a tab is data');
   worker.child.kill('SIGTERM');
 });
 

@@ -109,6 +109,7 @@ test('native.d.ts declares the event kinds lib/ dispatches', () => {
     'drained',
     'result',
     'stats',
+    'taskLoadFailed',
     'warning',
     'workerJoined',
     'workerLeft',
@@ -156,9 +157,9 @@ test('a real master and worker emit events that are members of the declared unio
   assert.equal(finished.filter((e) => typeof e.error === 'string').length, 1);
 });
 
-test('a refused worker and a master that warns emit declared members too', { timeout: 60000 }, async (t) => {
+test('a refused worker, a master that warns and a worker whose task cannot load emit declared members too', { timeout: 60000 }, async (t) => {
   isolated(t);
-  inAppFolder(t, 'class Task { async run() { return 1; } }\nmodule.exports = Task;\n');
+  inAppFolder(t, "require('left-pad');\nclass Task { async run() { return 1; } }\nmodule.exports = Task;\n");
   // No npm on PATH: the dependency bundle cannot be built (nothing is fetched), so the master warns.
   const noNpm = tmpdir(t);
   process.env.PATH = noNpm;
@@ -172,8 +173,21 @@ test('a refused worker and a master that warns emit declared members too', { tim
     execAssets: { dependencies: 'left-pad' },
   });
   t.after(() => mm.close());
-  const warning = await new Promise((resolve) => mm.once('warning', resolve));
+  const errors = [];
+  mm.on('error', (e) => errors.push(e));
+  await mm.ready;
+  // The bundle is built only when a worker that cannot install dependencies asks for it: a
+  // sandboxed one (the embedded runtime). Without it, this task cannot load.
+  const sandboxed = new RecordingWorker({ token: room, transferEncryptToken: 'x'.repeat(32), sandbox: true });
+  t.after(() => sandboxed.close());
+  const warned = new Promise((resolve) => mm.once('warning', resolve));
+  await mm.pushNewJob({ id: 'needs-left-pad', data: 1 });
+  const warning = await warned;
   assert.match(warning, /npm was not found/);
+  await waitFor(() => errors.length > 0, 30000, "the master's 'error' for the task that cannot load");
+  assert.equal(errors[0].code, 'ERR_QUEUEXEC_TASK_LOAD');
+  assert.match(errors[0].message, /cannot load the task/);
+  assert.match(errors[0].reason, /npm was not found/);
   const w = new RecordingWorker({ token: room, transferEncryptToken: 'y'.repeat(32) });
   t.after(() => w.close());
   await new Promise((resolve) => w.once('error', resolve));

@@ -10,11 +10,11 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync, spawnSync } = require('node:child_process');
+const { execFileSync, spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { ROOT, tmpdir, testEnv, run, MASTER_PKG, WORKER_PKG } = require('./helpers');
+const { ROOT, FIXTURES, tmpdir, testEnv, run, MASTER_PKG, WORKER_PKG } = require('./helpers');
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const MB = 1024 * 1024;
@@ -222,6 +222,126 @@ test('the packed tarballs install into a fresh app with a node_modules/ and a ma
   );
   w.child.kill('SIGTERM');
 });
+
+/** The `queuexec` CLI: QUEUEXEC_CLI, or the debug build in the workspace's target directory. */
+function cliBinary() {
+  const target = process.env.CARGO_TARGET_DIR || path.join(ROOT, '..', '..', 'target');
+  const bin = process.env.QUEUEXEC_CLI || path.join(target, 'debug', process.platform === 'win32' ? 'queuexec.exe' : 'queuexec');
+  assert.ok(fs.existsSync(bin), `no queuexec CLI at ${bin}: run \`cargo build -p queuexec-cli\` first, or set QUEUEXEC_CLI`);
+  return bin;
+}
+
+/** A process whose stdout is plain text (the upstream examples print with console.dir). */
+function spawnText(t, command, args, options) {
+  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = { child, stdout: '', stderr: '' };
+  child.stdout.on('data', (d) => {
+    out.stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    out.stderr += d;
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return out;
+}
+
+/**
+ * The results the upstream basic example printed with console.dir: the jobIDs (as printed, a
+ * number), worker names, the moment-formatted dates the task returned, and results with an error.
+ */
+function printedResults(text) {
+  const ok = /\{\s*jobID: (\d+),\s*worker: \{\s*id: '([^']+)',\s*name: '([^']+)'\s*\},\s*data: '-- [\d.e-]+ on (.+?) -- result <anything serialized>'\s*\}/g;
+  const results = new Map();
+  for (const m of text.matchAll(ok)) results.set(Number(m[1]), { worker: m[3], date: m[4] });
+  const errors = [...text.matchAll(/jobID: (\d+),\s*worker: [^}]*\},\s*error: /g)].map((m) => Number(m[1]));
+  return { results, errors };
+}
+
+/** Waits (at most `ms`) until the process printed `count` results, or fails saying what it printed. */
+async function waitForResults(proc, count, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const printed = printedResults(proc.stdout);
+    if (printed.results.size + printed.errors.length >= count) return printed;
+    if (Date.now() > deadline || proc.child.exitCode !== null) {
+      assert.fail(
+        `${what}: ${printed.results.size} results and ${printed.errors.length} errors within ${ms} ms ` +
+          `(exit ${proc.child.exitCode}); master output ends: ${proc.stdout.slice(-2000)} ${proc.stderr.slice(-2000)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test(
+  "queue-xec's own examples run unchanged (but the require path) on the first try from the packed tarballs in fresh apps: with a Node worker, and with a CLI worker running the same task.js in the embedded runtime",
+  { timeout: 600000 },
+  async (t) => {
+    const cli = cliBinary();
+    const dest = tmpdir(t, 'qx-pack-');
+    const master = pack(MASTER_PKG, dest);
+    const worker = pack(WORKER_PKG, dest);
+    const platform = packPlatform(t, dest);
+    const upstream = path.join(FIXTURES, 'upstream');
+
+    // The master's app: examples/basic as published, in an app with its own node_modules/.
+    const masterApp = freshApp(t);
+    install(masterApp, [master.file, platform.file]);
+    for (const file of ['index.js', 'task.js']) fs.copyFileSync(path.join(upstream, 'basic', file), path.join(masterApp, file));
+    // The worker's app: queue-xec-worker's example as published.
+    const workerApp = freshApp(t);
+    install(workerApp, [worker.file, platform.file]);
+    fs.copyFileSync(path.join(upstream, 'worker', 'index.js'), path.join(workerApp, 'index.js'));
+
+    // The examples set their own tokens; this test's room directory keeps them apart from
+    // other tests', and its bundle cache starts empty.
+    const cache = tmpdir(t, 'qx-bundle-cache-');
+    const env = testEnv(t, { QUEUEXEC_CACHE_DIR: cache });
+    delete env.QUEUEXEC_NATIVE_LIBRARY_PATH;
+    const bundles = () => (fs.existsSync(path.join(cache, 'bundles')) ? fs.readdirSync(path.join(cache, 'bundles')) : []);
+
+    // 1. A Node worker: it installs big.js and moment into its app, as queue-xec's did.
+    const nodeWorker = spawnText(t, process.execPath, ['index.js'], { cwd: workerApp, env });
+    const first = spawnText(t, process.execPath, ['index.js'], { cwd: masterApp, env });
+    const byNode = await waitForResults(first, 500, 240000, 'the basic example with a Node worker');
+    assert.deepEqual(byNode.errors, [], 'no job failed on the first try');
+    assert.deepEqual([...byNode.results.keys()].sort((a, b) => a - b), Array.from({ length: 500 }, (_, i) => i));
+    for (const r of byNode.results.values()) {
+      assert.equal(r.worker, 'worker_1');
+      assert.match(r.date, /^[A-Z][a-z]+ \d{1,2}(st|nd|rd|th) \d{4}, \d{1,2}:\d\d:\d\d [ap]m$/, 'moment formatted the date');
+    }
+    assert.ok(fs.existsSync(path.join(workerApp, 'node_modules', 'moment', 'package.json')), 'the Node worker installed moment itself');
+    assert.deepEqual(bundles(), [], 'the master built no dependency bundle: no Node worker asks for one, and it is never built at start');
+    assert.ok(!fs.existsSync(path.join(workerApp, '.queuexec', 'bundles')), 'the Node worker was sent no bundle');
+    nodeWorker.child.kill('SIGTERM');
+    first.child.kill('SIGTERM');
+    await new Promise((r) => first.child.once('exit', r));
+
+    // 2. The same example and task.js with a CLI worker: task.js runs in the embedded runtime,
+    // which cannot run npm, so the worker asks the master for the dependency bundle, built then.
+    const workplace = tmpdir(t, 'qx-cli-workplace-');
+    const cliEnv = { ...env, token: 'demoCHannel0', transferEncryptToken: '00000000000000000000000000000000' };
+    const second = spawnText(t, process.execPath, ['index.js'], { cwd: masterApp, env });
+    const cliWorker = spawnText(t, cli, ['worker', '--name', 'cli_1', '--workplace', workplace], { cwd: workplace, env: cliEnv });
+    const byCli = await waitForResults(second, 500, 240000, `the basic example with a CLI worker (its stderr: ${cliWorker.stderr.slice(-1000)})`);
+    assert.deepEqual(byCli.errors, [], 'no job failed on the first try');
+    assert.deepEqual([...byCli.results.keys()].sort((a, b) => a - b), Array.from({ length: 500 }, (_, i) => i));
+    for (const r of byCli.results.values()) {
+      assert.equal(r.worker, 'cli_1');
+      assert.match(r.date, /^[A-Z][a-z]+ \d{1,2}(st|nd|rd|th) \d{4}, \d{1,2}:\d\d:\d\d [ap]m$/, 'moment formatted the date');
+    }
+    assert.equal(bundles().length, 1, 'the master built the bundle once, when the CLI worker asked, and cached it');
+    const unpacked = fs.readdirSync(path.join(workplace, '.queuexec', 'bundles')).filter((d) => !d.startsWith('.'));
+    assert.equal(unpacked.length, 1);
+    for (const dep of ['moment', 'big.js']) {
+      assert.ok(fs.existsSync(path.join(workplace, '.queuexec', 'bundles', unpacked[0], 'node_modules', dep, 'package.json')), `${dep} came in the bundle`);
+    }
+    cliWorker.child.kill('SIGTERM');
+    second.child.kill('SIGTERM');
+  },
+);
 
 test('without its platform package, requiring queue-xec-master names the platform and the package to install', { timeout: 300000 }, (t) => {
   const dest = tmpdir(t, 'qx-pack-');

@@ -55,6 +55,7 @@ event_class!(worker_joined, "WorkerJoined");
 event_class!(worker_left, "WorkerLeft");
 event_class!(drained, "Drained");
 event_class!(warning_event, "WarningEvent");
+event_class!(task_load_failed, "TaskLoadFailed");
 event_class!(connected, "Connected");
 event_class!(disconnected, "Disconnected");
 event_class!(assets_installed, "AssetsInstalled");
@@ -146,6 +147,9 @@ pub(crate) fn master_events(
                 Some(object) => object,
                 None => continue,
             },
+            MasterEvent::TaskLoadFailed { worker, reason } => {
+                task_load_failed(py)?.call1((worker_info(py, worker)?, reason))?
+            }
             other => {
                 tracing::debug!(?other, "a master event this binding does not know");
                 continue;

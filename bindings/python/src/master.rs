@@ -313,5 +313,6 @@ fn job_spec(
         timeout: seconds("timeout", timeout)?,
         delay: seconds("delay", delay)?,
         in_memory,
+        ..JobSpec::default()
     })
 }

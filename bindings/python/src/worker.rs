@@ -113,6 +113,12 @@ impl Executor for PyExecutor {
             None => Box::pin(futures::future::ready(Ok(()))),
         }
     }
+    /// Only the master's task.js (the fallback, in the embedded runtime) needs the bundle.
+    fn wants_dependency_bundle(&self) -> bool {
+        self.fallback
+            .as_ref()
+            .is_some_and(|fallback| fallback.wants_dependency_bundle())
+    }
 }
 
 /// Calls the dispatcher with the job and a `done(ok, text)` callback; returns its cancel
@@ -509,6 +515,11 @@ impl Executor for LazyTaskJs {
             Ok(executor) => executor.run(job),
             Err(e) => Box::pin(futures::future::ready(Err(e))),
         }
+    }
+
+    /// task.js runs in the embedded runtime, which cannot run npm.
+    fn wants_dependency_bundle(&self) -> bool {
+        true
     }
 
     /// Loads the master's task.js. Never fails the bundle: a task.js that does not load must not

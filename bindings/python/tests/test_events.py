@@ -21,6 +21,7 @@ from queuexec.events import (
     JobFinished,
     MasterEvent,
     ResultEvent,
+    TaskLoadFailed,
     WarningEvent,
     WorkerEvent,
     WorkerJoined,
@@ -77,8 +78,8 @@ def test_a_master_hands_out_each_event_class_with_nodes_kind_names(
     left = next(e for e in master.events(timeout=30) if isinstance(e, WorkerLeft))
     assert left.worker == joined[0].worker
 
-    kinds = {cls.kind for cls in (ResultEvent, WorkerJoined, WorkerLeft, Drained, WarningEvent)}
-    assert kinds == {"result", "workerJoined", "workerLeft", "drained", "warning"}
+    kinds = {cls.kind for cls in (ResultEvent, WorkerJoined, WorkerLeft, Drained, WarningEvent, TaskLoadFailed)}
+    assert kinds == {"result", "workerJoined", "workerLeft", "drained", "warning", "taskLoadFailed"}
     for event in seen:
         assert dataclasses.is_dataclass(event) and not isinstance(event, tuple)
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -86,19 +87,28 @@ def test_a_master_hands_out_each_event_class_with_nodes_kind_names(
 
 
 def test_a_master_that_cannot_bundle_its_dependencies_warns_through_a_warning_event(
-    open_master: MakeMaster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    open_master: MakeMaster, open_worker: MakeWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No npm on PATH: the bundle for workers without Node cannot be built (no network used).
     empty = tmp_path / "no-npm"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setenv("QUEUEXEC_CACHE_DIR", str(tmp_path / "cache"))
+    task = tmp_path / "task.js"
+    task.write_text("module.exports = class { async run(job) { return job.data; } };\n")
     got: queue.Queue[MasterEvent] = queue.Queue()
     # One package name as a string is a list of one.
-    open_master(dependencies="left-pad", on_event=got.put, watch_assets=False)
-    event = got.get(timeout=30)
-    assert isinstance(event, WarningEvent)
+    master = open_master(dependencies="left-pad", task=task, on_event=got.put, watch_assets=False)
+    # Nothing is built at start: only a worker running task.js in the embedded runtime asks.
+    with pytest.raises(queue.Empty):
+        got.get(timeout=1)
+    master.push(7)
+    open_worker(tasks={"other": _ok})
+    event = next(e for e in iter(lambda: got.get(timeout=30), None) if isinstance(e, WarningEvent))
     assert "npm was not found" in event.message and event.kind == "warning"
+    # This task.js does not need the bundle: it loads without it and the job runs.
+    result = next(e for e in iter(lambda: got.get(timeout=30), None) if isinstance(e, ResultEvent))
+    assert result.result.ok and result.result.data == 7
 
 
 def test_on_event_and_on_result_both_see_a_result_and_iterators_are_refused(open_master: MakeMaster,

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::manifest::manifest_strategy;
 use super::{CORPUS_TOKEN, Mutation, corpus, fuzz, mutations};
-use crate::assets::{BundleHash, Sha256};
+use crate::assets::{BundleHash, ManifestEntry, Sha256};
 use crate::crypto::TransferKey;
 use crate::error::Error;
 use crate::protocol::{
@@ -117,6 +117,17 @@ pub(super) fn to_master() -> impl Strategy<Value = ToMaster> {
         Just(()).prop_map(|()| ToMaster::GetManifest),
         sha().prop_map(|sha256| ToMaster::GetFile { sha256 }),
         prop::collection::vec(result, 0..4).prop_map(ToMaster::Results),
+        (
+            any::<[u8; 32]>(),
+            ".{0,48}",
+            prop::collection::vec((".{0,24}", any::<u32>()), 0..4)
+        )
+            .prop_map(|(bundle, reason, jobs)| ToMaster::TaskLoadFailed {
+                bundle: BundleHash(bundle),
+                reason,
+                jobs,
+            }),
+        Just(()).prop_map(|()| ToMaster::GetDependencyBundle),
     ]
 }
 
@@ -154,6 +165,19 @@ pub(super) fn to_worker() -> impl Strategy<Value = ToWorker> {
             }
         ),
         sha().prop_map(|sha256| ToWorker::FileMissing { sha256 }),
+        (
+            proptest::option::of((".{0,24}", ".{0,24}", sha(), any::<u64>())),
+            proptest::option::of(".{0,48}")
+        )
+            .prop_map(|(entry, error)| ToWorker::DependencyBundle {
+                entry: entry.map(|(name, worker_path, sha256, size)| ManifestEntry {
+                    name,
+                    worker_path,
+                    sha256,
+                    size,
+                }),
+                error,
+            }),
     ]
 }
 

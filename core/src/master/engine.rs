@@ -44,6 +44,13 @@ pub(super) enum EngineCommand {
     Heartbeat {
         id: SessionId,
     },
+    /// The worker could not install or load the task of `bundle`; it gives back `jobs` unrun.
+    TaskLoadFailed {
+        id: SessionId,
+        bundle: BundleHash,
+        reason: String,
+        jobs: Vec<(String, u32)>,
+    },
     Ack(Vec<String>),
     /// Something the user should know (sent on as [`MasterEvent::Warning`]).
     Warning(String),
@@ -76,6 +83,23 @@ pub(super) struct SessionState {
     /// hold `window` leases, whatever it sends.
     window: Option<u32>,
     outbound: mpsc::UnboundedSender<ToWorker>,
+    /// Its task could not load: no jobs while the bundle is this one, until the time given
+    /// (then it may try again), and how many times in a row that happened.
+    paused: Option<(BundleHash, i64)>,
+    load_failures: u32,
+}
+
+/// After a worker's task could not load, the first pause before it gets jobs of the same bundle
+/// again, doubling per failure in a row up to [`LOAD_RETRY_MAX_MS`]. A changed bundle ends the
+/// pause at once.
+const LOAD_RETRY_FIRST_MS: i64 = 30_000;
+const LOAD_RETRY_MAX_MS: i64 = 300_000;
+
+impl SessionState {
+    fn is_paused(&self, bundle: BundleHash, now: i64) -> bool {
+        self.paused
+            .is_some_and(|(paused, until)| paused == bundle && until > now)
+    }
 }
 
 /// How the master bounds what one worker may take.
@@ -168,6 +192,7 @@ impl Engine {
             let deadline = [
                 self.scheduler.next_deadline(),
                 self.fairness.next_release(now_ms()),
+                self.next_unpause(now_ms()),
             ]
             .into_iter()
             .flatten()
@@ -247,6 +272,8 @@ impl Engine {
                         peer,
                         window: None,
                         outbound,
+                        paused: None,
+                        load_failures: 0,
                     },
                 );
                 self.order.push_back(id);
@@ -289,6 +316,11 @@ impl Engine {
                 }
             }
             EngineCommand::Results { id, results } => {
+                if let Some(session) = self.sessions.get_mut(&id)
+                    && results.iter().any(|r| matches!(r.2, RunOutcome::Ok { .. }))
+                {
+                    session.load_failures = 0;
+                }
                 for (job_id, attempt, outcome) in results {
                     match self.scheduler.complete(id, &job_id, attempt, outcome, now) {
                         Ok(t) => transitions.push(t),
@@ -299,6 +331,12 @@ impl Engine {
                 }
             }
             EngineCommand::Heartbeat { id } => self.scheduler.renew(id, now),
+            EngineCommand::TaskLoadFailed {
+                id,
+                bundle,
+                reason,
+                jobs,
+            } => self.task_load_failed(id, bundle, reason, jobs, now, transitions),
             EngineCommand::Ack(ids) => {
                 self.ack(ids);
             }
@@ -395,6 +433,61 @@ impl Engine {
         }
     }
 
+    /// A worker could not install or load the task: the jobs it gives back are queued again
+    /// without using an attempt or counting as lost, and it gets no jobs of this bundle until
+    /// the assets change or its pause ends. The user hears of it once per pause.
+    fn task_load_failed(
+        &mut self,
+        id: SessionId,
+        bundle: BundleHash,
+        reason: String,
+        jobs: Vec<(String, u32)>,
+        now: i64,
+        transitions: &mut Vec<Transition>,
+    ) {
+        for (job_id, attempt) in jobs {
+            if let Some(t) = self.scheduler.give_back(id, &job_id, attempt, now) {
+                transitions.push(t);
+            }
+        }
+        let current = self.bundle;
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if bundle != current || session.is_paused(bundle, now) {
+            // An older bundle's failure (the assets changed since), or a repeat of one already
+            // reported: the jobs are back in the queue, nothing more to say.
+            return;
+        }
+        session.load_failures = session.load_failures.saturating_add(1);
+        let exponent = session.load_failures.saturating_sub(1).min(16);
+        let pause = LOAD_RETRY_FIRST_MS
+            .saturating_mul(1 << exponent)
+            .min(LOAD_RETRY_MAX_MS);
+        session.paused = Some((bundle, now.saturating_add(pause)));
+        let worker = (*session.worker).clone();
+        tracing::warn!(
+            "worker {} ({}) cannot load the task: {reason}; it takes no jobs until the assets \
+             change (it tries again in {} s)",
+            worker.name,
+            worker.id,
+            pause / 1000
+        );
+        let _ = self
+            .events
+            .send(MasterEvent::TaskLoadFailed { worker, reason });
+    }
+
+    /// When the next paused session may try its task again.
+    fn next_unpause(&self, now: i64) -> Option<i64> {
+        self.sessions
+            .values()
+            .filter_map(|s| s.paused)
+            .filter(|(bundle, until)| *bundle == self.bundle && *until > now)
+            .map(|(_, until)| until)
+            .min()
+    }
+
     /// Hands ready jobs to the sessions with room in their window, one job per session in
     /// turn, so no session takes the queue while another waits; one message per session.
     fn dispatch(&mut self, now: i64) {
@@ -415,7 +508,9 @@ impl Engine {
             let Some(window) = session.window else {
                 continue;
             };
-            if self.fairness.is_quarantined(&session.peer, now) {
+            if self.fairness.is_quarantined(&session.peer, now)
+                || session.is_paused(self.bundle, now)
+            {
                 continue;
             }
             let free = (window as usize).saturating_sub(self.scheduler.held(id));

@@ -21,6 +21,7 @@
 //! losing a worker does not use a job's attempts, and a peer that keeps losing jobs is
 //! quarantined.
 
+mod bundles;
 mod delivery;
 mod engine;
 mod push;
@@ -178,6 +179,15 @@ pub enum MasterEvent {
     /// The workers' aggregated statistics, on [`MasterConfig::stats_interval`] when any worker
     /// reported since the last one.
     Stats(crate::stats::StatsReport),
+    /// A worker could not install or load the task (a missing dependency, a syntax error, a
+    /// dependency bundle the master could not build). The jobs it held went back to the queue
+    /// without using attempts; it takes no jobs until the assets change (or, later, tries again).
+    TaskLoadFailed {
+        /// The worker.
+        worker: WorkerInfo,
+        /// Why, as the worker reported it.
+        reason: String,
+    },
 }
 
 /// The answer to one push.
@@ -271,30 +281,14 @@ impl Master {
             .map(|a| net::parse_addr(a, "listen address"))
             .collect::<Result<Vec<_>>>()?;
 
-        let mut assets = AssetSet::load(
+        // The dependency bundle is built only when a worker that needs it asks (bundles.rs):
+        // never at start.
+        let assets = AssetSet::load(
             &config.assets,
             &config.asset_base_dir,
             config.dependencies.clone(),
         )?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        if !config.dependencies.is_empty() {
-            let deps = config.dependencies.clone();
-            match tokio::task::spawn_blocking(move || crate::deps::build_dependency_bundle(&deps))
-                .await
-            {
-                Ok(Ok(bundle)) => assets.set_dependency_bundle(bundle),
-                Ok(Err(e)) => {
-                    let warning = format!(
-                        "{e}; workers that are not Node cannot run tasks that require these dependencies"
-                    );
-                    tracing::warn!("{warning}");
-                    let _ = events_tx.send(MasterEvent::Warning(warning));
-                }
-                Err(e) => {
-                    return Err(Error::dependencies_from("the bundle builder stopped", e));
-                }
-            }
-        }
 
         let mut store_lock = None;
         let durable = match &config.store {
@@ -445,6 +439,7 @@ impl Master {
             .control()
             .accept(protocol::JOB_PROTOCOL)
             .map_err(|e| Error::network_from("cannot accept job streams", e))?;
+        let bundles = bundles::DependencyBundles::new(engine_tx.clone());
         let shared = Arc::new(SessionShared {
             room,
             key,
@@ -458,6 +453,7 @@ impl Master {
             board: board.clone(),
             // Weak: the event stream ends when the engine and delivery task are gone.
             events: events_tx.downgrade(),
+            bundles,
         });
         let report_task = {
             let events = events_tx.downgrade();

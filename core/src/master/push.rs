@@ -235,10 +235,10 @@ impl Master {
 
     /// The stored form of a pushed job under `key` (its payload sealed to that key).
     fn stored_job(&self, key: String, seq: i64, job: &JobSpec, now: i64) -> StoredJob {
-        let payload = self
-            .inner
-            .key
-            .seal(&protocol::payload_context(&key), job.data.as_bytes());
+        let payload = self.inner.key.seal(
+            &protocol::payload_context(&key),
+            &crate::shape::encode_body(job.shape, &job.data),
+        );
         let max_attempts = job
             .retries
             .map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));

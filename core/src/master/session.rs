@@ -36,6 +36,9 @@ use crate::scheduler::{RunOutcome, SessionId};
 /// for one thing at a time; one that queues more than this without reading is cut off.
 pub(super) const MAX_ASSET_REQUESTS: usize = 8;
 
+/// The most characters of a worker's reason for a task that cannot load that the master keeps.
+const MAX_REASON: usize = 4096;
+
 /// How long a peer has to complete the handshake after opening its job stream.
 pub(super) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -58,6 +61,8 @@ pub(super) struct SessionShared {
     pub(super) board: Arc<crate::stats::StatsBoard>,
     /// Where calls are handed to the master's user.
     pub(super) events: mpsc::WeakUnboundedSender<super::MasterEvent>,
+    /// The dependency bundle, built when a worker first asks for it.
+    pub(super) bundles: super::bundles::DependencyBundles,
 }
 
 /// Who may hold a job stream: one handshake at a time per peer, a bounded number in total, one
@@ -101,6 +106,7 @@ impl Drop for PeerSlot<'_> {
 enum AssetRequest {
     Manifest,
     File(Sha256),
+    DependencyBundle,
 }
 
 /// Serves one worker connection until it ends.
@@ -254,6 +260,9 @@ async fn write_session<W: futures::AsyncWrite + Unpin>(
     mut requests: mpsc::Receiver<AssetRequest>,
 ) -> Result<()> {
     let mut writer = SealedWriter::new(shared.key.clone(), Direction::ToWorker, writer);
+    // Answers that wait for the dependency bundle's build, which must not hold up the writer.
+    let (late_tx, mut late) = mpsc::unbounded_channel::<ToWorker>();
+    let mut bundle_asks = 0usize;
     loop {
         tokio::select! {
             biased;
@@ -273,7 +282,43 @@ async fn write_session<W: futures::AsyncWrite + Unpin>(
                         writer.send(&ToWorker::Manifest(manifest)).await?;
                     }
                     AssetRequest::File(sha256) => send_file(&shared, &mut writer, sha256).await?,
+                    AssetRequest::DependencyBundle => {
+                        bundle_asks += 1;
+                        if bundle_asks > MAX_ASSET_REQUESTS {
+                            return Err(Error::protocol(format!(
+                                "the worker asked for the dependency bundle more than {MAX_ASSET_REQUESTS} times before the answers came; a worker asks once"
+                            )));
+                        }
+                        let dependencies = read_lock(&shared.assets).manifest().dependencies.clone();
+                        let build = (!dependencies.is_empty())
+                            .then(|| shared.bundles.get(&dependencies));
+                        let late_tx = late_tx.clone();
+                        tokio::spawn(async move {
+                            let answer = match build {
+                                None => ToWorker::DependencyBundle {
+                                    entry: None,
+                                    error: Some("the master lists no dependencies".into()),
+                                },
+                                Some(build) => match build.await {
+                                    Ok(built) => ToWorker::DependencyBundle {
+                                        entry: Some(built.0.clone()),
+                                        error: None,
+                                    },
+                                    Err(error) => ToWorker::DependencyBundle {
+                                        entry: None,
+                                        error: Some(error),
+                                    },
+                                },
+                            };
+                            let _ = late_tx.send(answer);
+                        });
+                    }
                 }
+            }
+            answer = late.recv() => {
+                let Some(answer) = answer else { break };
+                bundle_asks = bundle_asks.saturating_sub(1);
+                writer.send(&answer).await?;
             }
         }
         writer.flush().await?;
@@ -337,7 +382,7 @@ async fn send_file<W: futures::AsyncWrite + Unpin>(
     sha256: Sha256,
 ) -> Result<()> {
     let content = read_lock(&shared.assets).content(&sha256);
-    let Some(content) = content else {
+    let Some(content) = content.or_else(|| shared.bundles.content(&sha256)) else {
         return writer.send(&ToWorker::FileMissing { sha256 }).await;
     };
     let mut offset = 0usize;
@@ -412,10 +457,34 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
                     worker: caller.clone(),
                     request,
                 }));
+                }
+            ToMaster::TaskLoadFailed {
+                bundle,
+                reason,
+                jobs,
+            } => shared
+                .engine
+                .send(EngineCommand::TaskLoadFailed {
+                    id,
+                    bundle,
+                    reason: cap_reason(reason),
+                    jobs,
+                })
+                .map_err(|_| closed())?,
+            ToMaster::GetDependencyBundle => {
+                queue_request(requests, AssetRequest::DependencyBundle)?
             }
         }
     }
     Ok(())
+}
+
+/// A worker's reason, cut to [`MAX_REASON`] characters.
+fn cap_reason(reason: String) -> String {
+    match reason.char_indices().nth(MAX_REASON) {
+        Some((end, _)) => format!("{}…", &reason[..end]),
+        None => reason,
+    }
 }
 
 /// Queues an asset request for the writer; a worker with [`MAX_ASSET_REQUESTS`] already waiting

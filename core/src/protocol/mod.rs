@@ -18,7 +18,7 @@ mod handshake;
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
-use crate::assets::{BundleHash, Manifest, Sha256};
+use crate::assets::{BundleHash, Manifest, ManifestEntry, Sha256};
 
 pub(crate) use frame::{Direction, SealedReader, SealedWriter};
 pub(crate) use handshake::{MasterHandshake, WorkerHandshake};
@@ -162,6 +162,12 @@ pub(crate) enum ToWorker {
     /// The master has nothing queued, delayed or running (a worker with `exit_when_drained`
     /// leaves).
     Drained,
+    /// The answer to [`ToMaster::GetDependencyBundle`]: the bundle's entry (fetch it with
+    /// `GetFile`), or why the master could not build it.
+    DependencyBundle {
+        entry: Option<ManifestEntry>,
+        error: Option<String>,
+    },
 }
 
 /// Messages from a worker.
@@ -187,6 +193,17 @@ pub(crate) enum ToMaster {
         counters: Vec<(String, f64)>,
         span_ms: u64,
     },
+    /// The worker could not install or load the task of bundle `bundle` (`reason` says why): it
+    /// gives back `jobs` (id and attempt) unrun and takes no jobs of that bundle.
+    TaskLoadFailed {
+        bundle: BundleHash,
+        reason: String,
+        jobs: Vec<(String, u32)>,
+    },
+    /// Asks for the dependency bundle (npm dependencies packed by the master, built when first
+    /// asked for). Only workers that cannot install dependencies themselves ask; the answer is
+    /// [`ToWorker::DependencyBundle`].
+    GetDependencyBundle,
 }
 
 /// Byte fields as one block instead of one element at a time. The postcard encoding is the same

@@ -2,13 +2,23 @@
 //! they need; when it is not the installed one, the jobs wait while the worker fetches the
 //! manifest, asks for each missing or changed file (one at a time, in chunks), installs it
 //! through the [`Workplace`](crate::assets::Workplace) (which enforces the worker-path rules),
-//! unpacks the dependency bundle, tells the executor, and then runs the jobs that waited.
+//! fetches and unpacks the dependency bundle when the executor needs one (the master builds it
+//! on the first request), tells the executor, and then runs the jobs that waited.
+//!
+//! When the assets cannot be installed or the task cannot load, the waiting jobs are given back
+//! to the master unrun ([`ToMaster::TaskLoadFailed`]): they use no attempt, and the master gives
+//! this worker no jobs of that bundle until its assets change (or a pause ends). Jobs of the
+//! same bundle that were already on their way are given back as they arrive, for a short while.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::session::{Connection, Outbound};
 use super::{Runner, WorkerEvent};
-use crate::assets::{Manifest, ManifestEntry, Sha256};
+use crate::assets::{
+    BundleHash, DEPENDENCY_BUNDLE_NAME, DEPENDENCY_BUNDLE_PATH, Manifest, ManifestEntry, Sha256,
+};
 use crate::error::{Error, Result};
 use crate::protocol::{ToMaster, WireJob};
 use tokio::sync::mpsc;
@@ -24,7 +34,22 @@ pub(super) struct AssetSync {
     /// The file being fetched, and what arrived of it so far.
     current: Option<(ManifestEntry, Vec<u8>)>,
     fetched: usize,
+    /// The bundle hash of the manifest as the master sent it (before the dependency bundle's
+    /// entry is added to it here).
+    received: Option<BundleHash>,
+    /// The dependency bundle was asked for in this synchronisation.
+    bundle_asked: bool,
+    /// The manifest waiting for the master's answer about the dependency bundle.
+    awaiting_bundle: Option<Manifest>,
+    /// Why the master could not provide the dependency bundle, in this synchronisation.
+    bundle_error: Option<String>,
+    /// The last bundle that could not be installed or loaded: when, and why.
+    failed: Option<(BundleHash, Instant, String)>,
 }
+
+/// How long after a failed installation jobs of the same bundle are given back at once (those
+/// the master sent before it heard of the failure) instead of trying again.
+const FAILED_RECENTLY: Duration = Duration::from_secs(10);
 
 impl AssetSync {
     /// Holds `jobs` until the assets are installed, asking for the manifest when no
@@ -37,7 +62,24 @@ impl AssetSync {
         self.pending.push_back(jobs);
         if !self.active {
             self.active = true;
+            self.bundle_asked = false;
+            self.bundle_error = None;
             let _ = out.send(Outbound::Message(ToMaster::GetManifest));
+        }
+    }
+
+    /// Jobs waiting for the assets.
+    pub(super) fn waiting(&self) -> usize {
+        self.pending.iter().map(Vec::len).sum()
+    }
+
+    /// Why the assets of `bundle` failed, if they did within [`FAILED_RECENTLY`].
+    pub(super) fn failed_recently(&self, bundle: BundleHash) -> Option<String> {
+        match &self.failed {
+            Some((failed, at, reason)) if *failed == bundle && at.elapsed() < FAILED_RECENTLY => {
+                Some(reason.clone())
+            }
+            _ => None,
         }
     }
 
@@ -46,6 +88,8 @@ impl AssetSync {
         self.needed.clear();
         self.current = None;
         self.manifest = None;
+        self.awaiting_bundle = None;
+        self.bundle_asked = false;
         let _ = out.send(Outbound::Message(ToMaster::GetManifest));
     }
 
@@ -73,6 +117,7 @@ impl Runner {
         if !sync.active {
             return Ok(());
         }
+        sync.received = Some(manifest.bundle_hash());
         let needed = {
             let workplace = self.workplace.clone();
             let m = manifest.clone();
@@ -151,7 +196,50 @@ impl Runner {
         Ok(())
     }
 
-    /// The bundle is installed (or could not be): tell the executor, then run what waited.
+    /// The master answered about the dependency bundle: fetch it (unless it is unpacked here
+    /// already), or give the jobs back with the master's error.
+    pub(super) async fn on_dependency_bundle(
+        &mut self,
+        sync: &mut AssetSync,
+        entry: Option<ManifestEntry>,
+        error: Option<String>,
+        connection: &mut Connection,
+    ) -> Result<()> {
+        let Some(mut manifest) = sync.awaiting_bundle.take() else {
+            return Ok(());
+        };
+        let entry = match (entry, error) {
+            (Some(entry), _) => entry,
+            (None, error) => {
+                // The task may not need its dependencies to load (or, on a Python worker, only
+                // task.js may): load it without them, and say why if it cannot.
+                sync.bundle_error = Some(error.unwrap_or_else(|| "no reason given".into()));
+                self.finish_sync(sync, manifest, None, connection).await;
+                return Ok(());
+            }
+        };
+        if entry.name != DEPENDENCY_BUNDLE_NAME || entry.worker_path != DEPENDENCY_BUNDLE_PATH {
+            return Err(Error::protocol(format!(
+                "the master announced a dependency bundle named {:?} at {:?}; it is always {DEPENDENCY_BUNDLE_NAME:?} at {DEPENDENCY_BUNDLE_PATH:?}",
+                entry.name, entry.worker_path
+            )));
+        }
+        manifest.dependency_bundle = Some(entry.clone());
+        let unpacked = crate::deps::dependency_bundle_dir(self.workplace.root(), &manifest)
+            .is_some_and(|dir| dir.is_dir());
+        if unpacked {
+            self.finish_sync(sync, manifest, None, connection).await;
+        } else {
+            sync.fetched += 1;
+            sync.needed.push_back(entry);
+            sync.manifest = Some(manifest);
+            sync.request_next_file(&connection.out);
+        }
+        Ok(())
+    }
+
+    /// The files are installed (or could not be): fetch the dependency bundle if the executor
+    /// needs it, tell the executor, then run what waited; or, on failure, give it back.
     async fn finish_sync(
         &mut self,
         sync: &mut AssetSync,
@@ -159,6 +247,20 @@ impl Runner {
         error: Option<String>,
         connection: &mut Connection,
     ) {
+        if error.is_none()
+            && !sync.bundle_asked
+            && manifest.dependency_bundle.is_none()
+            && !manifest.dependencies.is_empty()
+            && self.executor.wants_dependency_bundle()
+        {
+            // Built by the master on the first request: the jobs wait for the answer.
+            sync.bundle_asked = true;
+            sync.awaiting_bundle = Some(manifest);
+            let _ = connection
+                .out
+                .send(Outbound::Message(ToMaster::GetDependencyBundle));
+            return;
+        }
         let mut failure = error;
         if failure.is_none()
             && let Some(entry) = manifest.dependency_bundle.clone()
@@ -180,10 +282,21 @@ impl Runner {
                 .assets_changed(self.workplace.root(), &manifest)
                 .await
         {
-            failure = Some(format!("the task could not be loaded: {e}"));
+            failure = Some(match sync.bundle_error.take() {
+                Some(bundle_error) => format!(
+                    "the master could not provide the dependency bundle ({bundle_error}), and the task could not be loaded without it: {e}"
+                ),
+                None => format!("the task could not be loaded: {e}"),
+            });
         }
-        let bundle = manifest.bundle_hash();
-        match &failure {
+        // What the master's jobs are tagged with: the manifest as it sent it.
+        let bundle = sync.received.unwrap_or_else(|| manifest.bundle_hash());
+        sync.active = false;
+        sync.needed.clear();
+        sync.current = None;
+        sync.awaiting_bundle = None;
+        let pending = std::mem::take(&mut sync.pending);
+        match failure {
             None => {
                 tracing::info!(%bundle, fetched = sync.fetched, "assets installed");
                 let _ = self.events.send(WorkerEvent::AssetsInstalled {
@@ -191,18 +304,49 @@ impl Runner {
                     fetched: sync.fetched,
                 });
                 self.installed = Some(bundle);
+                sync.failed = None;
+                for jobs in pending {
+                    self.start_jobs(jobs, connection, None);
+                }
             }
-            Some(e) => {
-                tracing::error!("assets could not be installed: {e}");
+            Some(reason) => {
+                tracing::error!(
+                    "assets could not be installed: {reason}; this worker takes no jobs until the master's assets change"
+                );
                 // Not recorded as installed: the next jobs ask again, after the master fixes it.
                 self.installed = None;
+                sync.failed = Some((bundle, Instant::now(), reason.clone()));
+                give_back(
+                    pending.into_iter().flatten().collect(),
+                    bundle,
+                    reason,
+                    connection,
+                );
             }
         }
-        sync.active = false;
-        sync.needed.clear();
-        sync.current = None;
-        for jobs in std::mem::take(&mut sync.pending) {
-            self.start_jobs(jobs, connection, failure.clone());
-        }
+        connection
+            .waiting
+            .store(sync.waiting() as u64, Ordering::Relaxed);
     }
+}
+
+/// Gives `jobs` back to the master unrun (they use no attempt there) and takes back the credits
+/// they used.
+pub(super) fn give_back(
+    jobs: Vec<WireJob>,
+    bundle: BundleHash,
+    reason: String,
+    connection: &Connection,
+) {
+    connection
+        .credits
+        .fetch_add(jobs.len() as i64, Ordering::Relaxed);
+    let jobs = jobs.into_iter().map(|job| (job.id, job.attempt)).collect();
+    let _ = connection
+        .out
+        .send(Outbound::Message(ToMaster::TaskLoadFailed {
+            bundle,
+            reason,
+            jobs,
+        }));
 }

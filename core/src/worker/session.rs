@@ -8,7 +8,7 @@
 //! frame fails its own job with an error saying so, never the others.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, FutureExt};
@@ -16,7 +16,7 @@ use libp2p::{Multiaddr, PeerId, Stream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::asset_sync::AssetSync;
+use super::asset_sync::{AssetSync, give_back};
 use super::{Runner, WorkerEvent};
 use crate::crypto::TransferKey;
 use crate::error::{Error, Result};
@@ -42,6 +42,8 @@ pub(super) struct Connection {
     pub(super) running: RunningJobs,
     /// Cancelled leases that had not started here (waiting for assets): skipped when they do.
     pub(super) cancelled: std::collections::HashSet<(String, u32)>,
+    /// Jobs held waiting for the assets: their leases are kept alive by heartbeats too.
+    pub(super) waiting: Arc<AtomicU64>,
 }
 
 /// The stop signal of each running job, by its key and lease fence.
@@ -132,21 +134,23 @@ impl Runner {
             credits: Arc::new(AtomicI64::new(window as i64)),
             running: RunningJobs::default(),
             cancelled: std::collections::HashSet::new(),
+            waiting: Arc::new(AtomicU64::new(0)),
         };
 
         // Heartbeats renew leases while jobs are held.
         let heartbeat = {
             let out_tx = connection.out.clone();
             let inner = self.inner.clone();
+            let waiting = connection.waiting.clone();
             let period = Duration::from_millis((lease_ttl_ms / 3).max(30));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    if inner.running.load(Ordering::Relaxed) > 0
-                        && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err()
-                    {
+                    let held =
+                        inner.running.load(Ordering::Relaxed) + waiting.load(Ordering::Relaxed);
+                    if held > 0 && out_tx.send(Outbound::Message(ToMaster::Heartbeat)).is_err() {
                         break;
                     }
                 }
@@ -179,8 +183,16 @@ impl Runner {
                         take_credits(&connection.credits, jobs.len())?;
                         if !sync.active && self.installed == Some(bundle) {
                             self.start_jobs(jobs, &mut connection, None);
+                        } else if let (false, Some(reason)) =
+                            (sync.active, sync.failed_recently(bundle))
+                        {
+                            // Sent before the master heard that this bundle does not load.
+                            give_back(jobs, bundle, reason, &connection);
                         } else {
                             sync.wait_for_assets(jobs, &connection.out);
+                            connection
+                                .waiting
+                                .store(sync.waiting() as u64, Ordering::Relaxed);
                         }
                     }
                     ToWorker::Manifest(manifest) => {
@@ -229,6 +241,10 @@ impl Runner {
                         self.inner.stopped.store(true, Ordering::Release);
                         self.inner.stop.notify_one();
                         break;
+                    }
+                    ToWorker::DependencyBundle { entry, error } => {
+                        self.on_dependency_bundle(&mut sync, entry, error, &mut connection)
+                            .await?;
                     }
                 }
             }
@@ -399,9 +415,10 @@ async fn run_job(
     job: &WireJob,
     default_timeout: Option<Duration>,
 ) -> std::result::Result<String, String> {
-    let data = key
+    let body = key
         .open(&protocol::payload_context(&job.id), &job.payload)
         .map_err(|e| format!("the job's data could not be opened: {e}"))?;
+    let (shape, data) = crate::shape::decode_body(body);
     let data =
         String::from_utf8(data).map_err(|_| "the job's data is not UTF-8 text".to_string())?;
     let timeout = job
@@ -415,6 +432,7 @@ async fn run_job(
         task_type: job.task_type.clone(),
         attempt: job.attempt,
         timeout,
+        shape,
     };
     let run = std::panic::AssertUnwindSafe(executor.run(input)).catch_unwind();
     let outcome = match timeout {

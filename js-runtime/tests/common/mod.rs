@@ -31,6 +31,7 @@ pub fn job(id: &str, data: &str) -> JobInput {
         task_type: None,
         attempt: 1,
         timeout: None,
+        shape: Default::default(),
     }
 }
 

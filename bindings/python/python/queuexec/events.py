@@ -31,6 +31,7 @@ __all__ = [
     "JobFinished",
     "MasterEvent",
     "ResultEvent",
+    "TaskLoadFailed",
     "WarningEvent",
     "WorkerEvent",
     "WorkerJoined",
@@ -124,8 +125,28 @@ class WorkerExit:
     type: str | None = None
 
 
+@dataclass(frozen=True)
+class TaskLoadFailed:
+    """A worker could not install or load the task (a missing dependency, a syntax error, a
+    dependency bundle the master could not build). The jobs it held went back to the queue
+    without using attempts; it takes no jobs until the assets change (Node: an ``'error'``
+    event, a ``TaskLoadError``)."""
+
+    kind: ClassVar[Literal["taskLoadFailed"]] = "taskLoadFailed"
+    worker: WorkerInfo
+    reason: str
+
+
 MasterEvent: TypeAlias = (
-    ResultEvent | WorkerJoined | WorkerLeft | Drained | WarningEvent | WorkerCall | StatsEvent | WorkerExit
+    ResultEvent
+    | WorkerJoined
+    | WorkerLeft
+    | Drained
+    | WarningEvent
+    | WorkerCall
+    | StatsEvent
+    | WorkerExit
+    | TaskLoadFailed
 )
 """Any event of a master."""
 

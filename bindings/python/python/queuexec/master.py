@@ -26,6 +26,7 @@ from .events import (
     Drained,
     MasterEvent,
     ResultEvent,
+    TaskLoadFailed,
     WarningEvent,
     WorkerCall,
     WorkerExit,
@@ -519,6 +520,13 @@ class Master:
             logger.info("worker %s (%s) left", event.worker.name, event.worker.id)
         elif isinstance(event, WarningEvent):
             logger.warning("%s", event.message)
+        elif isinstance(event, TaskLoadFailed):
+            logger.warning(
+                "worker %s (%s) cannot load the task: %s; it takes no jobs until the assets change",
+                event.worker.name,
+                event.worker.id,
+                event.reason,
+            )
         return None
 
     def _check_drained(self) -> bool:
