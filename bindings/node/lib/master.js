@@ -44,6 +44,8 @@ class Master extends EventEmitter {
     watchAssets,
     mdns,
     idempotentIds,
+    dashboard,
+    dashboardToken,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
@@ -94,6 +96,9 @@ class Master extends EventEmitter {
       // Off by default: a repeated id is queued again, as in queue-xec (the receipt says
       // `repeated`); on, it is not queued again (the receipt says `duplicate`).
       idempotentIds: idempotentIds === undefined ? undefined : Boolean(idempotentIds),
+      // The dashboard (web page, JSON API, /metrics): loopback unless a token is given.
+      dashboard: dashboard === undefined || dashboard === null ? undefined : String(dashboard),
+      dashboardToken: dashboardToken === undefined || dashboardToken === null ? undefined : String(dashboardToken),
     };
 
     /** Resolves with this master once it listens; rejects with why it could not start. */
@@ -101,7 +106,9 @@ class Master extends EventEmitter {
       (handle) => {
         this._native = handle;
         this.peerId = handle.peerId;
+        this.dashboardUrl = handle.dashboardUrl || null;
         this.log.info('master listening on', handle.listenAddrs().join(' '));
+        if (this.dashboardUrl) this.log.info('dashboard on', this.dashboardUrl);
         this._pump(handle);
         if (this._closed) return handle.close().then(() => this);
         return this;

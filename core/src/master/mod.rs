@@ -23,6 +23,8 @@
 
 mod delivery;
 mod engine;
+mod insight;
+mod inspect;
 mod push;
 mod session;
 #[cfg(test)]
@@ -41,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::delivery::deliver;
 use self::engine::{Engine, EngineCommand};
+pub use self::inspect::{JobInfo, JobStatus, Overview, Second, WorkerStatus};
 use self::session::{Admission, SessionShared, serve_session};
 use crate::assets::{AssetSet, AssetSpec};
 use crate::crypto::{RoomKey, TransferKey};
@@ -170,6 +173,9 @@ pub enum MasterEvent {
     Drained,
     /// Something the user should know that did not stop the master.
     Warning(String),
+    /// A dead letter was queued again ([`Master::retry_dead`]), with this job id: its earlier
+    /// (error) result is followed by a new one. Sent after that earlier result.
+    DeadRetried(String),
 }
 
 /// The answer to one push.
@@ -186,7 +192,7 @@ pub struct PushReceipt {
 }
 
 /// Counts of a master's jobs and workers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Ready to run.
     pub queued: u64,
@@ -310,6 +316,7 @@ impl Master {
             max_losses: config.max_losses.max(1),
         });
         let mut max_seq = 0;
+        let mut insight = insight::Insight::new();
         if let Some(durable) = &durable {
             max_seq = durable.max_seq().await?;
             let now = now_ms();
@@ -321,6 +328,7 @@ impl Master {
                     }
                 } else {
                     resumed += 1;
+                    insight.enqueued(&job, now);
                     scheduler.enqueue(job, false, now);
                 }
             }
@@ -368,6 +376,7 @@ impl Master {
                 config.quarantine_after,
                 config.quarantine_for,
             ),
+            insight,
         };
         tokio::spawn(engine.run(engine_rx));
 

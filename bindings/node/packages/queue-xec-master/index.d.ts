@@ -90,6 +90,13 @@ declare namespace Master {
      * new job, as in queue-xec, and its receipt says `repeated: true`. Either way a warning shows,
      * at the default log level too. */
     idempotentIds?: boolean;
+    /** Serve the dashboard (live web page, JSON API under /api/, Prometheus /metrics) on this
+     * address: `'127.0.0.1:9090'`, `'[::1]:9090'` or a port number (loopback). An address that is
+     * not loopback needs `dashboardToken`. See the README's Dashboard section. */
+    dashboard?: string | number;
+    /** The token every dashboard request must carry, at least 16 characters (default:
+     * QUEUEXEC_DASHBOARD_TOKEN). Open the page as `/?token=<token>`. */
+    dashboardToken?: string;
   }
 
   /** Per-job options: the second argument of pushNewJob / pushNewJobs. */
@@ -222,6 +229,8 @@ declare class Master extends EventEmitter {
   readonly ready: Promise<Master>;
   /** The master's peer id, once ready. */
   peerId?: string;
+  /** The dashboard's URL (`http://IP:PORT/`), once ready, when the `dashboard` option was given. */
+  dashboardUrl?: string | null;
   onResults: (result: Master.JobResult) => void;
 
   /**
