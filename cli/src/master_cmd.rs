@@ -335,10 +335,13 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     config.watch_assets = !args.no_watch;
     config.auto_ack = false;
 
-    let dashboard_config = args.dashboard.as_ref().map(|addr| queuexec_dashboard::DashboardConfig {
-        addr: addr.clone(),
-        token: args.dashboard_token.clone(),
-    });
+    let dashboard_config =
+        args.dashboard
+            .as_ref()
+            .map(|addr| queuexec_dashboard::DashboardConfig {
+                addr: addr.clone(),
+                token: args.dashboard_token.clone(),
+            });
     if let Some(config) = &dashboard_config {
         config.validate().context("--dashboard")?;
     }

@@ -28,8 +28,7 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -67,12 +66,7 @@ async fn request(
         let resp = sender.send_request(req).await.expect("response");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         Reply {
             status,
             headers,
@@ -228,12 +222,21 @@ async fn the_api_and_metrics_show_real_workers_and_dead_letters_can_be_retried_a
     names.sort();
     assert_eq!(names, ["alpha", "beta"]);
     for w in workers {
-        assert!(w["peer_id"].as_str().expect("peer").starts_with("12D3"), "{w}");
+        assert!(
+            w["peer_id"].as_str().expect("peer").starts_with("12D3"),
+            "{w}"
+        );
         assert_eq!(w["path"], "direct");
         assert_eq!(w["held"], 0);
     }
-    let done: u64 = workers.iter().map(|w| w["done"].as_u64().expect("done")).sum();
-    let failed: u64 = workers.iter().map(|w| w["failed"].as_u64().expect("failed")).sum();
+    let done: u64 = workers
+        .iter()
+        .map(|w| w["done"].as_u64().expect("done"))
+        .sum();
+    let failed: u64 = workers
+        .iter()
+        .map(|w| w["failed"].as_u64().expect("failed"))
+        .sum();
     assert_eq!((done, failed), (200, 3));
 
     // A job by id: state, worker, timings.
@@ -246,26 +249,40 @@ async fn the_api_and_metrics_show_real_workers_and_dead_letters_can_be_retried_a
         ["alpha", "beta"].contains(&job["worker"]["name"].as_str().expect("worker")),
         "{job}"
     );
-    assert!(job["run_ms"].is_u64() && job["queue_wait_ms"].is_u64(), "{job}");
+    assert!(
+        job["run_ms"].is_u64() && job["queue_wait_ms"].is_u64(),
+        "{job}"
+    );
     assert!(
         job["finished_ms"].as_i64() >= job["started_ms"].as_i64(),
         "{job}"
     );
     let missing = get(&base, "/api/jobs/no-such-job").await;
     assert_eq!(missing.status, 404);
-    assert!(missing.json()["error"].as_str().expect("error").contains("no job"));
+    assert!(
+        missing.json()["error"]
+            .as_str()
+            .expect("error")
+            .contains("no job")
+    );
 
     // The dead letters, newest first, with their last error.
     let dead = get(&base, "/api/dead").await.json();
     let dead = dead.as_array().expect("array").clone();
     let ids: Vec<&str> = dead.iter().filter_map(|j| j["id"].as_str()).collect();
     assert_eq!(ids.len(), 2, "{dead:?}");
-    assert!(ids.contains(&"poison") && ids.contains(&"poison-2"), "{ids:?}");
+    assert!(
+        ids.contains(&"poison") && ids.contains(&"poison-2"),
+        "{ids:?}"
+    );
     let poison = dead.iter().find(|j| j["id"] == "poison").expect("poison");
     assert_eq!(poison["status"], "dead");
     assert_eq!(poison["attempts"], 2, "retries 1: two runs");
     assert!(
-        poison["last_error"].as_str().expect("error").contains("poisoned input"),
+        poison["last_error"]
+            .as_str()
+            .expect("error")
+            .contains("poisoned input"),
         "{poison}"
     );
 
@@ -291,12 +308,17 @@ async fn the_api_and_metrics_show_real_workers_and_dead_letters_can_be_retried_a
     assert_eq!(sample(&m, "queuexec_workers_connected"), 2.0);
     assert_eq!(sample(&m, "queuexec_connections{path=\"direct\"}"), 2.0);
     assert_eq!(sample(&m, "queuexec_connections{path=\"relayed\"}"), 0.0);
-    assert!(m.contains("# TYPE queuexec_job_run_seconds histogram"), "{m}");
+    assert!(
+        m.contains("# TYPE queuexec_job_run_seconds histogram"),
+        "{m}"
+    );
 
     // The event stream sends an update at once.
     let events = tokio::time::timeout(Duration::from_secs(20), async {
         let authority = base.trim_start_matches("http://").trim_end_matches('/');
-        let stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .expect("connect");
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
@@ -363,10 +385,21 @@ async fn the_api_and_metrics_show_real_workers_and_dead_letters_can_be_retried_a
     .await;
     assert_eq!(cross.status, 403, "{}", cross.body);
     // A name that is not loopback (DNS rebinding) is refused, reads too.
-    let rebound = request(&base, "GET", "/api/overview", &[("host", "evil.example:80")], None).await;
+    let rebound = request(
+        &base,
+        "GET",
+        "/api/overview",
+        &[("host", "evil.example:80")],
+        None,
+    )
+    .await;
     assert_eq!(rebound.status, 403, "{}", rebound.body);
     assert_eq!(
-        get(&base, "/api/dead").await.json().as_array().map(Vec::len),
+        get(&base, "/api/dead")
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
         Some(2),
         "nothing was retried by the refused requests"
     );
@@ -379,16 +412,25 @@ async fn the_api_and_metrics_show_real_workers_and_dead_letters_can_be_retried_a
         &base,
         "POST",
         "/api/dead/retry",
-        &[json, with_csrf, ("origin", own_origin.as_str()), ("sec-fetch-site", "same-origin")],
+        &[
+            json,
+            with_csrf,
+            ("origin", own_origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
         Some(body),
     )
     .await;
     assert_eq!(retried.status, 200, "{}", retried.body);
     assert_eq!(retried.json()["retried"], "poison");
-    let job = eventually("the retried job finishes", Duration::from_secs(60), || async {
-        let j = get(&base, "/api/jobs/poison").await.json();
-        (j["status"] == "done").then_some(j)
-    })
+    let job = eventually(
+        "the retried job finishes",
+        Duration::from_secs(60),
+        || async {
+            let j = get(&base, "/api/jobs/poison").await.json();
+            (j["status"] == "done").then_some(j)
+        },
+    )
     .await;
     assert_eq!(job["attempts"], 1, "attempts start again: {job}");
     let lines: HashMap<String, Vec<Value>> = eventually(
@@ -401,18 +443,49 @@ async fn the_api_and_metrics_show_real_workers_and_dead_letters_can_be_retried_a
     )
     .await;
     let poison_lines = &lines["poison"];
-    assert!(poison_lines[0]["error"].as_str().expect("error first").contains("poisoned"));
+    assert!(
+        poison_lines[0]["error"]
+            .as_str()
+            .expect("error first")
+            .contains("poisoned")
+    );
     assert_eq!(poison_lines[1]["data"], serde_json::json!({"cured": true}));
     assert_eq!(lines.len(), 202, "one line per other job");
-    assert!(lines.iter().filter(|(id, _)| *id != "poison").all(|(_, l)| l.len() == 1));
+    assert!(
+        lines
+            .iter()
+            .filter(|(id, _)| *id != "poison")
+            .all(|(_, l)| l.len() == 1)
+    );
 
     // Discard: gone from the list; retrying it afterwards is a 404.
-    let discarded = request(&base, "POST", "/api/dead/discard", &[json, with_csrf], Some(r#"{"id":"poison-2"}"#)).await;
+    let discarded = request(
+        &base,
+        "POST",
+        "/api/dead/discard",
+        &[json, with_csrf],
+        Some(r#"{"id":"poison-2"}"#),
+    )
+    .await;
     assert_eq!(discarded.status, 200, "{}", discarded.body);
     assert_eq!(get(&base, "/api/dead").await.json(), serde_json::json!([]));
-    let again = request(&base, "POST", "/api/dead/retry", &[json, with_csrf], Some(r#"{"id":"poison-2"}"#)).await;
+    let again = request(
+        &base,
+        "POST",
+        "/api/dead/retry",
+        &[json, with_csrf],
+        Some(r#"{"id":"poison-2"}"#),
+    )
+    .await;
     assert_eq!(again.status, 404, "{}", again.body);
-    let bad = request(&base, "POST", "/api/dead/retry", &[json, with_csrf], Some("not json")).await;
+    let bad = request(
+        &base,
+        "POST",
+        "/api/dead/retry",
+        &[json, with_csrf],
+        Some("not json"),
+    )
+    .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
 
     let m = get(&base, "/metrics").await.body;
@@ -433,26 +506,69 @@ async fn with_a_token_every_request_needs_it_and_the_page_logs_in_with_a_cookie(
         let r = get(&base, path).await;
         assert_eq!(r.status, 401, "{path} without the token: {}", r.body);
     }
-    let wrong = request(&base, "GET", "/metrics", &[("authorization", "Bearer wrong-token-000000000")], None).await;
+    let wrong = request(
+        &base,
+        "GET",
+        "/metrics",
+        &[("authorization", "Bearer wrong-token-000000000")],
+        None,
+    )
+    .await;
     assert_eq!(wrong.status, 401);
     let bearer = format!("Bearer {DASH_TOKEN}");
-    let ok = request(&base, "GET", "/metrics", &[("authorization", bearer.as_str())], None).await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
-    assert!(ok.body.contains("queuexec_jobs_pushed_total 1"), "{}", ok.body);
+    eventually(
+        "the job pushed, seen with the bearer token",
+        Duration::from_secs(20),
+        || async {
+            let ok = request(
+                &base,
+                "GET",
+                "/metrics",
+                &[("authorization", bearer.as_str())],
+                None,
+            )
+            .await;
+            assert_eq!(ok.status, 200, "{}", ok.body);
+            ok.body
+                .contains("queuexec_jobs_pushed_total 1")
+                .then_some(())
+        },
+    )
+    .await;
     // With a token, another host name is fine (the token is what counts).
-    let named = request(&base, "GET", "/api/overview", &[("authorization", bearer.as_str()), ("host", "dashboard.example:80")], None).await;
+    let named = request(
+        &base,
+        "GET",
+        "/api/overview",
+        &[
+            ("authorization", bearer.as_str()),
+            ("host", "dashboard.example:80"),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(named.status, 200, "{}", named.body);
 
     // The page's login: /?token= sets an HttpOnly, SameSite=Strict cookie and leaves the URL.
     let login = get(&base, &format!("/?token={DASH_TOKEN}")).await;
     assert_eq!(login.status, 303);
     assert_eq!(login.headers["location"], "/");
-    let cookie = login.headers["set-cookie"].to_str().expect("cookie").to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = login.headers["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().expect("pair").to_string();
     let page = request(&base, "GET", "/", &[("cookie", pair.as_str())], None).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("<script src=\"/app.js\""), "the page: {}", page.body);
+    assert!(
+        page.body.contains("<script src=\"/app.js\""),
+        "the page: {}",
+        page.body
+    );
     assert!(
         page.headers["content-security-policy"]
             .to_str()
@@ -466,15 +582,52 @@ async fn with_a_token_every_request_needs_it_and_the_page_logs_in_with_a_cookie(
     // alone is enough.
     let json = ("content-type", "application/json");
     let body = Some(r#"{"id":"nothing-dead"}"#);
-    let by_cookie = request(&base, "POST", "/api/dead/discard", &[json, ("cookie", pair.as_str())], body).await;
+    let by_cookie = request(
+        &base,
+        "POST",
+        "/api/dead/discard",
+        &[json, ("cookie", pair.as_str())],
+        body,
+    )
+    .await;
     assert_eq!(by_cookie.status, 403, "{}", by_cookie.body);
-    let csrf = request(&base, "GET", "/api/csrf", &[("cookie", pair.as_str())], None).await.json()["csrf"]
+    let csrf = request(
+        &base,
+        "GET",
+        "/api/csrf",
+        &[("cookie", pair.as_str())],
+        None,
+    )
+    .await
+    .json()["csrf"]
         .as_str()
         .expect("csrf")
         .to_string();
-    let by_cookie = request(&base, "POST", "/api/dead/discard", &[json, ("cookie", pair.as_str()), ("x-queuexec-csrf", csrf.as_str())], body).await;
-    assert_eq!(by_cookie.status, 404, "allowed, and nothing to discard: {}", by_cookie.body);
-    let by_bearer = request(&base, "POST", "/api/dead/discard", &[json, ("authorization", bearer.as_str())], body).await;
+    let by_cookie = request(
+        &base,
+        "POST",
+        "/api/dead/discard",
+        &[
+            json,
+            ("cookie", pair.as_str()),
+            ("x-queuexec-csrf", csrf.as_str()),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(
+        by_cookie.status, 404,
+        "allowed, and nothing to discard: {}",
+        by_cookie.body
+    );
+    let by_bearer = request(
+        &base,
+        "POST",
+        "/api/dead/discard",
+        &[json, ("authorization", bearer.as_str())],
+        body,
+    )
+    .await;
     assert_eq!(by_bearer.status, 404, "{}", by_bearer.body);
 }
 
@@ -485,7 +638,13 @@ fn a_dashboard_beyond_loopback_without_a_token_is_refused() {
     append_jobs(&d.join("jobs.jsonl"), ["1".to_string()]);
     // Refused before anything listens: no address beyond loopback is ever bound.
     let out = queuexec_with(d, TOKEN, TRANSFER)
-        .args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl"])
+        .args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+        ])
         .args(["--dashboard", "0.0.0.0:0"])
         .env_remove("QUEUEXEC_DASHBOARD_TOKEN")
         .stdout(Stdio::null())
@@ -496,10 +655,19 @@ fn a_dashboard_beyond_loopback_without_a_token_is_refused() {
         .expect("exit");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not loopback") && err.contains("token"), "{err}");
+    assert!(
+        err.contains("not loopback") && err.contains("token"),
+        "{err}"
+    );
 
     let out = queuexec_with(d, TOKEN, TRANSFER)
-        .args(["master", "--jobs", "jobs.jsonl", "--results", "results.jsonl"])
+        .args([
+            "master",
+            "--jobs",
+            "jobs.jsonl",
+            "--results",
+            "results.jsonl",
+        ])
         .args(["--dashboard", "127.0.0.1:0", "--dashboard-token", "short"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

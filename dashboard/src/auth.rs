@@ -37,9 +37,8 @@ pub(crate) struct Auth {
 impl Auth {
     pub(crate) fn new(token: Option<String>, loopback: bool) -> Result<Auth> {
         let mut bytes = [0u8; 24];
-        getrandom::fill(&mut bytes).map_err(|e| {
-            Error::Config(format!("no randomness for the CSRF token: {e}"), None)
-        })?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::Config(format!("no randomness for the CSRF token: {e}"), None))?;
         Ok(Auth {
             token,
             loopback,
@@ -106,7 +105,11 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// The middleware in front of every route.
-pub(crate) async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let auth = &state.auth;
     let headers = req.headers();
     let host = headers
@@ -141,9 +144,7 @@ pub(crate) async fn guard(State(state): State<Arc<AppState>>, req: Request, next
                                 (header::LOCATION, "/".to_string()),
                                 (
                                     header::SET_COOKIE,
-                                    format!(
-                                        "{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict"
-                                    ),
+                                    format!("{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict"),
                                 ),
                                 (header::REFERRER_POLICY, "no-referrer".to_string()),
                             ],
@@ -161,9 +162,7 @@ pub(crate) async fn guard(State(state): State<Arc<AppState>>, req: Request, next
         }
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        if let Some(site) = headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
+        if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
             && site != "same-origin"
             && site != "none"
         {
@@ -222,7 +221,13 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_recognised() {
-        for host in ["localhost:8080", "127.0.0.1:1", "127.3.4.5", "[::1]:9", "a.localhost"] {
+        for host in [
+            "localhost:8080",
+            "127.0.0.1:1",
+            "127.3.4.5",
+            "[::1]:9",
+            "a.localhost",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
         for host in ["evil.example:8080", "10.0.0.1:80", "[2001:db8::1]:80", ""] {
@@ -235,7 +240,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
-            "a=1; queuexec_dashboard=secret; b=2".parse().expect("header"),
+            "a=1; queuexec_dashboard=secret; b=2"
+                .parse()
+                .expect("header"),
         );
         assert_eq!(cookie(&headers, COOKIE), Some("secret"));
         assert_eq!(cookie(&headers, "c"), None);

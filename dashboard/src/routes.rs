@@ -181,12 +181,16 @@ struct JobRef {
     id: String,
 }
 
-fn body(body: Result<Json<JobRef>, axum::extract::rejection::JsonRejection>) -> Result<String, Response> {
+fn body(
+    body: Result<Json<JobRef>, axum::extract::rejection::JsonRejection>,
+) -> Result<String, Response> {
     match body {
         Ok(Json(r)) => Ok(r.id),
         Err(e) => Err(error(
             StatusCode::BAD_REQUEST,
-            format!("the body must be JSON {{\"id\": \"<job id>\"}} with Content-Type: application/json ({e})"),
+            format!(
+                "the body must be JSON {{\"id\": \"<job id>\"}} with Content-Type: application/json ({e})"
+            ),
         )),
     }
 }
@@ -242,7 +246,10 @@ async fn events(State(s): St) -> Sse<impl Stream<Item = Result<Event, Infallible
             tokio::time::sleep(UPDATE_EVERY).await;
         }
         let data = update(&master).await?;
-        Some((Ok(Event::default().event("update").data(data)), (master, false)))
+        Some((
+            Ok(Event::default().event("update").data(data)),
+            (master, false),
+        ))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

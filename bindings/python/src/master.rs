@@ -118,12 +118,13 @@ impl PyMaster {
         }
         config.auto_ack = auto_ack;
         config.idempotent_ids = idempotent_ids;
-        let dashboard = dashboard
-            .filter(|a| !a.is_empty())
-            .map(|addr| queuexec_dashboard::DashboardConfig {
-                addr,
-                token: dashboard_token,
-            });
+        let dashboard =
+            dashboard
+                .filter(|a| !a.is_empty())
+                .map(|addr| queuexec_dashboard::DashboardConfig {
+                    addr,
+                    token: dashboard_token,
+                });
         if let Some(dashboard) = &dashboard {
             dashboard.validate().or_raise(py)?;
         }

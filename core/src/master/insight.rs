@@ -546,7 +546,9 @@ impl Insight {
                 None
             }
             InsightQuery::RetryDead(id, reply) => {
-                let key = self.resolve(scheduler, &id).filter(|k| self.dead.contains_key(k));
+                let key = self
+                    .resolve(scheduler, &id)
+                    .filter(|k| self.dead.contains_key(k));
                 let Some(key) = key else {
                     let _ = reply.send(None);
                     return None;
@@ -584,7 +586,9 @@ impl Insight {
                 Some(Action::Requeue(job, in_memory))
             }
             InsightQuery::DiscardDead(id, reply) => {
-                let key = self.resolve(scheduler, &id).filter(|k| self.dead.contains_key(k));
+                let key = self
+                    .resolve(scheduler, &id)
+                    .filter(|k| self.dead.contains_key(k));
                 let letter = key.as_ref().and_then(|key| {
                     self.dead_order.retain(|k| k != key);
                     self.dead.remove(key)

@@ -118,7 +118,10 @@ pub struct Overview {
 }
 
 impl Master {
-    async fn insight<T>(&self, query: impl FnOnce(oneshot::Sender<T>) -> InsightQuery) -> Result<T> {
+    async fn insight<T>(
+        &self,
+        query: impl FnOnce(oneshot::Sender<T>) -> InsightQuery,
+    ) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .engine

@@ -91,7 +91,10 @@ impl MemoryStore {
                 }
             }
             StoreOp::Discard { id } => {
-                if self.jobs.get(&id).is_some_and(|job| job.state == JobState::Dead)
+                if self
+                    .jobs
+                    .get(&id)
+                    .is_some_and(|job| job.state == JobState::Dead)
                     && let Some(job) = self.jobs.remove(&id)
                 {
                     let count = count_of(&mut self.counts, job.state);

@@ -577,8 +577,17 @@ pub(crate) mod conformance {
         assert!(!d1.delivered);
         assert_eq!(store.get("d2").expect("get"), None, "discarded");
         assert_eq!(get(store, "q"), job("q", 3), "a queued job is untouched");
-        let ids: Vec<String> = store.load().expect("load").into_iter().map(|j| j.id).collect();
-        assert_eq!(ids, ["d1", "q"], "the requeued job loads again after a restart");
+        let ids: Vec<String> = store
+            .load()
+            .expect("load")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["d1", "q"],
+            "the requeued job loads again after a restart"
+        );
         assert_eq!(store.counts().expect("counts").dead, 0);
     }
 
