@@ -98,7 +98,13 @@
     }));
   }
 
+  let deadShown = null;
+
   function renderDead(dead) {
+    // Re-rendered only when the list changed, so a button is not replaced under the pointer.
+    const signature = JSON.stringify(dead.map((d) => [d.key, d.finished_ms]));
+    if (signature === deadShown) return;
+    deadShown = signature;
     const body = $('dead').tBodies[0];
     body.replaceChildren(...dead.map((d) => {
       const tr = el('tr');
