@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -181,27 +182,19 @@ struct JobRef {
     id: String,
 }
 
-fn body(
-    body: Result<Json<JobRef>, axum::extract::rejection::JsonRejection>,
-) -> Result<String, Response> {
-    match body {
-        Ok(Json(r)) => Ok(r.id),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the body must be JSON {{\"id\": \"<job id>\"}} with Content-Type: application/json ({e})"
-            ),
-        )),
-    }
+/// The job id of an action's body, or why the body is wrong.
+fn job_id(body: Result<Json<JobRef>, JsonRejection>) -> Result<String, String> {
+    body.map(|Json(r)| r.id).map_err(|e| {
+        format!(
+            "the body must be JSON {{\"id\": \"<job id>\"}} with Content-Type: application/json ({e})"
+        )
+    })
 }
 
-async fn retry_dead(
-    State(s): St,
-    payload: Result<Json<JobRef>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let id = match body(payload) {
+async fn retry_dead(State(s): St, payload: Result<Json<JobRef>, JsonRejection>) -> Response {
+    let id = match job_id(payload) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match s.master.retry_dead(&id).await {
         Ok(Some(key)) => Json(json!({ "retried": key })).into_response(),
@@ -213,13 +206,10 @@ async fn retry_dead(
     }
 }
 
-async fn discard_dead(
-    State(s): St,
-    payload: Result<Json<JobRef>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let id = match body(payload) {
+async fn discard_dead(State(s): St, payload: Result<Json<JobRef>, JsonRejection>) -> Response {
+    let id = match job_id(payload) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     match s.master.discard_dead(&id).await {
         Ok(Some(key)) => Json(json!({ "discarded": key })).into_response(),
