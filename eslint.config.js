@@ -41,4 +41,21 @@ module.exports = [
       'prefer-const': 'error',
     },
   },
+  {
+    // The dashboard page's script (compiled into queuexec-dashboard), run by browsers.
+    files: ['dashboard/src/assets/*.js'],
+    ...js.configs.recommended,
+    languageOptions: {
+      ecmaVersion: 2023,
+      sourceType: 'script',
+      globals: { ...globals.browser },
+    },
+    rules: {
+      ...js.configs.recommended.rules,
+      'no-unused-vars': ['error', { args: 'none', caughtErrors: 'none' }],
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+      'no-var': 'error',
+      'prefer-const': 'error',
+    },
+  },
 ];

@@ -10,6 +10,8 @@
 #     node binary alone) into /opt/queuexec-node and linked as /usr/local/bin/node.
 #   - Python 3 whose `python3 -m venv` works (python3-venv), and pip: the wheel and its tests.
 #   - iproute2 (ip netns) and iptables: the tests that build networks in namespaces.
+#   - chromium and chromium-driver (Debian's): the dashboard's headless browser test, driven
+#     through chromedriver's WebDriver HTTP API; nothing is downloaded at test time.
 #   - cargo-nextest: the Rust test runner (per-test deadlines, .config/nextest.toml).
 set -euo pipefail
 
@@ -52,6 +54,9 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip python3-venv)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# chromium + chromedriver: the dashboard's headless browser test (bindings/node/test/dashboard-browser.js).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 [ ${#need_apt[@]} -eq 0 ] || apt_install "${need_apt[@]}" || die "install ${need_apt[*]} by hand and run this again"
 
 # --- python3 -m venv ---------------------------------------------------------------------------

@@ -88,6 +88,17 @@ pub(crate) struct MasterArgs {
     /// Directory of same-host room files (also QUEUEXEC_ROOM_DIR).
     #[arg(long, value_name = "DIR")]
     room_dir: Option<PathBuf>,
+    /// Serve the dashboard (web page, JSON API, /metrics) on this address: IP:PORT or PORT
+    /// (loopback). An address that is not loopback needs --dashboard-token.
+    #[arg(long, value_name = "ADDR")]
+    dashboard: Option<String>,
+    /// The token every dashboard request must carry (at least 16 characters; also
+    /// QUEUEXEC_DASHBOARD_TOKEN). Open the page as /?token=TOKEN.
+    #[arg(long, value_name = "TOKEN", requires = "dashboard")]
+    dashboard_token: Option<String>,
+    /// Write the dashboard's URL to this file once it listens.
+    #[arg(long, value_name = "PATH", requires = "dashboard")]
+    dashboard_url_file: Option<PathBuf>,
 }
 
 /// Parses one jobs line; the error says what is wrong with it.
@@ -335,6 +346,16 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     config.watch_assets = !args.no_watch;
     config.auto_ack = false;
 
+    let dashboard_config =
+        args.dashboard
+            .as_ref()
+            .map(|addr| queuexec_dashboard::DashboardConfig {
+                addr: addr.clone(),
+                token: args.dashboard_token.clone(),
+            });
+    if let Some(config) = &dashboard_config {
+        config.validate().context("--dashboard")?;
+    }
     let mut sink = ResultsSink::open(&args.results)?;
     if !(args.stats_interval.is_finite() && args.stats_interval > 0.0) {
         anyhow::bail!(
@@ -352,6 +373,24 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
         write_atomic(path, &format!("{addr}\n"))?;
     }
     tracing::info!(peer = %master.peer_id(), room = &master.room_id()[..12], "master listening on {}", addrs.join(" "));
+    let dashboard = match dashboard_config {
+        Some(config) => {
+            let dashboard = match queuexec_dashboard::Dashboard::start(master.clone(), config).await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    master.close().await?;
+                    return Err(e).context("--dashboard");
+                }
+            };
+            if let Some(path) = &args.dashboard_url_file {
+                write_atomic(path, &format!("{}\n", dashboard.url()))?;
+            }
+            eprintln!("dashboard: {}", dashboard.url());
+            Some(dashboard)
+        }
+        None => None,
+    };
     if args.store.is_none() {
         tracing::info!("jobs are kept in memory; pass --store FILE to survive restarts");
     }
@@ -402,6 +441,14 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
                             escape_control(&worker.id),
                             escape_control(&reason)
                         )),
+                        MasterEvent::DeadRetried(job_id) => {
+                            // Its new result gets a line of its own, after the error's.
+                            sink.written.remove(&job_id);
+                            progress.log(&format!(
+                                "dead job {} queued again from the dashboard",
+                                escape_control(&job_id)
+                            ));
+                        }
                         _ => {}
                     }
                     next = events.try_recv().ok();
@@ -446,6 +493,9 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
         }
     };
     progress.finish(pushed, written);
+    if let Some(dashboard) = dashboard {
+        dashboard.stop().await;
+    }
     master.close().await?;
     outcome?;
     if rejected > 0 {

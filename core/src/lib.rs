@@ -43,9 +43,12 @@ pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
 pub use job::{JobResult, JobSpec, WorkerInfo};
-pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
-pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
+pub use master::{
+    JobInfo, JobStatus, Master, MasterConfig, MasterEvent, Overview, PushReceipt, Second, Stats,
+    StoreConfig, WorkerStatus,
+};
 pub use shape::PayloadShape;
+pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

@@ -695,6 +695,43 @@ impl Scheduler {
         }
         Some(entry)
     }
+
+    /// A live job as the dashboard shows it (`None` once it finished or when unknown).
+    pub(crate) fn inspect(&self, id: &str) -> Option<JobView> {
+        let entry = self.jobs.get(id)?;
+        let (state, worker) = match &entry.status {
+            Status::Ready | Status::Detached => ("queued", None),
+            Status::Delayed => ("delayed", None),
+            Status::Leased(lease) => ("running", Some(lease.worker.clone())),
+        };
+        Some(JobView {
+            state,
+            attempt: entry.attempt,
+            max_attempts: entry.max_attempts,
+            runs: entry.fence,
+            losses: entry.losses,
+            worker,
+            not_before_ms: entry.not_before_ms,
+            task_type: entry.task_type.clone(),
+            priority: entry.priority,
+        })
+    }
+}
+
+/// What [`Scheduler::inspect`] tells about a live job.
+#[derive(Debug, Clone)]
+pub(crate) struct JobView {
+    /// `queued`, `delayed` or `running`.
+    pub(crate) state: &'static str,
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+    /// Runs handed out (the current lease's fence).
+    pub(crate) runs: u32,
+    pub(crate) losses: u32,
+    pub(crate) worker: Option<Arc<WorkerInfo>>,
+    pub(crate) not_before_ms: i64,
+    pub(crate) task_type: Option<String>,
+    pub(crate) priority: i32,
 }
 
 /// Builds the stored form of a newly pushed job.

@@ -57,6 +57,8 @@ class Master extends EventEmitter {
     localWorkers,
     exitWhenDrained = false,
     workerOptions,
+    dashboard,
+    dashboardToken,
   } = {}) {
     super();
     this.log = new Logger(loglevel || process.env.LOG_LEVEL, 'queue-xec-master');
@@ -116,6 +118,9 @@ class Master extends EventEmitter {
       // `repeated`); on, it is not queued again (the receipt says `duplicate`).
       idempotentIds: idempotentIds === undefined ? undefined : Boolean(idempotentIds),
       statsIntervalMs: statsInterval === undefined ? undefined : Number(statsInterval),
+      // The dashboard (web page, JSON API, /metrics): loopback unless a token is given.
+      dashboard: dashboard === undefined || dashboard === null ? undefined : String(dashboard),
+      dashboardToken: dashboardToken === undefined || dashboardToken === null ? undefined : String(dashboardToken),
     };
     /** The last 'stats' report (okanjo-conductor's `lastStats`). */
     this.lastStats = null;
@@ -135,7 +140,9 @@ class Master extends EventEmitter {
       (handle) => {
         this._native = handle;
         this.peerId = handle.peerId;
+        this.dashboardUrl = handle.dashboardUrl || null;
         this.log.info('master listening on', handle.listenAddrs().join(' '));
+        if (this.dashboardUrl) this.log.info('dashboard on', this.dashboardUrl);
         this._pump(handle);
         if (this._pool) this._pool.start(handle.listenAddrs()[0]);
         if (this._producer) setImmediate(() => this._produce());

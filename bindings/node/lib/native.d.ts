@@ -104,6 +104,8 @@ export interface NativeMaster {
   ack(jobIds: string[]): void;
   listenAddrs(): string[];
   bundleHash(): string;
+  /** The dashboard's URL (`http://IP:PORT/`) when the master was started with `dashboard`. */
+  readonly dashboardUrl: string | null;
   close(): Promise<void>;
 }
 

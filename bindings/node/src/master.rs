@@ -72,6 +72,11 @@ pub struct JsMasterOptions {
     pub idempotent_ids: Option<bool>,
     /// How often the workers' statistics are handed out, in milliseconds (default 5000).
     pub stats_interval_ms: Option<f64>,
+    /// Serve the dashboard (web page, JSON API, /metrics) on this address: `IP:PORT` or a port
+    /// (loopback). An address that is not loopback needs `dashboardToken`.
+    pub dashboard: Option<String>,
+    /// The token every dashboard request must carry (default: `QUEUEXEC_DASHBOARD_TOKEN`).
+    pub dashboard_token: Option<String>,
 }
 
 impl TryFrom<JsMasterOptions> for MasterConfig {
@@ -141,12 +146,35 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
 /// Starts a master: opens the store (resuming its unfinished jobs), listens, and announces the
 /// room. Rejects with the core's error (`ERR_QUEUEXEC_TOKEN`, `ERR_QUEUEXEC_STORE`, ...).
 #[napi]
-pub async fn start_master(options: JsMasterOptions) -> napi::Result<JsMaster> {
+pub async fn start_master(mut options: JsMasterOptions) -> napi::Result<JsMaster> {
+    let dashboard = options
+        .dashboard
+        .take()
+        .filter(|a| !a.is_empty())
+        .map(|addr| queuexec_dashboard::DashboardConfig {
+            addr,
+            token: options.dashboard_token.take(),
+        });
+    if let Some(dashboard) = &dashboard {
+        dashboard.validate().js_async()?;
+    }
     let config = MasterConfig::try_from(options).map_err(for_promise)?;
     let (master, events) = Master::start(config).await.js_async()?;
+    let dashboard = match dashboard {
+        Some(config) => match queuexec_dashboard::Dashboard::start(master.clone(), config).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let _ = master.close().await;
+                return Err(e).js_async();
+            }
+        },
+        None => None,
+    };
     Ok(JsMaster {
         master,
         events: Arc::new(EventStream::new(events)),
+        dashboard_url: dashboard.as_ref().map(|d| d.url()),
+        dashboard: std::sync::Mutex::new(dashboard),
     })
 }
 
@@ -155,6 +183,8 @@ pub async fn start_master(options: JsMasterOptions) -> napi::Result<JsMaster> {
 pub struct JsMaster {
     master: Master,
     events: Arc<EventStream<MasterEvent>>,
+    dashboard: std::sync::Mutex<Option<queuexec_dashboard::Dashboard>>,
+    dashboard_url: Option<String>,
 }
 
 /// Something that happened on a master, as a discriminated union on `kind`:
@@ -443,10 +473,24 @@ impl JsMaster {
         self.master.bundle_hash()
     }
 
+    /// The dashboard's URL (`http://IP:PORT/`), when the master serves one.
+    #[napi(getter)]
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.dashboard_url.clone()
+    }
+
     /// Stops serving: workers are disconnected, the store flushed and closed, the room file
     /// withdrawn, and pending `nextEvents` calls resolve empty.
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
+        let dashboard = self
+            .dashboard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(dashboard) = dashboard {
+            dashboard.stop().await;
+        }
         let result = self.master.close().await.js_async();
         self.events.close();
         result

@@ -42,6 +42,8 @@ pub(crate) struct PyMaster {
     master: Master,
     events: Arc<EventStream<MasterEvent>>,
     closed: AtomicBool,
+    dashboard: std::sync::Mutex<Option<queuexec_dashboard::Dashboard>>,
+    dashboard_url: Option<String>,
 }
 
 #[pymethods]
@@ -52,7 +54,7 @@ impl PyMaster {
         *, token, transfer_token, store=None, listen=None, room_dir=None, announce=true,
         assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=None,
         lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None,
-        idempotent_ids=false, stats_interval=None
+        idempotent_ids=false, stats_interval=None, dashboard=None, dashboard_token=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -74,6 +76,8 @@ impl PyMaster {
         watch_assets: Option<bool>,
         idempotent_ids: bool,
         stats_interval: Option<f64>,
+        dashboard: Option<String>,
+        dashboard_token: Option<String>,
     ) -> PyResult<PyMaster> {
         let mut config = MasterConfig::new(token, transfer_token);
         config.store = match store {
@@ -118,11 +122,41 @@ impl PyMaster {
         if let Some(interval) = seconds("stats_interval", stats_interval)? {
             config.stats_interval = interval;
         }
+        let dashboard =
+            dashboard
+                .filter(|a| !a.is_empty())
+                .map(|addr| queuexec_dashboard::DashboardConfig {
+                    addr,
+                    token: dashboard_token,
+                });
+        if let Some(dashboard) = &dashboard {
+            dashboard.validate().or_raise(py)?;
+        }
         let (master, rx) = block_on(py, Master::start(config))?.or_raise(py)?;
+        let dashboard = match dashboard {
+            Some(config) => {
+                let started = {
+                    let master = master.clone();
+                    block_on(py, async move {
+                        match queuexec_dashboard::Dashboard::start(master.clone(), config).await {
+                            Ok(d) => Ok(d),
+                            Err(e) => {
+                                let _ = master.close().await;
+                                Err(e)
+                            }
+                        }
+                    })?
+                };
+                Some(started.or_raise(py)?)
+            }
+            None => None,
+        };
         Ok(PyMaster {
             master,
             events: Arc::new(EventStream::new(rx)),
             closed: AtomicBool::new(false),
+            dashboard_url: dashboard.as_ref().map(|d| d.url()),
+            dashboard: std::sync::Mutex::new(dashboard),
         })
     }
 
@@ -148,6 +182,12 @@ impl PyMaster {
     #[getter]
     fn bundle_hash(&self) -> String {
         self.master.bundle_hash()
+    }
+
+    /// The dashboard's URL (`http://IP:PORT/`), when the master serves one.
+    #[getter]
+    fn dashboard_url(&self) -> Option<String> {
+        self.dashboard_url.clone()
     }
 
     /// Pushes jobs in one group; returns `(id, duplicate, repeated)` per job once all are
@@ -270,7 +310,18 @@ impl PyMaster {
             return Ok(());
         }
         let master = self.master.clone();
-        let closed = block_on(py, async move { master.close().await })?.or_raise(py);
+        let dashboard = self
+            .dashboard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let closed = block_on(py, async move {
+            if let Some(dashboard) = dashboard {
+                dashboard.stop().await;
+            }
+            master.close().await
+        })?
+        .or_raise(py);
         self.events.close();
         closed
     }

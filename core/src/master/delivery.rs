@@ -23,6 +23,8 @@ pub(super) enum Delivery {
         idle: bool,
     },
     Drained,
+    /// An event handed out in order behind the results before it.
+    Event(MasterEvent),
 }
 
 /// Applies the engine's batches in order (merging what queued up into one transaction), then
@@ -50,6 +52,10 @@ pub(super) async fn deliver(
             }
             Delivery::Drained => {
                 let _ = events.send(MasterEvent::Drained);
+                continue;
+            }
+            Delivery::Event(event) => {
+                let _ = events.send(event);
                 continue;
             }
         };

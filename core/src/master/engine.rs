@@ -11,6 +11,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::delivery::{Batch, Delivery};
+use super::insight::{Action, Insight, InsightQuery};
 use super::{MasterEvent, Stats};
 use crate::assets::BundleHash;
 use crate::job::{JobResult, KEY_SEPARATOR, WorkerInfo, label_of, now_ms};
@@ -72,6 +73,8 @@ pub(super) enum EngineCommand {
     },
     /// Tell every worker to leave and hand out no more jobs; answers how many were told.
     Abort(oneshot::Sender<usize>),
+    /// A question or action of the inspection API (`inspect.rs`).
+    Insight(InsightQuery),
 }
 
 /// The engine's view of one worker connection.
@@ -182,6 +185,8 @@ pub(super) struct Engine {
     pub(super) paused: bool,
     /// Workers' calls waiting for an answer (a session's are dropped when it closes).
     pub(super) calls: Arc<crate::calls::PendingCalls>,
+    /// Timings, dead letters, per-worker counts and metrics (`insight.rs`).
+    pub(super) insight: Insight,
 }
 
 impl Engine {
@@ -249,6 +254,7 @@ impl Engine {
         match command {
             EngineCommand::Enqueue(jobs) => {
                 for (job, in_memory) in jobs {
+                    self.insight.enqueued(&job, now);
                     self.scheduler.enqueue(job, in_memory, now);
                 }
                 self.drained_sent = false;
@@ -265,6 +271,7 @@ impl Engine {
                     tracing::warn!(worker = %worker.name, %peer, "a quarantined worker joined; it gets no jobs until its quarantine ends");
                 }
                 let _ = self.events.send(MasterEvent::WorkerJoined(worker.clone()));
+                self.insight.worker_joined(id, peer, &worker);
                 self.sessions.insert(
                     id,
                     SessionState {
@@ -285,6 +292,7 @@ impl Engine {
                 }
             }
             EngineCommand::SessionClosed { id } => {
+                self.insight.worker_left(id);
                 let peer = self.sessions.remove(&id).map(|session| {
                     self.order.retain(|s| *s != id);
                     tracing::info!(worker = %session.worker.name, "worker left");
@@ -323,14 +331,20 @@ impl Engine {
                 }
                 for (job_id, attempt, outcome) in results {
                     match self.scheduler.complete(id, &job_id, attempt, outcome, now) {
-                        Ok(t) => transitions.push(t),
+                        Ok(t) => {
+                            self.insight.answered(id, &t, now);
+                            transitions.push(t)
+                        }
                         Err(why) => {
                             tracing::debug!(job = %job_id, attempt, ?why, "result not accepted")
                         }
                     }
                 }
             }
-            EngineCommand::Heartbeat { id } => self.scheduler.renew(id, now),
+            EngineCommand::Heartbeat { id } => {
+                self.scheduler.renew(id, now);
+                self.insight.heartbeat(id, now);
+            }
             EngineCommand::TaskLoadFailed {
                 id,
                 bundle,
@@ -408,6 +422,7 @@ impl Engine {
                 );
                 let _ = reply.send(told);
             }
+            EngineCommand::Insight(query) => self.inspect(query, now),
             EngineCommand::Shutdown(reply) => {
                 self.sessions.clear();
                 let _ = reply.send(());
@@ -539,6 +554,7 @@ impl Engine {
                 else {
                     break;
                 };
+                self.insight.leased(&job_id, &payload, now);
                 *free -= 1;
                 if *free > 0 {
                     open += 1;
@@ -571,7 +587,9 @@ impl Engine {
     fn persist(&mut self, transitions: Vec<Transition>) {
         let mut batch = Batch::default();
         let durable = self.durable.is_some();
+        let now = now_ms();
         for t in transitions {
+            self.insight.transition(&t, now);
             match t {
                 Transition::Done {
                     id,
@@ -654,6 +672,45 @@ impl Engine {
             }
         }
         let _ = self.delivery.send(Delivery::Batch(batch));
+    }
+
+    /// Answers a question of the inspection API; queues a retried dead letter again, removes a
+    /// discarded one from the store.
+    fn inspect(&mut self, query: InsightQuery, now: i64) {
+        let counts = self.scheduler.counts();
+        let stats = Stats {
+            queued: counts.ready as u64,
+            delayed: counts.delayed as u64,
+            running: counts.leased as u64,
+            workers: self.sessions.len() as u64,
+            ..self.stats
+        };
+        match self.insight.answer(query, &self.scheduler, stats) {
+            Some(Action::Requeue(job, in_memory)) => {
+                if let (Some(durable), false) = (&self.durable, in_memory) {
+                    // Ahead of any result of the new run in the writer's queue.
+                    durable.apply_detached(vec![StoreOp::Requeue {
+                        id: job.id.clone(),
+                        not_before_ms: now,
+                    }]);
+                }
+                tracing::info!(job = %label_of(&job.id), "dead letter queued again");
+                let _ = self.delivery.send(Delivery::Event(MasterEvent::DeadRetried(
+                    label_of(&job.id).to_string(),
+                )));
+                self.insight.enqueued(&job, now);
+                self.scheduler.enqueue(job, in_memory, now);
+                self.drained_sent = false;
+                self.ever_had_jobs = true;
+            }
+            Some(Action::Discard(id, in_memory)) => {
+                if let (Some(durable), false) = (&self.durable, in_memory) {
+                    durable.apply_detached(vec![StoreOp::Discard { id: id.clone() }]);
+                }
+                tracing::info!(job = %label_of(&id), "dead letter discarded");
+            }
+            None => {}
+        }
     }
 
     fn ack(&mut self, ids: Vec<String>) {

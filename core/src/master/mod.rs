@@ -24,6 +24,8 @@
 mod bundles;
 mod delivery;
 mod engine;
+mod insight;
+mod inspect;
 mod push;
 mod session;
 #[cfg(test)]
@@ -42,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::delivery::deliver;
 use self::engine::{Engine, EngineCommand};
+pub use self::inspect::{JobInfo, JobStatus, Overview, Second, WorkerStatus};
 use self::session::{Admission, SessionShared, serve_session};
 use crate::assets::{AssetSet, AssetSpec};
 use crate::crypto::{RoomKey, TransferKey};
@@ -188,6 +191,9 @@ pub enum MasterEvent {
         /// Why, as the worker reported it.
         reason: String,
     },
+    /// A dead letter was queued again ([`Master::retry_dead`]), with this job id: its earlier
+    /// (error) result is followed by a new one. Sent after that earlier result.
+    DeadRetried(String),
 }
 
 /// The answer to one push.
@@ -204,7 +210,7 @@ pub struct PushReceipt {
 }
 
 /// Counts of a master's jobs and workers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Ready to run.
     pub queued: u64,
@@ -316,6 +322,7 @@ impl Master {
             max_losses: config.max_losses.max(1),
         });
         let mut max_seq = 0;
+        let mut insight = insight::Insight::new();
         if let Some(durable) = &durable {
             max_seq = durable.max_seq().await?;
             let now = now_ms();
@@ -327,6 +334,7 @@ impl Master {
                     }
                 } else {
                     resumed += 1;
+                    insight.enqueued(&job, now);
                     scheduler.enqueue(job, false, now);
                 }
             }
@@ -378,6 +386,7 @@ impl Master {
                 config.quarantine_after,
                 config.quarantine_for,
             ),
+            insight,
         };
         tokio::spawn(engine.run(engine_rx));
 

@@ -80,6 +80,27 @@ impl MemoryStore {
                     job.delivered = true;
                 }
             }
+            StoreOp::Requeue { id, not_before_ms } => {
+                if let Some(job) = self.jobs.get_mut(&id)
+                    && job.state == JobState::Dead
+                {
+                    move_count(&mut self.counts, job, JobState::Queued);
+                    job.attempt = 0;
+                    job.not_before_ms = not_before_ms;
+                    job.delivered = false;
+                }
+            }
+            StoreOp::Discard { id } => {
+                if self
+                    .jobs
+                    .get(&id)
+                    .is_some_and(|job| job.state == JobState::Dead)
+                    && let Some(job) = self.jobs.remove(&id)
+                {
+                    let count = count_of(&mut self.counts, job.state);
+                    *count = count.saturating_sub(1);
+                }
+            }
         }
         None
     }

@@ -140,6 +140,19 @@ pub(crate) enum StoreOp {
         /// Job id.
         id: String,
     },
+    /// A dead-lettered job is queued again from scratch (attempts back to 0), not before
+    /// `not_before_ms`. Ignored unless the job is dead.
+    Requeue {
+        /// Job id.
+        id: String,
+        /// When it may run.
+        not_before_ms: i64,
+    },
+    /// A dead-lettered job is removed from the store. Ignored unless the job is dead.
+    Discard {
+        /// Job id.
+        id: String,
+    },
 }
 
 /// Counts of jobs per state (tests check stores with them; the master counts in its scheduler).
@@ -520,8 +533,67 @@ pub(crate) mod conformance {
         assert_eq!(store.load().expect("load").len(), 1);
     }
 
+    /// A dead job can be queued again from scratch or removed; other jobs ignore both.
+    pub(crate) fn dead_jobs_requeue_and_discard(store: &mut dyn JobStore) {
+        store
+            .apply(&[
+                StoreOp::Insert(job("d1", 1)),
+                StoreOp::Insert(job("d2", 2)),
+                StoreOp::Insert(job("q", 3)),
+                StoreOp::Dead {
+                    id: "d1".into(),
+                    attempt: 3,
+                    error: "boom".into(),
+                    worker: Some(worker(1)),
+                },
+                StoreOp::Dead {
+                    id: "d2".into(),
+                    attempt: 3,
+                    error: "boom".into(),
+                    worker: None,
+                },
+                StoreOp::Delivered { id: "d1".into() },
+            ])
+            .expect("setup");
+        store
+            .apply(&[
+                StoreOp::Requeue {
+                    id: "d1".into(),
+                    not_before_ms: 77,
+                },
+                StoreOp::Discard { id: "d2".into() },
+                // Not dead: both are ignored.
+                StoreOp::Requeue {
+                    id: "q".into(),
+                    not_before_ms: 99,
+                },
+                StoreOp::Discard { id: "q".into() },
+            ])
+            .expect("requeue and discard");
+        let d1 = get(store, "d1");
+        assert_eq!(d1.state, JobState::Queued);
+        assert_eq!(d1.attempt, 0);
+        assert_eq!(d1.not_before_ms, 77);
+        assert!(!d1.delivered);
+        assert_eq!(store.get("d2").expect("get"), None, "discarded");
+        assert_eq!(get(store, "q"), job("q", 3), "a queued job is untouched");
+        let ids: Vec<String> = store
+            .load()
+            .expect("load")
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["d1", "q"],
+            "the requeued job loads again after a restart"
+        );
+        assert_eq!(store.counts().expect("counts").dead, 0);
+    }
+
     /// Runs every body above, each on a fresh store.
     pub(crate) fn run_all(mut fresh: impl FnMut() -> Box<dyn JobStore>) {
+        dead_jobs_requeue_and_discard(fresh().as_mut());
         every_op_round_trips(fresh().as_mut());
         duplicates_are_reported(fresh().as_mut());
         unknown_ids_are_ignored(fresh().as_mut());

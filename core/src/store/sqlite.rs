@@ -90,6 +90,9 @@ const DONE: &str = "UPDATE jobs SET state = 2, attempt = ?2, result = ?3, worker
 const DEAD: &str = "UPDATE jobs SET state = 4, attempt = ?2, last_error = ?3, worker_id = ?4, \
                     worker_name = ?5, delivered = 0, updated_ms = ?6 WHERE id = ?1";
 const DELIVERED: &str = "UPDATE jobs SET delivered = 1, updated_ms = ?2 WHERE id = ?1";
+const REQUEUE: &str = "UPDATE jobs SET state = 0, attempt = 0, not_before_ms = ?2, delivered = 0, \
+                       updated_ms = ?3 WHERE id = ?1 AND state = 4";
+const DISCARD: &str = "DELETE FROM jobs WHERE id = ?1 AND state = 4";
 const RAISE_MAX_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'max_seq'";
 
 /// The write statements of one transaction, each prepared (through the connection's cache) on
@@ -411,6 +414,16 @@ impl SqliteStore {
                     StoreOp::Delivered { id } => {
                         Statements::get(&mut statements.delivered, &tx, DELIVERED)
                             .and_then(|stmt| stmt.execute(params![id, now]))
+                            .map_err(failed)?;
+                    }
+                    StoreOp::Requeue { id, not_before_ms } => {
+                        tx.prepare_cached(REQUEUE)
+                            .and_then(|mut stmt| stmt.execute(params![id, not_before_ms, now]))
+                            .map_err(failed)?;
+                    }
+                    StoreOp::Discard { id } => {
+                        tx.prepare_cached(DISCARD)
+                            .and_then(|mut stmt| stmt.execute(params![id]))
                             .map_err(failed)?;
                     }
                 }

@@ -116,6 +116,13 @@ declare namespace Master {
     exitWhenDrained?: boolean;
     /** More queue-xec-worker options for the local workers (concurrency, name, statsInterval, ...). */
     workerOptions?: Record<string, unknown>;
+    /** Serve the dashboard (live web page, JSON API under /api/, Prometheus /metrics) on this
+     * address: `'127.0.0.1:9090'`, `'[::1]:9090'` or a port number (loopback). An address that is
+     * not loopback needs `dashboardToken`. See the README's Dashboard section. */
+    dashboard?: string | number;
+    /** The token every dashboard request must carry, at least 16 characters (default:
+     * QUEUEXEC_DASHBOARD_TOKEN). Open the page as `/?token=<token>`. */
+    dashboardToken?: string;
   }
 
   /** Per-job options: the second argument of pushNewJob / pushNewJobs. */
@@ -254,6 +261,8 @@ declare class Master extends EventEmitter {
   readonly ready: Promise<Master>;
   /** The master's peer id, once ready. */
   peerId?: string;
+  /** The dashboard's URL (`http://IP:PORT/`), once ready, when the `dashboard` option was given. */
+  dashboardUrl?: string | null;
   onResults: (result: Master.JobResult) => void;
 
   /**

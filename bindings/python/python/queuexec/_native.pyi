@@ -33,7 +33,11 @@ class Master:
         watch_assets: bool | None = None,  # None: the core's default, True (polled every second)
         idempotent_ids: bool = False,
         stats_interval: float | None = None,  # None: the core's default, 5.0 seconds
+        dashboard: str | None = None,
+        dashboard_token: str | None = None,  # None: QUEUEXEC_DASHBOARD_TOKEN
     ) -> Master: ...
+    @property
+    def dashboard_url(self) -> str | None: ...
     @property
     def peer_id(self) -> str: ...
     @property

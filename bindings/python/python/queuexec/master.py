@@ -95,6 +95,10 @@ class Master:
     queue-xec (its receipt says ``repeated``); with ``idempotent_ids=True`` ids are idempotency
     keys instead, and such a job is not queued again (its receipt says ``duplicate``). Either
     way a :class:`~queuexec.events.WarningEvent` says so and the ``queuexec`` logger warns.
+    ``dashboard`` serves the dashboard (live web page, JSON API under ``/api/``, Prometheus
+    ``/metrics``) on an address such as ``"127.0.0.1:9090"`` or a port (loopback); an address that
+    is not loopback needs ``dashboard_token`` (at least 16 characters; default: the environment
+    variable ``QUEUEXEC_DASHBOARD_TOKEN``). See the README's Dashboard section.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -130,6 +134,8 @@ class Master:
         local_worker_tasks: str | None = None,
         exit_when_drained: bool = False,
         worker_options: Mapping[str, Any] | None = None,
+        dashboard: str | int | None = None,
+        dashboard_token: str | None = None,
     ) -> None:
         local = local_worker_count(local_workers)
         if on_worker_message is not None and not callable(on_worker_message):
@@ -155,6 +161,8 @@ class Master:
             watch_assets=watch_assets,
             idempotent_ids=idempotent_ids,
             stats_interval=stats_interval,
+            dashboard=None if dashboard is None else str(dashboard),
+            dashboard_token=dashboard_token,
         )
         self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result
@@ -197,6 +205,11 @@ class Master:
     def room_id(self) -> str:
         """The room id (SHA-256 of the token, hex)."""
         return self._native.room_id
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard's URL (``http://IP:PORT/``) when started with ``dashboard=``, else None."""
+        return self._native.dashboard_url
 
     @property
     def listen_addrs(self) -> list[str]:
