@@ -77,6 +77,13 @@ pub(crate) struct MasterArgs {
     /// Directory of same-host room files (also QUEUEXEC_ROOM_DIR).
     #[arg(long, value_name = "DIR")]
     room_dir: Option<PathBuf>,
+    /// A relay to meet through across NATs (repeatable): a multiaddr ending in /p2p/<id>, as
+    /// `queuexec relay` prints it. Else QUEUEXEC_BOOTSTRAP (comma separated, also from .env).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Map the listening ports on the local router with UPnP (with a bootstrap).
+    #[arg(long)]
+    pub(crate) upnp: bool,
 }
 
 /// Parses one jobs line; the error says what is wrong with it.
@@ -267,7 +274,7 @@ fn recover_results(path: &Path) -> Result<HashSet<String>> {
 
 /// Replaces `path` with `text` through a fresh temporary file in the same directory (created
 /// exclusively under a random name, so a link planted there is never followed) and a rename.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -315,6 +322,9 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     }
     config.room_dir = args.room_dir.clone();
     config.mdns = args.mdns.then_some(true);
+    config.bootstrap = defaults::resolve_bootstrap(&args.bootstrap, args.tokens.env_file.as_deref())?;
+    config.upnp = args.upnp;
+    let reaching = !config.bootstrap.is_empty();
     config.assets = asset_specs(args.task.as_deref(), &args.files)?;
     config.dependencies = args.deps.clone();
     config.default_retries = args.retries;
@@ -415,6 +425,12 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
         }
     };
     progress.finish(pushed, written);
+    if reaching && let Ok(stats) = master.stats().await {
+        progress.log(&format!(
+            "network: {} bytes of job traffic went through relays; {} worker connection(s) relayed now",
+            stats.relayed_bytes, stats.relayed_workers
+        ));
+    }
     master.close().await?;
     outcome?;
     if rejected > 0 {

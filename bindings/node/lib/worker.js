@@ -38,6 +38,8 @@ class Worker extends EventEmitter {
     workplace,
     timeout,
     mdns,
+    bootstrap,
+    upnp,
     maxHeapMb,
   } = {}) {
     super();
@@ -82,6 +84,9 @@ class Worker extends EventEmitter {
       prefetch: this.batchSize,
       workplace: this.workplace,
       mdns: mdns === undefined ? undefined : Boolean(mdns),
+      // Relays to meet through across NATs; default QUEUEXEC_BOOTSTRAP (also from .env).
+      bootstrap: bootstrap === undefined ? undefined : [].concat(bootstrap).map(String),
+      upnp: upnp === undefined ? undefined : Boolean(upnp),
       defaultTimeoutMs: timeout === undefined ? undefined : Number(timeout),
       sandbox: this.sandbox,
       maxHeapMb: maxHeapMb === undefined ? undefined : Number(maxHeapMb),

@@ -52,7 +52,7 @@ impl PyMaster {
         *, token, transfer_token, store=None, listen=None, room_dir=None, announce=true,
         assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=None,
         lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None,
-        idempotent_ids=false
+        idempotent_ids=false, bootstrap=Vec::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -73,8 +73,10 @@ impl PyMaster {
         auto_ack: bool,
         watch_assets: Option<bool>,
         idempotent_ids: bool,
+        bootstrap: Vec<String>,
     ) -> PyResult<PyMaster> {
         let mut config = MasterConfig::new(token, transfer_token);
+        config.bootstrap = bootstrap;
         config.store = match store {
             Some(path) => StoreConfig::Sqlite(path),
             None => StoreConfig::Memory,

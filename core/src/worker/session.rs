@@ -17,10 +17,12 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::asset_sync::AssetSync;
+use super::discovery::Target;
 use super::{Runner, WorkerEvent};
 use crate::crypto::TransferKey;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, JobInput};
+use crate::net::{Counted, Path};
 use crate::protocol::{
     self, Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult,
     WorkerHandshake,
@@ -39,6 +41,11 @@ pub(super) struct Connection {
     pub(super) credits: Arc<AtomicI64>,
 }
 
+/// How long a worker on a relayed connection waits for hole punching before it opens its job
+/// stream on the relay. The master's unauthenticated-connection deadline (5 s) must leave room
+/// for the handshake after it.
+const HOLE_PUNCH_WAIT: Duration = Duration::from_millis(2500);
+
 /// Most results in one frame (besides the byte limit).
 const MAX_RESULTS_PER_FRAME: usize = 4096;
 
@@ -50,10 +57,19 @@ pub(super) enum Outbound {
 
 impl Runner {
     /// Dials the master, joins it, and serves it until the connection ends.
-    pub(super) async fn session(&mut self, addr: Multiaddr) -> Result<()> {
-        let peer = tokio::time::timeout(Duration::from_secs(10), self.net.dial(addr.clone()))
+    pub(super) async fn session(&mut self, target: &Target) -> Result<()> {
+        let addr = target.describe();
+        let dial = async {
+            match (target.peer, target.addrs.first()) {
+                (Some(peer), _) => self.net.dial_peer(peer, target.addrs.clone()).await,
+                (None, Some(first)) => self.net.dial(first.clone()).await,
+                (None, None) => Err(Error::network("no address to dial")),
+            }
+        };
+        let peer = tokio::time::timeout(Duration::from_secs(10), dial)
             .await
             .map_err(|_| Error::network(format!("no answer from {addr} within 10 s")))??;
+        let path = self.settle_path(peer).await;
         let mut control = self.net.control();
         let mut stream = control
             .open_stream(peer, protocol::JOB_PROTOCOL)
@@ -63,13 +79,17 @@ impl Runner {
             tokio::time::timeout(Duration::from_secs(10), self.handshake(peer, &mut stream))
                 .await
                 .map_err(|_| Error::network(format!("no handshake with {addr} within 10 s")))??;
-        tracing::info!(master = %peer, "joined the master");
+        tracing::info!(master = %peer, %path, "joined the master");
         self.inner.connected.store(true, Ordering::Relaxed);
+        self.inner.set_path(Some(path));
         let _ = self.events.send(WorkerEvent::Connected {
             master: peer.to_string(),
+            path,
         });
+        let stream = Counted::new(stream, path == Path::Relayed, &self.inner.relayed);
         let result = self.serve(stream, lease_ttl_ms).await;
         self.inner.connected.store(false, Ordering::Relaxed);
+        self.inner.set_path(None);
         let reason = match &result {
             Ok(()) => "the master closed the connection".to_string(),
             Err(e) => e.to_string(),
@@ -79,6 +99,24 @@ impl Runner {
         match result {
             Err(e @ (Error::Unauthorized(_) | Error::TokenMismatch(_))) => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    /// On a relayed connection, gives hole punching (DCUtR, which starts by itself) a moment to
+    /// replace it with a direct one before the job stream is opened: the stream stays on the
+    /// connection it was opened on.
+    async fn settle_path(&self, peer: PeerId) -> Path {
+        let deadline = tokio::time::Instant::now() + HOLE_PUNCH_WAIT;
+        loop {
+            match self.net.path(peer).await {
+                Some(Path::Direct) => return Path::Direct,
+                None => return Path::Direct,
+                Some(Path::Relayed) if tokio::time::Instant::now() >= deadline => {
+                    tracing::info!(master = %peer, "no direct connection yet: jobs go through the relay");
+                    return Path::Relayed;
+                }
+                Some(Path::Relayed) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 
@@ -96,7 +134,7 @@ impl Runner {
     }
 
     /// Serves one master connection until it ends.
-    async fn serve(&mut self, stream: Stream, lease_ttl_ms: u64) -> Result<()> {
+    async fn serve(&mut self, stream: Counted<Stream>, lease_ttl_ms: u64) -> Result<()> {
         let (reader, writer) = stream.split();
         let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
         let write_task = tokio::spawn(write_loop(self.key.clone(), writer, out_rx));

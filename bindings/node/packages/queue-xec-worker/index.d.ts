@@ -31,6 +31,11 @@ declare namespace Worker {
     timeout?: number;
     /** Look for the master with mDNS on the local network (default: QUEUEXEC_MDNS, else off). */
     mdns?: boolean;
+    /** Relays to find the master through across NATs: multiaddrs ending in /p2p/<id>, as `queuexec
+     * relay` prints them (default: QUEUEXEC_BOOTSTRAP, comma separated, also from .env). */
+    bootstrap?: string | string[];
+    /** Map listening ports on the local router with UPnP (with a bootstrap; default off). */
+    upnp?: boolean;
   }
 
   /** Counts of jobs: the core's names, the same as Python's `WorkerStats`. */

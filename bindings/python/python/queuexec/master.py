@@ -107,8 +107,12 @@ class Master:
         max_workers: int | None = None,
         watch_assets: bool | None = None,
         idempotent_ids: bool = False,
+        bootstrap: str | Sequence[str] | None = None,
     ) -> None:
         room_token, transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
+        relays = _native.resolve_bootstrap(
+            [str(b) for b in _as_list(bootstrap)], None if env_file is None else os.fspath(env_file)
+        )
         # None leaves a setting to the core's default (see queuexec.defaults()).
         self._native = _native.Master.start(
             token=room_token,
@@ -125,6 +129,7 @@ class Master:
             auto_ack=auto_ack,
             watch_assets=watch_assets,
             idempotent_ids=idempotent_ids,
+            bootstrap=relays,
         )
         self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from . import _lifecycle, _native
@@ -77,10 +77,16 @@ class Worker:
         env_file: PathLike | None = None,
         room_dir: PathLike | None = None,
         on_event: EventCallback | None = None,
+        bootstrap: str | Sequence[str] | None = None,
     ) -> None:
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be a function, not {on_event!r}")
         self._token, self._transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
+        if isinstance(bootstrap, str):
+            bootstrap = [bootstrap]
+        self._bootstrap = _native.resolve_bootstrap(
+            [str(b) for b in (bootstrap or [])], None if env_file is None else os.fspath(env_file)
+        )
         task_map: dict[str, Task] = dict(tasks or {})
         for task_type, fn in task_map.items():
             if not isinstance(task_type, str) or not callable(fn):
@@ -124,6 +130,7 @@ class Worker:
                 default_timeout=self._timeout,
                 run_task_js=self._run_task_js,
                 keep_events=self._on_event is not None,
+                bootstrap=self._bootstrap,
             )
             _lifecycle.track(self)
             if self._on_event is not None:
