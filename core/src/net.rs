@@ -114,10 +114,10 @@ enum Command {
         addrs: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<PeerId>>,
     },
-    /// How this node is connected to `peer` now.
-    Path {
+    /// How many direct and relayed connections this node has to `peer`.
+    Paths {
         peer: PeerId,
-        reply: oneshot::Sender<Option<Path>>,
+        reply: oneshot::Sender<(usize, usize)>,
     },
     /// Asks the rendezvous points for this room's masters (answers come as [`NetEvent::Found`]).
     Discover,
@@ -171,11 +171,22 @@ impl Net {
         rx.await.map_err(|_| Error::Closed("the network task"))?
     }
 
-    /// How this node is connected to `peer`: `None` when it is not.
-    pub(crate) async fn path(&self, peer: PeerId) -> Option<Path> {
+    /// How many direct and how many relayed connections this node has to `peer` now (a
+    /// relayed one is closed as soon as a direct one replaces it).
+    pub(crate) async fn paths(&self, peer: PeerId) -> (usize, usize) {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Path { peer, reply }).await.ok()?;
-        rx.await.ok().flatten()
+        if self.commands.send(Command::Paths { peer, reply }).await.is_err() {
+            return (0, 0);
+        }
+        rx.await.unwrap_or((0, 0))
+    }
+
+    /// How this node reaches `peer`: relayed when its only connections run through a relay.
+    pub(crate) async fn path(&self, peer: PeerId) -> Path {
+        match self.paths(peer).await {
+            (0, relayed) if relayed > 0 => Path::Relayed,
+            _ => Path::Direct,
+        }
     }
 
     /// Asks the rendezvous points (the bootstrap relays) for this room's masters.
@@ -394,8 +405,8 @@ impl EventLoop {
                     }
                 }
             }
-            Command::Path { peer, reply } => {
-                let _ = reply.send(self.path(peer));
+            Command::Paths { peer, reply } => {
+                let _ = reply.send(self.paths(peer));
             }
             Command::Discover => self.reach_discover(),
             Command::Disconnect { peer } => {
@@ -430,7 +441,7 @@ impl EventLoop {
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     tracing::debug!(%peer_id, %address, "connected");
                 }
-                let relayed = reach::is_relayed(endpoint.get_remote_address());
+                let relayed = endpoint.is_relayed();
                 self.connections.insert(connection_id, (peer_id, relayed));
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
@@ -469,18 +480,19 @@ impl EventLoop {
 }
 
 impl EventLoop {
-    /// How this node is connected to `peer`: direct when every connection is (a relayed one
-    /// that a direct one is replacing still counts as relayed).
-    fn path(&self, peer: PeerId) -> Option<Path> {
-        let mut any = false;
-        let mut relayed = false;
-        for (p, r) in self.connections.values() {
+    /// Direct and relayed connections to `peer`.
+    fn paths(&self, peer: PeerId) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for (p, relayed) in self.connections.values() {
             if *p == peer {
-                any = true;
-                relayed |= *r;
+                if *relayed {
+                    counts.1 += 1;
+                } else {
+                    counts.0 += 1;
+                }
             }
         }
-        any.then_some(if relayed { Path::Relayed } else { Path::Direct })
+        counts
     }
 }
 

@@ -213,20 +213,21 @@ impl Relay {
         }
         let peer_id = *swarm.local_peer_id();
 
-        // Wait for the listeners' addresses (each listener reports at least one, or fails).
+        // Wait for the listeners' addresses (each listener reports at least one, or fails; one
+        // on 0.0.0.0 reports every interface's).
         let mut addrs = Vec::new();
-        let mut reported = 0usize;
+        let mut reported = std::collections::HashSet::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while reported < listen.len() {
+        while reported.len() < listen.len() {
             let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
                 .await
                 .map_err(|_| Error::network("the relay's listeners did not start within 10 s"))?;
             match event {
-                SwarmEvent::NewListenAddr { address, .. } => {
-                    // One listener on 0.0.0.0 reports every interface at once.
-                    if !addrs.iter().any(|a: &Multiaddr| same_listener(a, &address)) {
-                        reported += 1;
-                    }
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } => {
+                    reported.insert(listener_id);
                     addrs.push(address);
                 }
                 SwarmEvent::ListenerClosed { reason, .. } => {
@@ -305,12 +306,6 @@ impl Relay {
         let _ = self.commands.send(Command::Shutdown).await;
         let _ = self.done.await;
     }
-}
-
-/// Whether two listen addresses are the same transport and port (one wildcard listener).
-fn same_listener(a: &Multiaddr, b: &Multiaddr) -> bool {
-    let tail = |m: &Multiaddr| -> Vec<String> { m.iter().skip(1).map(|p| p.to_string()).collect() };
-    tail(a) == tail(b)
 }
 
 struct RelayLoop {

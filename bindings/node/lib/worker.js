@@ -231,7 +231,7 @@ class Worker extends EventEmitter {
   _dispatch(event, handle) {
     switch (event.kind) {
       case 'connected':
-        this._emitSafely('connected', { master: event.master });
+        this._emitSafely('connected', { master: event.master, path: event.path });
         break;
       case 'disconnected':
         this._emitSafely('disconnected', { reason: event.reason });

@@ -237,6 +237,10 @@ pub struct JsMasterStats {
     pub retried: f64,
     /// Workers connected now.
     pub workers: f64,
+    /// Worker connections that run through a relay now.
+    pub relayed_workers: f64,
+    /// Bytes of job traffic that went through relays since the start.
+    pub relayed_bytes: f64,
 }
 
 #[napi]
@@ -287,6 +291,8 @@ impl JsMaster {
             dead: s.dead as f64,
             retried: s.retried as f64,
             workers: s.workers as f64,
+            relayed_workers: s.relayed_workers as f64,
+            relayed_bytes: s.relayed_bytes as f64,
         })
     }
 

@@ -206,6 +206,8 @@ impl PyMaster {
         dict.set_item("dead", stats.dead)?;
         dict.set_item("retried", stats.retried)?;
         dict.set_item("workers", stats.workers)?;
+        dict.set_item("relayed_workers", stats.relayed_workers)?;
+        dict.set_item("relayed_bytes", stats.relayed_bytes)?;
         Ok(dict)
     }
 

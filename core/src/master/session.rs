@@ -103,7 +103,7 @@ enum AssetRequest {
 
 /// Serves one worker connection until it ends.
 pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, stream: Stream) {
-    let path = shared.net.path(peer).await.unwrap_or(Path::Direct);
+    let path = shared.net.path(peer).await;
     let mut stream = Counted::new(stream, path == Path::Relayed, &shared.relayed);
     // One handshake at a time per peer: another stream meanwhile (a peer opening many) is
     // dropped at once.

@@ -138,11 +138,6 @@ pub(crate) fn autonat_config() -> autonat::Config {
     }
 }
 
-/// Whether `addr` runs through a relay circuit.
-pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
-}
-
 struct RelayState {
     peer: PeerId,
     addr: Multiaddr,
@@ -303,6 +298,14 @@ impl EventLoop {
     }
 
     pub(super) fn reach_connected(&mut self, peer: PeerId, _id: ConnectionId, relayed: bool) {
+        if self.reach.is_none() {
+            return;
+        }
+        // A direct connection (hole punched, or dialled at a direct address) replaces relayed
+        // ones at once, so that job streams are opened on it.
+        if !relayed {
+            self.close_relayed(peer);
+        }
         let Some(reach) = &mut self.reach else { return };
         let Some(relay) = reach.relays.iter_mut().find(|r| r.peer == peer) else {
             return;
@@ -331,7 +334,8 @@ impl EventLoop {
         }
     }
 
-    /// Closes relayed connections to `peer` (a direct one has replaced them).
+    /// Closes relayed connections to `peer` (a direct one has replaced them). A job stream on
+    /// one of them ends; its worker joins again on the direct connection.
     fn close_relayed(&mut self, peer: PeerId) {
         let ids: Vec<ConnectionId> = self
             .connections

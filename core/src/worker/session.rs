@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, FutureExt};
-use libp2p::{Multiaddr, PeerId, Stream};
+use libp2p::{PeerId, Stream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -108,14 +108,18 @@ impl Runner {
     async fn settle_path(&self, peer: PeerId) -> Path {
         let deadline = tokio::time::Instant::now() + HOLE_PUNCH_WAIT;
         loop {
-            match self.net.path(peer).await {
-                Some(Path::Direct) => return Path::Direct,
-                None => return Path::Direct,
-                Some(Path::Relayed) if tokio::time::Instant::now() >= deadline => {
-                    tracing::info!(master = %peer, "no direct connection yet: jobs go through the relay");
+            let (direct, relayed) = self.net.paths(peer).await;
+            let late = tokio::time::Instant::now() >= deadline;
+            match (direct, relayed) {
+                // Direct only (or no connection any more: opening the stream will say so).
+                (_, 0) => return Path::Direct,
+                // A direct connection replaces the relayed one (closing now).
+                (1.., _) if late => return Path::Direct,
+                (0, _) if late => {
+                    tracing::info!(master = %peer, "no direct connection: jobs go through the relay");
                     return Path::Relayed;
                 }
-                Some(Path::Relayed) => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => tokio::time::sleep(Duration::from_millis(25)).await,
             }
         }
     }

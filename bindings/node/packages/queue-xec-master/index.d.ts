@@ -143,6 +143,10 @@ declare namespace Master {
     retried: number;
     /** Workers connected now. */
     workers: number;
+    /** Worker connections that run through a relay now. */
+    relayedWorkers: number;
+    /** Bytes of job traffic that went through relays since the start. */
+    relayedBytes: number;
   }
 
   /** Errors thrown or emitted; `code` is ERR_QUEUEXEC_*, one class per code (README: Errors). */

@@ -44,6 +44,10 @@ declare namespace Worker {
     failed: number;
     running: number;
     connected: boolean;
+    /** 'direct' or 'relayed' while connected. */
+    path?: 'direct' | 'relayed' | null;
+    /** Bytes of job traffic that went through relays. */
+    relayedBytes: number;
   }
 
   /** The second argument task.run receives (the first is the pushed payload). */
@@ -106,7 +110,8 @@ declare namespace Worker {
 }
 
 interface WorkerEvents {
-  connected: [info: { master: string }];
+  /** `path`: 'direct' (also through hole-punched NATs) or 'relayed' (through a relay). */
+  connected: [info: { master: string; path: 'direct' | 'relayed' }];
   disconnected: [info: { reason: string }];
   assetsInstalled: [info: { bundle: string; fetched: number }];
   jobFinished: [info: { jobID: string; error?: string }];
