@@ -34,7 +34,7 @@ cleanup() {
   done
   ip netns del "$ns_r" 2>/dev/null || true
   ip netns del "$ns_i" 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${NAT_KEEP:-}" ]; then echo "netns-nat: kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 fail() {
@@ -115,8 +115,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -s "$work/relay.addr" ] || fail "the relay wrote no address within 10 s"
-boot=$(grep -m1 "${NAT_TRANSPORT:-quic-v1}" "$work/relay.addr" || true)
-[ -n "$boot" ] || fail "the relay's addresses have no ${NAT_TRANSPORT:-quic-v1} one: $(cat "$work/relay.addr")"
+boot=$(grep -m1 "/${NAT_TRANSPORT:-tcp}/" "$work/relay.addr" || true)
+[ -n "$boot" ] || fail "the relay's addresses have no ${NAT_TRANSPORT:-tcp} one: $(cat "$work/relay.addr")"
 grep -q "^/ip4/198.51.100.1/.*/p2p/12D3" <<<"$boot" || fail "unexpected relay address $boot"
 grep -qF "$boot" "$work/relay.out" || fail "the relay did not print its address on stdout"
 
@@ -129,7 +129,7 @@ ip netns exec "${id}ha" env QUEUEXEC_ROOM_DIR="$work/rooms-master" "$bin" master
   --exit-when-done 2>"$work/master.log" &
 master=$!
 pids+=("$master")
-exec 7>"$work/jobs.fifo"   # hold the jobs input open until the workers are in
+exec 7>"$work/jobs.fifo"   # hold the jobs input open until the workers are in (they get no fd 7)
 
 # Workers: b through the environment, c through .env, s through --bootstrap.
 start_worker() { # name host-ns extra...
@@ -137,7 +137,7 @@ start_worker() { # name host-ns extra...
   shift 2
   ip netns exec "$ns" env QUEUEXEC_ROOM_DIR="$work/rooms-$name" "$@" \
     --name "$name" --exec cat --concurrency 4 --workplace "$work/wp-$name" \
-    2>"$work/worker-$name.log" &
+    2>"$work/worker-$name.log" 7>&- &
   pids+=("$!")
   eval "pid_$name=$!"
 }
@@ -149,7 +149,7 @@ start_worker s "${id}hs" "$bin" worker --bootstrap "$boot"
 # Another room's worker, on NAT B's network too: finds nothing, is served nothing.
 ip netns exec "${id}hb" env QUEUEXEC_ROOM_DIR="$work/rooms-x" token=another-room \
   "$bin" worker --bootstrap "$boot" --name intruder --exec cat --workplace "$work/wp-x" \
-  2>"$work/worker-x.log" &
+  2>"$work/worker-x.log" 7>&- &
 pid_x=$!
 pids+=("$pid_x")
 
