@@ -216,5 +216,7 @@ room_id=$(printf '%s' "$token" | sha256sum | cut -c1-64)
 grep -qF "$token" "$work/relay.log" && fail "the relay's log shows the room token"
 grep -qF "$room_id" "$work/relay.log" && fail "the relay's log shows the room id"
 
+relay_rss=$(awk '/^VmHWM/{print $2}' "/proc/$relay/status")
+echo "netns-nat: relay peak RSS ${relay_rss} KiB (1 reservation, 3 circuits, 5 connections)"
 echo "netns-nat: $jobs_n jobs in $(awk "BEGIN{printf \"%.1f\", $done_at - $joined}") s; relayed bytes: master $master_relayed, worker s $(relayed s), b $(relayed b), c $(relayed c)"
 echo "netns-nat: 1 passed, 0 failed"

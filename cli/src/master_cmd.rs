@@ -322,7 +322,8 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     }
     config.room_dir = args.room_dir.clone();
     config.mdns = args.mdns.then_some(true);
-    config.bootstrap = defaults::resolve_bootstrap(&args.bootstrap, args.tokens.env_file.as_deref())?;
+    config.bootstrap =
+        defaults::resolve_bootstrap(&args.bootstrap, args.tokens.env_file.as_deref())?;
     config.upnp = args.upnp;
     let reaching = !config.bootstrap.is_empty();
     config.assets = asset_specs(args.task.as_deref(), &args.files)?;

@@ -39,9 +39,9 @@ pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
-pub use net::Path;
 pub use job::{JobResult, JobSpec, WorkerInfo};
 pub use master::{Master, MasterConfig, MasterEvent, PushReceipt, Stats, StoreConfig};
+pub use net::Path;
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

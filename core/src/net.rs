@@ -29,10 +29,10 @@ mod counted;
 mod guard;
 mod reach;
 
+pub(crate) use counted::{Counted, RelayedCounters};
 pub(crate) use guard::Budget;
 #[cfg(test)]
 pub(crate) use guard::GuardStats;
-pub(crate) use counted::{Counted, RelayedCounters};
 pub use reach::Path;
 pub(crate) use reach::{Bootstrap, parse_relay};
 
@@ -175,7 +175,12 @@ impl Net {
     /// relayed one is closed as soon as a direct one replaces it).
     pub(crate) async fn paths(&self, peer: PeerId) -> (usize, usize) {
         let (reply, rx) = oneshot::channel();
-        if self.commands.send(Command::Paths { peer, reply }).await.is_err() {
+        if self
+            .commands
+            .send(Command::Paths { peer, reply })
+            .await
+            .is_err()
+        {
             return (0, 0);
         }
         rx.await.unwrap_or((0, 0))
@@ -284,9 +289,9 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
                 mdns: Toggle::from(mdns),
                 relay_client,
                 dcutr: Toggle::from(reaching.then(|| dcutr::Behaviour::new(peer_id))),
-                autonat: Toggle::from(master.then(|| {
-                    autonat::Behaviour::new(peer_id, reach::autonat_config())
-                })),
+                autonat: Toggle::from(
+                    master.then(|| autonat::Behaviour::new(peer_id, reach::autonat_config())),
+                ),
                 rendezvous: Toggle::from(
                     reaching.then(|| rendezvous::client::Behaviour::new(key.clone())),
                 ),
@@ -401,7 +406,8 @@ impl EventLoop {
                         self.pending_dials.insert(id, reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(Error::network_from(format!("cannot dial {peer}"), e)));
+                        let _ =
+                            reply.send(Err(Error::network_from(format!("cannot dial {peer}"), e)));
                     }
                 }
             }

@@ -145,10 +145,14 @@ impl Relay {
         let per_minute = |n: u32, what: &str| {
             NonZeroU32::new(n).ok_or_else(|| Error::config(format!("{what} must be at least 1")))
         };
-        let reservations_per_ip =
-            per_minute(config.reservations_per_ip_per_minute, "reservations per IP per minute")?;
-        let circuits_per_ip =
-            per_minute(config.circuits_per_ip_per_minute, "circuits per IP per minute")?;
+        let reservations_per_ip = per_minute(
+            config.reservations_per_ip_per_minute,
+            "reservations per IP per minute",
+        )?;
+        let circuits_per_ip = per_minute(
+            config.circuits_per_ip_per_minute,
+            "circuits per IP per minute",
+        )?;
         if config.max_circuit_duration.as_secs() > u64::from(u32::MAX) {
             return Err(Error::config("the circuit duration is too long"));
         }

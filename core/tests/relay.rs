@@ -39,14 +39,19 @@ async fn loopback_relay() -> Relay {
 async fn a_worker_finds_its_master_only_through_the_relay_and_another_room_finds_nothing() {
     let relay = loopback_relay().await;
     let addrs = relay.addrs();
-    assert_eq!(addrs.len(), 2, "one dialable address per listener: {addrs:?}");
+    assert_eq!(
+        addrs.len(),
+        2,
+        "one dialable address per listener: {addrs:?}"
+    );
     let boot = addrs
         .iter()
         .find(|a| a.contains("/tcp/"))
         .expect("a TCP address")
         .clone();
     assert!(
-        boot.starts_with("/ip4/127.0.0.1/tcp/") && boot.ends_with(&format!("/p2p/{}", relay.peer_id())),
+        boot.starts_with("/ip4/127.0.0.1/tcp/")
+            && boot.ends_with(&format!("/p2p/{}", relay.peer_id())),
         "{boot}"
     );
 
@@ -69,8 +74,9 @@ async fn a_worker_finds_its_master_only_through_the_relay_and_another_room_finds
     config.name = "intruder".into();
     config.listen = vec![LOOPBACK.into()];
     config.bootstrap = vec![boot];
-    let (intruder, mut intruder_events) =
-        Worker::start(config, Arc::new(Echo)).await.expect("intruder");
+    let (intruder, mut intruder_events) = Worker::start(config, Arc::new(Echo))
+        .await
+        .expect("intruder");
 
     let path = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -90,7 +96,11 @@ async fn a_worker_finds_its_master_only_through_the_relay_and_another_room_finds
     let jobs: Vec<JobSpec> = (0..200).map(|i| JobSpec::new(format!("{i}"))).collect();
     master.push_many(jobs).await.expect("push");
     let results = collect(&mut events, 200).await;
-    assert!(results.iter().all(|r| r.worker.name == "w" && r.outcome.is_ok()));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.worker.name == "w" && r.outcome.is_ok())
+    );
     let stats = worker.stats();
     assert_eq!(stats.done, 200);
     assert_eq!(stats.path, Some(queuexec_core::Path::Direct));
@@ -125,7 +135,10 @@ async fn a_bootstrap_address_without_a_peer_id_is_refused_with_what_to_give() {
         Ok(_) => panic!("a bootstrap without /p2p/ was accepted"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("/p2p/") && err.contains("queuexec relay"), "{err}");
+    assert!(
+        err.contains("/p2p/") && err.contains("queuexec relay"),
+        "{err}"
+    );
 
     let mut config = worker_config(dir.path(), dir.path().join("wp"), "w");
     config.bootstrap = vec!["not an address".into()];

@@ -26,10 +26,7 @@ pub fn split_bootstrap(list: &str) -> Vec<String> {
 /// [`Error::Config`] naming an address that is not a multiaddr or has no peer id, or a named
 /// `env_file` that does not exist or is not valid `.env`.
 pub fn resolve_bootstrap(explicit: &[String], env_file: Option<&Path>) -> Result<Vec<String>> {
-    let mut list: Vec<String> = explicit
-        .iter()
-        .flat_map(|e| split_bootstrap(e))
-        .collect();
+    let mut list: Vec<String> = explicit.iter().flat_map(|e| split_bootstrap(e)).collect();
     if list.is_empty() {
         list = std::env::var(BOOTSTRAP_VAR)
             .map(|v| split_bootstrap(&v))

@@ -190,8 +190,11 @@ impl EventLoop {
     pub(super) fn reach_start(&mut self) {
         let Some(reach) = &self.reach else { return };
         if reach.master {
-            let servers: Vec<(PeerId, Multiaddr)> =
-                reach.relays.iter().map(|r| (r.peer, r.addr.clone())).collect();
+            let servers: Vec<(PeerId, Multiaddr)> = reach
+                .relays
+                .iter()
+                .map(|r| (r.peer, r.addr.clone()))
+                .collect();
             if let Some(autonat) = self.swarm.behaviour_mut().autonat.as_mut() {
                 for (peer, addr) in servers {
                     autonat.add_server(peer, Some(addr));
