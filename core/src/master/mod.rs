@@ -82,8 +82,9 @@ pub struct MasterConfig {
     pub mdns: Option<bool>,
     /// Relays to meet workers through (multiaddrs ending in `/p2p/<id>`, as `queuexec relay`
     /// prints them). Empty: `QUEUEXEC_BOOTSTRAP` (comma separated), else none. With one, the
-    /// master also listens on every interface, holds a relay reservation until AutoNAT finds
-    /// it reachable, and registers at the relay's rendezvous point under the room's namespace.
+    /// master also listens on every interface (when `listen` is the default), holds a relay
+    /// reservation until AutoNAT finds it reachable, and registers at the relay's rendezvous
+    /// point under the room's namespace.
     pub bootstrap: Vec<String>,
     /// Map the listening ports on the local gateway with UPnP (with a bootstrap only).
     pub upnp: bool,
