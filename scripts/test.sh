@@ -98,6 +98,16 @@ else
   echo "netns-mdns: NOT RUN: needs root for ip netns (run scripts/test.sh as root to include it)" >&2
 fi
 
+step "Reach across NATs: a relay, three NATs (one symmetric), inside network namespaces made for the test"
+if [ "$(id -u)" -eq 0 ]; then
+  bash tests/netns-nat.sh "$target/debug/queuexec"
+elif [ -n "${CI:-}" ]; then
+  echo "netns-nat: FAILED: CI must run as root to make network namespaces (ip netns add)" >&2
+  exit 1
+else
+  echo "netns-nat: NOT RUN: needs root for ip netns and iptables (run scripts/test.sh as root to include it)" >&2
+fi
+
 step "npm packages (addon copied from the Rust build, node --test)"
 npm run build
 npm test

@@ -1,10 +1,11 @@
-//! The `queuexec` command-line tool: `setup`, `master`, `worker`, `demo`, `bench`.
+//! The `queuexec` command-line tool: `setup`, `master`, `worker`, `relay`, `demo`, `bench`.
 
 mod bench;
 mod demo;
 mod master_cmd;
 mod pool;
 mod seeds;
+mod relay_cmd;
 mod terminal;
 mod tokens;
 mod worker_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Master(master_cmd::MasterArgs),
     /// Run a worker: find the master, run its jobs.
     Worker(worker_cmd::WorkerArgs),
+    /// Run a relay: the meeting point masters and workers behind NATs find each other through.
+    Relay(relay_cmd::RelayArgs),
     /// One master and N local worker processes on loopback run M jobs.
     Demo(demo::DemoArgs),
     /// Measure no-op throughput and round-trip latency (1 master, N worker processes, loopback).
@@ -128,6 +131,7 @@ fn main() -> std::process::ExitCode {
             Command::Setup { env_file, force } => tokens::setup(env_file, force),
             Command::Master(args) => master_cmd::run(args).await,
             Command::Worker(args) => worker_cmd::run(args).await,
+            Command::Relay(args) => relay_cmd::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }

@@ -99,6 +99,13 @@ pub(crate) struct MasterArgs {
     /// Write the dashboard's URL to this file once it listens.
     #[arg(long, value_name = "PATH", requires = "dashboard")]
     dashboard_url_file: Option<PathBuf>,
+    /// A relay to meet through across NATs (repeatable): a multiaddr ending in /p2p/<id>, as
+    /// `queuexec relay` prints it. Else QUEUEXEC_BOOTSTRAP (comma separated, also from .env).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Map the listening ports on the local router with UPnP (with a bootstrap).
+    #[arg(long)]
+    pub(crate) upnp: bool,
 }
 
 /// Parses one jobs line; the error says what is wrong with it.
@@ -289,7 +296,7 @@ fn recover_results(path: &Path) -> Result<HashSet<String>> {
 
 /// Replaces `path` with `text` through a fresh temporary file in the same directory (created
 /// exclusively under a random name, so a link planted there is never followed) and a rename.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -337,6 +344,10 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     }
     config.room_dir = args.room_dir.clone();
     config.mdns = args.mdns.then_some(true);
+    config.bootstrap =
+        defaults::resolve_bootstrap(&args.bootstrap, args.tokens.env_file.as_deref())?;
+    config.upnp = args.upnp;
+    let reaching = !config.bootstrap.is_empty();
     config.assets = asset_specs(args.task.as_deref(), &args.files)?;
     config.dependencies = args.deps.clone();
     config.default_retries = args.retries;
@@ -495,6 +506,12 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     progress.finish(pushed, written);
     if let Some(dashboard) = dashboard {
         dashboard.stop().await;
+    }
+    if reaching && let Ok(stats) = master.stats().await {
+        progress.log(&format!(
+            "network: {} bytes of job traffic went through relays; {} worker connection(s) relayed now",
+            stats.relayed_bytes, stats.relayed_workers
+        ));
     }
     master.close().await?;
     outcome?;

@@ -70,6 +70,13 @@ pub(crate) struct WorkerArgs {
     /// Seconds between reports of this worker's counters to the master (its stats).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) stats_interval: Option<f64>,
+    /// A relay to meet through across NATs (repeatable): a multiaddr ending in /p2p/<id>, as
+    /// `queuexec relay` prints it. Else QUEUEXEC_BOOTSTRAP (comma separated, also from .env).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// Map the listening ports on the local router with UPnP (with a bootstrap).
+    #[arg(long)]
+    pub(crate) upnp: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -338,32 +345,50 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     config.workplace = args.workplace.clone();
     config.room_dir = args.room_dir.clone();
     config.mdns = args.mdns.then_some(true);
+    config.bootstrap =
+        core_config::resolve_bootstrap(&args.bootstrap, args.tokens.env_file.as_deref())?;
+    config.upnp = args.upnp;
     config.default_timeout = args.timeout.map(Duration::from_secs_f64);
     let (worker, mut events) = Worker::start(config, executor).await?;
     master_link.connect(worker.clone());
     tracing::info!(peer = %worker.peer_id(), name = worker.name(), "worker started");
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            if let WorkerEvent::JobFinished {
-                id,
-                error: Some(error),
-            } = event
-            {
-                tracing::warn!(
-                    job = %escape_control(&id),
-                    "job failed: {}",
-                    escape_control(&error)
-                );
+            match event {
+                WorkerEvent::JobFinished {
+                    id,
+                    error: Some(error),
+                } => {
+                    tracing::warn!(
+                        job = %escape_control(&id),
+                        "job failed: {}",
+                        escape_control(&error)
+                    );
+                }
+                WorkerEvent::Connected { master, path } => {
+                    eprintln!("connected to master {master} ({path})");
+                }
+                _ => {}
             }
         }
     });
-    tokio::select! {
+    let outcome = tokio::select! {
         outcome = worker.wait() => outcome.map_err(anyhow::Error::new),
         _ = tokio::signal::ctrl_c() => {
+            let stats = worker.stats();
             worker.close().await;
+            // One line a script can read: what this worker did and how it was connected.
+            eprintln!(
+                "worker stats: done={} failed={} path={} relayed_bytes={}",
+                stats.done,
+                stats.failed,
+                stats.path.map_or("none", |p| p.as_str()),
+                stats.relayed_bytes
+            );
             Ok(())
         }
-    }
+    };
+    outcome
 }
 
 #[cfg(test)]

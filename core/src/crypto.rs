@@ -45,6 +45,7 @@ const TRANSFER_INFO_ENC: &[u8] = b"queuexec/v1/envelope/aes-256-cbc";
 const TRANSFER_INFO_MAC: &[u8] = b"queuexec/v1/envelope/hmac-sha256";
 const ROOM_SALT: &[u8] = b"queuexec/v1/room-token";
 const ROOM_INFO_AUTH: &[u8] = b"queuexec/v1/room/auth-hmac-sha256";
+const ROOM_INFO_RENDEZVOUS: &[u8] = b"queuexec/v1/room/rendezvous-namespace";
 
 /// The keys derived from the transfer token (queue-xec's `transferEncryptToken`): an AES-256
 /// key for the envelope's ciphertext and a separate HMAC-SHA256 key for its tag.
@@ -209,6 +210,9 @@ impl fmt::Debug for TransferKey {
 #[derive(Clone)]
 pub(crate) struct RoomKey {
     room_id: String,
+    /// The rendezvous namespace (HKDF from the token, independent of the room id and the auth
+    /// key): what a master registers under at a relay.
+    namespace: String,
     /// HMAC-SHA256 keyed with the auth key (HKDF from the token, independent of the room id).
     auth: HmacSha256,
 }
@@ -225,8 +229,10 @@ impl RoomKey {
         let room_id = hex::encode(sha256(token.as_bytes()));
         let hkdf = Hkdf::<Sha256>::new(Some(ROOM_SALT), token.as_bytes());
         let auth_key = expand_32(&hkdf, ROOM_INFO_AUTH)?;
+        let namespace = hex::encode(expand_32(&hkdf, ROOM_INFO_RENDEZVOUS)?);
         Ok(RoomKey {
             room_id,
+            namespace,
             auth: keyed_hmac(&auth_key)?,
         })
     }
@@ -235,6 +241,14 @@ impl RoomKey {
     /// this room; it also names files and appears in the handshake. It is public.
     pub(crate) fn room_id(&self) -> &str {
         &self.room_id
+    }
+
+    /// The namespace masters of this room register under at a rendezvous point: 64 hex digits
+    /// of HKDF-SHA256 output from the token. A relay operator sees it, and can tell registrations
+    /// of one room apart from another's, but it neither names the room (it is not the room id)
+    /// nor opens it (the token cannot be recovered from it, and joining needs the token).
+    pub(crate) fn rendezvous_namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The proof that this peer holds the room token: HMAC-SHA256 under the auth key over
@@ -579,6 +593,20 @@ mod tests {
             hex::encode(sha256(b"")),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn the_rendezvous_namespace_is_per_token_and_neither_the_room_id_nor_the_token() {
+        let room = RoomKey::from_token("room secret").expect("room");
+        let again = RoomKey::from_token("room secret").expect("room");
+        let other = RoomKey::from_token("another room").expect("room");
+        let ns = room.rendezvous_namespace();
+        assert_eq!(ns, again.rendezvous_namespace(), "the same token meets");
+        assert_ne!(ns, other.rendezvous_namespace(), "another token does not");
+        assert_eq!(ns.len(), 64);
+        assert!(ns.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(ns, room.room_id());
+        assert!(!ns.contains("room secret"));
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod job;
 mod master;
 mod net;
 mod protocol;
+pub mod relay;
 mod room;
 mod scheduler;
 mod stats;
@@ -49,6 +50,7 @@ pub use master::{
 };
 pub use shape::PayloadShape;
 pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
+pub use net::Path;
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

@@ -18,17 +18,23 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, connection_limits, identify, mdns, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, Swarm, autonat, connection_limits, dcutr, identify, mdns, noise, ping,
+    relay, rendezvous, tcp, upnp, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 
+mod counted;
 mod guard;
+mod reach;
 
+pub(crate) use counted::{Counted, RelayedCounters};
 pub(crate) use guard::Budget;
 #[cfg(test)]
 pub(crate) use guard::GuardStats;
+pub use reach::Path;
+pub(crate) use reach::{Bootstrap, parse_relay};
 
 /// Environment variable that turns mDNS discovery on (`1`/`true`).
 pub(crate) const MDNS_ENV: &str = "QUEUEXEC_MDNS";
@@ -52,6 +58,8 @@ pub(crate) struct NetConfig {
     pub(crate) mdns: bool,
     /// What peers that have not authenticated may hold.
     pub(crate) budget: Budget,
+    /// Relays to meet through (reach beyond this host and LAN); `None`: none.
+    pub(crate) bootstrap: Option<Bootstrap>,
 }
 
 impl NetConfig {
@@ -61,6 +69,7 @@ impl NetConfig {
             listen,
             mdns: false,
             budget: Budget::default(),
+            bootstrap: None,
         }
     }
 }
@@ -74,6 +83,12 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    // Reach through relays (see `reach`): present in every swarm, active with a bootstrap.
+    relay_client: relay::client::Behaviour,
+    dcutr: Toggle<dcutr::Behaviour>,
+    autonat: Toggle<autonat::Behaviour>,
+    rendezvous: Toggle<rendezvous::client::Behaviour>,
+    upnp: Toggle<upnp::tokio::Behaviour>,
 }
 
 /// What the swarm task reports.
@@ -83,6 +98,9 @@ pub(crate) enum NetEvent {
     ListenAddr(Multiaddr),
     /// mDNS found a peer.
     Discovered(PeerId, Multiaddr),
+    /// A rendezvous point named a peer registered under this room's namespace, with its
+    /// addresses (direct ones and relay circuits).
+    Found(PeerId, Vec<Multiaddr>),
 }
 
 enum Command {
@@ -90,6 +108,19 @@ enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId>>,
     },
+    /// Dials a known peer at any of `addrs` (tried concurrently).
+    DialPeer {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<PeerId>>,
+    },
+    /// How many direct and relayed connections this node has to `peer`.
+    Paths {
+        peer: PeerId,
+        reply: oneshot::Sender<(usize, usize)>,
+    },
+    /// Asks the rendezvous points for this room's masters (answers come as [`NetEvent::Found`]).
+    Discover,
     Disconnect {
         peer: PeerId,
     },
@@ -128,6 +159,44 @@ impl Net {
             .await
             .map_err(|_| Error::Closed("the network task"))?;
         rx.await.map_err(|_| Error::Closed("the network task"))?
+    }
+
+    /// Connects to `peer` at any of `addrs` and returns its id.
+    pub(crate) async fn dial_peer(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::DialPeer { peer, addrs, reply })
+            .await
+            .map_err(|_| Error::Closed("the network task"))?;
+        rx.await.map_err(|_| Error::Closed("the network task"))?
+    }
+
+    /// How many direct and how many relayed connections this node has to `peer` now (a
+    /// relayed one is closed as soon as a direct one replaces it).
+    pub(crate) async fn paths(&self, peer: PeerId) -> (usize, usize) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Paths { peer, reply })
+            .await
+            .is_err()
+        {
+            return (0, 0);
+        }
+        rx.await.unwrap_or((0, 0))
+    }
+
+    /// How this node reaches `peer`: relayed when its only connections run through a relay.
+    pub(crate) async fn path(&self, peer: PeerId) -> Path {
+        match self.paths(peer).await {
+            (0, relayed) if relayed > 0 => Path::Relayed,
+            _ => Path::Direct,
+        }
+    }
+
+    /// Asks the rendezvous points (the bootstrap relays) for this room's masters.
+    pub(crate) async fn discover_rendezvous(&self) {
+        let _ = self.commands.send(Command::Discover).await;
     }
 
     /// Closes every connection to `peer`.
@@ -175,6 +244,13 @@ pub(crate) fn parse_addr(text: &str, what: &str) -> Result<Multiaddr> {
 
 /// Builds the swarm, starts listening, and spawns its task on the current tokio runtime.
 pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<NetEvent>)> {
+    let mut listen = config.listen.clone();
+    if let Some(bootstrap) = &config.bootstrap {
+        bootstrap.extend_listen(&mut listen);
+    }
+    let reaching = config.bootstrap.is_some();
+    let master = config.bootstrap.as_ref().is_some_and(|b| b.master);
+    let upnp_on = config.bootstrap.as_ref().is_some_and(|b| b.upnp);
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -184,7 +260,9 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
         )
         .map_err(|e| Error::network_from("could not set up TCP with Noise and Yamux", e))?
         .with_quic()
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| Error::network_from("could not set up the relay client", e))?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let mdns = if config.mdns {
                 Some(mdns::tokio::Behaviour::new(
@@ -209,6 +287,15 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
                 ),
                 ping: ping::Behaviour::default(),
                 mdns: Toggle::from(mdns),
+                relay_client,
+                dcutr: Toggle::from(reaching.then(|| dcutr::Behaviour::new(peer_id))),
+                autonat: Toggle::from(
+                    master.then(|| autonat::Behaviour::new(peer_id, reach::autonat_config())),
+                ),
+                rendezvous: Toggle::from(
+                    reaching.then(|| rendezvous::client::Behaviour::new(key.clone())),
+                ),
+                upnp: Toggle::from(upnp_on.then(upnp::tokio::Behaviour::default)),
             })
         })
         .map_err(|e| Error::network_from("could not set up the network behaviour", e))?
@@ -217,7 +304,7 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
         .with_connection_timeout(config.budget.deadline)
         .build();
 
-    for addr in &config.listen {
+    for addr in &listen {
         swarm
             .listen_on(addr.clone())
             .map_err(|e| Error::network_from(format!("cannot listen on {addr}"), e))?;
@@ -230,12 +317,15 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
         control: swarm.behaviour().stream.new_control(),
         peer_id: *swarm.local_peer_id(),
     };
+    let reach = config.bootstrap.map(reach::Reach::new);
     tokio::spawn(
         EventLoop {
             swarm,
             commands: command_rx,
             events,
             pending_dials: HashMap::new(),
+            connections: HashMap::new(),
+            reach,
         }
         .run(),
     );
@@ -247,10 +337,17 @@ struct EventLoop {
     commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<NetEvent>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
+    /// Every open connection: its peer and whether it runs through a relay.
+    connections: HashMap<ConnectionId, (PeerId, bool)>,
+    /// Bootstrap state (relays, reservations, registrations); `None` without a bootstrap.
+    reach: Option<reach::Reach>,
 }
 
 impl EventLoop {
     async fn run(mut self) {
+        let mut tick = tokio::time::interval(reach::TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.reach_start();
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -258,8 +355,10 @@ impl EventLoop {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
+                _ = tick.tick(), if self.reach.is_some() => self.reach_tick(),
             }
         }
+        self.reach_leave().await;
         tracing::debug!("network task ends");
     }
 
@@ -292,6 +391,30 @@ impl EventLoop {
                     }
                 }
             }
+            Command::DialPeer { peer, addrs, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(peer));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::Always)
+                    .build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ =
+                            reply.send(Err(Error::network_from(format!("cannot dial {peer}"), e)));
+                    }
+                }
+            }
+            Command::Paths { peer, reply } => {
+                let _ = reply.send(self.paths(peer));
+            }
+            Command::Discover => self.reach_discover(),
             Command::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
@@ -324,8 +447,22 @@ impl EventLoop {
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     tracing::debug!(%peer_id, %address, "connected");
                 }
+                let relayed = endpoint.is_relayed();
+                self.connections.insert(connection_id, (peer_id, relayed));
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
+                }
+                self.reach_connected(peer_id, connection_id, relayed);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                self.connections.remove(&connection_id);
+                if num_established == 0 {
+                    self.reach_disconnected(peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -343,8 +480,25 @@ impl EventLoop {
                 }
             }
             SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
-            _ => {}
+            other => self.reach_event(other),
         }
+    }
+}
+
+impl EventLoop {
+    /// Direct and relayed connections to `peer`.
+    fn paths(&self, peer: PeerId) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for (p, relayed) in self.connections.values() {
+            if *p == peer {
+                if *relayed {
+                    counts.1 += 1;
+                } else {
+                    counts.0 += 1;
+                }
+            }
+        }
+        counts
     }
 }
 

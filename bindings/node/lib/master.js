@@ -47,6 +47,8 @@ class Master extends EventEmitter {
     maxWorkers,
     watchAssets,
     mdns,
+    bootstrap,
+    upnp,
     idempotentIds,
     getTasks,
     handleResults,
@@ -111,6 +113,9 @@ class Master extends EventEmitter {
       retryBackoffMs: retryBackoff === undefined ? undefined : Number(retryBackoff),
       maxWorkers: maxWorkers === undefined ? undefined : Number(maxWorkers),
       mdns: mdns === undefined ? undefined : Boolean(mdns),
+      // Relays to meet through across NATs; default QUEUEXEC_BOOTSTRAP (also from .env).
+      bootstrap: bootstrap === undefined ? undefined : [].concat(bootstrap).map(String),
+      upnp: upnp === undefined ? undefined : Boolean(upnp),
       // The core watches the asset files (size and mtime every second, then hashes) and
       // reloads them when they change, the same for the CLI and Python.
       watchAssets: watchAssets === undefined ? undefined : Boolean(watchAssets),

@@ -35,6 +35,8 @@ class Worker extends EventEmitter {
     workplace,
     timeout,
     mdns,
+    bootstrap,
+    upnp,
     maxHeapMb,
     statsInterval,
     exitWhenDrained = false,
@@ -81,6 +83,9 @@ class Worker extends EventEmitter {
       prefetch: this.batchSize,
       workplace: this.workplace,
       mdns: mdns === undefined ? undefined : Boolean(mdns),
+      // Relays to meet through across NATs; default QUEUEXEC_BOOTSTRAP (also from .env).
+      bootstrap: bootstrap === undefined ? undefined : [].concat(bootstrap).map(String),
+      upnp: upnp === undefined ? undefined : Boolean(upnp),
       defaultTimeoutMs: timeout === undefined ? undefined : Number(timeout),
       sandbox: this.sandbox,
       maxHeapMb: maxHeapMb === undefined ? undefined : Number(maxHeapMb),
@@ -210,7 +215,7 @@ class Worker extends EventEmitter {
   _dispatch(event, handle) {
     switch (event.kind) {
       case 'connected':
-        this._emitSafely('connected', { master: event.master });
+        this._emitSafely('connected', { master: event.master, path: event.path });
         break;
       case 'disconnected':
         this._emitSafely('disconnected', { reason: event.reason });

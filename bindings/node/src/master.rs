@@ -62,6 +62,11 @@ pub struct JsMasterOptions {
     pub announce: Option<bool>,
     /// mDNS on the local network (default: `QUEUEXEC_MDNS`, else off).
     pub mdns: Option<bool>,
+    /// Relays to meet through across NATs (multiaddrs ending in `/p2p/<id>`; default:
+    /// `QUEUEXEC_BOOTSTRAP`, comma separated, also from .env).
+    pub bootstrap: Option<Vec<String>>,
+    /// Map listening ports on the local router with UPnP (with a bootstrap; default off).
+    pub upnp: Option<bool>,
     /// Mark results handled as soon as they are handed out (default true).
     pub auto_ack: Option<bool>,
     /// Watch the asset files and reload them when they change (default: `defaults().watchAssets`).
@@ -125,6 +130,8 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
             config.announce = announce;
         }
         config.mdns = o.mdns;
+        config.bootstrap = o.bootstrap.unwrap_or_default();
+        config.upnp = o.upnp.unwrap_or(false);
         if let Some(auto_ack) = o.auto_ack {
             config.auto_ack = auto_ack;
         }
@@ -345,6 +352,10 @@ pub struct JsMasterStats {
     pub retried: f64,
     /// Workers connected now.
     pub workers: f64,
+    /// Worker connections that run through a relay now.
+    pub relayed_workers: f64,
+    /// Bytes of job traffic that went through relays since the start.
+    pub relayed_bytes: f64,
 }
 
 #[napi]
@@ -395,6 +406,8 @@ impl JsMaster {
             dead: s.dead as f64,
             retried: s.retried as f64,
             workers: s.workers as f64,
+            relayed_workers: s.relayed_workers as f64,
+            relayed_bytes: s.relayed_bytes as f64,
         })
     }
 

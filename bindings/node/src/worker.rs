@@ -35,6 +35,11 @@ pub struct JsWorkerOptions {
     pub room_dir: Option<String>,
     /// mDNS discovery (default: `QUEUEXEC_MDNS`, else off).
     pub mdns: Option<bool>,
+    /// Relays to meet through across NATs (multiaddrs ending in `/p2p/<id>`; default:
+    /// `QUEUEXEC_BOOTSTRAP`, comma separated, also from .env).
+    pub bootstrap: Option<Vec<String>>,
+    /// Map listening ports on the local router with UPnP (with a bootstrap; default off).
+    pub upnp: Option<bool>,
     /// Wall-clock limit of a job that sets none, in milliseconds.
     pub default_timeout_ms: Option<f64>,
     /// Run task.js in the embedded, sandboxed runtime (no file system, network, environment or
@@ -80,6 +85,8 @@ pub async fn start_worker(
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
     config.mdns = options.mdns;
+    config.bootstrap = options.bootstrap.unwrap_or_default();
+    config.upnp = options.upnp.unwrap_or(false);
     config.default_timeout = options.default_timeout_ms.and_then(crate::job::millis);
     let mut jobs = None;
     if let Some(interval) = options.stats_interval_ms.and_then(crate::job::millis) {
@@ -144,6 +151,8 @@ pub enum JsWorkerEvent {
     Connected {
         /// The master's peer id.
         master: String,
+        /// `'direct'` (also through hole-punched NATs) or `'relayed'` (through a relay).
+        path: String,
     },
     /// Lost the master; the worker looks for it again.
     Disconnected {
@@ -192,7 +201,10 @@ impl JsWorkerEvent {
     /// event enum is non-exhaustive), which is logged and skipped rather than sent shapeless.
     fn from_core(event: WorkerEvent) -> Option<JsWorkerEvent> {
         Some(match event {
-            WorkerEvent::Connected { master } => JsWorkerEvent::Connected { master },
+            WorkerEvent::Connected { master, path } => JsWorkerEvent::Connected {
+                master,
+                path: path.as_str().to_owned(),
+            },
             WorkerEvent::Disconnected { reason } => JsWorkerEvent::Disconnected { reason },
             WorkerEvent::AssetsInstalled { bundle, fetched } => JsWorkerEvent::AssetsInstalled {
                 bundle,
@@ -234,6 +246,10 @@ pub struct JsWorkerStats {
     pub running: f64,
     /// Whether the worker is connected to a master.
     pub connected: bool,
+    /// `'direct'` or `'relayed'` while connected.
+    pub path: Option<String>,
+    /// Bytes of job traffic that went through relays.
+    pub relayed_bytes: f64,
 }
 
 #[napi]
@@ -289,6 +305,8 @@ impl JsWorker {
             failed: s.failed as f64,
             running: s.running as f64,
             connected: s.connected,
+            path: s.path.map(|p| p.as_str().to_owned()),
+            relayed_bytes: s.relayed_bytes as f64,
         }
     }
 

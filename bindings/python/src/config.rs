@@ -31,6 +31,18 @@ fn resolve_tokens(
     Ok((tokens.token, tokens.transfer_token))
 }
 
+/// The bootstrap relays: `bootstrap` when it names any, else `QUEUEXEC_BOOTSTRAP`, else that key
+/// in the `.env` file (`env_file`, default `./.env`). Raises `ConfigError` for a bad address.
+#[pyfunction]
+#[pyo3(signature = (bootstrap=Vec::new(), env_file=None))]
+fn resolve_bootstrap(
+    py: Python<'_>,
+    bootstrap: Vec<String>,
+    env_file: Option<PathBuf>,
+) -> PyResult<Vec<String>> {
+    config::resolve_bootstrap(&bootstrap, env_file.as_deref()).or_raise(py)
+}
+
 /// Checks both tokens as the core will; raises `TokenError` with the core's message.
 #[pyfunction]
 fn check_tokens(py: Python<'_>, token: &str, transfer_token: &str) -> PyResult<()> {
@@ -113,6 +125,7 @@ fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// Adds these functions to the extension module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_bootstrap, m)?)?;
     m.add_function(wrap_pyfunction!(check_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(generate_token, m)?)?;
     m.add_function(wrap_pyfunction!(read_dotenv, m)?)?;

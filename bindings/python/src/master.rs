@@ -54,7 +54,8 @@ impl PyMaster {
         *, token, transfer_token, store=None, listen=None, room_dir=None, announce=true,
         assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=None,
         lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None,
-        idempotent_ids=false, stats_interval=None, dashboard=None, dashboard_token=None
+        idempotent_ids=false, stats_interval=None, dashboard=None, dashboard_token=None,
+        bootstrap=Vec::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -78,8 +79,10 @@ impl PyMaster {
         stats_interval: Option<f64>,
         dashboard: Option<String>,
         dashboard_token: Option<String>,
+        bootstrap: Vec<String>,
     ) -> PyResult<PyMaster> {
         let mut config = MasterConfig::new(token, transfer_token);
+        config.bootstrap = bootstrap;
         config.store = match store {
             Some(path) => StoreConfig::Sqlite(path),
             None => StoreConfig::Memory,
@@ -248,6 +251,8 @@ impl PyMaster {
         dict.set_item("dead", stats.dead)?;
         dict.set_item("retried", stats.retried)?;
         dict.set_item("workers", stats.workers)?;
+        dict.set_item("relayed_workers", stats.relayed_workers)?;
+        dict.set_item("relayed_bytes", stats.relayed_bytes)?;
         Ok(dict)
     }
 

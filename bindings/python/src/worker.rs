@@ -209,7 +209,7 @@ impl PyWorker {
         *, token, transfer_token, dispatch, python_types, catch_all, master=None,
         name=None, concurrency=None, prefetch=None, workplace=None,
         room_dir=None, default_timeout=None, run_task_js=true, keep_events=false,
-        stats_interval=None, exit_when_drained=false
+        stats_interval=None, exit_when_drained=false, bootstrap=Vec::new()
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -230,9 +230,11 @@ impl PyWorker {
         keep_events: bool,
         stats_interval: Option<f64>,
         exit_when_drained: bool,
+        bootstrap: Vec<String>,
     ) -> PyResult<PyWorker> {
         // None: the core's default, already in `config`.
         let mut config = WorkerConfig::new(token, transfer_token);
+        config.bootstrap = bootstrap;
         if let Some(concurrency) = concurrency {
             config.concurrency =
                 queuexec_core::config::check_concurrency(concurrency).or_raise(py)?;
@@ -359,6 +361,8 @@ impl PyWorker {
         dict.set_item("failed", stats.failed)?;
         dict.set_item("running", stats.running)?;
         dict.set_item("connected", stats.connected)?;
+        dict.set_item("path", stats.path.map(|p| p.as_str()))?;
+        dict.set_item("relayed_bytes", stats.relayed_bytes)?;
         Ok(dict)
     }
 
@@ -563,7 +567,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn log_event(event: &WorkerEvent) {
     match event {
-        WorkerEvent::Connected { master } => tracing::info!(%master, "connected to the master"),
+        WorkerEvent::Connected { master, path } => {
+            tracing::info!(%master, %path, "connected to the master")
+        }
         WorkerEvent::Disconnected { reason } => {
             tracing::info!(%reason, "disconnected from the master")
         }

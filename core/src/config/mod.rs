@@ -4,12 +4,14 @@
 //! built from a task and its files. The master's asset watch (`MasterConfig::watch_assets`)
 //! lives here too, so every front end reloads changed assets the same way.
 
+mod bootstrap;
 mod defaults;
 mod dotenv;
 mod task;
 mod tokens;
 pub(crate) mod watch;
 
+pub use bootstrap::{BOOTSTRAP_VAR, resolve_bootstrap, split_bootstrap};
 pub use defaults::{
     ASSET_WATCH_INTERVAL, DEFAULT_LEASE_TTL, DEFAULT_MAX_WORKERS, DEFAULT_RETRIES,
     DEFAULT_RETRY_BACKOFF, DEFAULT_WATCH_ASSETS, DEFAULT_WORKER_CONCURRENCY, DEFAULT_WORKER_NAME,

@@ -84,6 +84,14 @@ pub struct MasterConfig {
     pub announce: bool,
     /// mDNS on the local network; `None` reads `QUEUEXEC_MDNS`. Off unless asked for.
     pub mdns: Option<bool>,
+    /// Relays to meet workers through (multiaddrs ending in `/p2p/<id>`, as `queuexec relay`
+    /// prints them). Empty: `QUEUEXEC_BOOTSTRAP` (comma separated), else none. With one, the
+    /// master also listens on every interface (when `listen` is the default), holds a relay
+    /// reservation until AutoNAT finds it reachable, and registers at the relay's rendezvous
+    /// point under the room's namespace.
+    pub bootstrap: Vec<String>,
+    /// Map the listening ports on the local gateway with UPnP (with a bootstrap only).
+    pub upnp: bool,
     /// Files shipped to workers (task.js and what it requires).
     pub assets: Vec<AssetSpec>,
     /// Directory that relative `master_path`s are taken from.
@@ -143,6 +151,8 @@ impl MasterConfig {
             room_dir: None,
             announce: true,
             mdns: None,
+            bootstrap: Vec::new(),
+            upnp: false,
             assets: Vec::new(),
             asset_base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             dependencies: Vec::new(),
@@ -226,6 +236,10 @@ pub struct Stats {
     pub retried: u64,
     /// Workers connected now.
     pub workers: u64,
+    /// Worker connections that run through a relay now (the rest are direct).
+    pub relayed_workers: u64,
+    /// Bytes of job traffic that went through relays (both directions), since the start.
+    pub relayed_bytes: u64,
 }
 
 /// A master. Cheap to clone; every clone drives the same engine.
@@ -236,6 +250,8 @@ pub struct Master {
 
 struct Inner {
     engine: mpsc::UnboundedSender<EngineCommand>,
+    /// Relayed job streams and their bytes.
+    relayed: Arc<net::RelayedCounters>,
     durable: Option<StoreWriter>,
     memory: MemoryIds,
     key: TransferKey,
@@ -347,6 +363,16 @@ impl Master {
             listen,
             mdns: net::mdns_wanted(config.mdns),
             budget: net::Budget::default(),
+            bootstrap: net::Bootstrap::new(
+                &config.bootstrap,
+                room.rendezvous_namespace(),
+                true,
+                config.upnp,
+            )?
+            .map(|mut b| {
+                b.listen_wide = config.listen == MasterConfig::new("", "").listen;
+                b
+            }),
         })?;
         let peer_id = net.peer_id();
         let addrs = Arc::new(Mutex::new(Vec::new()));
@@ -408,8 +434,10 @@ impl Master {
                 config.listen
             )));
         }
+        let relayed = Arc::new(net::RelayedCounters::default());
         let inner = Arc::new(Inner {
             engine: engine_tx.clone(),
+            relayed: relayed.clone(),
             durable,
             memory,
             key: key.clone(),
@@ -463,6 +491,7 @@ impl Master {
             // Weak: the event stream ends when the engine and delivery task are gone.
             events: events_tx.downgrade(),
             bundles,
+            relayed: relayed.clone(),
         });
         let report_task = {
             let events = events_tx.downgrade();
@@ -660,7 +689,12 @@ impl Master {
             .engine
             .send(EngineCommand::Stats(reply))
             .map_err(|_| Error::Closed("the master"))?;
-        rx.await.map_err(|_| Error::Closed("the master"))
+        let stats = rx.await.map_err(|_| Error::Closed("the master"))?;
+        Ok(Stats {
+            relayed_workers: self.inner.relayed.streams.load(Ordering::Relaxed),
+            relayed_bytes: self.inner.relayed.bytes.load(Ordering::Relaxed),
+            ..stats
+        })
     }
 
     /// Reads the asset files again; when their content changed, workers fetch the new bundle

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
+
+use crate::net::{Counted, Path, RelayedCounters};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::engine::EngineCommand;
@@ -63,6 +65,8 @@ pub(super) struct SessionShared {
     pub(super) events: mpsc::WeakUnboundedSender<super::MasterEvent>,
     /// The dependency bundle, built when a worker first asks for it.
     pub(super) bundles: super::bundles::DependencyBundles,
+    /// Bytes of job streams that run through a relay, and how many do.
+    pub(super) relayed: Arc<RelayedCounters>,
 }
 
 /// Who may hold a job stream: one handshake at a time per peer, a bounded number in total, one
@@ -110,7 +114,9 @@ enum AssetRequest {
 }
 
 /// Serves one worker connection until it ends.
-pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut stream: Stream) {
+pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, stream: Stream) {
+    let path = shared.net.path(peer).await;
+    let mut stream = Counted::new(stream, path == Path::Relayed, &shared.relayed);
     // One handshake at a time per peer: another stream meanwhile (a peer opening many) is
     // dropped at once.
     if !lock(&shared.admission.peers).insert(peer) {
@@ -175,6 +181,9 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, mut 
         return;
     };
     tracing::debug!(%peer, elapsed = ?started.elapsed(), "handshake done");
+    if path == Path::Relayed {
+        tracing::info!(%peer, "a worker joined through a relay (its bytes are counted in stats)");
+    }
     shared.net.authenticated(peer, true).await;
     let worker_name = name.clone();
     let worker = WorkerInfo {
@@ -238,7 +247,11 @@ fn end_active(admission: &Admission, peer: PeerId, id: SessionId) -> bool {
     }
 }
 
-async fn handshake(shared: &SessionShared, peer: PeerId, stream: &mut Stream) -> Result<String> {
+async fn handshake<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
+    shared: &SessionShared,
+    peer: PeerId,
+    stream: &mut S,
+) -> Result<String> {
     MasterHandshake {
         room: &shared.room,
         key: &shared.key,

@@ -64,7 +64,12 @@ impl Default for Budget {
 pub(crate) struct IpKey(IpAddr);
 
 impl IpKey {
+    /// `None` for a relayed connection: its IP is the relay's, shared by every peer it relays
+    /// (the relay caps circuits per IP itself); those count only in the totals.
     fn of(addr: &Multiaddr) -> Option<IpKey> {
+        if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+            return None;
+        }
         addr.iter().find_map(|p| match p {
             Protocol::Ip4(ip) => Some(IpKey(IpAddr::V4(ip))),
             Protocol::Ip6(ip) => {

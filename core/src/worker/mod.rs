@@ -19,7 +19,7 @@ pub(crate) use session::Outbound;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
@@ -29,7 +29,7 @@ use crate::assets::{BundleHash, Workplace};
 use crate::crypto::{RoomKey, TransferKey};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::net::{self, Net, NetConfig, NetEvent};
+use crate::net::{self, Net, NetConfig, NetEvent, Path, RelayedCounters};
 use crate::room;
 
 /// Everything a worker needs to start.
@@ -56,6 +56,13 @@ pub struct WorkerConfig {
     pub mdns: Option<bool>,
     /// Multiaddrs to listen on (only needed for mDNS; none by default).
     pub listen: Vec<String>,
+    /// Relays to find the master through (multiaddrs ending in `/p2p/<id>`). Empty:
+    /// `QUEUEXEC_BOOTSTRAP` (comma separated), else none. With one, the worker asks the relay's
+    /// rendezvous point for the room's master, dials it directly or through the relay, and
+    /// punches a hole for a direct connection (DCUtR).
+    pub bootstrap: Vec<String>,
+    /// Map the listening ports on the local gateway with UPnP (with a bootstrap only).
+    pub upnp: bool,
     /// Wall-clock limit of a job that does not set its own.
     pub default_timeout: Option<Duration>,
     /// Stop once the master has nothing queued, delayed or running (Distributo's workers that
@@ -80,6 +87,8 @@ impl WorkerConfig {
             room_dir: None,
             mdns: None,
             listen: Vec::new(),
+            bootstrap: Vec::new(),
+            upnp: false,
             default_timeout: None,
             stats_interval: crate::stats::DEFAULT_STATS_INTERVAL,
             exit_when_drained: false,
@@ -95,6 +104,9 @@ pub enum WorkerEvent {
     Connected {
         /// The master's peer id.
         master: String,
+        /// How the job stream reaches it: directly (also through hole-punched NATs) or
+        /// through a relay.
+        path: Path,
     },
     /// Lost the master; the worker looks for it again.
     Disconnected {
@@ -153,6 +165,10 @@ pub struct WorkerStats {
     pub running: u64,
     /// Whether the worker is connected to a master.
     pub connected: bool,
+    /// How it is connected: `None` when it is not.
+    pub path: Option<Path>,
+    /// Bytes of job traffic that went through relays (both directions), since the start.
+    pub relayed_bytes: u64,
 }
 
 /// A worker. Cheap to clone.
@@ -168,6 +184,9 @@ struct WorkerInner {
     failed: AtomicU64,
     running: AtomicU64,
     connected: AtomicBool,
+    /// 0: not connected, 1: direct, 2: relayed.
+    path: AtomicU8,
+    relayed: Arc<RelayedCounters>,
     stop: Notify,
     stopped: AtomicBool,
     /// `Some` once the worker has stopped: `Err` carries why the master refused it.
@@ -207,6 +226,17 @@ impl Worker {
                 .map_err(|e| Error::config_from("opening the workplace stopped", e))??
         };
         let mdns = net::mdns_wanted(config.mdns);
+        let bootstrap = net::Bootstrap::new(
+            &config.bootstrap,
+            room.rendezvous_namespace(),
+            false,
+            config.upnp,
+        )?;
+        let bootstrap = bootstrap.map(|mut b| {
+            b.listen_wide = config.listen.is_empty();
+            b
+        });
+        let reaching = bootstrap.is_some();
         let (net, net_events) = net::spawn(NetConfig {
             listen,
             mdns,
@@ -216,6 +246,7 @@ impl Worker {
                 max_unauthenticated: 16,
                 ..net::Budget::default()
             },
+            bootstrap,
         })?;
         let inner = Arc::new(WorkerInner {
             peer_id: net.peer_id(),
@@ -224,6 +255,8 @@ impl Worker {
             failed: AtomicU64::new(0),
             running: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            path: AtomicU8::new(0),
+            relayed: Arc::new(RelayedCounters::default()),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
             outcome: watch::Sender::new(None),
@@ -240,6 +273,8 @@ impl Worker {
             master,
             room_dir: room::room_dir(config.room_dir.as_deref()),
             mdns_found: VecDeque::new(),
+            rendezvous_found: VecDeque::new(),
+            reaching,
             config,
             executor,
             workplace: Arc::new(workplace),
@@ -267,6 +302,12 @@ impl Worker {
             failed: self.inner.failed.load(Ordering::Relaxed),
             running: self.inner.running.load(Ordering::Relaxed),
             connected: self.inner.connected.load(Ordering::Relaxed),
+            path: match self.inner.path.load(Ordering::Relaxed) {
+                1 => Some(Path::Direct),
+                2 => Some(Path::Relayed),
+                _ => None,
+            },
+            relayed_bytes: self.inner.relayed.bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -322,6 +363,15 @@ impl WorkerInner {
         self.link
             .send(crate::protocol::ToMaster::Stats { counters, span_ms })
     }
+
+    fn set_path(&self, path: Option<Path>) {
+        let code = match path {
+            None => 0,
+            Some(Path::Direct) => 1,
+            Some(Path::Relayed) => 2,
+        };
+        self.path.store(code, Ordering::Relaxed);
+    }
 }
 
 /// Why the master refused this worker: kept so [`Worker::wait`] returns the same error (and
@@ -368,6 +418,10 @@ struct Runner {
     master: Option<Multiaddr>,
     room_dir: PathBuf,
     mdns_found: VecDeque<Multiaddr>,
+    /// Masters the rendezvous points named, not yet tried.
+    rendezvous_found: VecDeque<discovery::Target>,
+    /// A bootstrap is set: ask the rendezvous points.
+    reaching: bool,
     config: WorkerConfig,
     executor: Arc<dyn Executor>,
     workplace: Arc<Workplace>,
@@ -403,22 +457,23 @@ impl Runner {
             if self.inner.stopped.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let addrs = self.discover().await;
+            let targets = self.discover().await;
             let mut served = false;
-            for (addr, from_mdns) in addrs {
-                match self.session(addr.clone()).await {
+            for target in targets {
+                let name = target.describe();
+                match self.session(&target).await {
                     Ok(()) => {
                         served = true;
                         break;
                     }
                     // mDNS finds every master on the LAN, other rooms' too: skip those.
-                    Err(e) if from_mdns && Refusal::of(&e).is_some() => {
+                    Err(e) if target.shared && Refusal::of(&e).is_some() => {
                         let reason = e.to_string();
-                        tracing::debug!(%addr, "not this room's master: {reason}");
+                        tracing::debug!(master = %name, "not this room's master: {reason}");
                     }
                     Err(e) if Refusal::of(&e).is_some() => return Err(e),
                     Err(e) => {
-                        tracing::debug!(%addr, "no session with the master: {e}");
+                        tracing::debug!(master = %name, "no session with the master: {e}");
                     }
                 }
             }

@@ -12,15 +12,17 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, FutureExt};
-use libp2p::{Multiaddr, PeerId, Stream};
+use libp2p::{PeerId, Stream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::asset_sync::{AssetSync, give_back};
+use super::discovery::Target;
 use super::{Runner, WorkerEvent};
 use crate::crypto::TransferKey;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, JobInput};
+use crate::net::{Counted, Path};
 use crate::protocol::{
     self, Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult,
     WorkerHandshake,
@@ -62,6 +64,11 @@ fn lock_running(
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How long a worker on a relayed connection waits for hole punching before it opens its job
+/// stream on the relay. The master's unauthenticated-connection deadline (5 s) must leave room
+/// for the handshake after it.
+const HOLE_PUNCH_WAIT: Duration = Duration::from_millis(2500);
+
 /// Most results in one frame (besides the byte limit).
 const MAX_RESULTS_PER_FRAME: usize = 4096;
 
@@ -73,10 +80,19 @@ pub(crate) enum Outbound {
 
 impl Runner {
     /// Dials the master, joins it, and serves it until the connection ends.
-    pub(super) async fn session(&mut self, addr: Multiaddr) -> Result<()> {
-        let peer = tokio::time::timeout(Duration::from_secs(10), self.net.dial(addr.clone()))
+    pub(super) async fn session(&mut self, target: &Target) -> Result<()> {
+        let addr = target.describe();
+        let dial = async {
+            match (target.peer, target.addrs.first()) {
+                (Some(peer), _) => self.net.dial_peer(peer, target.addrs.clone()).await,
+                (None, Some(first)) => self.net.dial(first.clone()).await,
+                (None, None) => Err(Error::network("no address to dial")),
+            }
+        };
+        let peer = tokio::time::timeout(Duration::from_secs(10), dial)
             .await
             .map_err(|_| Error::network(format!("no answer from {addr} within 10 s")))??;
+        let path = self.settle_path(peer).await;
         let mut control = self.net.control();
         let mut stream = control
             .open_stream(peer, protocol::JOB_PROTOCOL)
@@ -86,13 +102,17 @@ impl Runner {
             tokio::time::timeout(Duration::from_secs(10), self.handshake(peer, &mut stream))
                 .await
                 .map_err(|_| Error::network(format!("no handshake with {addr} within 10 s")))??;
-        tracing::info!(master = %peer, "joined the master");
+        tracing::info!(master = %peer, %path, "joined the master");
         self.inner.connected.store(true, Ordering::Relaxed);
+        self.inner.set_path(Some(path));
         let _ = self.events.send(WorkerEvent::Connected {
             master: peer.to_string(),
+            path,
         });
+        let stream = Counted::new(stream, path == Path::Relayed, &self.inner.relayed);
         let result = self.serve(stream, lease_ttl_ms).await;
         self.inner.connected.store(false, Ordering::Relaxed);
+        self.inner.set_path(None);
         let reason = match &result {
             Ok(()) => "the master closed the connection".to_string(),
             Err(e) => e.to_string(),
@@ -102,6 +122,28 @@ impl Runner {
         match result {
             Err(e @ (Error::Unauthorized(_) | Error::TokenMismatch(_))) => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    /// On a relayed connection, gives hole punching (DCUtR, which starts by itself) a moment to
+    /// replace it with a direct one before the job stream is opened: the stream stays on the
+    /// connection it was opened on.
+    async fn settle_path(&self, peer: PeerId) -> Path {
+        let deadline = tokio::time::Instant::now() + HOLE_PUNCH_WAIT;
+        loop {
+            let (direct, relayed) = self.net.paths(peer).await;
+            let late = tokio::time::Instant::now() >= deadline;
+            match (direct, relayed) {
+                // Direct only (or no connection any more: opening the stream will say so).
+                (_, 0) => return Path::Direct,
+                // A direct connection replaces the relayed one (closing now).
+                (1.., _) if late => return Path::Direct,
+                (0, _) if late => {
+                    tracing::info!(master = %peer, "no direct connection: jobs go through the relay");
+                    return Path::Relayed;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
         }
     }
 
@@ -119,7 +161,7 @@ impl Runner {
     }
 
     /// Serves one master connection until it ends.
-    async fn serve(&mut self, stream: Stream, lease_ttl_ms: u64) -> Result<()> {
+    async fn serve(&mut self, stream: Counted<Stream>, lease_ttl_ms: u64) -> Result<()> {
         let (reader, writer) = stream.split();
         let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
         let write_task = tokio::spawn(write_loop(self.key.clone(), writer, out_rx));

@@ -85,6 +85,11 @@ declare namespace Master {
     watchAssets?: boolean;
     /** Announce the master with mDNS on the local network (default: QUEUEXEC_MDNS, else off). */
     mdns?: boolean;
+    /** Relays to meet workers through across NATs: multiaddrs ending in /p2p/<id>, as `queuexec
+     * relay` prints them (default: QUEUEXEC_BOOTSTRAP, comma separated, also from .env). */
+    bootstrap?: string | string[];
+    /** Map listening ports on the local router with UPnP (with a bootstrap; default off). */
+    upnp?: boolean;
     /** Treat job ids as idempotency keys: a pushed id the master already has is not queued again
      * and its receipt says `duplicate: true`. Default false: a repeated id is queued again as a
      * new job, as in queue-xec, and its receipt says `repeated: true`. Either way a warning shows,
@@ -171,6 +176,10 @@ declare namespace Master {
     retried: number;
     /** Workers connected now. */
     workers: number;
+    /** Worker connections that run through a relay now. */
+    relayedWorkers: number;
+    /** Bytes of job traffic that went through relays since the start. */
+    relayedBytes: number;
   }
 
   /** Errors thrown or emitted; `code` is ERR_QUEUEXEC_*, one class per code (README: Errors). */

@@ -31,6 +31,11 @@ declare namespace Worker {
     timeout?: number;
     /** Look for the master with mDNS on the local network (default: QUEUEXEC_MDNS, else off). */
     mdns?: boolean;
+    /** Relays to find the master through across NATs: multiaddrs ending in /p2p/<id>, as `queuexec
+     * relay` prints them (default: QUEUEXEC_BOOTSTRAP, comma separated, also from .env). */
+    bootstrap?: string | string[];
+    /** Map listening ports on the local router with UPnP (with a bootstrap; default off). */
+    upnp?: boolean;
   }
 
   /** Counts of jobs: the core's names, the same as Python's `WorkerStats`. */
@@ -39,6 +44,10 @@ declare namespace Worker {
     failed: number;
     running: number;
     connected: boolean;
+    /** 'direct' or 'relayed' while connected. */
+    path?: 'direct' | 'relayed' | null;
+    /** Bytes of job traffic that went through relays. */
+    relayedBytes: number;
   }
 
   /** The second argument task.run receives (the first is the pushed payload). */
@@ -109,7 +118,8 @@ declare namespace Worker {
 }
 
 interface WorkerEvents {
-  connected: [info: { master: string }];
+  /** `path`: 'direct' (also through hole-punched NATs) or 'relayed' (through a relay). */
+  connected: [info: { master: string; path: 'direct' | 'relayed' }];
   disconnected: [info: { reason: string }];
   assetsInstalled: [info: { bundle: string; fetched: number }];
   jobFinished: [info: { jobID: string; error?: string }];

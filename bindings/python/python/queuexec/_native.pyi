@@ -22,6 +22,7 @@ class Master:
         listen: list[str] | None = None,
         room_dir: str | None = None,
         announce: bool = True,
+        bootstrap: list[str] = ...,
         assets: list[tuple[str, str, str]] = ...,
         asset_base_dir: str | None = None,
         dependencies: list[str] = ...,
@@ -88,6 +89,7 @@ class Worker:
         keep_events: bool = False,
         stats_interval: float | None = None,  # None: the core's default, 5.0 seconds
         exit_when_drained: bool = False,
+        bootstrap: list[str] = ...,
     ) -> Worker: ...
     @property
     def peer_id(self) -> str: ...
@@ -107,6 +109,10 @@ def resolve_tokens(
 ) -> tuple[str, str]:
     """(token, transfer_token): each from its argument, else the environment variable (``token``,
     ``transferEncryptToken``), else ``env_file`` (default ``./.env``). Raises TokenError/ConfigError."""
+
+def resolve_bootstrap(bootstrap: list[str] = ..., env_file: str | None = None) -> list[str]:
+    """Relay multiaddrs: ``bootstrap`` when it names any, else ``QUEUEXEC_BOOTSTRAP`` (comma
+    separated), else that key in ``env_file`` (default ``./.env``). Raises ConfigError."""
 
 def check_tokens(token: str, transfer_token: str) -> None:
     """Raises TokenError unless the room token is non-blank and the transfer token has 32+ characters."""

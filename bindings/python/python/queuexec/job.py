@@ -132,6 +132,10 @@ class MasterStats:
     """Failed attempts that were retried, since the master started."""
     workers: int
     """Workers connected now."""
+    relayed_workers: int = 0
+    """Worker connections that run through a relay now (the rest are direct)."""
+    relayed_bytes: int = 0
+    """Bytes of job traffic that went through relays since the start."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,10 @@ class WorkerStats:
     """Jobs running now."""
     connected: bool
     """Whether the worker is connected to a master."""
+    path: str | None = None
+    """``"direct"`` or ``"relayed"`` while connected, else ``None``."""
+    relayed_bytes: int = 0
+    """Bytes of job traffic that went through relays since the start."""
 
 
 class EncodedJob(NamedTuple):

@@ -136,6 +136,7 @@ class Master:
         worker_options: Mapping[str, Any] | None = None,
         dashboard: str | int | None = None,
         dashboard_token: str | None = None,
+        bootstrap: str | Sequence[str] | None = None,
     ) -> None:
         local = local_worker_count(local_workers)
         if on_worker_message is not None and not callable(on_worker_message):
@@ -144,6 +145,9 @@ class Master:
             raise ConfigError("handle_results needs get_tasks: it receives the results of the jobs get_tasks produced")
         producer = None if get_tasks is None else Producer(get_tasks, handle_results, batch_size)
         room_token, transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
+        relays = _native.resolve_bootstrap(
+            [str(b) for b in _as_list(bootstrap)], None if env_file is None else os.fspath(env_file)
+        )
         # None leaves a setting to the core's default (see queuexec.defaults()).
         self._native = _native.Master.start(
             token=room_token,
@@ -163,6 +167,7 @@ class Master:
             stats_interval=stats_interval,
             dashboard=None if dashboard is None else str(dashboard),
             dashboard_token=dashboard_token,
+            bootstrap=relays,
         )
         self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from . import _lifecycle, _native
@@ -80,10 +80,16 @@ class Worker:
         on_event: EventCallback | None = None,
         stats_interval: float | None = None,
         exit_when_drained: bool = False,
+        bootstrap: str | Sequence[str] | None = None,
     ) -> None:
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be a function, not {on_event!r}")
         self._token, self._transfer_token = resolve_tokens(token, transfer_encrypt_token, env_file)
+        if isinstance(bootstrap, str):
+            bootstrap = [bootstrap]
+        self._bootstrap = _native.resolve_bootstrap(
+            [str(b) for b in (bootstrap or [])], None if env_file is None else os.fspath(env_file)
+        )
         task_map: dict[str, Task] = dict(tasks or {})
         for task_type, fn in task_map.items():
             if not isinstance(task_type, str) or not callable(fn):
@@ -152,6 +158,7 @@ class Worker:
                 exit_when_drained=self._exit_when_drained,
                 run_task_js=self._run_task_js,
                 keep_events=self._on_event is not None,
+                bootstrap=self._bootstrap,
             )
             self._dispatcher.native = self._native
             _lifecycle.track(self)

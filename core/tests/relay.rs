@@ -1,0 +1,164 @@
+//! Meeting through a relay, on loopback: a master and workers that share no room directory and
+//! use no mDNS find each other only through the relay's rendezvous point. (Hole punching and
+//! relayed job traffic across real NATs: tests/netns-nat.sh.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use queuexec_core::relay::{Relay, RelayConfig};
+use queuexec_core::{
+    Executor, JobInput, JobSpec, Master, TaskFailure, Worker, WorkerConfig, WorkerEvent,
+};
+
+mod common;
+
+use common::{TRANSFER, collect, master_config, worker_config};
+
+struct Echo;
+
+impl Executor for Echo {
+    fn run(&self, job: JobInput) -> BoxFuture<'static, Result<String, TaskFailure>> {
+        Box::pin(async move { Ok(job.data) })
+    }
+}
+
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+async fn loopback_relay() -> Relay {
+    Relay::start(RelayConfig {
+        listen: vec![LOOPBACK.into(), "/ip4/127.0.0.1/udp/0/quic-v1".into()],
+        autonat_any_ip: true,
+        ..RelayConfig::default()
+    })
+    .await
+    .expect("the relay starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_finds_its_master_only_through_the_relay_and_another_room_finds_nothing() {
+    let relay = loopback_relay().await;
+    let addrs = relay.addrs();
+    assert_eq!(
+        addrs.len(),
+        2,
+        "one dialable address per listener: {addrs:?}"
+    );
+    let boot = addrs
+        .iter()
+        .find(|a| a.contains("/tcp/"))
+        .expect("a TCP address")
+        .clone();
+    assert!(
+        boot.starts_with("/ip4/127.0.0.1/tcp/")
+            && boot.ends_with(&format!("/p2p/{}", relay.peer_id())),
+        "{boot}"
+    );
+
+    // Separate room directories: the room file cannot bring them together.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = master_config(&dir.path().join("rooms-master"));
+    config.listen = vec![LOOPBACK.into()];
+    config.bootstrap = vec![boot.clone()];
+    let (master, mut events) = Master::start(config).await.expect("master");
+
+    let mut config = worker_config(&dir.path().join("rooms-w"), dir.path().join("wp"), "w");
+    config.listen = vec![LOOPBACK.into()];
+    config.bootstrap = vec![boot.clone()];
+    let (worker, mut worker_events) = Worker::start(config, Arc::new(Echo)).await.expect("worker");
+
+    let mut config = WorkerConfig::new("another-room", TRANSFER);
+    config.room_dir = Some(dir.path().join("rooms-x"));
+    config.mdns = Some(false);
+    config.workplace = dir.path().join("wp-x");
+    config.name = "intruder".into();
+    config.listen = vec![LOOPBACK.into()];
+    config.bootstrap = vec![boot];
+    let (intruder, mut intruder_events) = Worker::start(config, Arc::new(Echo))
+        .await
+        .expect("intruder");
+
+    let path = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match worker_events.recv().await {
+                Some(WorkerEvent::Connected { path, .. }) => return path,
+                Some(_) => continue,
+                None => panic!("the worker's events ended"),
+            }
+        }
+    })
+    .await
+    .expect("the worker joins the master through the rendezvous within 20 s");
+    // On loopback every address is reachable: the path is direct (through the circuit it
+    // would have been upgraded by DCUtR).
+    assert_eq!(path, queuexec_core::Path::Direct);
+
+    let jobs: Vec<JobSpec> = (0..200).map(|i| JobSpec::new(format!("{i}"))).collect();
+    master.push_many(jobs).await.expect("push");
+    let results = collect(&mut events, 200).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.worker.name == "w" && r.outcome.is_ok())
+    );
+    let stats = worker.stats();
+    assert_eq!(stats.done, 200);
+    assert_eq!(stats.path, Some(queuexec_core::Path::Direct));
+    assert_eq!(stats.relayed_bytes, 0, "nothing went through the relay");
+    let master_stats = master.stats().await.expect("stats");
+    assert_eq!(master_stats.relayed_workers, 0);
+    assert_eq!(master_stats.relayed_bytes, 0);
+
+    // The relay served a registration; the other room's worker found nothing there.
+    let relay_stats = relay.stats().await.expect("relay stats");
+    assert!(relay_stats.registrations >= 1, "{relay_stats:?}");
+    assert!(!intruder.stats().connected);
+    while let Ok(event) = intruder_events.try_recv() {
+        assert!(
+            !matches!(event, WorkerEvent::Connected { .. }),
+            "the other room's worker joined a master: {event:?}"
+        );
+    }
+
+    intruder.close().await;
+    worker.close().await;
+    master.close().await.expect("close");
+    relay.close().await;
+}
+
+#[tokio::test]
+async fn a_bootstrap_address_without_a_peer_id_is_refused_with_what_to_give() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = master_config(dir.path());
+    config.bootstrap = vec!["/ip4/127.0.0.1/tcp/4001".into()];
+    let err = match Master::start(config).await {
+        Ok(_) => panic!("a bootstrap without /p2p/ was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("/p2p/") && err.contains("queuexec relay"),
+        "{err}"
+    );
+
+    let mut config = worker_config(dir.path(), dir.path().join("wp"), "w");
+    config.bootstrap = vec!["not an address".into()];
+    let err = match Worker::start(config, Arc::new(Echo)).await {
+        Ok(_) => panic!("a bad bootstrap was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("not a multiaddr"), "{err}");
+}
+
+#[tokio::test]
+async fn a_relay_with_a_bad_listen_address_says_so() {
+    let err = match Relay::start(RelayConfig {
+        listen: vec!["127.0.0.1:4001".into()],
+        ..RelayConfig::default()
+    })
+    .await
+    {
+        Ok(_) => panic!("a bad listen address was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("not a multiaddr"), "{err}");
+}

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Reach across NATs with nothing but the tokens and a relay address, in network namespaces this
+# script creates (and removes on exit):
+#
+#   "internet" 198.51.100.0/24 (a bridge): relay .1, NAT A .10, NAT B .20, NAT C .30, NAT S .40
+#   NAT A (cone: endpoint-independent mapping) -> master   10.71.1.2
+#   NAT B (cone)                               -> worker b 10.71.2.2 (and a worker with another token)
+#   NAT C (cone)                               -> worker c 10.71.3.2
+#   NAT S (symmetric: random port per flow)    -> worker s 10.71.4.2
+#
+# Each NAT is Linux masquerade with a router's usual firewall: replies to what went out come in,
+# nothing unsolicited does. The master and workers share no room directory and no LAN, so only
+# the relay's rendezvous brings them together. Checks: every job completes; workers b and c end
+# on direct (hole-punched) connections and send nothing through the relay; worker s, whose NAT
+# cannot be punched, completes jobs through the relay; a worker with another token finds nothing.
+#
+#   tests/netns-nat.sh path/to/queuexec
+#
+# Needs root (ip netns, iptables). Never skips; every wait has a deadline.
+set -euo pipefail
+bin=$(realpath -m "$1")
+jobs_n=${NAT_JOBS:-2000}
+id="qn$$"
+ns_i="${id}i"; ns_r="${id}r"
+nats=(a b c s)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for n in "${nats[@]}"; do
+    ip netns del "${id}n$n" 2>/dev/null || true
+    ip netns del "${id}h$n" 2>/dev/null || true
+  done
+  ip netns del "$ns_r" 2>/dev/null || true
+  ip netns del "$ns_i" 2>/dev/null || true
+  if [ -n "${NAT_KEEP:-}" ]; then echo "netns-nat: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+fail() {
+  echo "netns-nat: FAILED: $*" >&2
+  for f in "$work"/*.log; do
+    [ -f "$f" ] || continue
+    echo "----- $(basename "$f") (last 40 lines)" >&2
+    tail -n 40 "$f" >&2
+  done
+  exit 1
+}
+
+[ -x "$bin" ] || fail "no queuexec binary at $1 (build it with cargo build -p queuexec-cli)"
+command -v iptables >/dev/null || fail "iptables is missing (scripts/ensure-deps.sh installs it)"
+if ! ip netns add "$ns_i"; then
+  echo "netns-nat: FAILED: cannot make network namespaces (ip netns add); this test needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN, and iproute2; it never skips" >&2
+  exit 1
+fi
+ip -n "$ns_i" link set lo up
+ip -n "$ns_i" link add br0 type bridge
+ip -n "$ns_i" link set br0 up
+
+# A namespace on the "internet" bridge with address 198.51.100.$2.
+attach() { # ns host-octet
+  local ns=$1 octet=$2 ifc="${id}x$2"
+  ip link add "$ifc" netns "$ns_i" type veth peer name wan netns "$1"
+  ip -n "$ns_i" link set "$ifc" master br0 up
+  ip -n "$ns" addr add "198.51.100.$octet/24" dev wan
+  ip -n "$ns" link set wan up
+  ip -n "$ns" link set lo up
+}
+
+ip netns add "$ns_r"
+attach "$ns_r" 1
+
+# NAT n: a router between 198.51.100.$octet and 10.71.$net.0/24, with one host behind it.
+make_nat() { # name octet net random
+  local n=$1 octet=$2 net=$3 random=$4 nat="${id}n$1" host="${id}h$1"
+  ip netns add "$nat"
+  ip netns add "$host"
+  attach "$nat" "$octet"
+  ip link add lan netns "$nat" type veth peer name eth0 netns "$host"
+  ip -n "$nat" addr add "10.71.$net.1/24" dev lan
+  ip -n "$nat" link set lan up
+  ip -n "$host" addr add "10.71.$net.2/24" dev eth0
+  ip -n "$host" link set eth0 up
+  ip -n "$host" link set lo up
+  ip -n "$host" route add default via "10.71.$net.1"
+  ip netns exec "$nat" sysctl -qw net.ipv4.ip_forward=1
+  # Masquerade: Linux keeps the source port when it can (endpoint-independent mapping);
+  # --random-fully gives every flow a random port (a symmetric NAT).
+  if [ "$random" = yes ]; then
+    ip netns exec "$nat" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE --random-fully
+  else
+    ip netns exec "$nat" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
+  fi
+  # A router's firewall: replies come in, nothing unsolicited does (no RST or ICMP either).
+  ip netns exec "$nat" iptables -A FORWARD -i lan -o wan -j ACCEPT
+  ip netns exec "$nat" iptables -A FORWARD -i wan -o lan -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+  ip netns exec "$nat" iptables -A FORWARD -i wan -j DROP
+  ip netns exec "$nat" iptables -A INPUT -i wan -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+  ip netns exec "$nat" iptables -A INPUT -i wan -j DROP
+}
+make_nat a 10 1 no
+make_nat b 20 2 no
+make_nat c 30 3 no
+make_nat s 40 4 yes
+
+# The relay, on the "internet".
+ip netns exec "$ns_r" "$bin" relay --listen /ip4/198.51.100.1/udp/4001/quic-v1 \
+  --listen /ip4/198.51.100.1/tcp/4001 --addr-file "$work/relay.addr" --autonat-any-ip \
+  >"$work/relay.out" 2>"$work/relay.log" &
+relay=$!
+pids+=("$relay")
+for _ in $(seq 1 100); do
+  [ -s "$work/relay.addr" ] && break
+  kill -0 "$relay" 2>/dev/null || fail "the relay exited"
+  sleep 0.1
+done
+[ -s "$work/relay.addr" ] || fail "the relay wrote no address within 10 s"
+boot=$(grep -m1 "/${NAT_TRANSPORT:-tcp}/" "$work/relay.addr" || true)
+[ -n "$boot" ] || fail "the relay's addresses have no ${NAT_TRANSPORT:-tcp} one: $(cat "$work/relay.addr")"
+grep -q "^/ip4/198.51.100.1/.*/p2p/12D3" <<<"$boot" || fail "unexpected relay address $boot"
+grep -qF "$boot" "$work/relay.out" || fail "the relay did not print its address on stdout"
+
+export token=netns-nat-room transferEncryptToken=netns-nat-transfer-token-0123456789abcdef
+mkfifo "$work/jobs.fifo"
+
+# The master, behind NAT A, with --bootstrap.
+ip netns exec "${id}ha" env QUEUEXEC_ROOM_DIR="$work/rooms-master" "$bin" master \
+  --bootstrap "$boot" --jobs "$work/jobs.fifo" --results "$work/results.jsonl" \
+  --exit-when-done 2>"$work/master.log" &
+master=$!
+pids+=("$master")
+exec 7>"$work/jobs.fifo"   # hold the jobs input open until the workers are in (they get no fd 7)
+
+# Workers: b through the environment, c through .env, s through --bootstrap.
+start_worker() { # name host-ns extra...
+  local name=$1 ns=$2
+  shift 2
+  ip netns exec "$ns" env QUEUEXEC_ROOM_DIR="$work/rooms-$name" "$@" \
+    --name "$name" --exec cat --concurrency 4 --workplace "$work/wp-$name" \
+    2>"$work/worker-$name.log" 7>&- &
+  pids+=("$!")
+  eval "pid_$name=$!"
+}
+start_worker b "${id}hb" QUEUEXEC_BOOTSTRAP="$boot" "$bin" worker
+mkdir -p "$work/c"
+printf 'QUEUEXEC_BOOTSTRAP=%s\n' "$boot" >"$work/c/.env"
+start_worker c "${id}hc" "$bin" worker --env-file "$work/c/.env"
+start_worker s "${id}hs" "$bin" worker --bootstrap "$boot"
+# Another room's worker, on NAT B's network too: finds nothing, is served nothing.
+ip netns exec "${id}hb" env QUEUEXEC_ROOM_DIR="$work/rooms-x" token=another-room \
+  "$bin" worker --bootstrap "$boot" --name intruder --exec cat --workplace "$work/wp-x" \
+  2>"$work/worker-x.log" 7>&- &
+pid_x=$!
+pids+=("$pid_x")
+
+started=$(date +%s.%N)
+for _ in $(seq 1 300); do
+  all=yes
+  for w in b c s; do grep -q "connected to master" "$work/worker-$w.log" || all=no; done
+  [ $all = yes ] && break
+  kill -0 "$master" 2>/dev/null || fail "the master exited early"
+  sleep 0.1
+done
+[ $all = yes ] || fail "not every worker joined the master within 30 s"
+joined=$(date +%s.%N)
+echo "netns-nat: all three workers joined $(awk "BEGIN{printf \"%.1f\", $joined - $started}") s after they started"
+
+# Give b and c a moment to settle on their final path, then feed the jobs.
+sleep 1
+seq 1 "$jobs_n" >&7
+exec 7>&-
+
+for _ in $(seq 1 1200); do
+  kill -0 "$master" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$master" 2>/dev/null && fail "the master did not finish $jobs_n jobs within 120 s"
+wait "$master" || fail "the master exited with an error"
+done_at=$(date +%s.%N)
+
+lines=$(wc -l <"$work/results.jsonl")
+[ "$lines" -eq "$jobs_n" ] || fail "expected $jobs_n results, got $lines"
+for w in b c s; do
+  n=$(grep -c "\"name\":\"$w\"" "$work/results.jsonl" || true)
+  echo "netns-nat: worker $w did $n jobs"
+  [ "$n" -gt 0 ] || fail "worker $w did no job"
+done
+grep -q '"name":"intruder"' "$work/results.jsonl" && fail "the other room's worker got jobs"
+grep -q '"error"' "$work/results.jsonl" && fail "some jobs failed: $(grep -m3 '"error"' "$work/results.jsonl")"
+
+# Paths: b and c end direct (hole punched), s relayed.
+last_path() { grep "connected to master" "$work/worker-$1.log" | tail -n1 | sed 's/.*(\(.*\))$/\1/'; }
+for w in b c; do
+  [ "$(last_path $w)" = direct ] || fail "worker $w is not on a direct path: $(grep 'connected to master' "$work/worker-$w.log")"
+done
+[ "$(last_path s)" = relayed ] || fail "worker s behind the symmetric NAT should be relayed: $(grep 'connected to master' "$work/worker-s.log")"
+grep -q "connected to master" "$work/worker-x.log" && fail "the other room's worker joined a master"
+
+# Stop the workers (SIGINT: each prints its stats line) and read what went through the relay.
+for w in b c s x; do eval "kill -INT \$pid_$w"; done
+for w in b c s x; do eval "wait \$pid_$w" || true; done
+relayed() { sed -n 's/.*relayed_bytes=\([0-9]*\).*/\1/p' "$work/worker-$1.log" | tail -n1; }
+for w in b c s; do
+  [ -n "$(relayed $w)" ] || fail "worker $w printed no stats line"
+done
+[ "$(relayed b)" -eq 0 ] || fail "worker b sent $(relayed b) bytes through the relay on a direct path"
+[ "$(relayed c)" -eq 0 ] || fail "worker c sent $(relayed c) bytes through the relay on a direct path"
+[ "$(relayed s)" -gt 0 ] || fail "worker s counted no relayed bytes"
+master_relayed=$(sed -n 's/^network: \([0-9]*\) bytes.*/\1/p' "$work/master.log")
+[ -n "$master_relayed" ] || fail "the master printed no network line"
+[ "$master_relayed" -gt 0 ] || fail "the master counted no relayed bytes"
+grep -q "reservation accepted" "$work/relay.log" || fail "the relay logged no reservation"
+grep -q "registered at the rendezvous" "$work/relay.log" || fail "the relay logged no registration"
+# What the relay saw names no room: neither token nor room id appears in its log.
+room_id=$(printf '%s' "$token" | sha256sum | cut -c1-64)
+grep -qF "$token" "$work/relay.log" && fail "the relay's log shows the room token"
+grep -qF "$room_id" "$work/relay.log" && fail "the relay's log shows the room id"
+
+relay_rss=$(awk '/^VmHWM/{print $2}' "/proc/$relay/status")
+echo "netns-nat: relay peak RSS ${relay_rss} KiB (1 reservation, 3 circuits, 5 connections)"
+echo "netns-nat: $jobs_n jobs in $(awk "BEGIN{printf \"%.1f\", $done_at - $joined}") s; relayed bytes: master $master_relayed, worker s $(relayed s), b $(relayed b), c $(relayed c)"
+echo "netns-nat: 1 passed, 0 failed"
