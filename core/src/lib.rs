@@ -32,8 +32,8 @@ mod protocol;
 pub mod relay;
 mod room;
 mod scheduler;
-mod stats;
 mod shape;
+mod stats;
 mod store;
 mod worker;
 
@@ -48,9 +48,9 @@ pub use master::{
     JobInfo, JobStatus, Master, MasterConfig, MasterEvent, Overview, PushReceipt, Second, Stats,
     StoreConfig, WorkerStatus,
 };
+pub use net::Path;
 pub use shape::PayloadShape;
 pub use stats::{DEFAULT_STATS_INTERVAL, StatsReport, WorkerStatsLine};
-pub use net::Path;
 pub use worker::{Worker, WorkerConfig, WorkerEvent, WorkerStats};
 
 /// The version of this crate, which every front end reports as its own.

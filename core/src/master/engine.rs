@@ -30,6 +30,8 @@ pub(super) enum EngineCommand {
         peer: PeerId,
         worker: WorkerInfo,
         outbound: mpsc::UnboundedSender<ToWorker>,
+        /// Direct or through a relay, as the connection was when the session opened.
+        path: crate::net::Path,
     },
     SessionClosed {
         id: SessionId,
@@ -265,13 +267,14 @@ impl Engine {
                 peer,
                 worker,
                 outbound,
+                path,
             } => {
-                tracing::info!(worker = %worker.name, %peer, "worker joined");
+                tracing::info!(worker = %worker.name, %peer, %path, "worker joined");
                 if self.fairness.is_quarantined(&peer, now) {
                     tracing::warn!(worker = %worker.name, %peer, "a quarantined worker joined; it gets no jobs until its quarantine ends");
                 }
                 let _ = self.events.send(MasterEvent::WorkerJoined(worker.clone()));
-                self.insight.worker_joined(id, peer, &worker);
+                self.insight.worker_joined(id, peer, &worker, path);
                 self.sessions.insert(
                     id,
                     SessionState {

@@ -84,6 +84,7 @@ struct DeadLetter {
 struct WorkerRow {
     info: Arc<WorkerInfo>,
     peer: PeerId,
+    path: crate::net::Path,
     joined_ms: i64,
     last_heartbeat_ms: Option<i64>,
     done: u64,
@@ -262,12 +263,19 @@ impl Insight {
         }
     }
 
-    pub(super) fn worker_joined(&mut self, session: SessionId, peer: PeerId, worker: &WorkerInfo) {
+    pub(super) fn worker_joined(
+        &mut self,
+        session: SessionId,
+        peer: PeerId,
+        worker: &WorkerInfo,
+        path: crate::net::Path,
+    ) {
         self.workers.insert(
             session,
             WorkerRow {
                 info: Arc::new(worker.clone()),
                 peer,
+                path,
                 joined_ms: crate::job::now_ms(),
                 last_heartbeat_ms: None,
                 done: 0,
@@ -511,7 +519,7 @@ impl Insight {
                     .map(|(session, row)| WorkerStatus {
                         name: row.info.name.clone(),
                         peer_id: row.peer.to_string(),
-                        path: "direct".into(),
+                        path: row.path.as_str().into(),
                         done: row.done,
                         failed: row.failed,
                         held: scheduler.held(*session) as u64,
@@ -534,12 +542,17 @@ impl Insight {
                 m.running.set(stats.running as i64);
                 m.dead_letters.set(self.dead.len() as i64);
                 m.workers.set(stats.workers as i64);
+                let relayed = self
+                    .workers
+                    .values()
+                    .filter(|row| row.path == crate::net::Path::Relayed)
+                    .count() as i64;
                 m.connections
                     .get_or_create(&vec![("path".into(), "direct".into())])
-                    .set(stats.workers as i64);
+                    .set(self.workers.len() as i64 - relayed);
                 m.connections
                     .get_or_create(&vec![("path".into(), "relayed".into())])
-                    .set(0);
+                    .set(relayed);
                 let mut text = String::new();
                 let _ = encode(&mut text, &m.registry);
                 let _ = reply.send(text);

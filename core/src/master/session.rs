@@ -201,6 +201,7 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, stre
             peer,
             worker,
             outbound,
+            path,
         })
         .is_err()
     {
@@ -470,7 +471,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
                     worker: caller.clone(),
                     request,
                 }));
-                }
+            }
             ToMaster::TaskLoadFailed {
                 bundle,
                 reason,
