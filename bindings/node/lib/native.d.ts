@@ -44,7 +44,7 @@ export type MasterEvent =
 
 /** Something that happened on a worker (`NativeWorker.nextEvents`). */
 export type WorkerEvent =
-  | { kind: 'connected'; master: string }
+  | { kind: 'connected'; master: string; path: 'direct' | 'relayed' }
   | { kind: 'disconnected'; reason: string }
   | { kind: 'assetsInstalled'; bundle: string; fetched: number }
   | { kind: 'jobFinished'; jobId: string; error?: string }
@@ -64,6 +64,10 @@ export interface MasterStats {
   dead: number;
   retried: number;
   workers: number;
+  /** Workers connected through a relay now. */
+  relayedWorkers: number;
+  /** Bytes of job traffic that went through relays since the master started. */
+  relayedBytes: number;
 }
 
 /** Counts of a worker's jobs: the core's `WorkerStats`, with the same names in Python. */
@@ -72,6 +76,10 @@ export interface WorkerStats {
   failed: number;
   running: number;
   connected: boolean;
+  /** `'direct'` or `'relayed'` while connected. */
+  path?: string | null;
+  /** Bytes of job traffic that went through a relay. */
+  relayedBytes: number;
 }
 
 /**

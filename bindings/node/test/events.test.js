@@ -202,10 +202,24 @@ test("stats use the core's names, the same as Python's: dead for the master, fai
   inAppFolder(t, 'class Task { async run() { return 1; } }\nmodule.exports = Task;\n');
   const mm = new Master({ ...tokens(), watchAssets: false });
   t.after(() => mm.close());
-  assert.deepEqual(Object.keys(await mm.stats()), ['queued', 'delayed', 'running', 'done', 'dead', 'retried', 'workers']);
+  assert.deepEqual(Object.keys(await mm.stats()), [
+    'queued',
+    'delayed',
+    'running',
+    'done',
+    'dead',
+    'retried',
+    'workers',
+    'relayedWorkers',
+    'relayedBytes',
+  ]);
   const w = new Worker({ ...tokens() });
   t.after(() => w.close());
-  assert.deepEqual(Object.keys(await w.stats()), ['done', 'failed', 'running', 'connected']);
+  // `path` is there only while connected (napi leaves out an absent optional field).
+  assert.deepEqual(
+    Object.keys(await w.stats()).filter((k) => k !== 'path'),
+    ['done', 'failed', 'running', 'connected', 'relayedBytes'],
+  );
 });
 
 test('a single string or object where a list is expected is one item; anything else is refused clearly', async (t) => {

@@ -13,6 +13,12 @@ export function describeMasterEvent(event: MasterEvent): string {
       return 'drained';
     case 'warning':
       return event.message;
+    case 'call':
+      return `${event.workerName} asks: ${event.op}`;
+    case 'stats':
+      return `stats ${event.report}`;
+    case 'taskLoadFailed':
+      return `${event.workerName} (${event.workerId}) cannot load the task: ${event.reason}`;
     default: {
       const unhandled: never = event;
       return unhandled;
@@ -23,7 +29,7 @@ export function describeMasterEvent(event: MasterEvent): string {
 export function describeWorkerEvent(event: WorkerEvent): string {
   switch (event.kind) {
     case 'connected':
-      return `connected to ${event.master}`;
+      return `connected to ${event.master} (${event.path})`;
     case 'disconnected':
     case 'refused':
       return `${event.kind}: ${event.reason}`;
@@ -31,6 +37,13 @@ export function describeWorkerEvent(event: WorkerEvent): string {
       return `bundle ${event.bundle}: ${event.fetched} file(s) fetched`;
     case 'jobFinished':
       return event.error === undefined ? `job ${event.jobId} done` : `job ${event.jobId} failed: ${event.error}`;
+    case 'jobCancelled':
+      return `job ${event.jobId} cancelled`;
+    case 'message':
+      return `message ${event.cmd}: ${event.data}`;
+    case 'aborted':
+    case 'drained':
+      return event.kind;
     default: {
       const unhandled: never = event;
       return unhandled;
