@@ -215,9 +215,18 @@ def test_stat_names_are_the_cores_the_same_as_nodes(open_master: MakeMaster, ope
         "dead",
         "retried",
         "workers",
+        "relayed_workers",
+        "relayed_bytes",
     ]
     worker = open_worker(tasks={}, run_task_js=False)
-    assert [f.name for f in dataclasses.fields(worker.stats())] == ["done", "failed", "running", "connected"]
+    assert [f.name for f in dataclasses.fields(worker.stats())] == [
+        "done",
+        "failed",
+        "running",
+        "connected",
+        "path",
+        "relayed_bytes",
+    ]
 
 
 def test_lists_given_one_string_take_it_as_one_item_or_refuse_it(open_master: MakeMaster) -> None:
