@@ -114,7 +114,7 @@ npm test
 
 step "dashboard in headless Chromium (tests/dashboard-browser.js, WebDriver)"
 # Debian's chromium + chromedriver (scripts/ensure-deps.sh); the script ends itself after 280 s,
-# and timeout(1) is the backstop. Writes docs/dashboard.png.
+# and timeout(1) is the backstop. Its screenshot goes to $target/dashboard.png.
 timeout --kill-after=10 330 node tests/dashboard-browser.js "$target/debug/queuexec"
 
 step "Python wheel and the cross-language tests (tests/python_interop)"
