@@ -62,6 +62,33 @@ pub enum WorkerRequest {
 }
 
 impl WorkerRequest {
+    /// The request a front end names by `op` (`lookup`, `setLookup` or `message`, as task.js's
+    /// `ctx` methods): `a` is the lookup or command name, `b` the key, `c` the value or data as
+    /// JSON (`null` when absent). An unknown `op` is a [`Error::Config`] naming the three.
+    pub fn from_op(op: &str, a: String, b: Option<String>, c: Option<String>) -> Result<Self> {
+        let json = || c.clone().unwrap_or_else(|| "null".into());
+        Ok(match op {
+            "lookup" => WorkerRequest::Lookup {
+                name: a,
+                key: b.unwrap_or_default(),
+            },
+            "setLookup" => WorkerRequest::SetLookup {
+                name: a,
+                key: b.unwrap_or_default(),
+                value: json(),
+            },
+            "message" => WorkerRequest::Message {
+                cmd: a,
+                data: json(),
+            },
+            other => {
+                return Err(Error::config(format!(
+                    "unknown call {other:?}: lookup, setLookup or message"
+                )));
+            }
+        })
+    }
+
     /// Checks what a peer sent: names within bounds, JSON fields JSON. The error says which.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let (names, json): (Vec<Field<'_>>, Option<Field<'_>>) = match self {

@@ -425,20 +425,8 @@ async fn op_master_call(
             .ok_or_else(|| {
                 JsErrorBox::generic("this worker has no master to ask (it is not connected)")
             })?;
-        let request = match op.as_str() {
-            "lookup" => queuexec_core::WorkerRequest::Lookup { name: a, key: b },
-            "setLookup" => queuexec_core::WorkerRequest::SetLookup {
-                name: a,
-                key: b,
-                value: c,
-            },
-            "message" => queuexec_core::WorkerRequest::Message { cmd: a, data: c },
-            other => {
-                return Err(JsErrorBox::generic(format!(
-                    "unknown call {other:?}: lookup, setLookup or message"
-                )));
-            }
-        };
+        let request = queuexec_core::WorkerRequest::from_op(&op, a, Some(b), Some(c))
+            .map_err(|e| JsErrorBox::generic(e.to_string()))?;
         Ok((worker, request))
     })?;
     let (worker, request) = prepared;

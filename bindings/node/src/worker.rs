@@ -322,27 +322,7 @@ impl JsWorker {
         b: Option<String>,
         c: Option<String>,
     ) -> napi::Result<JsCallAnswer> {
-        use queuexec_core::WorkerRequest;
-        let request = match op.as_str() {
-            "lookup" => WorkerRequest::Lookup {
-                name: a,
-                key: b.unwrap_or_default(),
-            },
-            "setLookup" => WorkerRequest::SetLookup {
-                name: a,
-                key: b.unwrap_or_default(),
-                value: c.unwrap_or_else(|| "null".into()),
-            },
-            "message" => WorkerRequest::Message {
-                cmd: a,
-                data: c.unwrap_or_else(|| "null".into()),
-            },
-            other => {
-                return Err(for_promise(config_error(format!(
-                    "unknown call {other:?}: lookup, setLookup or message"
-                ))));
-            }
-        };
+        let request = queuexec_core::WorkerRequest::from_op(&op, a, b, c).js_async()?;
         let answer = self.worker.call(request).await.js_async()?;
         Ok(match answer {
             Ok(value) => JsCallAnswer { ok: true, value },

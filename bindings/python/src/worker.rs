@@ -318,27 +318,7 @@ impl PyWorker {
         b: Option<String>,
         c: Option<String>,
     ) -> PyResult<(bool, String)> {
-        use queuexec_core::WorkerRequest;
-        let request = match op {
-            "lookup" => WorkerRequest::Lookup {
-                name: a,
-                key: b.unwrap_or_default(),
-            },
-            "setLookup" => WorkerRequest::SetLookup {
-                name: a,
-                key: b.unwrap_or_default(),
-                value: c.unwrap_or_else(|| "null".into()),
-            },
-            "message" => WorkerRequest::Message {
-                cmd: a,
-                data: c.unwrap_or_else(|| "null".into()),
-            },
-            other => {
-                return Err(config_error(format!(
-                    "unknown call {other:?}: lookup, setLookup or message"
-                )));
-            }
-        };
+        let request = queuexec_core::WorkerRequest::from_op(op, a, b, c).or_raise(py)?;
         let worker = self.worker.clone();
         let answer = block_on(py, async move { worker.call(request).await })?.or_raise(py)?;
         Ok(match answer {
