@@ -71,6 +71,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 npx eslint
 ruff check
+ruff format --check
 
 step "Rust build (the one build the tests, the addon, the wheel and the CLI share)"
 # maturin first: it writes the pyo3 config file that the plain cargo builds must then name too.

@@ -111,8 +111,9 @@ def test_a_master_that_cannot_bundle_its_dependencies_warns_through_a_warning_ev
     assert result.result.ok and result.result.data == 7
 
 
-def test_on_event_and_on_result_both_see_a_result_and_iterators_are_refused(open_master: MakeMaster,
-                                                                           open_worker: MakeWorker) -> None:
+def test_on_event_and_on_result_both_see_a_result_and_iterators_are_refused(
+    open_master: MakeMaster, open_worker: MakeWorker
+) -> None:
     events: queue.Queue[MasterEvent] = queue.Queue()
     results: queue.Queue[queuexec.JobResult] = queue.Queue()
     master = open_master(on_event=events.put, on_result=results.put, watch_assets=False)
@@ -124,8 +125,9 @@ def test_on_event_and_on_result_both_see_a_result_and_iterators_are_refused(open
         next(master.events(timeout=1))
 
 
-def test_a_python_worker_emits_each_worker_event_class(open_master: MakeMaster, open_worker: MakeWorker,
-                                                      tmp_path: Path) -> None:
+def test_a_python_worker_emits_each_worker_event_class(
+    open_master: MakeMaster, open_worker: MakeWorker, tmp_path: Path
+) -> None:
     task = tmp_path / "task.js"
     task.write_text("module.exports = class { async run(job) { return job; } };\n")
     master = open_master(task=task, watch_assets=False)

@@ -55,8 +55,9 @@ def test_ctrl_c_stops_a_blocking_results_loop(tokens: dict[str, str], isolated: 
             import queuexec
             token, transfer = {tokens["token"]!r}, {tokens["transfer_encrypt_token"]!r}
             master = queuexec.Master(token=token, transfer_encrypt_token=transfer)
-            print(master.room_id, flush=True)
             try:
+                # Inside the try: the test's Ctrl-C may land before the loop starts.
+                print(master.room_id, flush=True)
                 for result in master.results():
                     pass
             except KeyboardInterrupt:

@@ -308,7 +308,7 @@ def test_stats_reports_aggregate_the_workers_counters(
             stop(proc)
 
 
-LOCAL_TASKS = '''
+LOCAL_TASKS = """
 import os, signal, time
 def square(job):
     marker = os.path.join(os.environ["QX_MARK_DIR"], f"crashed-{job.id}")
@@ -320,7 +320,7 @@ def square(job):
     time.sleep(0.02)
     return {"n": job.data, "square": job.data * job.data, "pid": os.getpid()}
 TASKS = {"square": square}
-'''
+"""
 
 
 @pytest.mark.timeout(120)

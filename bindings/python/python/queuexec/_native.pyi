@@ -11,7 +11,6 @@ __version__: str
 __build_profile__: str
 ERROR_CODES: list[str]
 
-
 class Master:
     @staticmethod
     def start(

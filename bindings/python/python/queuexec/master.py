@@ -634,8 +634,6 @@ def _asset_specs(task: PathLike | None, assets: Sequence[AssetFile]) -> list[tup
             paths.append(os.fspath(item))
     specs = [
         (name, os.fspath(master_path), worker_path)
-        for name, master_path, worker_path in _native.asset_specs(
-            None if task is None else os.fspath(task), paths
-        )
+        for name, master_path, worker_path in _native.asset_specs(None if task is None else os.fspath(task), paths)
     ]
     return specs + mappings
