@@ -5,13 +5,17 @@
 //!   with a command name; each is answered with JSON (or an error text).
 //! - [`PendingCalls`] (master side): the questions waiting for the master's user, each with the
 //!   session that must get the answer. A worker may have at most [`MAX_CALLS_PER_WORKER`]
-//!   waiting; one that asks more without waiting for answers is cut off.
+//!   waiting; one that asks more without waiting for answers is cut off. Lookup values workers
+//!   set are bounded too: at most [`MAX_LOOKUP_KEYS`] keys and [`MAX_LOOKUP_BYTES`] bytes written
+//!   by workers since the master started; a write beyond either is refused (the call fails, the
+//!   master's lookups are not touched), so a hostile worker cannot grow the master without bound.
 //! - [`WorkerLink`] (worker side): the live connection's way to ask, and the answers awaited.
 //!
 //! Everything travels in the session's sealed frames (`ToMaster::Call`, `ToWorker::Reply`,
 //! `ToWorker::Message`), so it is as private as jobs are.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,6 +32,13 @@ pub(crate) const MAX_CALLS_PER_WORKER: usize = 1024;
 
 /// Largest name, key or command a call may carry, in bytes.
 const MAX_NAME: usize = 4096;
+
+/// Distinct lookup keys (name and key) workers may write through `setLookup`.
+pub(crate) const MAX_LOOKUP_KEYS: usize = 100_000;
+
+/// Bytes (names, keys and values, the last write of each) workers may hold in the master's
+/// lookups through `setLookup`.
+pub(crate) const MAX_LOOKUP_BYTES: usize = 64 << 20;
 
 /// A field of a call: its name (for messages) and its text.
 type Field<'a> = (&'a str, &'a str);
@@ -127,15 +138,85 @@ struct Pending {
     out: mpsc::UnboundedSender<ToWorker>,
 }
 
+/// What workers have written into the master's lookups: the size of each key's last write, by
+/// a keyed hash of (name, key), so the ledger itself stays small (a collision only undercounts).
+struct LookupLedger {
+    hasher: std::collections::hash_map::RandomState,
+    sizes: HashMap<u64, usize>,
+    bytes: usize,
+    max_keys: usize,
+    max_bytes: usize,
+}
+
+impl Default for LookupLedger {
+    fn default() -> Self {
+        LookupLedger::with_caps(MAX_LOOKUP_KEYS, MAX_LOOKUP_BYTES)
+    }
+}
+
+impl LookupLedger {
+    fn with_caps(max_keys: usize, max_bytes: usize) -> Self {
+        LookupLedger {
+            hasher: Default::default(),
+            sizes: HashMap::new(),
+            bytes: 0,
+            max_keys,
+            max_bytes,
+        }
+    }
+
+    /// Records a write of `value_len` bytes under (`name`, `key`), or says why it is refused.
+    fn write(
+        &mut self,
+        name: &str,
+        key: &str,
+        value_len: usize,
+    ) -> std::result::Result<(), String> {
+        let hash = self.hasher.hash_one((name, key));
+        let size = name.len() + key.len() + value_len;
+        let old = self.sizes.get(&hash).copied();
+        if old.is_none() && self.sizes.len() >= self.max_keys {
+            return Err(format!(
+                "workers have written {} lookup keys, the most a master takes from workers; \
+                 write to existing keys, or set lookups from the master",
+                self.max_keys
+            ));
+        }
+        let bytes = self.bytes - old.unwrap_or(0) + size;
+        if bytes > self.max_bytes {
+            return Err(format!(
+                "this write would make workers' lookup values {bytes} bytes; a master takes at \
+                 most {} from workers (set large lookups from the master)",
+                self.max_bytes
+            ));
+        }
+        self.sizes.insert(hash, size);
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
 /// The master's calls waiting for an answer from its user, by the id the user answers with.
 #[derive(Default)]
 pub(crate) struct PendingCalls {
     next: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
     per_session: Mutex<HashMap<SessionId, usize>>,
+    lookups: Mutex<LookupLedger>,
 }
 
 impl PendingCalls {
+    /// Admits a checked request within the bounds on what workers may write (a `setLookup`
+    /// beyond [`MAX_LOOKUP_KEYS`] or [`MAX_LOOKUP_BYTES`] is refused; the error says why).
+    pub(crate) fn admit(&self, request: &WorkerRequest) -> std::result::Result<(), String> {
+        match request {
+            WorkerRequest::SetLookup { name, key, value } => {
+                lock(&self.lookups).write(name, key, value.len())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records a worker's call; returns the id its answer must name. A session with
     /// [`MAX_CALLS_PER_WORKER`] calls waiting gets a protocol error (it is cut off).
     pub(crate) fn open(
@@ -295,4 +376,37 @@ impl WorkerLink {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lookup_ledger_refuses_new_keys_beyond_its_cap_but_takes_rewrites() {
+        let mut ledger = LookupLedger::with_caps(3, 1 << 20);
+        for key in ["a", "b", "c"] {
+            ledger.write("prices", key, 10).expect("within the cap");
+        }
+        let refused = ledger.write("prices", "d", 10).expect_err("a fourth key");
+        assert!(refused.contains("3 lookup keys"), "{refused}");
+        // A key already written may be written again, and another table's key is a new key.
+        ledger.write("prices", "a", 20).expect("a rewrite");
+        assert!(ledger.write("rates", "a", 1).is_err());
+    }
+
+    #[test]
+    fn the_lookup_ledger_counts_the_last_write_of_each_key_against_its_byte_cap() {
+        let mut ledger = LookupLedger::with_caps(100, 100);
+        ledger.write("n", "k", 90).expect("92 bytes");
+        // Rewriting the same key replaces its size rather than adding to it.
+        ledger
+            .write("n", "k", 95)
+            .expect("97 bytes after the rewrite");
+        let refused = ledger.write("n", "j", 5).expect_err("104 bytes");
+        assert!(refused.contains("at most 100"), "{refused}");
+        ledger.write("n", "k", 1).expect("shrinks");
+        ledger.write("n", "j", 5).expect("now fits");
+        assert_eq!(ledger.bytes, 3 + 7);
+    }
 }

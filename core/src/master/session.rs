@@ -231,7 +231,13 @@ pub(super) async fn serve_session(shared: Arc<SessionShared>, peer: PeerId, stre
         shared.net.authenticated(peer, false).await;
     }
     if matches!(result, Err(Error::Envelope | Error::Protocol(..))) {
-        // A peer that sends bad frames is cut off; the queue is unharmed.
+        // A peer that sends bad frames is cut off; the queue is unharmed. The master's user
+        // hears of it once per session, with the reason.
+        if let (Err(e), Some(events)) = (&result, shared.events.upgrade()) {
+            let _ = events.send(super::MasterEvent::Warning(format!(
+                "cut off worker {worker_name:?} ({peer}): {e}"
+            )));
+        }
         shared.net.disconnect(peer).await;
     }
 }
@@ -453,7 +459,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
             ToMaster::GetFile { sha256 } => queue_request(requests, AssetRequest::File(sha256))?,
             ToMaster::Stats { counters, span_ms } => shared.board.record(caller, counters, span_ms),
             ToMaster::Call { call, request } => {
-                if let Err(why) = request.check() {
+                if let Err(why) = request.check().and_then(|()| shared.calls.admit(&request)) {
                     // A bad call fails itself, not the session.
                     let _ = replies.send(ToWorker::Reply {
                         call,

@@ -240,3 +240,138 @@ async fn credits_never_exceed_the_announced_window_nor_the_masters_cap() {
     other.leave(greedy).await;
     master.close().await.expect("close");
 }
+
+/// Answers every call as a front end does, counting the lookup writes it was asked to make.
+fn answer_calls(
+    master: &Master,
+    mut events: mpsc::UnboundedReceiver<MasterEvent>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicUsize>,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (warn_tx, warnings) = mpsc::unbounded_channel();
+    let (master, seen) = (master.clone(), writes.clone());
+    let task = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                MasterEvent::Call(call) => {
+                    if matches!(call.request, crate::calls::WorkerRequest::SetLookup { .. }) {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    master.answer(call.id, Ok("null".into()));
+                }
+                MasterEvent::Warning(w) => {
+                    let _ = warn_tx.send(w);
+                }
+                _ => {}
+            }
+        }
+    });
+    (task, writes, warnings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_writes_beyond_the_byte_cap_are_refused_before_they_reach_the_master() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, events) = Master::start(master_config(dir.path()))
+        .await
+        .expect("master");
+    let (answering, writes, _warnings) = answer_calls(&master, events);
+    let hostile = evil_peer();
+    let mut session = join(&hostile, &master, 1).await;
+    // 70 distinct keys of 1 MiB each: 63 fit in the 64 MiB workers may write.
+    let value = format!("\"{}\"", "x".repeat(1 << 20));
+    for i in 0..70u64 {
+        session.call(
+            i,
+            crate::calls::WorkerRequest::SetLookup {
+                name: "blobs".into(),
+                key: format!("k{i}"),
+                value: value.clone(),
+            },
+        );
+    }
+    let replies = session.replies(70, Duration::from_secs(20)).await;
+    assert_eq!(replies.len(), 70, "every call is answered");
+    let (ok, refused): (Vec<_>, Vec<_>) = replies.iter().partition(|(_, ok, _)| *ok);
+    assert_eq!(ok.len(), 63, "{:?}", refused.first());
+    assert!(
+        refused
+            .iter()
+            .all(|(_, _, why)| why.contains("at most 67108864")),
+        "{:?}",
+        refused.first()
+    );
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::SeqCst),
+        63,
+        "the master's user saw only the admitted writes"
+    );
+    // Rewriting an admitted key is still taken, and the session is still served.
+    session.call(
+        100,
+        crate::calls::WorkerRequest::SetLookup {
+            name: "blobs".into(),
+            key: "k0".into(),
+            value: "1".into(),
+        },
+    );
+    let again = session.replies(1, Duration::from_secs(10)).await;
+    assert_eq!(again.first().map(|r| (r.0, r.1)), Some((100, true)));
+    hostile.leave(session).await;
+    master.close().await.expect("close");
+    answering.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_asks_without_waiting_for_answers_is_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, mut events) = Master::start(master_config(dir.path()))
+        .await
+        .expect("master");
+    let hostile = evil_peer();
+    let mut session = join(&hostile, &master, 1).await;
+    // Nobody answers: the master's user is slow. 1,024 calls may wait; the next one ends it.
+    for i in 0..(crate::calls::MAX_CALLS_PER_WORKER as u64 + 10) {
+        session.call(
+            i,
+            crate::calls::WorkerRequest::Message {
+                cmd: "ping".into(),
+                data: "null".into(),
+            },
+        );
+    }
+    assert!(
+        session.cut_off(Duration::from_secs(10)).await,
+        "the master kept a session with more than {} calls waiting",
+        crate::calls::MAX_CALLS_PER_WORKER
+    );
+    let mut calls = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut warned = false;
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        match event {
+            MasterEvent::Call(_) => calls += 1,
+            MasterEvent::Warning(w) if w.contains("calls waiting") => {
+                warned = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        warned,
+        "the master's user is told why the worker was cut off"
+    );
+    assert_eq!(
+        calls,
+        crate::calls::MAX_CALLS_PER_WORKER,
+        "calls beyond the cap never reach the user"
+    );
+    // Its waiting calls are forgotten: answering one now reaches nobody.
+    assert!(!master.answer(1, Ok("null".into())));
+    hostile.leave(session).await;
+    master.close().await.expect("close");
+}

@@ -55,6 +55,8 @@ pub struct EvilSession {
     master: PeerId,
     pub(crate) out: mpsc::UnboundedSender<ToMaster>,
     jobs: mpsc::UnboundedReceiver<EvilJob>,
+    /// The master's answers to calls: (call, ok, value); closed when the master ends the stream.
+    replies: mpsc::UnboundedReceiver<(u64, bool, String)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     key: TransferKey,
     _deaf: Option<ReadHalf<libp2p::Stream>>,
@@ -99,6 +101,7 @@ impl EvilPeer {
         let (reader, writer) = stream.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<ToMaster>();
         let (jobs_tx, jobs) = mpsc::unbounded_channel();
+        let (replies_tx, replies) = mpsc::unbounded_channel();
         let mut writer = SealedWriter::new(self.key.clone(), Direction::ToMaster, writer);
         let mut tasks = vec![tokio::spawn(async move {
             while let Some(message) = out_rx.recv().await {
@@ -112,13 +115,19 @@ impl EvilPeer {
             let mut reader = SealedReader::new(self.key.clone(), Direction::ToWorker, reader);
             tasks.push(tokio::spawn(async move {
                 while let Ok(Some(message)) = reader.next::<ToWorker>().await {
-                    if let ToWorker::Jobs { jobs, .. } = message {
-                        for job in jobs {
-                            let _ = jobs_tx.send(EvilJob {
-                                id: job.id,
-                                attempt: job.attempt,
-                            });
+                    match message {
+                        ToWorker::Jobs { jobs, .. } => {
+                            for job in jobs {
+                                let _ = jobs_tx.send(EvilJob {
+                                    id: job.id,
+                                    attempt: job.attempt,
+                                });
+                            }
                         }
+                        ToWorker::Reply { call, ok, value } => {
+                            let _ = replies_tx.send((call, ok, value));
+                        }
+                        _ => {}
                     }
                 }
             }));
@@ -133,6 +142,7 @@ impl EvilPeer {
             master: peer,
             out,
             jobs,
+            replies,
             tasks,
             key: self.key.clone(),
             _deaf: deaf,
@@ -269,6 +279,37 @@ impl EvilSession {
         let sha256 = Sha256::of(content);
         for _ in 0..times {
             let _ = self.out.send(ToMaster::GetFile { sha256 });
+        }
+    }
+
+    /// Sends call `call` (a lookup, a lookup write or a message) without waiting for its answer.
+    pub fn call(&self, call: u64, request: crate::calls::WorkerRequest) {
+        let _ = self.out.send(ToMaster::Call { call, request });
+    }
+
+    /// The master's answers to calls, `(call, ok, value)`, until `n` came, none came for
+    /// `quiet`, or the master ended the session.
+    pub async fn replies(&mut self, n: usize, quiet: Duration) -> Vec<(u64, bool, String)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match tokio::time::timeout(quiet, self.replies.recv()).await {
+                Ok(Some(reply)) => out.push(reply),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Whether the master ended this session within `limit` (what it must do to a peer that
+    /// breaks a bound).
+    pub async fn cut_off(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.replies.recv()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
         }
     }
 
