@@ -70,6 +70,9 @@ macro_rules! columns {
     };
 }
 
+// After `columns!`, which it uses.
+mod pager;
+
 /// `load()`'s query: unfinished jobs and undelivered results, in push order. One constant, so
 /// the test of its query plan runs exactly this statement.
 const LOAD_SQL: &str = concat!(
