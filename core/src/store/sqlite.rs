@@ -226,12 +226,14 @@ impl SqliteStore {
         self.conn
             .pragma_update(None, "synchronous", synchronous)
             .map_err(|e| failed("setting synchronous", e))?;
-        // Keep the WAL from staying huge after a burst, and give the id index room in memory.
+        // Keep the WAL from staying huge after a burst, and give the id index some room in
+        // memory (4 MiB: the master's memory counts, and pages it misses come from the OS's
+        // file cache, not the disk).
         self.conn
             .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(|e| failed("setting journal_size_limit", e))?;
         self.conn
-            .pragma_update(None, "cache_size", -16 * 1024)
+            .pragma_update(None, "cache_size", -4 * 1024)
             .map_err(|e| failed("setting cache_size", e))?;
         Ok(())
     }
