@@ -46,7 +46,7 @@ pub(crate) struct SchedulerConfig {
     pub(crate) max_lease_ms: i64,
     /// Losses after which a job is dead-lettered.
     pub(crate) max_losses: u32,
-    /// The most ready durable jobs kept in memory (see [`Scheduler::enqueue_durable`]); the
+    /// The most ready durable jobs kept in memory (see [`Scheduler::should_spill`]); the
     /// rest wait in the store and are paged in as the resident ones run low.
     pub(crate) resident_window: usize,
 }
@@ -234,6 +234,7 @@ impl Scheduler {
     /// store can give it back): a ready job beyond the resident window is only noted (its
     /// priority and push number) and stays in the store until [`take_page`](Self::take_page)
     /// asks for it. Returns whether the job is kept in memory.
+    #[cfg(test)]
     pub(crate) fn enqueue_durable(&mut self, job: StoredJob, now_ms: i64) -> bool {
         if self.should_spill(&job, now_ms) {
             self.spill(job.priority, job.seq);
@@ -272,14 +273,22 @@ impl Scheduler {
         }
         // Drop heap entries of jobs that left the ready state (cancelled) to see the true best.
         while let Some((_, _, _, id)) = self.ready.peek() {
-            if matches!(self.jobs.get(id), Some(Entry { status: Status::Ready, .. })) {
+            if matches!(
+                self.jobs.get(id),
+                Some(Entry {
+                    status: Status::Ready,
+                    ..
+                })
+            ) {
                 break;
             }
             self.ready.pop();
         }
         match self.ready.peek() {
             None => true,
-            Some((in_memory, p, Reverse(s), _)) => !*in_memory && (priority, Reverse(seq)) > (*p, Reverse(*s)),
+            Some((in_memory, p, Reverse(s), _)) => {
+                !*in_memory && (priority, Reverse(seq)) > (*p, Reverse(*s))
+            }
         }
     }
 
@@ -311,7 +320,10 @@ impl Scheduler {
         let mut found = 0;
         for job in jobs {
             if job.state.is_terminal()
-                || !page.ranges.iter().any(|(s, e)| (*s..=*e).contains(&job.seq))
+                || !page
+                    .ranges
+                    .iter()
+                    .any(|(s, e)| (*s..=*e).contains(&job.seq))
             {
                 continue;
             }
@@ -1365,11 +1377,21 @@ mod tests {
         assert!(!s.enqueue_durable(job("b", 2, 0, 1), 0));
         let mut later = job("later", 3, 0, 1);
         later.not_before_ms = 100;
-        assert!(s.enqueue_durable(later, 0), "delayed jobs are kept in memory");
+        assert!(
+            s.enqueue_durable(later, 0),
+            "delayed jobs are kept in memory"
+        );
         assert!(s.is_spilled(0, 2));
         assert!(s.unspill(0, 2));
         assert!(!s.unspill(0, 2));
-        assert_eq!(s.counts(), Counts { ready: 1, delayed: 1, leased: 0 });
+        assert_eq!(
+            s.counts(),
+            Counts {
+                ready: 1,
+                delayed: 1,
+                leased: 0
+            }
+        );
         assert!(!s.is_idle());
     }
 

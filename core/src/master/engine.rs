@@ -733,7 +733,9 @@ impl Engine {
         }
         let open = pager
             .find_open(id)
-            .map_err(|e| tracing::warn!(job = %id, error = %e, "could not read the job from the store"))
+            .map_err(
+                |e| tracing::warn!(job = %id, error = %e, "could not read the job from the store"),
+            )
             .ok()?;
         let key = open
             .into_iter()

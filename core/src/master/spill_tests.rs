@@ -166,15 +166,28 @@ async fn a_spilled_job_can_be_looked_up_and_cancelled() {
     jobs[15].task_type = Some("resize".into());
     master.push_many(jobs).await.expect("push");
 
-    let info = master.job("15").await.expect("job").expect("a spilled job is found");
+    let info = master
+        .job("15")
+        .await
+        .expect("job")
+        .expect("a spilled job is found");
     assert_eq!(info.status, JobStatus::Queued);
     assert_eq!(info.task_type.as_deref(), Some("resize"));
     assert!(info.pushed_ms.is_some());
     assert_eq!(master.cancel("15").await.expect("cancel"), 1);
-    assert_eq!(master.cancel("15").await.expect("cancel"), 0, "already cancelled");
+    assert_eq!(
+        master.cancel("15").await.expect("cancel"),
+        0,
+        "already cancelled"
+    );
     let cancelled = results(&mut events, 1, Duration::from_secs(10)).await;
     assert_eq!(cancelled[0].job_id, "15");
-    assert!(cancelled[0].outcome.as_ref().is_err_and(|e| e.contains("cancel")));
+    assert!(
+        cancelled[0]
+            .outcome
+            .as_ref()
+            .is_err_and(|e| e.contains("cancel"))
+    );
     assert_eq!(master.stats().await.expect("stats").queued, 19);
     let info = master.job("15").await.expect("job").expect("known");
     assert_eq!(info.status, JobStatus::Dead);
@@ -182,7 +195,10 @@ async fn a_spilled_job_can_be_looked_up_and_cancelled() {
     let (_peer, mut session) = join(&master, 4).await;
     let got = run_all(&mut session, 19, Duration::from_secs(20)).await;
     let order: Vec<&str> = got.iter().map(|j| j.id.as_str()).collect();
-    let want: Vec<String> = (0..20).filter(|n| *n != 15).map(|n| n.to_string()).collect();
+    let want: Vec<String> = (0..20)
+        .filter(|n| *n != 15)
+        .map(|n| n.to_string())
+        .collect();
     assert_eq!(order, want);
     results(&mut events, 19, Duration::from_secs(20)).await;
     no_more_results(&mut events).await;
@@ -196,7 +212,9 @@ async fn a_spilled_job_can_be_looked_up_and_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_jobs_with_a_window_of_a_hundred() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (master, mut events) = Master::start(config(dir.path(), 100)).await.expect("master");
+    let (master, mut events) = Master::start(config(dir.path(), 100))
+        .await
+        .expect("master");
     for chunk in 0..10 {
         let jobs: Vec<JobSpec> = (0..10_000)
             .map(|k| {
@@ -210,7 +228,10 @@ async fn a_hundred_thousand_jobs_with_a_window_of_a_hundred() {
     assert_eq!(master.stats().await.expect("stats").queued, 100_000);
     let (_peer, mut session) = join(&master, 256).await;
     let got = run_all(&mut session, 100_000, Duration::from_secs(120)).await;
-    let order: Vec<u32> = got.iter().map(|j| j.id.parse().expect("a number")).collect();
+    let order: Vec<u32> = got
+        .iter()
+        .map(|j| j.id.parse().expect("a number"))
+        .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "push order");
     assert_eq!(order.len(), 100_000);
     let done = results(&mut events, 100_000, Duration::from_secs(120)).await;

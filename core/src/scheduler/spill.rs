@@ -130,10 +130,11 @@ impl SpillSet {
     /// Every spilled job, best first (tests).
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
-        self.by_priority
-            .iter()
-            .rev()
-            .flat_map(|(p, ranges)| ranges.iter().flat_map(move |(s, e)| (*s..=*e).map(move |q| (*p, q))))
+        self.by_priority.iter().rev().flat_map(|(p, ranges)| {
+            ranges
+                .iter()
+                .flat_map(move |(s, e)| (*s..=*e).map(move |q| (*p, q)))
+        })
     }
 }
 

@@ -118,7 +118,11 @@ impl SqliteStore {
     pub(crate) fn find(&mut self, key: &str) -> Result<Option<(StoredJob, i64)>> {
         let mut stmt = self
             .conn
-            .prepare_cached(concat!("SELECT ", columns!(), ", created_ms FROM jobs WHERE id = ?1"))
+            .prepare_cached(concat!(
+                "SELECT ",
+                columns!(),
+                ", created_ms FROM jobs WHERE id = ?1"
+            ))
             .map_err(|e| self.error("reading a job", e))?;
         let mut rows = stmt
             .query([key])
