@@ -75,6 +75,7 @@ mod pager;
 
 /// `load()`'s query: unfinished jobs and undelivered results, in push order. One constant, so
 /// the test of its query plan runs exactly this statement.
+#[cfg(test)]
 const LOAD_SQL: &str = concat!(
     "SELECT ",
     columns!(),
@@ -498,6 +499,7 @@ impl JobStore for SqliteStore {
         self.location.clone()
     }
 
+    #[cfg(test)]
     fn load(&mut self) -> Result<Vec<StoredJob>> {
         let mut stmt = self
             .conn

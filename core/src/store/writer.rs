@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 #[cfg(test)]
 use super::StateCounts;
-use super::{JobStore, StoreOp, StoredJob};
+#[cfg(test)]
+use super::StoredJob;
+use super::{JobStore, StoreOp};
 use crate::error::{Error, Result};
 
 /// A group stops taking more callers once it holds this many ops (one caller's ops are never
