@@ -78,6 +78,11 @@ pub(crate) struct MasterArgs {
     /// Most worker connections at once.
     #[arg(long, default_value_t = defaults::DEFAULT_MAX_WORKERS)]
     max_workers: u32,
+    /// With --store: the most ready jobs kept in memory; the rest wait in the store file and
+    /// are read back (highest priority, then push order) as the ones in memory run low.
+    #[arg(long, value_name = "N", default_value_t = defaults::DEFAULT_MAX_RESIDENT_JOBS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_resident_jobs: u64,
     /// Do not watch the task and files for changes (by default an edited file is reloaded and
     /// workers fetch it before their next job).
     #[arg(long)]
@@ -354,6 +359,7 @@ pub(crate) async fn run(args: MasterArgs) -> Result<()> {
     config.lease_ttl = Duration::try_from_secs_f64(args.lease_ttl)
         .with_context(|| format!("--lease-ttl {}: give a number of seconds", args.lease_ttl))?;
     config.max_workers = args.max_workers;
+    config.max_resident_jobs = usize::try_from(args.max_resident_jobs).unwrap_or(usize::MAX);
     config.watch_assets = !args.no_watch;
     config.auto_ack = false;
 

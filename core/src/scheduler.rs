@@ -26,6 +26,10 @@ use bytes::Bytes;
 use crate::job::WorkerInfo;
 use crate::store::{JobState, StoredJob};
 
+mod spill;
+
+use spill::SpillSet;
+
 /// Identifies one worker connection.
 pub(crate) type SessionId = u64;
 
@@ -42,6 +46,9 @@ pub(crate) struct SchedulerConfig {
     pub(crate) max_lease_ms: i64,
     /// Losses after which a job is dead-lettered.
     pub(crate) max_losses: u32,
+    /// The most ready durable jobs kept in memory (see [`Scheduler::should_spill`]); the
+    /// rest wait in the store and are paged in as the resident ones run low.
+    pub(crate) resident_window: usize,
 }
 
 #[derive(Debug)]
@@ -191,7 +198,20 @@ pub(crate) struct Scheduler {
     /// When to look at a session's sign of life next: one entry per session holding leases.
     session_checks: BinaryHeap<Reverse<(i64, SessionId)>>,
     by_session: HashMap<SessionId, SessionLeases>,
+    /// `ready` counts these too.
     counts: Counts,
+    /// Ready durable jobs kept only in the store (their priority and push number).
+    spilled: SpillSet,
+    /// Ready durable jobs in `jobs` (what `resident_window` bounds).
+    resident_durable_ready: usize,
+}
+
+/// Spilled jobs to read from the store and hand to [`Scheduler::paged_in`]: their priority
+/// and the ranges of their push numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Page {
+    pub(crate) priority: i32,
+    pub(crate) ranges: Vec<(i64, i64)>,
 }
 
 impl Scheduler {
@@ -205,7 +225,147 @@ impl Scheduler {
             session_checks: BinaryHeap::new(),
             by_session: HashMap::new(),
             counts: Counts::default(),
+            spilled: SpillSet::default(),
+            resident_durable_ready: 0,
         }
+    }
+
+    /// Like [`enqueue`](Self::enqueue) for a durable job whose insert is committed (so the
+    /// store can give it back): a ready job beyond the resident window is only noted (its
+    /// priority and push number) and stays in the store until [`take_page`](Self::take_page)
+    /// asks for it. Returns whether the job is kept in memory.
+    #[cfg(test)]
+    pub(crate) fn enqueue_durable(&mut self, job: StoredJob, now_ms: i64) -> bool {
+        if self.should_spill(&job, now_ms) {
+            self.spill(job.priority, job.seq);
+            return false;
+        }
+        let fresh = !job.state.is_terminal() && !self.jobs.contains_key(job.id.as_str());
+        self.enqueue(job, false, now_ms);
+        fresh
+    }
+
+    /// Whether a durable job (its insert committed) should stay only in the store: it is ready
+    /// and the resident window is full.
+    pub(crate) fn should_spill(&self, job: &StoredJob, now_ms: i64) -> bool {
+        !job.state.is_terminal()
+            && job.not_before_ms <= now_ms
+            && self.resident_durable_ready >= self.config.resident_window
+            && !self.jobs.contains_key(job.id.as_str())
+    }
+
+    /// Notes a ready durable job that stays in the store (a restart notes the open jobs beyond
+    /// the window this way, without reading their payloads).
+    pub(crate) fn spill(&mut self, priority: i32, seq: i64) {
+        if self.spilled.insert(priority, seq) {
+            self.counts.ready += 1;
+        }
+    }
+
+    /// Whether spilled jobs should be read back before the next lease: the resident ready
+    /// durable jobs ran below half the window, or a spilled job runs before every resident one.
+    pub(crate) fn page_due(&mut self) -> bool {
+        let Some((priority, seq)) = self.spilled.best() else {
+            return false;
+        };
+        if self.resident_durable_ready < self.config.resident_window.div_ceil(2) {
+            return true;
+        }
+        // Drop heap entries of jobs that left the ready state (cancelled) to see the true best.
+        while let Some((_, _, _, id)) = self.ready.peek() {
+            if matches!(
+                self.jobs.get(id),
+                Some(Entry {
+                    status: Status::Ready,
+                    ..
+                })
+            ) {
+                break;
+            }
+            self.ready.pop();
+        }
+        match self.ready.peek() {
+            None => true,
+            Some((in_memory, p, Reverse(s), _)) => {
+                !*in_memory && (priority, Reverse(seq)) > (*p, Reverse(*s))
+            }
+        }
+    }
+
+    /// The next spilled jobs to read back: the best priority's first ones in push order, enough
+    /// to fill the window (at least a few hundred). They count as neither ready nor spilled
+    /// until [`paged_in`](Self::paged_in) (or [`page_failed`](Self::page_failed)).
+    pub(crate) fn take_page(&mut self) -> Option<Page> {
+        let room = self
+            .config
+            .resident_window
+            .saturating_sub(self.resident_durable_ready)
+            .max(256);
+        let before = self.spilled.len();
+        let (priority, ranges) = self.spilled.take_front(room)?;
+        self.counts.ready -= before - self.spilled.len();
+        Some(Page { priority, ranges })
+    }
+
+    /// The jobs of `page` as the store gave them back: queued in memory. Returns those kept
+    /// (new to the scheduler) and how many of the page the store did not have.
+    pub(crate) fn paged_in(
+        &mut self,
+        page: &Page,
+        jobs: Vec<StoredJob>,
+        now_ms: i64,
+    ) -> (Vec<Arc<str>>, usize) {
+        let wanted: usize = page.ranges.iter().map(|(s, e)| (e - s + 1) as usize).sum();
+        let mut kept = Vec::with_capacity(jobs.len());
+        let mut found = 0;
+        for job in jobs {
+            if job.state.is_terminal()
+                || !page
+                    .ranges
+                    .iter()
+                    .any(|(s, e)| (*s..=*e).contains(&job.seq))
+            {
+                continue;
+            }
+            found += 1;
+            let id: Arc<str> = Arc::from(job.id.as_str());
+            if self.jobs.contains_key(&id) {
+                continue;
+            }
+            self.enqueue(job, false, now_ms);
+            kept.push(id);
+        }
+        (kept, wanted.saturating_sub(found))
+    }
+
+    /// Reading `page` failed: its jobs are spilled again, to be read later.
+    pub(crate) fn page_failed(&mut self, page: Page) {
+        for (start, end) in page.ranges {
+            for seq in start..=end {
+                self.spill(page.priority, seq);
+            }
+        }
+    }
+
+    /// Whether `seq` under `priority` is a spilled job (one the store holds for this
+    /// scheduler).
+    pub(crate) fn is_spilled(&self, priority: i32, seq: i64) -> bool {
+        self.spilled.contains(priority, seq)
+    }
+
+    /// Ends a spilled job (cancelled): it is no longer queued. Returns whether it was spilled.
+    pub(crate) fn unspill(&mut self, priority: i32, seq: i64) -> bool {
+        if self.spilled.remove(priority, seq) {
+            self.counts.ready -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How many ready jobs are kept only in the store.
+    pub(crate) fn spilled(&self) -> usize {
+        self.spilled.len()
     }
 
     /// Adds a job that is not terminal: a new push, or one loaded after a restart (a job that was
@@ -248,6 +408,9 @@ impl Scheduler {
         } else {
             entry.status = Status::Ready;
             self.counts.ready += 1;
+            if !entry.in_memory {
+                self.resident_durable_ready += 1;
+            }
             self.ready
                 .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
         }
@@ -268,6 +431,9 @@ impl Scheduler {
                 self.counts.delayed -= 1;
                 entry.status = Status::Ready;
                 self.counts.ready += 1;
+                if !entry.in_memory {
+                    self.resident_durable_ready += 1;
+                }
                 self.ready
                     .push((entry.in_memory, entry.priority, Reverse(entry.seq), id));
             }
@@ -299,6 +465,9 @@ impl Scheduler {
                 continue;
             }
             self.counts.ready -= 1;
+            if !entry.in_memory {
+                self.resident_durable_ready -= 1;
+            }
             self.counts.leased += 1;
             entry.fence = entry.fence.saturating_add(1);
             let hold_ms = entry.timeout_ms.map_or(self.config.max_lease_ms, |t| {
@@ -533,7 +702,7 @@ impl Scheduler {
 
     /// No job is waiting or running.
     pub(crate) fn is_idle(&self) -> bool {
-        self.jobs.is_empty()
+        self.jobs.is_empty() && self.spilled.is_empty()
     }
 
     /// Cancels every job whose key is `id` or whose label (the id as pushed) is `id`, in any
@@ -688,7 +857,12 @@ impl Scheduler {
     fn remove(&mut self, id: &Arc<str>) -> Option<Entry> {
         let entry = self.jobs.remove(id)?;
         match entry.status {
-            Status::Ready => self.counts.ready -= 1,
+            Status::Ready => {
+                self.counts.ready -= 1;
+                if !entry.in_memory {
+                    self.resident_durable_ready -= 1;
+                }
+            }
             Status::Delayed => self.counts.delayed -= 1,
             Status::Leased(_) => self.counts.leased -= 1,
             Status::Detached => {}
@@ -775,6 +949,7 @@ mod tests {
             backoff_cap_ms: 10_000,
             max_lease_ms: 60_000,
             max_losses: 10,
+            resident_window: usize::MAX,
         }
     }
 
@@ -1133,5 +1308,116 @@ mod tests {
             1,
             "200 ms timeout + 1000 ms ttl"
         );
+    }
+
+    fn windowed(window: usize) -> Scheduler {
+        Scheduler::new(SchedulerConfig {
+            resident_window: window,
+            ..config()
+        })
+    }
+
+    /// Plays the engine: reads each page the scheduler asks for from `store` (the jobs by seq).
+    fn lease_paging(
+        s: &mut Scheduler,
+        store: &HashMap<i64, StoredJob>,
+        w: &Arc<WorkerInfo>,
+    ) -> Option<Leased> {
+        if s.page_due() {
+            let page = s.take_page().expect("a page");
+            let jobs = page
+                .ranges
+                .iter()
+                .flat_map(|(a, b)| *a..=*b)
+                .filter_map(|seq| store.get(&seq).cloned())
+                .collect();
+            s.paged_in(&page, jobs, 0);
+        }
+        s.lease(1, w, 0)
+    }
+
+    #[test]
+    fn spilled_jobs_keep_priority_then_push_order_across_the_window() {
+        let mut s = windowed(4);
+        let mut store = HashMap::new();
+        let mut expected = Vec::new();
+        for seq in 1..=40 {
+            let priority = [0, 2, 1][seq as usize % 3];
+            let j = job(&format!("j{seq}"), seq, priority, 1);
+            store.insert(seq, j.clone());
+            expected.push((priority, seq));
+            s.enqueue_durable(j, 0);
+        }
+        assert!(s.jobs.len() <= 4, "{} jobs in memory", s.jobs.len());
+        assert_eq!(s.counts().ready, 40);
+        assert_eq!(s.spilled(), 36);
+        // A late high-priority job is spilled too (the window is full), and still runs first.
+        let urgent = job("urgent", 41, 9, 1);
+        store.insert(41, urgent.clone());
+        assert!(!s.enqueue_durable(urgent, 0));
+        // Memory-only jobs are never spilled and run before durable ones.
+        s.enqueue(job("memory", 42, 0, 1), true, 0);
+        expected.sort_by_key(|(p, seq)| (Reverse(*p), *seq));
+        let mut order: Vec<String> = vec!["memory".into(), "urgent".into()];
+        order.extend(expected.iter().map(|(_, seq)| format!("j{seq}")));
+        let w = worker("w");
+        let mut leased = Vec::new();
+        while let Some(l) = lease_paging(&mut s, &store, &w) {
+            assert!(s.jobs.len() <= 4 + 256 + 2);
+            leased.push(l.id.to_string());
+        }
+        assert_eq!(leased, order);
+        assert_eq!(s.counts().ready, 0);
+    }
+
+    #[test]
+    fn a_spilled_job_can_be_unspilled_and_delayed_jobs_stay_in_memory() {
+        let mut s = windowed(1);
+        s.enqueue_durable(job("a", 1, 0, 1), 0);
+        assert!(!s.enqueue_durable(job("b", 2, 0, 1), 0));
+        let mut later = job("later", 3, 0, 1);
+        later.not_before_ms = 100;
+        assert!(
+            s.enqueue_durable(later, 0),
+            "delayed jobs are kept in memory"
+        );
+        assert!(s.is_spilled(0, 2));
+        assert!(s.unspill(0, 2));
+        assert!(!s.unspill(0, 2));
+        assert_eq!(
+            s.counts(),
+            Counts {
+                ready: 1,
+                delayed: 1,
+                leased: 0
+            }
+        );
+        assert!(!s.is_idle());
+    }
+
+    #[test]
+    fn a_hundred_thousand_jobs_with_a_small_window_keep_few_in_memory_and_run_once_in_order() {
+        let mut s = windowed(100);
+        let mut store = HashMap::new();
+        for seq in 1..=100_000 {
+            let j = job(&format!("j{seq}"), seq, 0, 1);
+            store.insert(seq, j.clone());
+            s.enqueue_durable(j, 0);
+        }
+        assert_eq!(s.jobs.len(), 100);
+        assert_eq!(s.counts().ready, 100_000);
+        let w = worker("w");
+        let mut next = 1;
+        while let Some(l) = lease_paging(&mut s, &store, &w) {
+            assert_eq!(&*l.id, format!("j{next}"));
+            next += 1;
+            assert!(s.jobs.len() <= 256 + 100);
+            assert!(matches!(
+                s.complete(1, &l.id, l.attempt, ok(), 0),
+                Ok(Transition::Done { .. })
+            ));
+        }
+        assert_eq!(next, 100_001);
+        assert!(s.is_idle());
     }
 }

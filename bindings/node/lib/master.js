@@ -50,6 +50,7 @@ class Master extends EventEmitter {
     bootstrap,
     upnp,
     idempotentIds,
+    maxResidentJobs,
     getTasks,
     handleResults,
     batchSize,
@@ -75,18 +76,15 @@ class Master extends EventEmitter {
     this._closed = false;
     this._batch = [];
     this._flushScheduled = false;
-    // The jobID of each queued job whose core id (always a string) is not it: a number id
-    // (queue-xec's are often numbers) is given back as the number, a payload without an id
-    // gets a result without a jobID, as in queue-xec. Each entry counts the queued jobs under
-    // that id (a repeated id is queued again). Lost on a restart: resumed jobs then report
-    // their core id.
+    // The jobID of each queued job whose core id (always a string) does not give it back by
+    // itself (see plainJobID: a number id, queue-xec's usual kind, comes back as the number
+    // and a string id as itself, so neither needs an entry: a million queued jobs cost no
+    // memory here). Entered before the push, so a result that overtakes its receipt finds it.
+    // Each entry counts the queued jobs under that id (a repeated id is queued again). Lost on
+    // a restart: resumed jobs then report plainJobID of their core id. A payload without an
+    // id gets a result without a jobID, as in queue-xec (the core marks it `automatic`).
     this._jobIDs = new Map();
-    // A fast worker's result can overtake its push's receipt. Jobs with an id are entered in
-    // _jobIDs before their push, so their results never wait; a job without one learns its
-    // core id (`job-N`) only from the receipt, so a `job-N` result that is not known yet while
-    // pushes are in flight waits for them (and then carries no jobID, as in queue-xec).
     this._pushesInFlight = 0;
-    this._heldResults = [];
     this._producer = newProducer(getTasks, handleResults, batchSize);
     // okanjo-conductor's lookups: plain objects or Maps by name, read and written by workers
     // (ctx.lookup / ctx.setLookup) through this master. Replace or mutate them at any time.
@@ -123,6 +121,8 @@ class Master extends EventEmitter {
       // `repeated`); on, it is not queued again (the receipt says `duplicate`).
       idempotentIds: idempotentIds === undefined ? undefined : Boolean(idempotentIds),
       statsIntervalMs: statsInterval === undefined ? undefined : Number(statsInterval),
+      // With a store file: the most ready jobs kept in memory; the rest wait in the store.
+      maxResidentJobs: maxResidentJobs === undefined ? undefined : Number(maxResidentJobs),
       // The dashboard (web page, JSON API, /metrics): loopback unless a token is given.
       dashboard: dashboard === undefined || dashboard === null ? undefined : String(dashboard),
       dashboardToken: dashboardToken === undefined || dashboardToken === null ? undefined : String(dashboardToken),
@@ -472,16 +472,12 @@ class Master extends EventEmitter {
   /** A push's receipts are in: results that waited for them go out, in arrival order. */
   _pushSettled() {
     this._pushesInFlight -= 1;
-    if (this._heldResults.length === 0) return;
-    const held = this._heldResults;
-    this._heldResults = [];
-    for (const raw of held) this._dispatchResult(raw);
   }
 
   /** A job with an id: its jobID is known before its push, so its result never waits. */
   _expect(job) {
     const id = job.native.id;
-    if (id === undefined || id === null) return;
+    if (id === undefined || id === null || plainJobID(id) === job.jobID) return;
     const known = this._jobIDs.get(id);
     this._jobIDs.set(id, { jobID: job.jobID, queued: known ? known.queued + 1 : 1 });
   }
@@ -489,31 +485,21 @@ class Master extends EventEmitter {
   /** Undoes `_expect` for a job that was not queued (a failed push, or a duplicate id). */
   _unexpect(job) {
     const id = job.native.id;
-    if (id === undefined || id === null) return;
+    if (id === undefined || id === null || plainJobID(id) === job.jobID) return;
     const known = this._jobIDs.get(id);
     if (!known) return;
     if (known.queued > 1) known.queued -= 1;
     else this._jobIDs.delete(id);
   }
 
-  /** A receipt is in: a job without an id learns its core id (its result gets no jobID). */
+  /** A receipt is in: a duplicate (idempotent ids) was not queued. */
   _remember(job, receipt) {
-    if (receipt.duplicate) {
-      this._unexpect(job);
-      return;
-    }
-    if (job.native.id !== undefined && job.native.id !== null) return;
-    const known = this._jobIDs.get(receipt.id);
-    this._jobIDs.set(receipt.id, { jobID: undefined, queued: known ? known.queued + 1 : 1 });
+    if (receipt.duplicate) this._unexpect(job);
   }
 
-  /** Delivers a result, or holds a `job-N` one whose push's receipt has not come back yet. */
+  /** Delivers a result (its jobID needs no receipt: see _jobIDs). */
   _dispatchResult(raw) {
-    if (this._pushesInFlight > 0 && !this._jobIDs.has(raw.jobId) && /^job-\d+$/.test(raw.jobId)) {
-      this._heldResults.push(raw);
-    } else {
-      this._deliver(raw);
-    }
+    this._deliver(raw);
   }
 
   _pump(handle) {
@@ -583,9 +569,9 @@ class Master extends EventEmitter {
    * 'result' event also gets {id, attempts}: the core's job id and the attempts it took.
    */
   _deliver(raw) {
-    let jobID = raw.jobId;
+    let jobID = raw.automatic ? undefined : plainJobID(raw.jobId);
     const known = this._jobIDs.get(raw.jobId);
-    if (known) {
+    if (known && !raw.automatic) {
       jobID = known.jobID;
       if (known.queued > 1) known.queued -= 1;
       else this._jobIDs.delete(raw.jobId);
@@ -788,6 +774,15 @@ function countDown(map, key) {
  * when the payload has none, as in queue-xec). `options.id` sets the job id instead of the
  * payload's; the payload then travels whole, so the task still receives it as pushed.
  */
+/**
+ * The jobID a result carries when nothing was recorded for its core id: the number, when the
+ * id is a number's own text ("42", "-1.5"), else the id itself.
+ */
+function plainJobID(coreId) {
+  const n = Number(coreId);
+  return coreId !== '' && Number.isFinite(n) && String(n) === coreId ? n : coreId;
+}
+
 function toJob(payload, options = {}) {
   let encoded;
   const opts = options || {};

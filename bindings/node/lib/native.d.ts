@@ -18,6 +18,8 @@ export interface NativeJobResult {
   error?: string;
   /** How many attempts it took. */
   attempts: number;
+  /** The job was pushed without an id (`jobId` is the master's `job-N`). */
+  automatic: boolean;
 }
 
 /** Something that happened on a master (`NativeMaster.nextEvents`). */

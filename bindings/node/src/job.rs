@@ -87,6 +87,8 @@ pub struct JsJobResult {
     pub error: Option<String>,
     /// How many attempts it took.
     pub attempts: u32,
+    /// The job was pushed without an id (`jobId` is the master's `job-N`).
+    pub automatic: bool,
 }
 
 impl From<JobResult> for JsJobResult {
@@ -96,6 +98,8 @@ impl From<JobResult> for JsJobResult {
             Err(error) => (None, Some(error)),
         };
         JsJobResult {
+            // An automatic id's key is the id behind the key separator (core/src/job.rs).
+            automatic: result.key.starts_with('\u{1f}'),
             job_id: result.job_id,
             worker_id: result.worker.id,
             worker_name: result.worker.name,

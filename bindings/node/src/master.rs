@@ -77,6 +77,9 @@ pub struct JsMasterOptions {
     pub idempotent_ids: Option<bool>,
     /// How often the workers' statistics are handed out, in milliseconds (default 5000).
     pub stats_interval_ms: Option<f64>,
+    /// With a store file: the most ready jobs kept in memory (default 10000); the rest wait in
+    /// the store until the ones in memory run low.
+    pub max_resident_jobs: Option<u32>,
     /// Serve the dashboard (web page, JSON API, /metrics) on this address: `IP:PORT` or a port
     /// (loopback). An address that is not loopback needs `dashboardToken`.
     pub dashboard: Option<String>,
@@ -140,6 +143,14 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
         }
         if let Some(idempotent) = o.idempotent_ids {
             config.idempotent_ids = idempotent;
+        }
+        if let Some(n) = o.max_resident_jobs {
+            if n == 0 {
+                return Err(config_error(
+                    "maxResidentJobs must be at least 1 (the most ready jobs kept in memory)",
+                ));
+            }
+            config.max_resident_jobs = n as usize;
         }
         if let Some(ms) = o.stats_interval_ms {
             config.stats_interval = crate::job::millis(ms).ok_or_else(|| {

@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_WORKERS: u32 = 1024;
 pub const DEFAULT_WATCH_ASSETS: bool = true;
 /// How often a watching master looks at its asset files' size and modification time.
 pub const ASSET_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// With the SQLite store, the most ready durable jobs a master keeps in memory; the rest wait
+/// only in the store until the ones in memory run low.
+pub const DEFAULT_MAX_RESIDENT_JOBS: usize = 10_000;
 
 /// Jobs a worker runs at once.
 pub const DEFAULT_WORKER_CONCURRENCY: usize = 1;

@@ -17,7 +17,7 @@ use crate::assets::BundleHash;
 use crate::job::{JobResult, KEY_SEPARATOR, WorkerInfo, label_of, now_ms};
 use crate::protocol::{ToWorker, WireJob};
 use crate::scheduler::{Leased, RunOutcome, Scheduler, SessionId, Transition};
-use crate::store::{StoreOp, StoreWriter, StoredJob};
+use crate::store::{JobStore, SqliteStore, StoreOp, StoreWriter, StoredJob};
 
 /// The error of a cancelled job's result.
 pub(crate) const CANCELLED: &str = "the job was cancelled (cancel() on the master)";
@@ -173,6 +173,9 @@ pub(super) struct Engine {
     pub(super) sessions: HashMap<SessionId, SessionState>,
     pub(super) order: VecDeque<SessionId>,
     pub(super) durable: Option<StoreWriter>,
+    /// A read connection to the durable store, for ready jobs beyond the scheduler's resident
+    /// window (spilled: kept only in the store until paged in).
+    pub(super) pager: Option<SqliteStore>,
     pub(super) events: mpsc::UnboundedSender<MasterEvent>,
     pub(super) delivery: mpsc::UnboundedSender<Delivery>,
     pub(super) bundle: BundleHash,
@@ -256,6 +259,14 @@ impl Engine {
         match command {
             EngineCommand::Enqueue(jobs) => {
                 for (job, in_memory) in jobs {
+                    // A pushed durable job is committed before it gets here: the store can give
+                    // it back when it is spilled.
+                    if !in_memory && self.pager.is_some() && self.scheduler.should_spill(&job, now)
+                    {
+                        self.insight.spilled();
+                        self.scheduler.spill(job.priority, job.seq);
+                        continue;
+                    }
                     self.insight.enqueued(&job, now);
                     self.scheduler.enqueue(job, in_memory, now);
                 }
@@ -374,7 +385,9 @@ impl Engine {
             }
             EngineCommand::Cancel { id, reply } => {
                 let cancelled = self.scheduler.cancel(&id, CANCELLED);
-                let _ = reply.send(cancelled.len());
+                let spilled = self.cancel_spilled(&id);
+                let _ = reply.send(cancelled.len() + spilled.len());
+                transitions.extend(spilled);
                 for c in cancelled {
                     if let Some((session, attempt)) = c.lease
                         && let Some(state) = self.sessions.get(&session)
@@ -537,11 +550,18 @@ impl Engine {
             }
         }
         let mut open = room.len();
+        let mut page_failed = false;
         while open > 0 && self.scheduler.has_ready() {
             open = 0;
             for (id, free, jobs) in room.iter_mut() {
                 if *free == 0 {
                     continue;
+                }
+                if !page_failed
+                    && let Some(pager) = self.pager.as_mut()
+                    && self.scheduler.page_due()
+                {
+                    page_failed = !page_in(&mut self.scheduler, &mut self.insight, pager, now);
                 }
                 let Some(session) = self.sessions.get(id) else {
                     *free = 0;
@@ -677,9 +697,68 @@ impl Engine {
         let _ = self.delivery.send(Delivery::Batch(batch));
     }
 
+    /// Cancels the spilled jobs (kept only in the store) whose key or label is `id`: each ends
+    /// as dead, like a cancelled job in memory.
+    fn cancel_spilled(&mut self, id: &str) -> Vec<Transition> {
+        let Some(pager) = self.pager.as_mut() else {
+            return Vec::new();
+        };
+        if self.scheduler.spilled() == 0 {
+            return Vec::new();
+        }
+        let open = match pager.find_open(id) {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "could not look for the job in the store to cancel it");
+                return Vec::new();
+            }
+        };
+        open.into_iter()
+            .filter(|job| self.scheduler.unspill(job.priority, job.seq))
+            .map(|job| Transition::Dead {
+                id: Arc::from(job.key),
+                attempt: job.attempt,
+                error: CANCELLED.to_string(),
+                worker: None,
+                in_memory: false,
+            })
+            .collect()
+    }
+
+    /// A spilled job (kept only in the store) that `id` stands for, as the dashboard shows it.
+    fn spilled_job(&mut self, id: &str) -> Option<super::inspect::JobInfo> {
+        let pager = self.pager.as_mut()?;
+        if self.scheduler.spilled() == 0 {
+            return None;
+        }
+        let open = pager
+            .find_open(id)
+            .map_err(
+                |e| tracing::warn!(job = %id, error = %e, "could not read the job from the store"),
+            )
+            .ok()?;
+        let key = open
+            .into_iter()
+            .find(|job| self.scheduler.is_spilled(job.priority, job.seq))?
+            .key;
+        let (job, stored_ms) = pager.find(&key).ok()??;
+        Some(Insight::stored_info(&job, stored_ms))
+    }
+
     /// Answers a question of the inspection API; queues a retried dead letter again, removes a
     /// discarded one from the store.
     fn inspect(&mut self, query: InsightQuery, now: i64) {
+        let query = match query {
+            InsightQuery::Job(id, reply) => {
+                let info = self
+                    .insight
+                    .job(&self.scheduler, &id)
+                    .or_else(|| self.spilled_job(&id));
+                let _ = reply.send(info);
+                return;
+            }
+            other => other,
+        };
         let counts = self.scheduler.counts();
         let stats = Stats {
             queued: counts.ready as u64,
@@ -754,6 +833,42 @@ impl Engine {
                 let _ = session.outbound.send(ToWorker::Drained);
             }
             let _ = self.delivery.send(Delivery::Drained);
+        }
+    }
+}
+
+/// Reads the spilled jobs the scheduler asks for back into memory. Returns false (after
+/// logging why) when the store could not be read; the jobs stay spilled.
+pub(super) fn page_in(
+    scheduler: &mut Scheduler,
+    insight: &mut Insight,
+    pager: &mut SqliteStore,
+    now: i64,
+) -> bool {
+    let Some(page) = scheduler.take_page() else {
+        return true;
+    };
+    match pager.page(&page.ranges) {
+        Ok(rows) => {
+            let mut jobs = Vec::with_capacity(rows.len());
+            for (job, stored_ms) in rows {
+                insight.paged_in(&job, stored_ms, now);
+                jobs.push(job);
+            }
+            let (_, missing) = scheduler.paged_in(&page, jobs, now);
+            if missing > 0 {
+                tracing::warn!(
+                    missing,
+                    store = %pager.location(),
+                    "queued jobs were not found in the store when read back; they are dropped"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not read queued jobs back from the store; trying again later");
+            scheduler.page_failed(page);
+            false
         }
     }
 }

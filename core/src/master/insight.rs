@@ -225,18 +225,35 @@ impl Insight {
         if job.state.is_terminal() {
             return;
         }
-        let id: Arc<str> = Arc::from(job.id.as_str());
-        if self.live.contains_key(&id) {
+        if self.live.contains_key(job.id.as_str()) {
             // The scheduler ignores a key it already holds.
             return;
         }
         self.metrics.pushed.inc();
+        self.track(job, now);
+    }
+
+    /// A job entered the scheduler but stays in the store (spilled): counted, not tracked
+    /// until it is paged in.
+    pub(super) fn spilled(&mut self) {
+        self.metrics.pushed.inc();
+    }
+
+    /// A spilled job was read back from the store, where it was stored at `stored_ms`.
+    pub(super) fn paged_in(&mut self, job: &StoredJob, stored_ms: i64, now: i64) {
+        if !job.state.is_terminal() && !self.live.contains_key(job.id.as_str()) {
+            self.track(job, stored_ms.min(now));
+        }
+    }
+
+    fn track(&mut self, job: &StoredJob, pushed_ms: i64) {
+        let id: Arc<str> = Arc::from(job.id.as_str());
         self.finished.remove(&id);
         self.live.insert(
             id,
             Live {
-                pushed_ms: now,
-                waiting_since_ms: job.not_before_ms.max(now),
+                pushed_ms,
+                waiting_since_ms: job.not_before_ms.max(pushed_ms),
                 started_ms: None,
                 queue_wait_ms: None,
                 last_error: job.last_error.clone(),
@@ -494,10 +511,7 @@ impl Insight {
     ) -> Option<Action> {
         match query {
             InsightQuery::Job(id, reply) => {
-                let info = self
-                    .resolve(scheduler, &id)
-                    .and_then(|key| self.job_info(scheduler, &key));
-                let _ = reply.send(info);
+                let _ = reply.send(self.job(scheduler, &id));
                 None
             }
             InsightQuery::Dead(limit, reply) => {
@@ -609,6 +623,35 @@ impl Insight {
                 let _ = reply.send(key.as_ref().map(|k| k.to_string()));
                 Some(Action::Discard(key?.to_string(), letter?.in_memory))
             }
+        }
+    }
+
+    /// The job `id` stands for, among the jobs in memory and those recently finished.
+    pub(super) fn job(&self, scheduler: &Scheduler, id: &str) -> Option<JobInfo> {
+        self.resolve(scheduler, id)
+            .and_then(|key| self.job_info(scheduler, &key))
+    }
+
+    /// A queued job that is kept only in the store (spilled), stored at `stored_ms`.
+    pub(super) fn stored_info(job: &StoredJob, stored_ms: i64) -> JobInfo {
+        JobInfo {
+            id: label_of(&job.id).to_string(),
+            key: job.id.clone(),
+            status: JobStatus::Queued,
+            attempts: job.attempt,
+            max_attempts: job.max_attempts,
+            runs: job.attempt,
+            losses: 0,
+            worker: None,
+            last_error: job.last_error.clone(),
+            task_type: job.task_type.clone(),
+            priority: job.priority,
+            pushed_ms: Some(stored_ms),
+            not_before_ms: Some(job.not_before_ms).filter(|t| *t > 0),
+            started_ms: None,
+            finished_ms: None,
+            queue_wait_ms: None,
+            run_ms: None,
         }
     }
 

@@ -29,6 +29,8 @@ mod inspect;
 mod push;
 mod session;
 #[cfg(test)]
+mod spill_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -135,6 +137,11 @@ pub struct MasterConfig {
     pub watch_assets: bool,
     /// How often the workers' statistics are handed out ([`MasterEvent::Stats`]).
     pub stats_interval: Duration,
+    /// With the SQLite store: the most ready durable jobs kept in memory. The rest wait only
+    /// in the store (a few bytes each in memory) and are read back, best first, as the ones in
+    /// memory run low; a restart reads only this many. Memory-only jobs are not counted.
+    /// At least 1.
+    pub max_resident_jobs: usize,
 }
 
 impl MasterConfig {
@@ -169,6 +176,7 @@ impl MasterConfig {
             auto_ack: true,
             watch_assets: crate::config::DEFAULT_WATCH_ASSETS,
             stats_interval: crate::stats::DEFAULT_STATS_INTERVAL,
+            max_resident_jobs: crate::config::DEFAULT_MAX_RESIDENT_JOBS,
         }
     }
 }
@@ -313,18 +321,23 @@ impl Master {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
 
         let mut store_lock = None;
+        let mut pager = None;
         let durable = match &config.store {
             StoreConfig::Memory => None,
             StoreConfig::Sqlite(path) => {
                 store_lock = Some(lock_store(path)?);
                 let path = path.clone();
-                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
-                    .await
-                    .map_err(|e| Error::Store {
-                        location: "sqlite".into(),
-                        message: format!("opening stopped: {e}"),
-                        source: None,
-                    })??;
+                let (store, reader) = tokio::task::spawn_blocking(move || {
+                    let store = SqliteStore::open(&path)?;
+                    Ok::<_, Error>((store, SqliteStore::open_reader(&path)?))
+                })
+                .await
+                .map_err(|e| Error::Store {
+                    location: "sqlite".into(),
+                    message: format!("opening stopped: {e}"),
+                    source: None,
+                })??;
+                pager = Some(reader);
                 Some(StoreWriter::spawn(Box::new(store) as Box<dyn JobStore>))
             }
         };
@@ -336,14 +349,29 @@ impl Master {
             backoff_cap_ms: 60_000,
             max_lease_ms: config.max_lease.as_millis().min(i64::MAX as u128 / 2) as i64,
             max_losses: config.max_losses.max(1),
+            resident_window: config.max_resident_jobs.max(1),
         });
         let mut max_seq = 0;
         let mut insight = insight::Insight::new();
-        if let Some(durable) = &durable {
+        if let (Some(durable), Some(reader)) = (&durable, pager.take()) {
             max_seq = durable.max_seq().await?;
             let now = now_ms();
-            let mut resumed = 0usize;
-            for job in durable.load().await? {
+            // Ready jobs are only noted (priority and push number) and the resident window is
+            // read back; the rest stay in the store until the window runs low.
+            let (mut reader, recovered) = tokio::task::spawn_blocking(move || {
+                let mut reader = reader;
+                let recovered = reader.recover(now);
+                (reader, recovered)
+            })
+            .await
+            .map_err(|e| Error::Store {
+                location: "sqlite".into(),
+                message: format!("loading open jobs stopped: {e}"),
+                source: None,
+            })?;
+            let recovered = recovered?;
+            let mut resumed = recovered.ready.len();
+            for job in recovered.whole {
                 if job.state.is_terminal() {
                     if let Some(result) = stored_result(&key, &job) {
                         let _ = events_tx.send(MasterEvent::Result(result));
@@ -354,6 +382,20 @@ impl Master {
                     scheduler.enqueue(job, false, now);
                 }
             }
+            for (priority, seq) in recovered.ready {
+                insight.spilled();
+                scheduler.spill(priority, seq);
+            }
+            if scheduler.page_due()
+                && !engine::page_in(&mut scheduler, &mut insight, &mut reader, now)
+            {
+                return Err(Error::Store {
+                    location: reader.location(),
+                    message: "could not read the queued jobs back; see the log".into(),
+                    source: None,
+                });
+            }
+            pager = Some(reader);
             if resumed > 0 {
                 tracing::info!(resumed, "resumed unfinished jobs from the store");
             }
@@ -398,6 +440,7 @@ impl Master {
             sessions: HashMap::new(),
             order: VecDeque::new(),
             durable: durable.clone(),
+            pager,
             events: events_tx.clone(),
             delivery: delivery_tx,
             bundle,

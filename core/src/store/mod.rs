@@ -178,7 +178,9 @@ pub(crate) trait JobStore: Send + 'static {
 
     /// Every job a restarted master must know about: all jobs that are not terminal, and terminal
     /// jobs whose result was not yet delivered. Leased jobs come back as they were stored; the
-    /// scheduler requeues them.
+    /// scheduler requeues them. (The conformance suite's reference: a master reads its open jobs
+    /// with `SqliteStore::recover`, ready ones only by priority and push number.)
+    #[cfg(test)]
     fn load(&mut self) -> Result<Vec<StoredJob>>;
 
     /// Applies `ops` in order, atomically (one transaction). Returns the ids of `Insert`s that

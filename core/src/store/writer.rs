@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 #[cfg(test)]
 use super::StateCounts;
-use super::{JobStore, StoreOp, StoredJob};
+#[cfg(test)]
+use super::StoredJob;
+use super::{JobStore, StoreOp};
 use crate::error::{Error, Result};
 
 /// A group stops taking more callers once it holds this many ops (one caller's ops are never
@@ -27,6 +29,7 @@ enum Request {
         ops: Vec<StoreOp>,
         reply: Option<Reply<Vec<String>>>,
     },
+    #[cfg(test)]
     Load(Reply<Vec<StoredJob>>),
     #[cfg(test)]
     Counts(Reply<StateCounts>),
@@ -109,7 +112,9 @@ impl StoreWriter {
         }
     }
 
-    /// [`JobStore::load`], after every write queued before it.
+    /// [`JobStore::load`], after every write queued before it. (Tests only: a master reads
+    /// its open jobs on a connection of its own, `SqliteStore::recover`.)
+    #[cfg(test)]
     pub(crate) fn load(&self) -> impl Future<Output = Result<Vec<StoredJob>>> + Send + 'static {
         self.ask(Request::Load)
     }
@@ -196,6 +201,7 @@ fn run(
             Request::Apply { ops, reply } => {
                 next = commit_group(store.as_mut(), &mut requests, ops, reply, commits);
             }
+            #[cfg(test)]
             Request::Load(reply) => {
                 let _ = reply.send(store.load());
             }

@@ -95,6 +95,10 @@ declare namespace Master {
      * new job, as in queue-xec, and its receipt says `repeated: true`. Either way a warning shows,
      * at the default log level too. */
     idempotentIds?: boolean;
+    /** With a store file: the most ready jobs kept in memory (default 10000). The rest wait only
+     * in the store, a few bytes each in memory, and are read back (highest priority, then push
+     * order) as the ones in memory run low. */
+    maxResidentJobs?: number;
     /**
      * Pull-based producing (Distributo's getTasks): called with `batchSize` whenever fewer than
      * two batches of produced jobs wait or run; returns (or resolves to) an array of payloads,
