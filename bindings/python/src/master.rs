@@ -55,7 +55,7 @@ impl PyMaster {
         assets=Vec::new(), asset_base_dir=None, dependencies=Vec::new(), retries=None,
         lease_ttl=None, retry_backoff=None, max_workers=None, auto_ack=true, watch_assets=None,
         idempotent_ids=false, stats_interval=None, dashboard=None, dashboard_token=None,
-        bootstrap=Vec::new()
+        bootstrap=Vec::new(), max_resident_jobs=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -80,8 +80,17 @@ impl PyMaster {
         dashboard: Option<String>,
         dashboard_token: Option<String>,
         bootstrap: Vec<String>,
+        max_resident_jobs: Option<usize>,
     ) -> PyResult<PyMaster> {
         let mut config = MasterConfig::new(token, transfer_token);
+        if let Some(n) = max_resident_jobs {
+            if n == 0 {
+                return Err(crate::error::config_error(
+                    "max_resident_jobs must be at least 1 (the most ready jobs kept in memory)",
+                ));
+            }
+            config.max_resident_jobs = n;
+        }
         config.bootstrap = bootstrap;
         config.store = match store {
             Some(path) => StoreConfig::Sqlite(path),

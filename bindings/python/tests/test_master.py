@@ -138,3 +138,35 @@ def test_results_and_on_result_exclude_each_other(open_master: MakeMaster) -> No
     master = open_master(on_result=lambda r: None)
     with pytest.raises(queuexec.ConfigError, match="on_result"):
         next(master.results())
+
+
+def test_a_stored_master_with_a_small_memory_window_keeps_every_job_and_their_order(
+    tokens: dict, isolated: Path
+) -> None:
+    store = isolated / "jobs.db"
+    with queuexec.Master(**tokens, store=store, max_resident_jobs=3, announce=False) as master:
+        ids = [master.push({"n": n}, id=f"j{n}", priority=1 if n % 10 == 0 else 0).id for n in range(40)]
+        assert master.stats().queued == 40
+    # A restart reads back only the window; the rest still wait in the store.
+    with queuexec.Master(**tokens, store=store, max_resident_jobs=3) as master:
+        assert master.stats().queued == 40
+        worker = queuexec.Worker(
+            **tokens, default=lambda job: job.data["n"], concurrency=1, prefetch=0, workplace=str(isolated / "w")
+        ).start()
+        try:
+            order: list[str] = []
+            for result in master.results(timeout=60):
+                assert result.ok, result
+                order.append(result.job_id)
+                if len(order) == 40:
+                    break
+        finally:
+            worker.close()
+    urgent = [f"j{n}" for n in range(0, 40, 10)]
+    assert order[:4] == urgent and sorted(order) == sorted(ids)
+    assert order[4:] == [i for i in ids if i not in urgent]
+
+
+def test_max_resident_jobs_must_be_positive(tokens: dict, isolated: Path) -> None:
+    with pytest.raises(queuexec.ConfigError, match="max_resident_jobs must be at least 1"):
+        queuexec.Master(**tokens, store=isolated / "jobs.db", max_resident_jobs=0)

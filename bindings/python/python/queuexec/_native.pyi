@@ -35,6 +35,7 @@ class Master:
         stats_interval: float | None = None,  # None: the core's default, 5.0 seconds
         dashboard: str | None = None,
         dashboard_token: str | None = None,  # None: QUEUEXEC_DASHBOARD_TOKEN
+        max_resident_jobs: int | None = None,  # None: the core's default, 10,000
     ) -> Master: ...
     @property
     def dashboard_url(self) -> str | None: ...

@@ -91,6 +91,9 @@ class Master:
     fetch the new files before their next job); ``watch_assets=False`` turns that off.
     ``retries``, ``lease_ttl`` (seconds), ``max_workers`` and ``watch_assets`` left at ``None``
     take the core's defaults, the same as the CLI's and Node's (:func:`queuexec.defaults`).
+    With a ``store``, at most ``max_resident_jobs`` ready jobs (default 10,000) are kept in memory;
+    the rest wait only in the store and are read back, highest priority then push order, as the
+    ones in memory run low.
     A pushed job whose ``id`` the master already has is queued again as a new job, as in
     queue-xec (its receipt says ``repeated``); with ``idempotent_ids=True`` ids are idempotency
     keys instead, and such a job is not queued again (its receipt says ``duplicate``). Either
@@ -137,6 +140,7 @@ class Master:
         dashboard: str | int | None = None,
         dashboard_token: str | None = None,
         bootstrap: str | Sequence[str] | None = None,
+        max_resident_jobs: int | None = None,
     ) -> None:
         local = local_worker_count(local_workers)
         if on_worker_message is not None and not callable(on_worker_message):
@@ -168,6 +172,7 @@ class Master:
             dashboard=None if dashboard is None else str(dashboard),
             dashboard_token=dashboard_token,
             bootstrap=relays,
+            max_resident_jobs=max_resident_jobs,
         )
         self._pending: deque[MasterEvent] = deque()
         self._on_result = on_result
