@@ -219,4 +219,69 @@ grep -qF "$room_id" "$work/relay.log" && fail "the relay's log shows the room id
 relay_rss=$(awk '/^VmHWM/{print $2}' "/proc/$relay/status")
 echo "netns-nat: relay peak RSS ${relay_rss} KiB (1 reservation, 3 circuits, 5 connections)"
 echo "netns-nat: $jobs_n jobs in $(awk "BEGIN{printf \"%.1f\", $done_at - $joined}") s; relayed bytes: master $master_relayed, worker s $(relayed s), b $(relayed b), c $(relayed c)"
-echo "netns-nat: 1 passed, 0 failed"
+
+# ---- c. The master restarts behind its NAT on its store, mid-run: killed (SIGKILL, no goodbye)
+# and started again on the same store, jobs and results files. Workers find it again through the
+# rendezvous; every job's result is in the results file exactly once, none missing.
+restart_jobs=${NAT_RESTART_JOBS:-1000}
+seq 1 "$restart_jobs" >"$work/jobs-r.txt"
+start_master_r() {
+  ip netns exec "${id}ha" env QUEUEXEC_ROOM_DIR="$work/rooms-master" "$bin" master \
+    --bootstrap "$boot" --jobs "$work/jobs-r.txt" --results "$work/results-r.jsonl" \
+    --store "$work/master-r.sqlite" --exit-when-done 2>>"$work/master-r.log" &
+  master=$!
+  pids+=("$master")
+}
+start_master_r
+: >"$work/worker-b.log"; : >"$work/worker-s.log"
+# Each job takes 20 ms or more, so the run lasts long enough to be cut in the middle.
+start_worker b "${id}hb" QUEUEXEC_BOOTSTRAP="$boot" "$bin" worker --exec 'sleep 0.02; cat'
+start_worker s "${id}hs" "$bin" worker --bootstrap "$boot" --exec 'sleep 0.02; cat'
+cut=$((restart_jobs / 4))
+for _ in $(seq 1 600); do
+  [ -f "$work/results-r.jsonl" ] && [ "$(wc -l <"$work/results-r.jsonl")" -ge "$cut" ] && break
+  kill -0 "$master" 2>/dev/null || fail "the restart test's first master exited early"
+  sleep 0.1
+done
+[ "$(wc -l <"$work/results-r.jsonl")" -ge "$cut" ] || fail "the restart test's master wrote fewer than $cut results within 60 s"
+first_id=$(sed -n 's/.*master listening.*peer=\([^ ]*\).*/\1/p' "$work/master-r.log" | head -n1)
+kill -KILL "$master"
+wait "$master" 2>/dev/null || true
+killed_at=$(date +%s.%N)
+before=$(wc -l <"$work/results-r.jsonl")
+[ "$before" -lt "$restart_jobs" ] || fail "the run ended before the master was killed; raise NAT_RESTART_JOBS"
+joins_b=$(grep -c "connected to master" "$work/worker-b.log")
+joins_s=$(grep -c "connected to master" "$work/worker-s.log")
+echo "netns-nat: master killed after $before of $restart_jobs results"
+sleep 1
+start_master_r
+restarted_at=$(date +%s.%N)
+for _ in $(seq 1 300); do
+  [ "$(grep -c "connected to master" "$work/worker-b.log")" -gt "$joins_b" ] &&
+    [ "$(grep -c "connected to master" "$work/worker-s.log")" -gt "$joins_s" ] && break
+  sleep 0.1
+done
+[ "$(grep -c "connected to master" "$work/worker-b.log")" -gt "$joins_b" ] || fail "worker b did not find the restarted master within 30 s"
+[ "$(grep -c "connected to master" "$work/worker-s.log")" -gt "$joins_s" ] || fail "worker s did not find the restarted master within 30 s"
+rejoined_at=$(date +%s.%N)
+second_id=$(sed -n 's/.*master listening.*peer=\([^ ]*\).*/\1/p' "$work/master-r.log" | tail -n1)
+[ -n "$first_id" ] && [ "$first_id" = "$second_id" ] || fail "the restarted master has another peer id ($first_id, then $second_id): it should keep the store's key"
+for _ in $(seq 1 1200); do
+  kill -0 "$master" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$master" 2>/dev/null && fail "the restarted master did not finish within 120 s"
+wait "$master" || fail "the restarted master exited with an error"
+lines=$(wc -l <"$work/results-r.jsonl")
+unique=$(sed -n 's/^{"jobID":"\([^"]*\)".*/\1/p' "$work/results-r.jsonl" | sort -u | wc -l)
+[ "$lines" -eq "$restart_jobs" ] || fail "after the restart: expected $restart_jobs result lines, got $lines ($unique distinct jobs)"
+[ "$unique" -eq "$restart_jobs" ] || fail "after the restart: $unique distinct jobs in $lines lines"
+# Each job's result is its own data back (the workers run cat): nothing mixed up.
+bad=$(awk -F'"data":' '{print $2}' "$work/results-r.jsonl" | tr -d '}' | sort -n | uniq | wc -l)
+[ "$bad" -eq "$restart_jobs" ] || fail "after the restart: the results' data do not cover the $restart_jobs inputs"
+grep -q '"error"' "$work/results-r.jsonl" && fail "after the restart some jobs failed: $(grep -m3 '"error"' "$work/results-r.jsonl")"
+for w in b s; do eval "kill -INT \$pid_$w"; done
+for w in b s; do eval "wait \$pid_$w" || true; done
+echo "netns-nat: restart: both workers found the restarted master $(awk "BEGIN{printf \"%.1f\", $rejoined_at - $restarted_at}") s after it started ($(awk "BEGIN{printf \"%.1f\", $rejoined_at - $killed_at}") s after the kill), same peer id; $restart_jobs results, each once ($before before the kill)"
+
+echo "netns-nat: 2 passed, 0 failed"

@@ -61,6 +61,11 @@ pub(crate) struct RelayArgs {
     /// test network). Off by default: an internet relay must not probe private networks.
     #[arg(long)]
     autonat_any_ip: bool,
+    /// Keep the relay's key in this file, so its peer id and printed addresses stay the same
+    /// across restarts (made, readable by its owner only, on the first start; read afterwards).
+    /// Without it the peer id is new at every start.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: RelayArgs) -> Result<()> {
@@ -85,6 +90,7 @@ pub(crate) async fn run(args: RelayArgs) -> Result<()> {
         max_connections_per_peer: args.max_connections_per_peer,
         max_registrations: args.max_registrations,
         autonat_any_ip: args.autonat_any_ip,
+        identity: args.identity,
     };
     tracing::info!(
         max_reservations = config.max_reservations,

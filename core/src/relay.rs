@@ -60,6 +60,10 @@ pub struct RelayConfig {
     /// documentation ranges). Off by default: a relay on the internet must not be used to probe
     /// private networks. On for a relay inside a LAN or a test network.
     pub autonat_any_ip: bool,
+    /// A file keeping the relay's keypair, so its peer id (and the `/p2p/` addresses it prints)
+    /// stay the same across restarts: made (0600) on the first start, read afterwards. `None`:
+    /// a new peer id at every start.
+    pub identity: Option<std::path::PathBuf>,
 }
 
 impl Default for RelayConfig {
@@ -83,6 +87,7 @@ impl Default for RelayConfig {
             max_connections_per_peer: 8,
             max_registrations: 4096,
             autonat_any_ip: false,
+            identity: None,
         }
     }
 }
@@ -157,7 +162,11 @@ impl Relay {
             return Err(Error::config("the circuit duration is too long"));
         }
 
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        let identity = match &config.identity {
+            Some(path) => net::identity::load_or_create(path)?,
+            None => libp2p::identity::Keypair::generate_ed25519(),
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
             .with_tokio()
             .with_tcp(
                 tcp::Config::new().nodelay(true),
