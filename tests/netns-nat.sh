@@ -136,7 +136,7 @@ start_worker() { # name host-ns extra...
   local name=$1 ns=$2
   shift 2
   ip netns exec "$ns" env QUEUEXEC_ROOM_DIR="$work/rooms-$name" "$@" \
-    --name "$name" --exec cat --concurrency 4 --workplace "$work/wp-$name" \
+    --name "$name" --exec "${exec_cmd:-cat}" --concurrency 4 --workplace "$work/wp-$name" \
     2>"$work/worker-$name.log" 7>&- &
   pids+=("$!")
   eval "pid_$name=$!"
@@ -232,14 +232,43 @@ start_master_r() {
   master=$!
   pids+=("$master")
 }
+registrations() { grep -c "registered at the rendezvous" "$work/relay.log" || true; }
+registered=$(registrations)
 start_master_r
-: >"$work/worker-b.log"; : >"$work/worker-s.log"
-# Each job takes 20 ms or more, so the run lasts long enough to be cut in the middle.
-start_worker b "${id}hb" QUEUEXEC_BOOTSTRAP="$boot" "$bin" worker --exec 'sleep 0.02; cat'
-start_worker s "${id}hs" "$bin" worker --bootstrap "$boot" --exec 'sleep 0.02; cat'
+for _ in $(seq 1 100); do
+  [ "$(registrations)" -gt "$registered" ] && break
+  sleep 0.1
+done
+[ "$(registrations)" -gt "$registered" ] || fail "the restart test's master did not register at the rendezvous within 10 s"
+# Join to first result: each worker starts once the master is registered with jobs queued; the
+# time from its start to its first result line. Worker c starts its job stream on the relay at
+# once (no wait for the punch) and moves to the direct connection when DCUtR succeeds.
+# Each job takes 50 ms or more, so the run lasts long enough to be cut in the middle.
+exec_cmd='sleep 0.05; cat'
+declare -A began first
+began[b]=$(date +%s.%N)
+start_worker b "${id}hb" QUEUEXEC_BOOTSTRAP="$boot" "$bin" worker
+began[c]=$(date +%s.%N)
+start_worker c "${id}hc" QUEUEXEC_HOLE_PUNCH_WAIT_MS=0 "$bin" worker --env-file "$work/c/.env"
+began[s]=$(date +%s.%N)
+start_worker s "${id}hs" "$bin" worker --bootstrap "$boot"
+for _ in $(seq 1 500); do
+  for w in b c s; do
+    [ -n "${first[$w]:-}" ] && continue
+    grep -q "\"name\":\"$w\"" "$work/results-r.jsonl" 2>/dev/null && first[$w]=$(date +%s.%N)
+  done
+  [ -n "${first[b]:-}" ] && [ -n "${first[c]:-}" ] && [ -n "${first[s]:-}" ] && break
+  sleep 0.02
+done
+for w in b c s; do
+  [ -n "${first[$w]:-}" ] || fail "worker $w had no result within 10 s of its start"
+done
+echo "netns-nat: start to first result: b (cone, direct) $(awk "BEGIN{printf \"%.2f\", ${first[b]} - ${began[b]}}") s, c (cone, relay first) $(awk "BEGIN{printf \"%.2f\", ${first[c]} - ${began[c]}}") s, s (symmetric, relayed) $(awk "BEGIN{printf \"%.2f\", ${first[s]} - ${began[s]}}") s"
+joins() { grep -c "connected to master" "$work/worker-$1.log" || true; }
 cut=$((restart_jobs / 4))
 for _ in $(seq 1 600); do
-  [ -f "$work/results-r.jsonl" ] && [ "$(wc -l <"$work/results-r.jsonl")" -ge "$cut" ] && break
+  [ "$(joins b)" -ge 1 ] && [ "$(joins s)" -ge 1 ] && [ -f "$work/results-r.jsonl" ] &&
+    [ "$(wc -l <"$work/results-r.jsonl")" -ge "$cut" ] && break
   kill -0 "$master" 2>/dev/null || fail "the restart test's first master exited early"
   sleep 0.1
 done
@@ -250,19 +279,19 @@ wait "$master" 2>/dev/null || true
 killed_at=$(date +%s.%N)
 before=$(wc -l <"$work/results-r.jsonl")
 [ "$before" -lt "$restart_jobs" ] || fail "the run ended before the master was killed; raise NAT_RESTART_JOBS"
-joins_b=$(grep -c "connected to master" "$work/worker-b.log")
-joins_s=$(grep -c "connected to master" "$work/worker-s.log")
+joins_b=$(joins b)
+joins_s=$(joins s)
+[ "$joins_b" -ge 1 ] && [ "$joins_s" -ge 1 ] || fail "the restart test's workers had not both joined before the kill"
 echo "netns-nat: master killed after $before of $restart_jobs results"
 sleep 1
 start_master_r
 restarted_at=$(date +%s.%N)
 for _ in $(seq 1 300); do
-  [ "$(grep -c "connected to master" "$work/worker-b.log")" -gt "$joins_b" ] &&
-    [ "$(grep -c "connected to master" "$work/worker-s.log")" -gt "$joins_s" ] && break
+  [ "$(joins b)" -gt "$joins_b" ] && [ "$(joins s)" -gt "$joins_s" ] && break
   sleep 0.1
 done
-[ "$(grep -c "connected to master" "$work/worker-b.log")" -gt "$joins_b" ] || fail "worker b did not find the restarted master within 30 s"
-[ "$(grep -c "connected to master" "$work/worker-s.log")" -gt "$joins_s" ] || fail "worker s did not find the restarted master within 30 s"
+[ "$(joins b)" -gt "$joins_b" ] || fail "worker b did not find the restarted master within 30 s"
+[ "$(joins s)" -gt "$joins_s" ] || fail "worker s did not find the restarted master within 30 s"
 rejoined_at=$(date +%s.%N)
 second_id=$(sed -n 's/.*master listening.*peer=\([^ ]*\).*/\1/p' "$work/master-r.log" | tail -n1)
 [ -n "$first_id" ] && [ "$first_id" = "$second_id" ] || fail "the restarted master has another peer id ($first_id, then $second_id): it should keep the store's key"
@@ -280,8 +309,9 @@ unique=$(sed -n 's/^{"jobID":"\([^"]*\)".*/\1/p' "$work/results-r.jsonl" | sort 
 bad=$(awk -F'"data":' '{print $2}' "$work/results-r.jsonl" | tr -d '}' | sort -n | uniq | wc -l)
 [ "$bad" -eq "$restart_jobs" ] || fail "after the restart: the results' data do not cover the $restart_jobs inputs"
 grep -q '"error"' "$work/results-r.jsonl" && fail "after the restart some jobs failed: $(grep -m3 '"error"' "$work/results-r.jsonl")"
-for w in b s; do eval "kill -INT \$pid_$w"; done
-for w in b s; do eval "wait \$pid_$w" || true; done
+[ "$(last_path c)" = direct ] || fail "worker c (cone NAT, starting on the relay) did not end direct: $(grep 'connected to master' "$work/worker-c.log")"
+for w in b c s; do eval "kill -INT \$pid_$w"; done
+for w in b c s; do eval "wait \$pid_$w" || true; done
 echo "netns-nat: restart: both workers found the restarted master $(awk "BEGIN{printf \"%.1f\", $rejoined_at - $restarted_at}") s after it started ($(awk "BEGIN{printf \"%.1f\", $rejoined_at - $killed_at}") s after the kill), same peer id; $restart_jobs results, each once ($before before the kill)"
 
 echo "netns-nat: 2 passed, 0 failed"
