@@ -19,6 +19,7 @@
 # Needs root (ip netns, iptables). Never skips; every wait has a deadline.
 set -euo pipefail
 bin=$(realpath -m "$1")
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs_n=${NAT_JOBS:-2000}
 id="qn$$"
 ns_i="${id}i"; ns_r="${id}r"
@@ -314,4 +315,53 @@ for w in b c s; do eval "kill -INT \$pid_$w"; done
 for w in b c s; do eval "wait \$pid_$w" || true; done
 echo "netns-nat: restart: both workers found the restarted master $(awk "BEGIN{printf \"%.1f\", $rejoined_at - $restarted_at}") s after it started ($(awk "BEGIN{printf \"%.1f\", $rejoined_at - $killed_at}") s after the kill), same peer id; $restart_jobs results, each once ($before before the kill)"
 
-echo "netns-nat: 2 passed, 0 failed"
+# ---- e. The Node packages across NATs with only a .env: a master (behind NAT A) and workers
+# (behind NAT B, cone, and NAT S, symmetric) written against queue-xec's original API, each
+# started in a directory whose .env holds token, transferEncryptToken and QUEUEXEC_BOOTSTRAP,
+# with none of them in the environment. Needs node and the addon (npm run build).
+node_dir="$repo/tests/netns-nat-node"
+command -v node >/dev/null || fail "node is missing (scripts/ensure-deps.sh installs it)"
+ls "$repo"/bindings/node/native/queuexec.*.node >/dev/null 2>&1 ||
+  fail "the Node addon is not built: run npm run build at the repository root first"
+[ -e "$repo/node_modules/queue-xec-master" ] ||
+  fail "no node_modules/queue-xec-master: run npm install at the repository root first"
+node_jobs=${NAT_NODE_JOBS:-300}
+for app in node-m node-b node-s; do
+  mkdir -p "$work/$app"
+  printf 'token=netns-nat-node-room\ntransferEncryptToken=%s\nQUEUEXEC_BOOTSTRAP=%s\n' \
+    "netns-nat-node-transfer-token-0123456789" "$boot" >"$work/$app/.env"
+done
+cp "$node_dir/task.js" "$work/node-m/task.js"
+node_in() { # app ns log script args...
+  local app=$1 ns=$2 log=$3
+  shift 3
+  (cd "$work/$app" && exec ip netns exec "$ns" env -u token -u transferEncryptToken \
+    QUEUEXEC_ROOM_DIR="$work/rooms-$app" node "$@" >"$work/$log" 2>&1) &
+  pids+=("$!")
+}
+node_in node-m "${id}ha" node-master.log "$node_dir/master.js" "$node_jobs"
+node_master=$!
+node_in node-b "${id}hb" node-worker-b.log "$node_dir/worker.js" node-b
+node_b=$!
+node_in node-s "${id}hs" node-worker-s.log "$node_dir/worker.js" node-s
+node_s=$!
+node_started=$(date +%s.%N)
+for _ in $(seq 1 900); do
+  kill -0 "$node_master" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$node_master" 2>/dev/null && fail "the Node master did not have its $node_jobs results within 90 s"
+wait "$node_master" || fail "the Node master failed: $(tail -n 5 "$work/node-master.log")"
+node_done=$(date +%s.%N)
+grep -q "^node-master: $node_jobs results" "$work/node-master.log" || fail "the Node master did not report its results: $(tail -n 5 "$work/node-master.log")"
+node_last_path() { sed -n 's/^node-worker: connected //p' "$work/node-worker-$1.log" | tail -n1; }
+[ "$(node_last_path b)" = direct ] || fail "the Node worker behind NAT B is not on a direct path: $(grep connected "$work/node-worker-b.log")"
+[ "$(node_last_path s)" = relayed ] || fail "the Node worker behind the symmetric NAT should be relayed: $(grep connected "$work/node-worker-s.log")"
+for w in node-b node-s; do
+  grep -q "^node-master: $node_jobs results.*\"$w\":[1-9]" "$work/node-master.log" || fail "the Node worker $w did no job: $(tail -n1 "$work/node-master.log")"
+done
+for pid in "$node_b" "$node_s"; do kill -TERM "$pid" 2>/dev/null || true; done
+for pid in "$node_b" "$node_s"; do wait "$pid" 2>/dev/null || true; done
+echo "netns-nat: Node packages with only a .env: $(sed -n 's/^node-master: //p' "$work/node-master.log" | tail -n1) in $(awk "BEGIN{printf \"%.1f\", $node_done - $node_started}") s from the start; node-b direct, node-s relayed"
+
+echo "netns-nat: 3 passed, 0 failed"
