@@ -177,6 +177,9 @@ impl Relay {
             .with_quic()
             .with_behaviour(|key| {
                 let peer_id = key.public().to_peer_id();
+                // libp2p's defaults hold per-IP limiters of their own (60 a minute) that would
+                // cap ours: start from none, keep its per-peer ones (30 per 2 minutes), add ours.
+                let per_peer = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN);
                 let relay_config = relay::Config {
                     max_reservations: config.max_reservations,
                     max_reservations_per_peer: config.max_reservations_per_peer,
@@ -185,8 +188,12 @@ impl Relay {
                     max_circuits_per_peer: config.max_circuits_per_peer,
                     max_circuit_duration: config.max_circuit_duration,
                     max_circuit_bytes: config.max_circuit_bytes,
+                    reservation_rate_limiters: Vec::new(),
+                    circuit_src_rate_limiters: Vec::new(),
                     ..relay::Config::default()
                 }
+                .reservation_rate_per_peer(per_peer, Duration::from_secs(120))
+                .circuit_src_per_peer(per_peer, Duration::from_secs(120))
                 .reservation_rate_per_ip(reservations_per_ip, Duration::from_secs(60))
                 .circuit_src_per_ip(circuits_per_ip, Duration::from_secs(60));
                 let limits = connection_limits::ConnectionLimits::default()
