@@ -68,7 +68,25 @@ pub(crate) struct RelayArgs {
     identity: Option<PathBuf>,
 }
 
+/// A relay holds many small, long-lived connections. mimalloc (the CLI's allocator) asks for
+/// transparent huge pages for its arenas, so that each 2 MiB page touched by a few connections
+/// is resident whole: 111 MB with 1,000 reservations against 69 MB without (bench/nat.sh,
+/// release build). Huge pages buy a relay nothing; turn them off for this process.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag of this process.
+    unsafe {
+        if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+            tracing::debug!(
+                "could not turn transparent huge pages off: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 pub(crate) async fn run(args: RelayArgs) -> Result<()> {
+    no_huge_pages();
     let defaults = RelayConfig::default();
     let config = RelayConfig {
         listen: if args.listen.is_empty() {

@@ -190,7 +190,6 @@ impl Relay {
                     max_circuit_bytes: config.max_circuit_bytes,
                     reservation_rate_limiters: Vec::new(),
                     circuit_src_rate_limiters: Vec::new(),
-                    ..relay::Config::default()
                 }
                 .reservation_rate_per_peer(per_peer, Duration::from_secs(120))
                 .circuit_src_per_peer(per_peer, Duration::from_secs(120))

@@ -96,36 +96,40 @@ mod tests {
 
     #[test]
     fn an_identity_is_made_once_private_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("relay.key");
-        let first = load_or_create(&path).unwrap();
+        let first = load_or_create(&path).expect("identity");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(
                 mode, 0o600,
                 "the key file must be readable by its owner only"
             );
         }
-        let again = load_or_create(&path).unwrap();
+        let again = load_or_create(&path).expect("identity");
         assert_eq!(first.public().to_peer_id(), again.public().to_peer_id());
-        let other = load_or_create(&dir.path().join("other.key")).unwrap();
+        let other = load_or_create(&dir.path().join("other.key")).expect("identity");
         assert_ne!(first.public().to_peer_id(), other.public().to_peer_id());
     }
 
     #[test]
     fn a_file_that_is_not_a_key_is_refused_with_its_path() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notes.txt");
-        std::fs::write(&path, "hello").unwrap();
-        let e = load_or_create(&path).unwrap_err().to_string();
+        std::fs::write(&path, "hello").expect("write");
+        let e = load_or_create(&path).expect_err("refused").to_string();
         assert!(
             e.contains("notes.txt") && e.contains("not a queuexec identity file"),
             "{e}"
         );
         assert_eq!(
-            std::fs::read(&path).unwrap(),
+            std::fs::read(&path).expect("read"),
             b"hello",
             "the file must be left alone"
         );
@@ -133,9 +137,9 @@ mod tests {
 
     #[test]
     fn a_missing_folder_is_named() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nope/relay.key");
-        let e = load_or_create(&path).unwrap_err().to_string();
+        let e = load_or_create(&path).expect_err("refused").to_string();
         assert!(e.contains("nope"), "{e}");
     }
 }
