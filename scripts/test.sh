@@ -101,6 +101,8 @@ fi
 
 step "Reach across NATs: a relay, three NATs (one symmetric), inside network namespaces made for the test"
 if [ "$(id -u)" -eq 0 ]; then
+  # Its part e runs the npm packages: the addon is copied from the Rust build first.
+  npm run build
   bash tests/netns-nat.sh "$target/debug/queuexec"
 elif [ -n "${CI:-}" ]; then
   echo "netns-nat: FAILED: CI must run as root to make network namespaces (ip netns add)" >&2

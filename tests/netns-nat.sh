@@ -19,6 +19,7 @@
 # Needs root (ip netns, iptables). Never skips; every wait has a deadline.
 set -euo pipefail
 bin=$(realpath -m "$1")
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs_n=${NAT_JOBS:-2000}
 id="qn$$"
 ns_i="${id}i"; ns_r="${id}r"
@@ -136,7 +137,7 @@ start_worker() { # name host-ns extra...
   local name=$1 ns=$2
   shift 2
   ip netns exec "$ns" env QUEUEXEC_ROOM_DIR="$work/rooms-$name" "$@" \
-    --name "$name" --exec cat --concurrency 4 --workplace "$work/wp-$name" \
+    --name "$name" --exec "${exec_cmd:-cat}" --concurrency 4 --workplace "$work/wp-$name" \
     2>"$work/worker-$name.log" 7>&- &
   pids+=("$!")
   eval "pid_$name=$!"
@@ -219,4 +220,148 @@ grep -qF "$room_id" "$work/relay.log" && fail "the relay's log shows the room id
 relay_rss=$(awk '/^VmHWM/{print $2}' "/proc/$relay/status")
 echo "netns-nat: relay peak RSS ${relay_rss} KiB (1 reservation, 3 circuits, 5 connections)"
 echo "netns-nat: $jobs_n jobs in $(awk "BEGIN{printf \"%.1f\", $done_at - $joined}") s; relayed bytes: master $master_relayed, worker s $(relayed s), b $(relayed b), c $(relayed c)"
-echo "netns-nat: 1 passed, 0 failed"
+
+# ---- c. The master restarts behind its NAT on its store, mid-run: killed (SIGKILL, no goodbye)
+# and started again on the same store, jobs and results files. Workers find it again through the
+# rendezvous; every job's result is in the results file exactly once, none missing.
+restart_jobs=${NAT_RESTART_JOBS:-1000}
+seq 1 "$restart_jobs" >"$work/jobs-r.txt"
+start_master_r() {
+  ip netns exec "${id}ha" env QUEUEXEC_ROOM_DIR="$work/rooms-master" "$bin" master \
+    --bootstrap "$boot" --jobs "$work/jobs-r.txt" --results "$work/results-r.jsonl" \
+    --store "$work/master-r.sqlite" --exit-when-done 2>>"$work/master-r.log" &
+  master=$!
+  pids+=("$master")
+}
+registrations() { grep -c "registered at the rendezvous" "$work/relay.log" || true; }
+registered=$(registrations)
+start_master_r
+for _ in $(seq 1 100); do
+  [ "$(registrations)" -gt "$registered" ] && break
+  sleep 0.1
+done
+[ "$(registrations)" -gt "$registered" ] || fail "the restart test's master did not register at the rendezvous within 10 s"
+# Join to first result: each worker starts once the master is registered with jobs queued; the
+# time from its start to its first result line. Worker c starts its job stream on the relay at
+# once (no wait for the punch) and moves to the direct connection when DCUtR succeeds.
+# Each job takes 50 ms or more, so the run lasts long enough to be cut in the middle.
+exec_cmd='sleep 0.05; cat'
+declare -A began first
+began[b]=$(date +%s.%N)
+start_worker b "${id}hb" QUEUEXEC_BOOTSTRAP="$boot" "$bin" worker
+began[c]=$(date +%s.%N)
+start_worker c "${id}hc" QUEUEXEC_HOLE_PUNCH_WAIT_MS=0 "$bin" worker --env-file "$work/c/.env"
+began[s]=$(date +%s.%N)
+start_worker s "${id}hs" "$bin" worker --bootstrap "$boot"
+for _ in $(seq 1 500); do
+  for w in b c s; do
+    [ -n "${first[$w]:-}" ] && continue
+    grep -q "\"name\":\"$w\"" "$work/results-r.jsonl" 2>/dev/null && first[$w]=$(date +%s.%N)
+  done
+  [ -n "${first[b]:-}" ] && [ -n "${first[c]:-}" ] && [ -n "${first[s]:-}" ] && break
+  sleep 0.02
+done
+for w in b c s; do
+  [ -n "${first[$w]:-}" ] || fail "worker $w had no result within 10 s of its start"
+done
+echo "netns-nat: start to first result: b (cone, direct) $(awk "BEGIN{printf \"%.2f\", ${first[b]} - ${began[b]}}") s, c (cone, relay first) $(awk "BEGIN{printf \"%.2f\", ${first[c]} - ${began[c]}}") s, s (symmetric, relayed) $(awk "BEGIN{printf \"%.2f\", ${first[s]} - ${began[s]}}") s"
+joins() { grep -c "connected to master" "$work/worker-$1.log" || true; }
+cut=$((restart_jobs / 4))
+for _ in $(seq 1 600); do
+  [ "$(joins b)" -ge 1 ] && [ "$(joins s)" -ge 1 ] && [ -f "$work/results-r.jsonl" ] &&
+    [ "$(wc -l <"$work/results-r.jsonl")" -ge "$cut" ] && break
+  kill -0 "$master" 2>/dev/null || fail "the restart test's first master exited early"
+  sleep 0.1
+done
+[ "$(wc -l <"$work/results-r.jsonl")" -ge "$cut" ] || fail "the restart test's master wrote fewer than $cut results within 60 s"
+first_id=$(sed -n 's/.*master listening.*peer=\([^ ]*\).*/\1/p' "$work/master-r.log" | head -n1)
+kill -KILL "$master"
+wait "$master" 2>/dev/null || true
+killed_at=$(date +%s.%N)
+before=$(wc -l <"$work/results-r.jsonl")
+[ "$before" -lt "$restart_jobs" ] || fail "the run ended before the master was killed; raise NAT_RESTART_JOBS"
+joins_b=$(joins b)
+joins_s=$(joins s)
+[ "$joins_b" -ge 1 ] && [ "$joins_s" -ge 1 ] || fail "the restart test's workers had not both joined before the kill"
+echo "netns-nat: master killed after $before of $restart_jobs results"
+sleep 1
+start_master_r
+restarted_at=$(date +%s.%N)
+for _ in $(seq 1 300); do
+  [ "$(joins b)" -gt "$joins_b" ] && [ "$(joins s)" -gt "$joins_s" ] && break
+  sleep 0.1
+done
+[ "$(joins b)" -gt "$joins_b" ] || fail "worker b did not find the restarted master within 30 s"
+[ "$(joins s)" -gt "$joins_s" ] || fail "worker s did not find the restarted master within 30 s"
+rejoined_at=$(date +%s.%N)
+second_id=$(sed -n 's/.*master listening.*peer=\([^ ]*\).*/\1/p' "$work/master-r.log" | tail -n1)
+[ -n "$first_id" ] && [ "$first_id" = "$second_id" ] || fail "the restarted master has another peer id ($first_id, then $second_id): it should keep the store's key"
+for _ in $(seq 1 1200); do
+  kill -0 "$master" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$master" 2>/dev/null && fail "the restarted master did not finish within 120 s"
+wait "$master" || fail "the restarted master exited with an error"
+lines=$(wc -l <"$work/results-r.jsonl")
+unique=$(sed -n 's/^{"jobID":"\([^"]*\)".*/\1/p' "$work/results-r.jsonl" | sort -u | wc -l)
+[ "$lines" -eq "$restart_jobs" ] || fail "after the restart: expected $restart_jobs result lines, got $lines ($unique distinct jobs)"
+[ "$unique" -eq "$restart_jobs" ] || fail "after the restart: $unique distinct jobs in $lines lines"
+# Each job's result is its own data back (the workers run cat): nothing mixed up.
+bad=$(awk -F'"data":' '{print $2}' "$work/results-r.jsonl" | tr -d '}' | sort -n | uniq | wc -l)
+[ "$bad" -eq "$restart_jobs" ] || fail "after the restart: the results' data do not cover the $restart_jobs inputs"
+grep -q '"error"' "$work/results-r.jsonl" && fail "after the restart some jobs failed: $(grep -m3 '"error"' "$work/results-r.jsonl")"
+[ "$(last_path c)" = direct ] || fail "worker c (cone NAT, starting on the relay) did not end direct: $(grep 'connected to master' "$work/worker-c.log")"
+for w in b c s; do eval "kill -INT \$pid_$w"; done
+for w in b c s; do eval "wait \$pid_$w" || true; done
+echo "netns-nat: restart: both workers found the restarted master $(awk "BEGIN{printf \"%.1f\", $rejoined_at - $restarted_at}") s after it started ($(awk "BEGIN{printf \"%.1f\", $rejoined_at - $killed_at}") s after the kill), same peer id; $restart_jobs results, each once ($before before the kill)"
+
+# ---- e. The Node packages across NATs with only a .env: a master (behind NAT A) and workers
+# (behind NAT B, cone, and NAT S, symmetric) written against queue-xec's original API, each
+# started in a directory whose .env holds token, transferEncryptToken and QUEUEXEC_BOOTSTRAP,
+# with none of them in the environment. Needs node and the addon (npm run build).
+node_dir="$repo/tests/netns-nat-node"
+command -v node >/dev/null || fail "node is missing (scripts/ensure-deps.sh installs it)"
+ls "$repo"/bindings/node/native/queuexec.*.node >/dev/null 2>&1 ||
+  fail "the Node addon is not built: run npm run build at the repository root first"
+[ -e "$repo/node_modules/queue-xec-master" ] ||
+  fail "no node_modules/queue-xec-master: run npm install at the repository root first"
+node_jobs=${NAT_NODE_JOBS:-300}
+for app in node-m node-b node-s; do
+  mkdir -p "$work/$app"
+  printf 'token=netns-nat-node-room\ntransferEncryptToken=%s\nQUEUEXEC_BOOTSTRAP=%s\n' \
+    "netns-nat-node-transfer-token-0123456789" "$boot" >"$work/$app/.env"
+done
+cp "$node_dir/task.js" "$work/node-m/task.js"
+node_in() { # app ns log script args...
+  local app=$1 ns=$2 log=$3
+  shift 3
+  (cd "$work/$app" && exec ip netns exec "$ns" env -u token -u transferEncryptToken \
+    QUEUEXEC_ROOM_DIR="$work/rooms-$app" node "$@" >"$work/$log" 2>&1) &
+  pids+=("$!")
+}
+node_in node-m "${id}ha" node-master.log "$node_dir/master.js" "$node_jobs"
+node_master=$!
+node_in node-b "${id}hb" node-worker-b.log "$node_dir/worker.js" node-b
+node_b=$!
+node_in node-s "${id}hs" node-worker-s.log "$node_dir/worker.js" node-s
+node_s=$!
+node_started=$(date +%s.%N)
+for _ in $(seq 1 900); do
+  kill -0 "$node_master" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$node_master" 2>/dev/null && fail "the Node master did not have its $node_jobs results within 90 s"
+wait "$node_master" || fail "the Node master failed: $(tail -n 5 "$work/node-master.log")"
+node_done=$(date +%s.%N)
+grep -q "^node-master: $node_jobs results" "$work/node-master.log" || fail "the Node master did not report its results: $(tail -n 5 "$work/node-master.log")"
+node_last_path() { sed -n 's/^node-worker: connected //p' "$work/node-worker-$1.log" | tail -n1; }
+[ "$(node_last_path b)" = direct ] || fail "the Node worker behind NAT B is not on a direct path: $(grep connected "$work/node-worker-b.log")"
+[ "$(node_last_path s)" = relayed ] || fail "the Node worker behind the symmetric NAT should be relayed: $(grep connected "$work/node-worker-s.log")"
+for w in node-b node-s; do
+  grep -q "^node-master: $node_jobs results.*\"$w\":[1-9]" "$work/node-master.log" || fail "the Node worker $w did no job: $(tail -n1 "$work/node-master.log")"
+done
+for pid in "$node_b" "$node_s"; do kill -TERM "$pid" 2>/dev/null || true; done
+for pid in "$node_b" "$node_s"; do wait "$pid" 2>/dev/null || true; done
+echo "netns-nat: Node packages with only a .env: $(sed -n 's/^node-master: //p' "$work/node-master.log" | tail -n1) in $(awk "BEGIN{printf \"%.1f\", $node_done - $node_started}") s from the start; node-b direct, node-s relayed"
+
+echo "netns-nat: 3 passed, 0 failed"

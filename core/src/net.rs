@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 
 mod counted;
 mod guard;
+pub(crate) mod identity;
 mod reach;
 
 pub(crate) use counted::{Counted, RelayedCounters};
@@ -60,6 +61,8 @@ pub(crate) struct NetConfig {
     pub(crate) budget: Budget,
     /// Relays to meet through (reach beyond this host and LAN); `None`: none.
     pub(crate) bootstrap: Option<Bootstrap>,
+    /// The node's keypair (kept in a file, see [`identity`]); `None`: a new one for this run.
+    pub(crate) identity: Option<libp2p::identity::Keypair>,
 }
 
 impl NetConfig {
@@ -70,6 +73,7 @@ impl NetConfig {
             mdns: false,
             budget: Budget::default(),
             bootstrap: None,
+            identity: None,
         }
     }
 }
@@ -251,7 +255,11 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
     let reaching = config.bootstrap.is_some();
     let master = config.bootstrap.as_ref().is_some_and(|b| b.master);
     let upnp_on = config.bootstrap.as_ref().is_some_and(|b| b.upnp);
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    let identity = config
+        .identity
+        .clone()
+        .unwrap_or_else(libp2p::identity::Keypair::generate_ed25519);
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
             tcp::Config::new().nodelay(true),

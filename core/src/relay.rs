@@ -60,6 +60,10 @@ pub struct RelayConfig {
     /// documentation ranges). Off by default: a relay on the internet must not be used to probe
     /// private networks. On for a relay inside a LAN or a test network.
     pub autonat_any_ip: bool,
+    /// A file keeping the relay's keypair, so its peer id (and the `/p2p/` addresses it prints)
+    /// stay the same across restarts: made (0600) on the first start, read afterwards. `None`:
+    /// a new peer id at every start.
+    pub identity: Option<std::path::PathBuf>,
 }
 
 impl Default for RelayConfig {
@@ -83,6 +87,7 @@ impl Default for RelayConfig {
             max_connections_per_peer: 8,
             max_registrations: 4096,
             autonat_any_ip: false,
+            identity: None,
         }
     }
 }
@@ -157,7 +162,11 @@ impl Relay {
             return Err(Error::config("the circuit duration is too long"));
         }
 
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        let identity = match &config.identity {
+            Some(path) => net::identity::load_or_create(path)?,
+            None => libp2p::identity::Keypair::generate_ed25519(),
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
             .with_tokio()
             .with_tcp(
                 tcp::Config::new().nodelay(true),
@@ -168,6 +177,9 @@ impl Relay {
             .with_quic()
             .with_behaviour(|key| {
                 let peer_id = key.public().to_peer_id();
+                // libp2p's defaults hold per-IP limiters of their own (60 a minute) that would
+                // cap ours: start from none, keep its per-peer ones (30 per 2 minutes), add ours.
+                let per_peer = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN);
                 let relay_config = relay::Config {
                     max_reservations: config.max_reservations,
                     max_reservations_per_peer: config.max_reservations_per_peer,
@@ -176,8 +188,11 @@ impl Relay {
                     max_circuits_per_peer: config.max_circuits_per_peer,
                     max_circuit_duration: config.max_circuit_duration,
                     max_circuit_bytes: config.max_circuit_bytes,
-                    ..relay::Config::default()
+                    reservation_rate_limiters: Vec::new(),
+                    circuit_src_rate_limiters: Vec::new(),
                 }
+                .reservation_rate_per_peer(per_peer, Duration::from_secs(120))
+                .circuit_src_per_peer(per_peer, Duration::from_secs(120))
                 .reservation_rate_per_ip(reservations_per_ip, Duration::from_secs(60))
                 .circuit_src_per_ip(circuits_per_ip, Duration::from_secs(60));
                 let limits = connection_limits::ConnectionLimits::default()

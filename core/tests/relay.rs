@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use queuexec_core::relay::{Relay, RelayConfig};
 use queuexec_core::{
-    Executor, JobInput, JobSpec, Master, TaskFailure, Worker, WorkerConfig, WorkerEvent,
+    Executor, JobInput, JobSpec, Master, StoreConfig, TaskFailure, Worker, WorkerConfig,
+    WorkerEvent,
 };
 
 mod common;
@@ -161,4 +162,97 @@ async fn a_relay_with_a_bad_listen_address_says_so() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("not a multiaddr"), "{err}");
+}
+
+#[tokio::test]
+async fn a_relay_with_an_identity_file_keeps_its_peer_id_and_addresses_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("relay.key");
+    let start = || {
+        Relay::start(RelayConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            identity: Some(key.clone()),
+            ..RelayConfig::default()
+        })
+    };
+    let first = start().await.expect("the relay starts");
+    let id = first.peer_id();
+    first.close().await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key)
+            .expect("key file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "the relay's key must be readable by its owner only"
+        );
+    }
+    let second = start().await.expect("the relay starts again");
+    assert_eq!(
+        second.peer_id(),
+        id,
+        "the same key file gives the same peer id"
+    );
+    assert!(
+        second
+            .addrs()
+            .iter()
+            .all(|a| a.ends_with(&format!("/p2p/{id}")))
+    );
+    second.close().await;
+
+    // Without the file, a new peer id each time.
+    let other = Relay::start(RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..RelayConfig::default()
+    })
+    .await
+    .expect("the relay starts");
+    assert_ne!(other.peer_id(), id);
+    other.close().await;
+
+    // A file that is not a key is refused, naming it.
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "not a key").expect("write");
+    let err = match Relay::start(RelayConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        identity: Some(bad),
+        ..RelayConfig::default()
+    })
+    .await
+    {
+        Ok(_) => panic!("a bad identity file was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("bad.key") && err.contains("identity"), "{err}");
+}
+
+#[tokio::test]
+async fn a_master_on_a_store_keeps_its_peer_id_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("jobs.sqlite");
+    let start = || {
+        let mut config = master_config(&dir.path().join("rooms"));
+        config.listen = vec![LOOPBACK.into()];
+        config.store = StoreConfig::Sqlite(store.clone());
+        Master::start(config)
+    };
+    let (first, _events) = start().await.expect("master");
+    let id = first.peer_id();
+    first.close().await.expect("close");
+    let (second, _events) = start().await.expect("master again");
+    assert_eq!(second.peer_id(), id, "the store's key keeps the peer id");
+    second.close().await.expect("close");
+    assert!(dir.path().join("jobs.sqlite.key").exists());
+
+    // Without a store, a new one each run.
+    let mut config = master_config(&dir.path().join("rooms"));
+    config.listen = vec![LOOPBACK.into()];
+    let (memory, _events) = Master::start(config).await.expect("master");
+    assert_ne!(memory.peer_id(), id);
+    memory.close().await.expect("close");
 }

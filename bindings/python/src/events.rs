@@ -169,7 +169,9 @@ pub(crate) fn worker_events(
     let out = PyList::empty(py);
     for event in batch {
         let object = match event {
-            WorkerEvent::Connected { master, .. } => connected(py)?.call1((master,))?,
+            WorkerEvent::Connected { master, path } => {
+                connected(py)?.call1((master, path.as_str()))?
+            }
             WorkerEvent::Disconnected { reason } => disconnected(py)?.call1((reason,))?,
             WorkerEvent::AssetsInstalled { bundle, fetched } => {
                 assets_installed(py)?.call1((bundle, fetched))?

@@ -138,6 +138,8 @@ def test_a_python_worker_emits_each_worker_event_class(
 
     connected = _next_of(events, Connected)
     assert isinstance(connected, Connected) and connected.master == master.peer_id
+    # On loopback, no relay: the path is direct (Node's 'connected' carries the same field).
+    assert connected.path == "direct"
     installed = _next_of(events, AssetsInstalled)
     assert isinstance(installed, AssetsInstalled)
     assert installed.bundle == master.bundle_hash and installed.fetched >= 1

@@ -415,6 +415,12 @@ impl Master {
                 b.listen_wide = config.listen == MasterConfig::new("", "").listen;
                 b
             }),
+            // A master on a store keeps its peer id across restarts (`<store>.key`): workers
+            // that knew it, and the rendezvous registration, name the same peer again.
+            identity: match &config.store {
+                StoreConfig::Sqlite(path) => Some(net::identity::load_or_create(&key_path(path))?),
+                StoreConfig::Memory => None,
+            },
         })?;
         let peer_id = net.peer_id();
         let addrs = Arc::new(Mutex::new(Vec::new()));
@@ -807,6 +813,13 @@ impl Drop for Inner {
             room::withdraw(dir, &self.room_id, &self.peer_id.to_string());
         }
     }
+}
+
+/// The file next to the store that keeps the master's libp2p identity (`<store>.key`).
+fn key_path(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".key");
+    PathBuf::from(name)
 }
 
 /// Takes the store's lock file (`<store>.lock`), so two masters never share one store: each

@@ -247,6 +247,7 @@ impl Worker {
                 ..net::Budget::default()
             },
             bootstrap,
+            identity: None,
         })?;
         let inner = Arc::new(WorkerInner {
             peer_id: net.peer_id(),

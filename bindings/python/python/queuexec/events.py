@@ -161,6 +161,10 @@ class Connected:
     kind: ClassVar[Literal["connected"]] = "connected"
     master: str
     """The master's peer id."""
+    path: Literal["direct", "relayed"] = "direct"
+    """How the worker reaches the master: ``"direct"`` (possibly hole-punched through NATs) or
+    ``"relayed"`` (through a relay circuit, when hole punching failed), as Node's
+    ``'connected'`` event's ``path``."""
 
 
 @dataclass(frozen=True)
