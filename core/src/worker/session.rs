@@ -141,15 +141,17 @@ impl Runner {
         tracing::info!(master = %peer, %path, "joined the master");
         self.inner.connected.store(true, Ordering::Relaxed);
         self.inner.set_path(Some(path));
-        let _ = self.events.send(WorkerEvent::Connected {
+        // Announced by `serve` once calls can go out: a task or user that asks the master
+        // as soon as it hears of the connection must find the link up.
+        let connected = WorkerEvent::Connected {
             master: peer.to_string(),
             path,
-        });
+        };
         let stream = Counted::new(stream, path == Path::Relayed, &self.inner.relayed);
         // On the relay, watch for a direct connection (hole punching that succeeds after the
         // job stream opened): then this session ends and the next one opens on it.
         let watch = (path == Path::Relayed).then(|| (self.net.clone(), peer));
-        let result = self.serve(stream, lease_ttl_ms, watch).await;
+        let result = self.serve(stream, lease_ttl_ms, watch, connected).await;
         self.inner.connected.store(false, Ordering::Relaxed);
         self.inner.set_path(None);
         let reason = match &result {
@@ -205,12 +207,14 @@ impl Runner {
         stream: Counted<Stream>,
         lease_ttl_ms: u64,
         watch: Option<(crate::net::Net, PeerId)>,
+        connected: WorkerEvent,
     ) -> Result<()> {
         let (reader, writer) = stream.split();
         let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
         let write_task = tokio::spawn(write_loop(self.key.clone(), writer, out_rx));
 
         self.inner.link.connect(out_tx.clone());
+        let _ = self.events.send(connected);
         let window = self.config.concurrency + self.config.prefetch;
         let _ = out_tx.send(Outbound::Message(ToMaster::Credits(window as u32)));
         let mut connection = Connection {
