@@ -259,6 +259,7 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
         .identity
         .clone()
         .unwrap_or_else(libp2p::identity::Keypair::generate_ed25519);
+    let (dns_cfg, dns_opts) = resolver_config();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
@@ -268,6 +269,7 @@ pub(crate) fn spawn(config: NetConfig) -> Result<(Net, mpsc::UnboundedReceiver<N
         )
         .map_err(|e| Error::network_from("could not set up TCP with Noise and Yamux", e))?
         .with_quic()
+        .with_dns_config(dns_cfg, dns_opts)
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| Error::network_from("could not set up the relay client", e))?
         .with_behaviour(|key, relay_client| {
@@ -517,4 +519,22 @@ pub(crate) fn is_loopback(addr: &Multiaddr) -> bool {
         Protocol::Ip6(ip) => ip.is_loopback(),
         _ => false,
     })
+}
+
+/// The system's resolver configuration for `/dns4`, `/dns6` and `/dns` addresses (a relay or
+/// master given by name). Without a readable one (no /etc/resolv.conf) names resolve from the
+/// hosts file only, and the user is told why other names do not resolve.
+fn resolver_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok(conf) => conf,
+        Err(e) => {
+            tracing::warn!(
+                "no DNS configuration ({e}): /dns addresses resolve from the hosts file only"
+            );
+            (
+                libp2p::dns::ResolverConfig::default(),
+                libp2p::dns::ResolverOpts::default(),
+            )
+        }
+    }
 }

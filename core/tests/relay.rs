@@ -256,3 +256,39 @@ async fn a_master_on_a_store_keeps_its_peer_id_across_restarts() {
     assert_ne!(memory.peer_id(), id);
     memory.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_given_by_name_is_found_through_dns() {
+    let relay = loopback_relay().await;
+    let boot = relay
+        .addrs()
+        .into_iter()
+        .find(|a| a.contains("/tcp/"))
+        .expect("a TCP address")
+        .replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
+    assert!(boot.starts_with("/dns4/localhost/tcp/"), "{boot}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = master_config(&dir.path().join("rooms-master"));
+    config.listen = vec![LOOPBACK.into()];
+    config.bootstrap = vec![boot.clone()];
+    let (master, mut events) = Master::start(config).await.expect("master");
+    let mut config = worker_config(&dir.path().join("rooms-w"), dir.path().join("wp"), "named");
+    config.listen = vec![LOOPBACK.into()];
+    config.bootstrap = vec![boot];
+    let (worker, _worker_events) = Worker::start(config, Arc::new(Echo)).await.expect("worker");
+
+    let jobs: Vec<JobSpec> = (0..20).map(|i| JobSpec::new(format!("{i}"))).collect();
+    master.push_many(jobs).await.expect("push");
+    let results = collect(&mut events, 20).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.worker.name == "named" && r.outcome.is_ok())
+    );
+    let relay_stats = relay.stats().await.expect("relay stats");
+    assert!(relay_stats.registrations >= 1, "{relay_stats:?}");
+    worker.close().await;
+    master.close().await.expect("close");
+    relay.close().await;
+}
