@@ -108,44 +108,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 ip netns add "${id}i"
-ip -n "${id}i" link add br0 type bridge
-ip -n "${id}i" link set br0 up
-attach() { # ns octet
-  local ifc="${id}x$2"
-  ip link add "$ifc" netns "${id}i" type veth peer name wan netns "$1"
-  ip -n "${id}i" link set "$ifc" master br0 up
-  ip -n "$1" addr add "198.51.100.$2/24" dev wan
-  ip -n "$1" link set wan up
-  ip -n "$1" link set lo up
-}
+lan_prefix=10.72
+# shellcheck source=tests/netns-topology.sh
+. "$root/tests/netns-topology.sh"
+internet
 ip netns add "${id}r"
 attach "${id}r" 1
-make_router() { # name octet net
-  local nat="${id}n$1" host="${id}h$1"
-  ip netns add "$nat"
-  ip netns add "$host"
-  attach "$nat" "$2"
-  ip link add lan netns "$nat" type veth peer name eth0 netns "$host"
-  ip -n "$nat" addr add "10.72.$3.1/24" dev lan
-  ip -n "$nat" link set lan up
-  ip -n "$host" addr add "10.72.$3.2/24" dev eth0
-  ip -n "$host" link set eth0 up
-  ip -n "$host" link set lo up
-  ip -n "$host" route add default via "10.72.$3.1"
-  ip netns exec "$nat" sysctl -qw net.ipv4.ip_forward=1
-}
 make_router a 10 1
 make_router b 20 2
-nat_on() { # name
-  local nat="${id}n$1"
-  ip netns exec "$nat" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
-  ip netns exec "$nat" iptables -A FORWARD -i lan -o wan -j ACCEPT
-  ip netns exec "$nat" iptables -A FORWARD -i wan -o lan -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-  ip netns exec "$nat" iptables -A FORWARD -i wan -j DROP
-  # A router's firewall sends no RST or ICMP for what it drops (tests/netns-nat.sh does the same).
-  ip netns exec "$nat" iptables -A INPUT -i wan -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-  ip netns exec "$nat" iptables -A INPUT -i wan -j DROP
-}
 nat_off() { # name other-octet other-net
   local nat="${id}n$1"
   ip netns exec "$nat" iptables -t nat -F

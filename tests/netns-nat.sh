@@ -54,51 +54,19 @@ if ! ip netns add "$ns_i"; then
   echo "netns-nat: FAILED: cannot make network namespaces (ip netns add); this test needs root with CAP_SYS_ADMIN and CAP_NET_ADMIN, and iproute2; it never skips" >&2
   exit 1
 fi
-ip -n "$ns_i" link set lo up
-ip -n "$ns_i" link add br0 type bridge
-ip -n "$ns_i" link set br0 up
-
-# A namespace on the "internet" bridge with address 198.51.100.$2.
-attach() { # ns host-octet
-  local ns=$1 octet=$2 ifc="${id}x$2"
-  ip link add "$ifc" netns "$ns_i" type veth peer name wan netns "$1"
-  ip -n "$ns_i" link set "$ifc" master br0 up
-  ip -n "$ns" addr add "198.51.100.$octet/24" dev wan
-  ip -n "$ns" link set wan up
-  ip -n "$ns" link set lo up
-}
-
+lan_prefix=10.71
+# shellcheck source=tests/netns-topology.sh
+. "$(dirname "${BASH_SOURCE[0]}")/netns-topology.sh"
+internet
 ip netns add "$ns_r"
 attach "$ns_r" 1
 
 # NAT n: a router between 198.51.100.$octet and 10.71.$net.0/24, with one host behind it.
 make_nat() { # name octet net random
-  local n=$1 octet=$2 net=$3 random=$4 nat="${id}n$1" host="${id}h$1"
-  ip netns add "$nat"
-  ip netns add "$host"
-  attach "$nat" "$octet"
-  ip link add lan netns "$nat" type veth peer name eth0 netns "$host"
-  ip -n "$nat" addr add "10.71.$net.1/24" dev lan
-  ip -n "$nat" link set lan up
-  ip -n "$host" addr add "10.71.$net.2/24" dev eth0
-  ip -n "$host" link set eth0 up
-  ip -n "$host" link set lo up
-  ip -n "$host" route add default via "10.71.$net.1"
-  ip netns exec "$nat" sysctl -qw net.ipv4.ip_forward=1
-  # Masquerade: Linux keeps the source port when it can (endpoint-independent mapping);
-  # --random-fully gives every flow a random port (a symmetric NAT).
-  if [ "$random" = yes ]; then
-    ip netns exec "$nat" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE --random-fully
-  else
-    ip netns exec "$nat" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
-  fi
-  # A router's firewall: replies come in, nothing unsolicited does (no RST or ICMP either).
-  ip netns exec "$nat" iptables -A FORWARD -i lan -o wan -j ACCEPT
-  ip netns exec "$nat" iptables -A FORWARD -i wan -o lan -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-  ip netns exec "$nat" iptables -A FORWARD -i wan -j DROP
-  ip netns exec "$nat" iptables -A INPUT -i wan -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-  ip netns exec "$nat" iptables -A INPUT -i wan -j DROP
+  make_router "$1" "$2" "$3"
+  nat_on "$1" "$4"
 }
+
 make_nat a 10 1 no
 make_nat b 20 2 no
 make_nat c 30 3 no
