@@ -95,13 +95,18 @@ fn hole_punch_wait() -> Duration {
     }
 }
 
-/// Returns once this node has a direct connection to `peer`.
+/// Returns once this node has a direct connection to `peer`. DCUtR punches right after the
+/// relayed connection opens (and retries a few times), so the checks start often and then thin
+/// out: a session that stays relayed (a symmetric NAT) asks the swarm every 5 s, not 10 times a
+/// second, for as long as it lasts.
 async fn direct_path(net: &crate::net::Net, peer: PeerId) {
+    let mut every = Duration::from_millis(100);
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
         if net.paths(peer).await.0 > 0 {
             return;
         }
+        every = (every * 3 / 2).min(Duration::from_secs(5));
     }
 }
 
