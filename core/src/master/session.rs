@@ -374,7 +374,7 @@ async fn send_batch<W: futures::AsyncWrite + Unpin>(
     bundle: BundleHash,
     jobs: Vec<WireJob>,
 ) -> Result<()> {
-    writer.send(&ToWorker::Jobs { bundle, jobs }).await
+    writer.send_jobs(bundle, jobs).await
 }
 
 fn fail_oversized(shared: &SessionShared, id: SessionId, jobs: Vec<WireJob>) {

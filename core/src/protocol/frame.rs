@@ -6,7 +6,8 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 
-use super::MAX_FRAME;
+use super::{FRAME_BUDGET, MAX_FRAME, ToWorker, WireJob, WireJobHead};
+use crate::assets::BundleHash;
 use crate::crypto::TransferKey;
 use crate::error::{Error, Result};
 
@@ -162,6 +163,45 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
         write_frame(&mut self.writer, &frame).await
     }
 
+    /// Writes jobs as [`ToWorker::JobsDetached`]: their heads in one sealed frame, then each
+    /// payload (already an envelope) as a plain frame of its own, so no payload byte is
+    /// encrypted or copied again. The caller keeps the batch within [`FRAME_BUDGET`] (see
+    /// [`super::split_by_bytes`]), which the reader checks.
+    pub(crate) async fn send_jobs(&mut self, bundle: BundleHash, jobs: Vec<WireJob>) -> Result<()> {
+        let mut heads = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let payload_len = u32::try_from(job.payload.len())
+                .ok()
+                .filter(|_| job.payload.len() >= 32)
+                .ok_or_else(|| {
+                    Error::protocol(format!(
+                        "job {:?} has a {}-byte payload, not an envelope that can travel",
+                        job.id,
+                        job.payload.len()
+                    ))
+                })?;
+            let mut payload_tag = [0u8; 32];
+            payload_tag.copy_from_slice(&job.payload[job.payload.len() - 32..]);
+            heads.push(WireJobHead {
+                id: job.id.clone(),
+                attempt: job.attempt,
+                task_type: job.task_type.clone(),
+                timeout_ms: job.timeout_ms,
+                payload_len,
+                payload_tag,
+            });
+        }
+        self.send(&ToWorker::JobsDetached {
+            bundle,
+            jobs: heads,
+        })
+        .await?;
+        for job in &jobs {
+            write_frame(&mut self.writer, &job.payload).await?;
+        }
+        Ok(())
+    }
+
     /// Sends everything written so far.
     pub(crate) async fn flush(&mut self) -> Result<()> {
         self.writer.flush().await.map_err(|e| {
@@ -203,6 +243,61 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
             return Ok(None);
         }
         self.opener.open(&self.frame).map(Some)
+    }
+}
+
+impl<R: AsyncRead + Unpin> SealedReader<R> {
+    /// The next message from the master, with [`ToWorker::JobsDetached`] and the payload frames
+    /// after it put back together as [`ToWorker::Jobs`]; `Ok(None)` at a clean end of stream.
+    ///
+    /// # Errors
+    /// As [`next`](Self::next); also [`Error::Protocol`] when the heads announce more payload
+    /// bytes than one frame may carry, and [`Error::Envelope`] when a payload frame is not the
+    /// one its head announced (length or tag).
+    pub(crate) async fn next_to_worker(&mut self) -> Result<Option<ToWorker>> {
+        let Some(message) = self.next::<ToWorker>().await? else {
+            return Ok(None);
+        };
+        let ToWorker::JobsDetached {
+            bundle,
+            jobs: heads,
+        } = message
+        else {
+            return Ok(Some(message));
+        };
+        // Announced bytes are bounded like a frame's, before any is read.
+        let announced = heads
+            .iter()
+            .map(|h| h.payload_len as usize)
+            .fold(0usize, usize::saturating_add);
+        if announced > FRAME_BUDGET {
+            return Err(Error::protocol(format!(
+                "the master announced {announced} bytes of job payloads in one batch; the limit is {FRAME_BUDGET}"
+            )));
+        }
+        let mut jobs = Vec::with_capacity(heads.len());
+        for head in heads {
+            let mut payload = Vec::new();
+            if !read_frame_into(&mut self.reader, head.payload_len as usize, &mut payload).await? {
+                return Err(Error::protocol(
+                    "the master closed the stream in the middle of a batch of jobs",
+                ));
+            }
+            if payload.len() != head.payload_len as usize
+                || payload.len() < 32
+                || payload[payload.len() - 32..] != head.payload_tag
+            {
+                return Err(Error::Envelope);
+            }
+            jobs.push(WireJob {
+                id: head.id,
+                attempt: head.attempt,
+                task_type: head.task_type,
+                payload,
+                timeout_ms: head.timeout_ms,
+            });
+        }
+        Ok(Some(ToWorker::Jobs { bundle, jobs }))
     }
 }
 
@@ -339,5 +434,127 @@ mod tests {
             .await
             .expect("the answer comes within 10 s");
         assert!(matches!(result, Err(Error::Envelope)), "{result:?}");
+    }
+
+    fn sealed_job(id: &str, bytes: usize) -> WireJob {
+        WireJob {
+            id: id.into(),
+            attempt: 2,
+            task_type: Some("t".into()),
+            payload: key().seal(&crate::protocol::payload_context(id), &vec![b'x'; bytes]),
+            timeout_ms: Some(5_000),
+        }
+    }
+
+    /// Writes `jobs` with `send_jobs` into a buffer (the bytes as they go on the stream).
+    async fn jobs_on_the_wire(jobs: Vec<WireJob>) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut writer = SealedWriter::new(key(), Direction::ToWorker, &mut wire);
+        writer
+            .send_jobs(BundleHash([3; 32]), jobs)
+            .await
+            .expect("send");
+        writer.flush().await.expect("flush");
+        drop(writer);
+        wire
+    }
+
+    async fn read_back(wire: Vec<u8>) -> Result<Option<ToWorker>> {
+        let mut reader =
+            SealedReader::new(key(), Direction::ToWorker, futures::io::Cursor::new(wire));
+        reader.next_to_worker().await
+    }
+
+    #[tokio::test]
+    async fn jobs_travel_with_their_sealed_payloads_verbatim_and_come_back_whole() {
+        let jobs = vec![sealed_job("a", 300_000), sealed_job("b", 10)];
+        let wire = jobs_on_the_wire(jobs.clone()).await;
+        // Each payload is on the wire as it was sealed at push: not encrypted a second time.
+        for job in &jobs {
+            assert!(
+                wire.windows(job.payload.len())
+                    .any(|w| w == job.payload.as_slice()),
+                "payload of {} travels as sealed at push",
+                job.id
+            );
+        }
+        let Some(ToWorker::Jobs { bundle, jobs: got }) = read_back(wire).await.expect("read")
+        else {
+            panic!("a batch of jobs");
+        };
+        assert_eq!(bundle, BundleHash([3; 32]));
+        assert_eq!(got.len(), 2);
+        for (want, got) in jobs.iter().zip(&got) {
+            assert_eq!(
+                (
+                    &got.id,
+                    got.attempt,
+                    &got.task_type,
+                    &got.payload,
+                    got.timeout_ms
+                ),
+                (
+                    &want.id,
+                    want.attempt,
+                    &want.task_type,
+                    &want.payload,
+                    want.timeout_ms
+                )
+            );
+            key()
+                .open(&crate::protocol::payload_context(&got.id), &got.payload)
+                .expect("the payload opens with its job id");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_swapped_or_altered_payload_frame_is_refused() {
+        let a = sealed_job("a", 100);
+        let b = sealed_job("b", 100);
+        let wire = jobs_on_the_wire(vec![a.clone(), b.clone()]).await;
+        // Swap the two payload frames (same length): each no longer matches its head's tag.
+        let at = |p: &[u8]| {
+            wire.windows(p.len())
+                .position(|w| w == p)
+                .expect("on the wire")
+        };
+        let (ia, ib) = (at(&a.payload), at(&b.payload));
+        let mut swapped = wire.clone();
+        swapped[ia..ia + a.payload.len()].copy_from_slice(&b.payload);
+        swapped[ib..ib + b.payload.len()].copy_from_slice(&a.payload);
+        assert!(matches!(read_back(swapped).await, Err(Error::Envelope)));
+        // One bit of a payload's tag flipped.
+        let mut altered = wire;
+        altered[ia + a.payload.len() - 1] ^= 1;
+        assert!(matches!(read_back(altered).await, Err(Error::Envelope)));
+    }
+
+    #[tokio::test]
+    async fn heads_announcing_more_than_a_frame_of_payload_are_refused_before_reading() {
+        let heads = (0..3)
+            .map(|i| crate::protocol::WireJobHead {
+                id: format!("j{i}"),
+                attempt: 1,
+                task_type: None,
+                timeout_ms: None,
+                payload_len: (MAX_FRAME / 2) as u32,
+                payload_tag: [0; 32],
+            })
+            .collect();
+        let mut wire = Vec::new();
+        let mut writer = SealedWriter::new(key(), Direction::ToWorker, &mut wire);
+        writer
+            .send(&ToWorker::JobsDetached {
+                bundle: BundleHash([0; 32]),
+                jobs: heads,
+            })
+            .await
+            .expect("send");
+        writer.flush().await.expect("flush");
+        drop(writer);
+        // No payload frames follow: a reader that tried to read them would see the end.
+        let err = read_back(wire).await.expect_err("refused");
+        assert!(matches!(err, Error::Protocol(..)), "{err:?}");
+        assert!(err.to_string().contains("announced"), "{err}");
     }
 }

@@ -26,8 +26,9 @@ pub(crate) use handshake::{MasterHandshake, WorkerHandshake};
 /// The libp2p protocol of the job stream.
 pub(crate) const JOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/queuexec/jobs/1");
 
-/// Wire version, checked in the handshake.
-pub(crate) const WIRE_VERSION: u16 = 1;
+/// Wire version, checked in the handshake. Version 2: jobs travel as a sealed list of heads
+/// followed by their already-sealed payloads ([`ToWorker::JobsDetached`]).
+pub(crate) const WIRE_VERSION: u16 = 2;
 
 /// Largest frame a peer accepts. Files travel in chunks well below it.
 pub(crate) const MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -119,6 +120,20 @@ pub(crate) struct WireJob {
     pub(crate) timeout_ms: Option<u64>,
 }
 
+/// A job's head in [`ToWorker::JobsDetached`]: everything but its payload, which follows the
+/// sealed frame as a frame of its own, bound to this head by its envelope's tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireJobHead {
+    pub(crate) id: String,
+    pub(crate) attempt: u32,
+    pub(crate) task_type: Option<String>,
+    pub(crate) timeout_ms: Option<u64>,
+    /// The sealed payload's length in bytes.
+    pub(crate) payload_len: u32,
+    /// The sealed payload's HMAC tag (its last 32 bytes).
+    pub(crate) payload_tag: [u8; 32],
+}
+
 /// A result as it travels to the master.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct WireResult {
@@ -167,6 +182,17 @@ pub(crate) enum ToWorker {
     DependencyBundle {
         entry: Option<ManifestEntry>,
         error: Option<String>,
+    },
+    /// Jobs leased to this worker, as they travel: the heads in this sealed frame, then each
+    /// job's payload, in the same order, as a frame of its own that is *not* sealed again. A
+    /// payload is already an envelope (sealed with the transfer key, its job id as context),
+    /// and its tag is in the sealed head, so it cannot be swapped, altered or replayed; sealing
+    /// it a second time inside the frame cost a second AES and HMAC pass over every byte on both
+    /// sides. Written by [`SealedWriter::send_jobs`], read back into [`ToWorker::Jobs`] by
+    /// [`SealedReader::next_to_worker`]; never handed to the session code as such.
+    JobsDetached {
+        bundle: BundleHash,
+        jobs: Vec<WireJobHead>,
     },
 }
 
