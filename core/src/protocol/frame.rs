@@ -6,7 +6,9 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 
-use super::{FRAME_BUDGET, MAX_FRAME, ToWorker, WireJob, WireJobHead};
+use super::{
+    FRAME_BUDGET, MAX_FRAME, ToMaster, ToWorker, WireJob, WireJobHead, WireResult, WireResultHead,
+};
 use crate::assets::BundleHash;
 use crate::crypto::TransferKey;
 use crate::error::{Error, Result};
@@ -163,6 +165,28 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
         write_frame(&mut self.writer, &frame).await
     }
 
+    /// Writes results as [`ToMaster::ResultsDetached`]: their heads in one sealed frame, then
+    /// each body (already an envelope) as a plain frame of its own. The caller keeps the batch
+    /// within [`FRAME_BUDGET`], which the reader checks.
+    pub(crate) async fn send_results(&mut self, results: Vec<WireResult>) -> Result<()> {
+        let mut heads = Vec::with_capacity(results.len());
+        for r in &results {
+            let (body_len, body_tag) = envelope_head(&r.id, &r.body)?;
+            heads.push(WireResultHead {
+                id: r.id.clone(),
+                attempt: r.attempt,
+                ok: r.ok,
+                body_len,
+                body_tag,
+            });
+        }
+        self.send(&ToMaster::ResultsDetached(heads)).await?;
+        for r in &results {
+            write_frame(&mut self.writer, &r.body).await?;
+        }
+        Ok(())
+    }
+
     /// Writes jobs as [`ToWorker::JobsDetached`]: their heads in one sealed frame, then each
     /// payload (already an envelope) as a plain frame of its own, so no payload byte is
     /// encrypted or copied again. The caller keeps the batch within [`FRAME_BUDGET`] (see
@@ -170,18 +194,7 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     pub(crate) async fn send_jobs(&mut self, bundle: BundleHash, jobs: Vec<WireJob>) -> Result<()> {
         let mut heads = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            let payload_len = u32::try_from(job.payload.len())
-                .ok()
-                .filter(|_| job.payload.len() >= 32)
-                .ok_or_else(|| {
-                    Error::protocol(format!(
-                        "job {:?} has a {}-byte payload, not an envelope that can travel",
-                        job.id,
-                        job.payload.len()
-                    ))
-                })?;
-            let mut payload_tag = [0u8; 32];
-            payload_tag.copy_from_slice(&job.payload[job.payload.len() - 32..]);
+            let (payload_len, payload_tag) = envelope_head(&job.id, &job.payload)?;
             heads.push(WireJobHead {
                 id: job.id.clone(),
                 attempt: job.attempt,
@@ -246,7 +259,82 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
     }
 }
 
+/// The length and tag (its last 32 bytes) of an envelope about to travel detached.
+fn envelope_head(id: &str, sealed: &[u8]) -> Result<(u32, [u8; 32])> {
+    let len = u32::try_from(sealed.len())
+        .ok()
+        .filter(|_| sealed.len() >= 32)
+        .ok_or_else(|| {
+            Error::protocol(format!(
+                "{id:?} has {} sealed bytes, not an envelope that can travel",
+                sealed.len()
+            ))
+        })?;
+    let mut tag = [0u8; 32];
+    tag.copy_from_slice(&sealed[sealed.len() - 32..]);
+    Ok((len, tag))
+}
+
 impl<R: AsyncRead + Unpin> SealedReader<R> {
+    /// Reads the envelopes announced by `heads` (length and tag each), one plain frame each, in
+    /// order. The announced bytes are bounded like one frame's before any is read.
+    async fn detached(&mut self, heads: &[(u32, [u8; 32])], from: &str) -> Result<Vec<Vec<u8>>> {
+        let announced = heads
+            .iter()
+            .map(|(len, _)| *len as usize)
+            .fold(0usize, usize::saturating_add);
+        if announced > FRAME_BUDGET {
+            return Err(Error::protocol(format!(
+                "{from} announced {announced} bytes in one batch; the limit is {FRAME_BUDGET}"
+            )));
+        }
+        let mut out = Vec::with_capacity(heads.len());
+        for (len, tag) in heads {
+            let mut sealed = Vec::new();
+            if !read_frame_into(&mut self.reader, *len as usize, &mut sealed).await? {
+                return Err(Error::protocol(format!(
+                    "{from} closed the stream in the middle of a batch"
+                )));
+            }
+            if sealed.len() != *len as usize
+                || sealed.len() < 32
+                || sealed[sealed.len() - 32..] != *tag
+            {
+                return Err(Error::Envelope);
+            }
+            out.push(sealed);
+        }
+        Ok(out)
+    }
+
+    /// The next message from a worker, with [`ToMaster::ResultsDetached`] and the body frames
+    /// after it put back together as [`ToMaster::Results`]; `Ok(None)` at a clean end of stream.
+    ///
+    /// # Errors
+    /// As [`next_to_worker`](Self::next_to_worker).
+    pub(crate) async fn next_to_master(&mut self) -> Result<Option<ToMaster>> {
+        let Some(message) = self.next::<ToMaster>().await? else {
+            return Ok(None);
+        };
+        let ToMaster::ResultsDetached(heads) = message else {
+            return Ok(Some(message));
+        };
+        let lens: Vec<_> = heads.iter().map(|h| (h.body_len, h.body_tag)).collect();
+        let bodies = self.detached(&lens, "the worker").await?;
+        Ok(Some(ToMaster::Results(
+            heads
+                .into_iter()
+                .zip(bodies)
+                .map(|(h, body)| WireResult {
+                    id: h.id,
+                    attempt: h.attempt,
+                    ok: h.ok,
+                    body,
+                })
+                .collect(),
+        )))
+    }
+
     /// The next message from the master, with [`ToWorker::JobsDetached`] and the payload frames
     /// after it put back together as [`ToWorker::Jobs`]; `Ok(None)` at a clean end of stream.
     ///
@@ -265,38 +353,22 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
         else {
             return Ok(Some(message));
         };
-        // Announced bytes are bounded like a frame's, before any is read.
-        let announced = heads
+        let lens: Vec<_> = heads
             .iter()
-            .map(|h| h.payload_len as usize)
-            .fold(0usize, usize::saturating_add);
-        if announced > FRAME_BUDGET {
-            return Err(Error::protocol(format!(
-                "the master announced {announced} bytes of job payloads in one batch; the limit is {FRAME_BUDGET}"
-            )));
-        }
-        let mut jobs = Vec::with_capacity(heads.len());
-        for head in heads {
-            let mut payload = Vec::new();
-            if !read_frame_into(&mut self.reader, head.payload_len as usize, &mut payload).await? {
-                return Err(Error::protocol(
-                    "the master closed the stream in the middle of a batch of jobs",
-                ));
-            }
-            if payload.len() != head.payload_len as usize
-                || payload.len() < 32
-                || payload[payload.len() - 32..] != head.payload_tag
-            {
-                return Err(Error::Envelope);
-            }
-            jobs.push(WireJob {
+            .map(|h| (h.payload_len, h.payload_tag))
+            .collect();
+        let payloads = self.detached(&lens, "the master").await?;
+        let jobs = heads
+            .into_iter()
+            .zip(payloads)
+            .map(|(head, payload)| WireJob {
                 id: head.id,
                 attempt: head.attempt,
                 task_type: head.task_type,
                 payload,
                 timeout_ms: head.timeout_ms,
-            });
-        }
+            })
+            .collect();
         Ok(Some(ToWorker::Jobs { bundle, jobs }))
     }
 }
@@ -556,5 +628,48 @@ mod tests {
         let err = read_back(wire).await.expect_err("refused");
         assert!(matches!(err, Error::Protocol(..)), "{err:?}");
         assert!(err.to_string().contains("announced"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn results_travel_with_their_sealed_bodies_verbatim_and_a_swap_is_refused() {
+        let result = |id: &str, bytes: usize| WireResult {
+            id: id.into(),
+            attempt: 1,
+            ok: true,
+            body: key().seal(
+                &crate::protocol::result_context(id, true),
+                &vec![b'r'; bytes],
+            ),
+        };
+        let (a, b) = (result("a", 200_000), result("b", 200_000));
+        let mut wire = Vec::new();
+        let mut writer = SealedWriter::new(key(), Direction::ToMaster, &mut wire);
+        writer
+            .send_results(vec![a.clone(), b.clone()])
+            .await
+            .expect("send");
+        writer.flush().await.expect("flush");
+        drop(writer);
+        let read = |wire: Vec<u8>| async move {
+            SealedReader::new(key(), Direction::ToMaster, futures::io::Cursor::new(wire))
+                .next_to_master()
+                .await
+        };
+        let Some(ToMaster::Results(got)) = read(wire.clone()).await.expect("read") else {
+            panic!("a batch of results");
+        };
+        assert_eq!(got.len(), 2);
+        assert_eq!((&got[0].id, &got[0].body), (&a.id, &a.body));
+        assert_eq!((&got[1].id, &got[1].body), (&b.id, &b.body));
+        let at = |p: &[u8]| {
+            wire.windows(p.len())
+                .position(|w| w == p)
+                .expect("verbatim")
+        };
+        let (ia, ib) = (at(&a.body), at(&b.body));
+        let mut swapped = wire.clone();
+        swapped[ia..ia + a.body.len()].copy_from_slice(&b.body);
+        swapped[ib..ib + b.body.len()].copy_from_slice(&a.body);
+        assert!(matches!(read(swapped).await, Err(Error::Envelope)));
     }
 }

@@ -134,6 +134,19 @@ pub(crate) struct WireJobHead {
     pub(crate) payload_tag: [u8; 32],
 }
 
+/// A result's head in [`ToMaster::ResultsDetached`]: everything but its body, which follows the
+/// sealed frame as a frame of its own, bound to this head by its envelope's tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireResultHead {
+    pub(crate) id: String,
+    pub(crate) attempt: u32,
+    pub(crate) ok: bool,
+    /// The sealed body's length in bytes.
+    pub(crate) body_len: u32,
+    /// The sealed body's HMAC tag (its last 32 bytes).
+    pub(crate) body_tag: [u8; 32],
+}
+
 /// A result as it travels to the master.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct WireResult {
@@ -185,10 +198,12 @@ pub(crate) enum ToWorker {
     },
     /// Jobs leased to this worker, as they travel: the heads in this sealed frame, then each
     /// job's payload, in the same order, as a frame of its own that is *not* sealed again. A
-    /// payload is already an envelope (sealed with the transfer key, its job id as context),
-    /// and its tag is in the sealed head, so it cannot be swapped, altered or replayed; sealing
-    /// it a second time inside the frame cost a second AES and HMAC pass over every byte on both
-    /// sides. Written by [`SealedWriter::send_jobs`], read back into [`ToWorker::Jobs`] by
+    /// payload is already an envelope (sealed with the transfer key, its job id as context)
+    /// whose tag is in the sealed, numbered head: a payload frame that is not the one its head
+    /// announced (another job's, a replayed one, another length or tag) ends the session at
+    /// once, and one altered anywhere else fails its HMAC when the worker opens it, so the job
+    /// fails and nothing altered runs. Sealing it a second time inside the frame cost a second
+    /// AES and HMAC pass over every byte on both sides. Written by [`SealedWriter::send_jobs`], read back into [`ToWorker::Jobs`] by
     /// [`SealedReader::next_to_worker`]; never handed to the session code as such.
     JobsDetached {
         bundle: BundleHash,
@@ -230,6 +245,12 @@ pub(crate) enum ToMaster {
     /// asked for). Only workers that cannot install dependencies themselves ask; the answer is
     /// [`ToWorker::DependencyBundle`].
     GetDependencyBundle,
+    /// Finished jobs, as they travel: the heads in this sealed frame, then each result's body
+    /// (already an envelope, sealed with [`result_context`]) as a plain frame of its own, bound
+    /// to its head by its tag, as [`ToWorker::JobsDetached`] does for payloads. Written by
+    /// [`SealedWriter::send_results`], read back into [`ToMaster::Results`] by
+    /// [`SealedReader::next_to_master`].
+    ResultsDetached(Vec<WireResultHead>),
 }
 
 /// Byte fields as one block instead of one element at a time. The postcard encoding is the same

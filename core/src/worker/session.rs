@@ -613,7 +613,7 @@ async fn send_results<W: futures::AsyncWrite + Unpin>(
         tracing::error!(job = %r.id, "a result too large for any frame was not sent");
     }
     for batch in batches {
-        writer.send(&ToMaster::Results(batch)).await?;
+        writer.send_results(batch).await?;
     }
     Ok(())
 }
