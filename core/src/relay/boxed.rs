@@ -28,8 +28,12 @@ pub(crate) struct Boxed<B>(pub(crate) B);
 pub(crate) struct BoxedHandler<H>(Box<H>);
 
 impl<H: ConnectionHandler> ConnectionHandler for BoxedHandler<H> {
-    type FromBehaviour = H::FromBehaviour;
-    type ToBehaviour = H::ToBehaviour;
+    // The events between the behaviour and the handler are boxed too: the task future holds an
+    // event in each of the places it sends one from, and the swarm's channels keep a node the
+    // size of an event each; the relay's events (a reservation request holds its stream) are
+    // hundreds of bytes.
+    type FromBehaviour = Box<H::FromBehaviour>;
+    type ToBehaviour = Box<H::ToBehaviour>;
     type InboundProtocol = H::InboundProtocol;
     type OutboundProtocol = H::OutboundProtocol;
     type InboundOpenInfo = H::InboundOpenInfo;
@@ -49,15 +53,15 @@ impl<H: ConnectionHandler> ConnectionHandler for BoxedHandler<H> {
     ) -> Poll<
         ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
     > {
-        self.0.poll(cx)
+        self.0.poll(cx).map(|event| event.map_custom(Box::new))
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
-        self.0.poll_close(cx)
+        self.0.poll_close(cx).map(|event| event.map(Box::new))
     }
 
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
-        self.0.on_behaviour_event(event);
+        self.0.on_behaviour_event(*event);
     }
 
     fn on_connection_event(
@@ -144,13 +148,13 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Boxed<B> {
         event: THandlerOutEvent<Self>,
     ) {
         self.0
-            .on_connection_handler_event(peer_id, connection_id, event);
+            .on_connection_handler_event(peer_id, connection_id, *event);
     }
 
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.0.poll(cx)
+        self.0.poll(cx).map(|action| action.map_in(Box::new))
     }
 }
