@@ -6,8 +6,10 @@
 #    core/examples/relay_reservations holding 1,000 reservations from 1,000 identities (one
 #    process, one source address: the bench raises the relay's per-IP reservation rate with its
 #    own flag). Peak and current RSS (VmHWM, VmRSS) once all are accepted: `queuexec relay` as
-#    it is (mimalloc, transparent huge pages off), with MIMALLOC_ARENA_EAGER_COMMIT=0
-#    MIMALLOC_PURGE_DELAY=0, and the same relay in core/examples/relay_serve (system allocator).
+#    it is (one thread, mimalloc with huge pages off and its purge delay 0 and commit on demand),
+#    with mimalloc's own defaults for those two (MIMALLOC_PURGE_DELAY=1000
+#    MIMALLOC_PAGE_COMMIT_ON_DEMAND=0), and the same relay in core/examples/relay_serve (system
+#    allocator, one thread).
 # 2. Throughput over a hole-punched path against a direct one between the same namespaces: a
 #    master behind NAT A and a worker behind NAT B (as in tests/netns-nat.sh), the worker finding
 #    the master through a relay and DCUtR punching a direct TCP connection; then the same
@@ -99,7 +101,9 @@ relay_memory() { # label env...
 }
 mem_json=()
 relay_memory default
-relay_memory lazy-commit MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0
+# `queuexec relay` sets these two mimalloc options itself unless they are in its environment
+# (cli/src/relay_cmd.rs): mimalloc 3's own defaults, to show what that buys.
+relay_memory mimalloc-defaults MIMALLOC_PURGE_DELAY=1000 MIMALLOC_PAGE_COMMIT_ON_DEMAND=0
 relay_memory system-allocator
 
 # ---- 2. Hole-punched against direct throughput.

@@ -116,10 +116,16 @@ fn main() -> std::process::ExitCode {
         unsafe { std::env::set_var("V82JSC_NO_BC_CACHE", "1") };
     }
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The relay is light and bound by I/O: one thread serves it, and one thread means one
+    // allocator heap instead of one per worker thread, each holding pages of its own. With 1,000
+    // reservations: 50 MB on two worker threads against 48 MB on one (bench/nat.sh's load,
+    // core/examples/relay_serve with mimalloc; see docs/relay.md).
+    let mut builder = if matches!(cli.command, Command::Relay(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("queuexec: cannot start the async runtime: {e}");

@@ -1,13 +1,14 @@
 //! For bench/nat.sh: the relay of `queuexec relay` (queuexec_core::relay) in a program of its
-//! own, with the system allocator instead of the CLI's mimalloc, so that the bench can tell the
-//! relay's own memory from the allocator's. Prints its address (as `queuexec relay` does) and
-//! serves until stdin closes.
+//! own, with the system allocator instead of the CLI's mimalloc (on one thread, as the CLI runs
+//! it), so that the bench can tell the relay's own memory from the allocator's. Prints its
+//! address (as `queuexec relay` does) and serves until stdin closes.
 //!
 //!   relay_serve LISTEN_MULTIADDR MAX_RESERVATIONS RESERVATIONS_PER_IP_PER_MINUTE
 
 use queuexec_core::relay::{Relay, RelayConfig};
 
-#[tokio::main]
+// One thread, as `queuexec relay` runs it (cli/src/main.rs).
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
