@@ -3,7 +3,9 @@
 //! A commit costs about the same for one job as for thousands, so the thread takes everything
 //! queued when it gets to work (up to [`GROUP_OPS_CAP`] ops), applies it in one transaction, and
 //! answers every caller. Under load groups grow by themselves; a lone caller waits for one
-//! commit, never for a timer.
+//! commit, never for a timer. Writes nobody awaits (delivery acknowledgements) are the one
+//! exception: they wait up to [`DETACHED_LINGER`] for a write somebody awaits and ride along in
+//! its commit, so that a push right after a result does not queue behind a commit of its own.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +23,9 @@ use crate::error::{Error, Result};
 /// A group stops taking more callers once it holds this many ops (one caller's ops are never
 /// split, so a group can be larger when a single call is).
 const GROUP_OPS_CAP: usize = 64 * 1024;
+
+/// How long a write nobody awaits waits for another write to share its commit with.
+const DETACHED_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -187,6 +192,11 @@ fn run(
     mut requests: mpsc::UnboundedReceiver<Request>,
     commits: &AtomicU64,
 ) {
+    // Only a timer for the linger of detached writes (see `gather_detached`).
+    let timer = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .ok();
     let mut next: Option<Request> = None;
     let mut closers = Vec::new();
     loop {
@@ -198,8 +208,27 @@ fn run(
             },
         };
         match request {
+            Request::Apply { ops, reply: None } => {
+                let (first, after) = gather_detached(timer.as_ref(), &mut requests, ops);
+                next = commit_group(
+                    store.as_mut(),
+                    &mut requests,
+                    first,
+                    after.is_none(),
+                    commits,
+                );
+                if after.is_some() {
+                    next = after;
+                }
+            }
             Request::Apply { ops, reply } => {
-                next = commit_group(store.as_mut(), &mut requests, ops, reply, commits);
+                next = commit_group(
+                    store.as_mut(),
+                    &mut requests,
+                    vec![(ops, reply)],
+                    true,
+                    commits,
+                );
             }
             #[cfg(test)]
             Request::Load(reply) => {
@@ -236,19 +265,63 @@ fn run(
     }
 }
 
-/// Applies `ops` and every apply queued behind it (up to the cap) in one transaction, answers
-/// each caller, and returns the first queued request that is not an apply, if it took one.
+/// A write nobody awaits: waits up to [`DETACHED_LINGER`] for writes queued after it (until one
+/// somebody awaits, which ends the wait), so they share one commit. Returns the writes to
+/// commit, in arrival order, and the request that ended the wait if it is not a write (served
+/// after the commit, and nothing queued behind it may be taken into the commit).
+fn gather_detached(
+    timer: Option<&tokio::runtime::Runtime>,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    ops: Vec<StoreOp>,
+) -> (
+    Vec<(Vec<StoreOp>, Option<Reply<Vec<String>>>)>,
+    Option<Request>,
+) {
+    let mut group = vec![(ops, None)];
+    let Some(timer) = timer else {
+        return (group, None);
+    };
+    let deadline = tokio::time::Instant::now() + DETACHED_LINGER;
+    let mut held = group[0].0.len();
+    while held < GROUP_OPS_CAP {
+        let got =
+            timer.block_on(async { tokio::time::timeout_at(deadline, requests.recv()).await });
+        match got {
+            Ok(Some(Request::Apply { ops, reply })) => {
+                let awaited = reply.is_some();
+                held += ops.len();
+                group.push((ops, reply));
+                if awaited {
+                    break;
+                }
+            }
+            Ok(Some(other)) => return (group, Some(other)),
+            // Every handle gone (the loop ends after this commit) or the linger is over.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (group, None)
+}
+
+/// Applies the `first` callers' ops and, when `take_more`, every apply queued behind them (up to
+/// the cap) in one transaction, answers each caller, and returns the first queued request that
+/// is not an apply, if it took one.
 fn commit_group(
     store: &mut dyn JobStore,
     requests: &mut mpsc::UnboundedReceiver<Request>,
-    mut ops: Vec<StoreOp>,
-    reply: Option<Reply<Vec<String>>>,
+    first: Vec<(Vec<StoreOp>, Option<Reply<Vec<String>>>)>,
+    take_more: bool,
     commits: &AtomicU64,
 ) -> Option<Request> {
     // Each caller's ops end at this index of `ops`.
-    let mut callers = vec![(ops.len(), reply)];
+    let mut ops = Vec::new();
+    let mut callers = Vec::with_capacity(first.len());
+    for (mut mine, reply) in first {
+        ops.append(&mut mine);
+        callers.push((ops.len(), reply));
+    }
     let mut next = None;
-    while ops.len() < GROUP_OPS_CAP {
+    while take_more && ops.len() < GROUP_OPS_CAP {
         match requests.try_recv() {
             Ok(Request::Apply {
                 ops: mut more,
@@ -543,6 +616,46 @@ mod tests {
             "delivered before the load"
         );
         assert_eq!(counts.await.expect("counts").done, 1);
+    }
+
+    /// A delivery acknowledgement (nobody awaits it) followed at once by a push: one commit for
+    /// both, so the push does not wait behind a commit of the acknowledgement alone.
+    #[tokio::test]
+    async fn a_detached_write_rides_along_with_the_next_awaited_write() {
+        let writer = StoreWriter::spawn(Box::new(MemoryStore::new()));
+        writer.apply(vec![insert("a", 1)]).await.expect("insert a");
+        assert_eq!(writer.commits(), 1);
+        writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
+        writer.apply(vec![insert("b", 2)]).await.expect("insert b");
+        assert_eq!(
+            writer.commits(),
+            2,
+            "the acknowledgement and the push share one commit"
+        );
+        assert!(writer.get("a").await.expect("get").expect("a").delivered);
+    }
+
+    /// A lone detached write is committed on its own once the linger is over, and before a read
+    /// or a close queued after it.
+    #[tokio::test]
+    async fn a_lone_detached_write_is_committed_after_the_linger_and_before_later_reads() {
+        let writer = StoreWriter::spawn(Box::new(MemoryStore::new()));
+        writer.apply(vec![insert("a", 1)]).await.expect("insert a");
+        writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writer.commits() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the detached write was never committed"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
+        writer.apply_detached(vec![insert("c", 3)]);
+        // A read right behind them ends their wait and sees them.
+        assert!(writer.get("c").await.expect("get").is_some());
+        writer.close().await;
+        assert_eq!(writer.commits(), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
