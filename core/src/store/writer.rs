@@ -29,6 +29,9 @@ const DETACHED_LINGER: std::time::Duration = std::time::Duration::from_millis(5)
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// One caller's writes in a group, and where its answer goes (none: nobody awaits them).
+type CallerOps = (Vec<StoreOp>, Option<Reply<Vec<String>>>);
+
 enum Request {
     Apply {
         ops: Vec<StoreOp>,
@@ -273,10 +276,7 @@ fn gather_detached(
     timer: Option<&tokio::runtime::Runtime>,
     requests: &mut mpsc::UnboundedReceiver<Request>,
     ops: Vec<StoreOp>,
-) -> (
-    Vec<(Vec<StoreOp>, Option<Reply<Vec<String>>>)>,
-    Option<Request>,
-) {
+) -> (Vec<CallerOps>, Option<Request>) {
     let mut group = vec![(ops, None)];
     let Some(timer) = timer else {
         return (group, None);
@@ -309,7 +309,7 @@ fn gather_detached(
 fn commit_group(
     store: &mut dyn JobStore,
     requests: &mut mpsc::UnboundedReceiver<Request>,
-    first: Vec<(Vec<StoreOp>, Option<Reply<Vec<String>>>)>,
+    first: Vec<CallerOps>,
     take_more: bool,
     commits: &AtomicU64,
 ) -> Option<Request> {
