@@ -52,6 +52,10 @@ def test_ctrl_c_stops_a_blocking_results_loop(tokens: dict[str, str], isolated: 
     proc = python_process(
         textwrap.dedent(
             f"""
+            import signal
+            # As in a terminal: a suite started in the background (`cmd &` in a script) hands its
+            # children SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             import queuexec
             token, transfer = {tokens["token"]!r}, {tokens["transfer_encrypt_token"]!r}
             master = queuexec.Master(token=token, transfer_encrypt_token=transfer)
@@ -80,6 +84,8 @@ def test_ctrl_c_stops_a_blocking_worker_run(tokens: dict[str, str], open_master:
     proc = python_process(
         textwrap.dedent(
             f"""
+            import signal
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see above)
             import queuexec
             token, transfer = {tokens["token"]!r}, {tokens["transfer_encrypt_token"]!r}
             worker = queuexec.Worker(token=token, transfer_encrypt_token=transfer,
