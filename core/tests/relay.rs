@@ -2,14 +2,15 @@
 //! use no mDNS find each other only through the relay's rendezvous point. (Hole punching and
 //! relayed job traffic across real NATs: tests/netns-nat.sh.)
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use queuexec_core::relay::{Relay, RelayConfig};
 use queuexec_core::{
-    Executor, JobInput, JobSpec, Master, StoreConfig, TaskFailure, Worker, WorkerConfig,
-    WorkerEvent,
+    Executor, JobInput, JobSpec, Master, MasterConfig, StoreConfig, TaskFailure, Worker,
+    WorkerConfig, WorkerEvent,
 };
 
 mod common;
@@ -36,6 +37,26 @@ async fn loopback_relay() -> Relay {
     .expect("the relay starts")
 }
 
+/// A master on loopback, in a room directory of its own, that meets workers through `boot`.
+fn master_through(room_dir: &Path, boot: &str) -> MasterConfig {
+    let mut config = master_config(room_dir);
+    config.listen = vec![LOOPBACK.into()];
+    config.bootstrap = vec![boot.into()];
+    config
+}
+
+/// A worker on loopback, in a room directory of its own, that finds its master through `boot`.
+fn worker_through(dir: &Path, name: &str, boot: &str) -> WorkerConfig {
+    let mut config = worker_config(
+        &dir.join(format!("rooms-{name}")),
+        dir.join(format!("wp-{name}")),
+        name,
+    );
+    config.listen = vec![LOOPBACK.into()];
+    config.bootstrap = vec![boot.into()];
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_finds_its_master_only_through_the_relay_and_another_room_finds_nothing() {
     let relay = loopback_relay().await;
@@ -58,14 +79,10 @@ async fn a_worker_finds_its_master_only_through_the_relay_and_another_room_finds
 
     // Separate room directories: the room file cannot bring them together.
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = master_config(&dir.path().join("rooms-master"));
-    config.listen = vec![LOOPBACK.into()];
-    config.bootstrap = vec![boot.clone()];
+    let config = master_through(&dir.path().join("rooms-master"), &boot);
     let (master, mut events) = Master::start(config).await.expect("master");
 
-    let mut config = worker_config(&dir.path().join("rooms-w"), dir.path().join("wp"), "w");
-    config.listen = vec![LOOPBACK.into()];
-    config.bootstrap = vec![boot.clone()];
+    let config = worker_through(dir.path(), "w", &boot);
     let (worker, mut worker_events) = Worker::start(config, Arc::new(Echo)).await.expect("worker");
 
     let mut config = WorkerConfig::new("another-room", TRANSFER);
@@ -269,13 +286,9 @@ async fn a_relay_given_by_name_is_found_through_dns() {
     assert!(boot.starts_with("/dns4/localhost/tcp/"), "{boot}");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = master_config(&dir.path().join("rooms-master"));
-    config.listen = vec![LOOPBACK.into()];
-    config.bootstrap = vec![boot.clone()];
+    let config = master_through(&dir.path().join("rooms-master"), &boot);
     let (master, mut events) = Master::start(config).await.expect("master");
-    let mut config = worker_config(&dir.path().join("rooms-w"), dir.path().join("wp"), "named");
-    config.listen = vec![LOOPBACK.into()];
-    config.bootstrap = vec![boot];
+    let config = worker_through(dir.path(), "named", &boot);
     let (worker, _worker_events) = Worker::start(config, Arc::new(Echo)).await.expect("worker");
 
     let jobs: Vec<JobSpec> = (0..20).map(|i| JobSpec::new(format!("{i}"))).collect();

@@ -8,7 +8,6 @@ use std::fmt::Debug;
 
 use proptest::prelude::*;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::manifest::manifest_strategy;
 use super::{CORPUS_TOKEN, Mutation, corpus, fuzz, mutations};
@@ -16,7 +15,7 @@ use crate::assets::{BundleHash, ManifestEntry, Sha256};
 use crate::crypto::TransferKey;
 use crate::error::Error;
 use crate::protocol::{
-    Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult,
+    Detachable, Direction, SealedReader, SealedWriter, ToMaster, ToWorker, WireJob, WireResult,
 };
 
 pub(super) fn key() -> TransferKey {
@@ -33,10 +32,7 @@ pub(super) enum End {
 }
 
 /// Reads every message of `bytes` the way a session does, until the end or the first error.
-pub(super) fn read_stream<T: DeserializeOwned>(
-    direction: Direction,
-    bytes: &[u8],
-) -> (Vec<T>, End) {
+pub(super) fn read_stream<T: Detachable>(direction: Direction, bytes: &[u8]) -> (Vec<T>, End) {
     let mut reader = SealedReader::new(key(), direction, futures::io::Cursor::new(bytes));
     let mut messages = Vec::new();
     loop {
@@ -205,7 +201,7 @@ fn hostile_stream() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// Replays one direction's corpus: valid streams open to the end, hostile ones are refused.
-fn replay<T: DeserializeOwned + Debug>(target: &str, direction: Direction) {
+fn replay<T: Detachable + Debug>(target: &str, direction: Direction) {
     for (name, stream) in corpus(target) {
         let (messages, end) = read_stream::<T>(direction, &stream);
         if name.starts_with("valid-") {
@@ -228,7 +224,7 @@ fn replay<T: DeserializeOwned + Debug>(target: &str, direction: Direction) {
 
 /// A valid stream with one mutation gives exactly the messages of the frames before the first
 /// changed byte, then stops: no altered frame ever opens, and nothing panics.
-fn mutated_stream_yields_only_untouched_frames<T: DeserializeOwned + Debug>(
+fn mutated_stream_yields_only_untouched_frames<T: Detachable + Debug>(
     direction: Direction,
     seed: &[u8],
     mutation: &Mutation,

@@ -435,7 +435,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
 ) -> Result<()> {
     let mut reader = SealedReader::new(shared.key.clone(), Direction::ToMaster, reader);
     let closed = || Error::Closed("the master");
-    while let Some(message) = reader.next_to_master().await? {
+    while let Some(message) = reader.next::<ToMaster>().await? {
         match message {
             ToMaster::Credits(n) => shared
                 .engine
@@ -494,7 +494,7 @@ async fn read_session<R: futures::AsyncRead + Unpin>(
             ToMaster::GetDependencyBundle => {
                 queue_request(requests, AssetRequest::DependencyBundle)?
             }
-            // `next_to_master` turns these into `Results` with their bodies.
+            // `SealedReader::next` turns these into `Results` with their bodies.
             ToMaster::ResultsDetached(_) => {
                 return Err(Error::protocol(
                     "a batch of results arrived without its bodies",

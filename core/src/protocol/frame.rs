@@ -6,9 +6,7 @@
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    FRAME_BUDGET, MAX_FRAME, ToMaster, ToWorker, WireJob, WireJobHead, WireResult, WireResultHead,
-};
+use super::{FRAME_BUDGET, MAX_FRAME, ToMaster, ToWorker, WireJob, WireResult};
 use crate::assets::BundleHash;
 use crate::crypto::TransferKey;
 use crate::error::{Error, Result};
@@ -140,6 +138,25 @@ impl Direction {
             Direction::ToMaster => "the master",
         }
     }
+
+    /// The peer frames in this direction come from, for messages.
+    fn sender(self) -> &'static str {
+        match self {
+            Direction::ToWorker => "the master",
+            Direction::ToMaster => "the worker",
+        }
+    }
+}
+
+/// A message that may announce envelopes travelling after its sealed frame as plain frames of
+/// their own ([`ToWorker::JobsDetached`], [`ToMaster::ResultsDetached`]). [`SealedReader::next`]
+/// reads what a message announces and hands it back with the envelopes attached, so the
+/// sessions only ever see whole messages.
+pub(crate) trait Detachable: for<'de> Deserialize<'de> {
+    /// The length and tag of each envelope this message announces, in order (none for most).
+    fn announced(&self) -> Vec<(u32, [u8; 32])>;
+    /// This message with the envelopes it announced, in the same order.
+    fn attach(self, envelopes: Vec<Vec<u8>>) -> Self;
 }
 
 /// Seals, numbers and writes messages in one direction. Writes are buffered: call
@@ -169,22 +186,9 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     /// each body (already an envelope) as a plain frame of its own. The caller keeps the batch
     /// within [`FRAME_BUDGET`], which the reader checks.
     pub(crate) async fn send_results(&mut self, results: Vec<WireResult>) -> Result<()> {
-        let mut heads = Vec::with_capacity(results.len());
-        for r in &results {
-            let (body_len, body_tag) = envelope_head(&r.id, &r.body)?;
-            heads.push(WireResultHead {
-                id: r.id.clone(),
-                attempt: r.attempt,
-                ok: r.ok,
-                body_len,
-                body_tag,
-            });
-        }
-        self.send(&ToMaster::ResultsDetached(heads)).await?;
-        for r in &results {
-            write_frame(&mut self.writer, &r.body).await?;
-        }
-        Ok(())
+        let heads = ToMaster::detach_results(&results)?;
+        self.send_detached(&heads, results.iter().map(|r| r.body.as_slice()))
+            .await
     }
 
     /// Writes jobs as [`ToWorker::JobsDetached`]: their heads in one sealed frame, then each
@@ -192,25 +196,20 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     /// encrypted or copied again. The caller keeps the batch within [`FRAME_BUDGET`] (see
     /// [`super::split_by_bytes`]), which the reader checks.
     pub(crate) async fn send_jobs(&mut self, bundle: BundleHash, jobs: Vec<WireJob>) -> Result<()> {
-        let mut heads = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let (payload_len, payload_tag) = envelope_head(&job.id, &job.payload)?;
-            heads.push(WireJobHead {
-                id: job.id.clone(),
-                attempt: job.attempt,
-                task_type: job.task_type.clone(),
-                timeout_ms: job.timeout_ms,
-                payload_len,
-                payload_tag,
-            });
-        }
-        self.send(&ToWorker::JobsDetached {
-            bundle,
-            jobs: heads,
-        })
-        .await?;
-        for job in &jobs {
-            write_frame(&mut self.writer, &job.payload).await?;
+        let heads = ToWorker::detach_jobs(bundle, &jobs)?;
+        self.send_detached(&heads, jobs.iter().map(|j| j.payload.as_slice()))
+            .await
+    }
+
+    /// Seals `heads` as the next frame, then writes each envelope it announces as it is.
+    async fn send_detached<'a, T: Serialize>(
+        &mut self,
+        heads: &T,
+        envelopes: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<()> {
+        self.send(heads).await?;
+        for envelope in envelopes {
+            write_frame(&mut self.writer, envelope).await?;
         }
         Ok(())
     }
@@ -251,34 +250,20 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
     /// [`Error::Protocol`] for a frame over [`MAX_FRAME`] or a message this version cannot
     /// read, [`Error::Envelope`] for a frame that does not open, [`Error::Network`] when reading
     /// fails.
-    pub(crate) async fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>> {
+    /// A message that announces envelopes ([`Detachable`]) comes back with them: they follow
+    /// its frame as plain frames, each the length and tag its head announced, and together
+    /// they are bounded like one frame's bytes before any is read. [`Error::Protocol`] when
+    /// they announce more, [`Error::Envelope`] when a frame is not the one announced.
+    pub(crate) async fn next<T: Detachable>(&mut self) -> Result<Option<T>> {
         if !read_frame_into(&mut self.reader, MAX_FRAME, &mut self.frame).await? {
             return Ok(None);
         }
-        self.opener.open(&self.frame).map(Some)
-    }
-}
-
-/// The length and tag (its last 32 bytes) of an envelope about to travel detached.
-fn envelope_head(id: &str, sealed: &[u8]) -> Result<(u32, [u8; 32])> {
-    let len = u32::try_from(sealed.len())
-        .ok()
-        .filter(|_| sealed.len() >= 32)
-        .ok_or_else(|| {
-            Error::protocol(format!(
-                "{id:?} has {} sealed bytes, not an envelope that can travel",
-                sealed.len()
-            ))
-        })?;
-    let mut tag = [0u8; 32];
-    tag.copy_from_slice(&sealed[sealed.len() - 32..]);
-    Ok((len, tag))
-}
-
-impl<R: AsyncRead + Unpin> SealedReader<R> {
-    /// Reads the envelopes announced by `heads` (length and tag each), one plain frame each, in
-    /// order. The announced bytes are bounded like one frame's before any is read.
-    async fn detached(&mut self, heads: &[(u32, [u8; 32])], from: &str) -> Result<Vec<Vec<u8>>> {
+        let message: T = self.opener.open(&self.frame)?;
+        let heads = message.announced();
+        if heads.is_empty() {
+            return Ok(Some(message));
+        }
+        let from = self.opener.direction.sender();
         let announced = heads
             .iter()
             .map(|(len, _)| *len as usize)
@@ -288,88 +273,20 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
                 "{from} announced {announced} bytes in one batch; the limit is {FRAME_BUDGET}"
             )));
         }
-        let mut out = Vec::with_capacity(heads.len());
+        let mut envelopes = Vec::with_capacity(heads.len());
         for (len, tag) in heads {
             let mut sealed = Vec::new();
-            if !read_frame_into(&mut self.reader, *len as usize, &mut sealed).await? {
+            if !read_frame_into(&mut self.reader, len as usize, &mut sealed).await? {
                 return Err(Error::protocol(format!(
                     "{from} closed the stream in the middle of a batch"
                 )));
             }
-            if sealed.len() != *len as usize
-                || sealed.len() < 32
-                || sealed[sealed.len() - 32..] != *tag
-            {
+            if sealed.len() != len as usize || !sealed.ends_with(&tag) {
                 return Err(Error::Envelope);
             }
-            out.push(sealed);
+            envelopes.push(sealed);
         }
-        Ok(out)
-    }
-
-    /// The next message from a worker, with [`ToMaster::ResultsDetached`] and the body frames
-    /// after it put back together as [`ToMaster::Results`]; `Ok(None)` at a clean end of stream.
-    ///
-    /// # Errors
-    /// As [`next_to_worker`](Self::next_to_worker).
-    pub(crate) async fn next_to_master(&mut self) -> Result<Option<ToMaster>> {
-        let Some(message) = self.next::<ToMaster>().await? else {
-            return Ok(None);
-        };
-        let ToMaster::ResultsDetached(heads) = message else {
-            return Ok(Some(message));
-        };
-        let lens: Vec<_> = heads.iter().map(|h| (h.body_len, h.body_tag)).collect();
-        let bodies = self.detached(&lens, "the worker").await?;
-        Ok(Some(ToMaster::Results(
-            heads
-                .into_iter()
-                .zip(bodies)
-                .map(|(h, body)| WireResult {
-                    id: h.id,
-                    attempt: h.attempt,
-                    ok: h.ok,
-                    body,
-                })
-                .collect(),
-        )))
-    }
-
-    /// The next message from the master, with [`ToWorker::JobsDetached`] and the payload frames
-    /// after it put back together as [`ToWorker::Jobs`]; `Ok(None)` at a clean end of stream.
-    ///
-    /// # Errors
-    /// As [`next`](Self::next); also [`Error::Protocol`] when the heads announce more payload
-    /// bytes than one frame may carry, and [`Error::Envelope`] when a payload frame is not the
-    /// one its head announced (length or tag).
-    pub(crate) async fn next_to_worker(&mut self) -> Result<Option<ToWorker>> {
-        let Some(message) = self.next::<ToWorker>().await? else {
-            return Ok(None);
-        };
-        let ToWorker::JobsDetached {
-            bundle,
-            jobs: heads,
-        } = message
-        else {
-            return Ok(Some(message));
-        };
-        let lens: Vec<_> = heads
-            .iter()
-            .map(|h| (h.payload_len, h.payload_tag))
-            .collect();
-        let payloads = self.detached(&lens, "the master").await?;
-        let jobs = heads
-            .into_iter()
-            .zip(payloads)
-            .map(|(head, payload)| WireJob {
-                id: head.id,
-                attempt: head.attempt,
-                task_type: head.task_type,
-                payload,
-                timeout_ms: head.timeout_ms,
-            })
-            .collect();
-        Ok(Some(ToWorker::Jobs { bundle, jobs }))
+        Ok(Some(message.attach(envelopes)))
     }
 }
 
@@ -534,7 +451,7 @@ mod tests {
     async fn read_back(wire: Vec<u8>) -> Result<Option<ToWorker>> {
         let mut reader =
             SealedReader::new(key(), Direction::ToWorker, futures::io::Cursor::new(wire));
-        reader.next_to_worker().await
+        reader.next::<ToWorker>().await
     }
 
     #[tokio::test]
@@ -652,7 +569,7 @@ mod tests {
         drop(writer);
         let read = |wire: Vec<u8>| async move {
             SealedReader::new(key(), Direction::ToMaster, futures::io::Cursor::new(wire))
-                .next_to_master()
+                .next::<ToMaster>()
                 .await
         };
         let Some(ToMaster::Results(got)) = read(wire.clone()).await.expect("read") else {

@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::assets::{BundleHash, Manifest, ManifestEntry, Sha256};
 
+#[cfg(test)]
+pub(crate) use frame::Detachable;
 pub(crate) use frame::{Direction, SealedReader, SealedWriter};
+
+use crate::error::{Error, Result};
 pub(crate) use handshake::{MasterHandshake, WorkerHandshake};
 
 /// The libp2p protocol of the job stream.
@@ -203,8 +207,9 @@ pub(crate) enum ToWorker {
     /// announced (another job's, a replayed one, another length or tag) ends the session at
     /// once, and one altered anywhere else fails its HMAC when the worker opens it, so the job
     /// fails and nothing altered runs. Sealing it a second time inside the frame cost a second
-    /// AES and HMAC pass over every byte on both sides. Written by [`SealedWriter::send_jobs`], read back into [`ToWorker::Jobs`] by
-    /// [`SealedReader::next_to_worker`]; never handed to the session code as such.
+    /// AES and HMAC pass over every byte on both sides. Written by
+    /// [`SealedWriter::send_jobs`], read back into [`ToWorker::Jobs`] by
+    /// [`SealedReader::next`]; never handed to the session code as such.
     JobsDetached {
         bundle: BundleHash,
         jobs: Vec<WireJobHead>,
@@ -249,8 +254,122 @@ pub(crate) enum ToMaster {
     /// (already an envelope, sealed with [`result_context`]) as a plain frame of its own, bound
     /// to its head by its tag, as [`ToWorker::JobsDetached`] does for payloads. Written by
     /// [`SealedWriter::send_results`], read back into [`ToMaster::Results`] by
-    /// [`SealedReader::next_to_master`].
+    /// [`SealedReader::next`].
     ResultsDetached(Vec<WireResultHead>),
+}
+
+/// The length and tag (its last 32 bytes) of an envelope about to travel detached.
+fn envelope_head(id: &str, sealed: &[u8]) -> Result<(u32, [u8; 32])> {
+    let tag = sealed
+        .last_chunk::<32>()
+        .copied()
+        .zip(u32::try_from(sealed.len()).ok())
+        .ok_or_else(|| {
+            Error::protocol(format!(
+                "{id:?} has {} sealed bytes, not an envelope that can travel",
+                sealed.len()
+            ))
+        })?;
+    Ok((tag.1, tag.0))
+}
+
+impl ToWorker {
+    /// The heads of `jobs` as [`ToWorker::JobsDetached`] (their payloads travel after it).
+    pub(crate) fn detach_jobs(bundle: BundleHash, jobs: &[WireJob]) -> Result<ToWorker> {
+        let jobs = jobs
+            .iter()
+            .map(|job| {
+                let (payload_len, payload_tag) = envelope_head(&job.id, &job.payload)?;
+                Ok(WireJobHead {
+                    id: job.id.clone(),
+                    attempt: job.attempt,
+                    task_type: job.task_type.clone(),
+                    timeout_ms: job.timeout_ms,
+                    payload_len,
+                    payload_tag,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ToWorker::JobsDetached { bundle, jobs })
+    }
+}
+
+impl frame::Detachable for ToWorker {
+    fn announced(&self) -> Vec<(u32, [u8; 32])> {
+        match self {
+            ToWorker::JobsDetached { jobs, .. } => jobs
+                .iter()
+                .map(|h| (h.payload_len, h.payload_tag))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn attach(self, payloads: Vec<Vec<u8>>) -> Self {
+        let ToWorker::JobsDetached { bundle, jobs } = self else {
+            return self;
+        };
+        let jobs = jobs
+            .into_iter()
+            .zip(payloads)
+            .map(|(head, payload)| WireJob {
+                id: head.id,
+                attempt: head.attempt,
+                task_type: head.task_type,
+                payload,
+                timeout_ms: head.timeout_ms,
+            })
+            .collect();
+        ToWorker::Jobs { bundle, jobs }
+    }
+}
+
+impl ToMaster {
+    /// The heads of `results` as [`ToMaster::ResultsDetached`] (their bodies travel after it).
+    pub(crate) fn detach_results(results: &[WireResult]) -> Result<ToMaster> {
+        let heads = results
+            .iter()
+            .map(|r| {
+                let (body_len, body_tag) = envelope_head(&r.id, &r.body)?;
+                Ok(WireResultHead {
+                    id: r.id.clone(),
+                    attempt: r.attempt,
+                    ok: r.ok,
+                    body_len,
+                    body_tag,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ToMaster::ResultsDetached(heads))
+    }
+}
+
+impl frame::Detachable for ToMaster {
+    fn announced(&self) -> Vec<(u32, [u8; 32])> {
+        match self {
+            ToMaster::ResultsDetached(heads) => {
+                heads.iter().map(|h| (h.body_len, h.body_tag)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn attach(self, bodies: Vec<Vec<u8>>) -> Self {
+        let ToMaster::ResultsDetached(heads) = self else {
+            return self;
+        };
+        let results = heads
+            .into_iter()
+            .zip(bodies)
+            .map(|(h, body)| WireResult {
+                id: h.id,
+                attempt: h.attempt,
+                ok: h.ok,
+                body,
+            })
+            .collect();
+        ToMaster::Results(results)
+    }
 }
 
 /// Byte fields as one block instead of one element at a time. The postcard encoding is the same

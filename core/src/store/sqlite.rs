@@ -30,7 +30,24 @@ const APPLICATION_ID: i64 = 0x5158_4543;
 /// How long a statement waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &str = "
+/// Each job's sealed payload, by the job's seq, written once and never updated. Kept out of the
+/// jobs row because SQLite rewrites (or reads back and compares) a whole row on every UPDATE,
+/// overflow pages included: with the payload in the row, a 1 MiB job cost about 3 MiB of WAL
+/// writes and 2 MiB of reads over its life (done, delivered), and the checkpoints copied it all
+/// again. Here it is written once. (A macro: [`SCHEMA`] and [`MIGRATE_1_TO_2`] are built from
+/// it at compile time.)
+macro_rules! payloads_table {
+    () => {
+        "CREATE TABLE payloads (
+    seq     INTEGER PRIMARY KEY NOT NULL,
+    payload BLOB NOT NULL
+);
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE jobs (
     id            TEXT PRIMARY KEY NOT NULL,
     seq           INTEGER NOT NULL,
@@ -52,15 +69,9 @@ CREATE TABLE jobs (
 -- Exactly the rows load() returns, in its order; finished and delivered jobs leave it, so a
 -- restart reads the open jobs without scanning the history.
 CREATE INDEX jobs_open ON jobs (seq) WHERE state NOT IN (2, 4) OR delivered = 0;
--- Each job's sealed payload, by the job's seq, written once and never updated. Kept out of the
--- jobs row because SQLite rewrites (or reads back and compares) a whole row on every UPDATE,
--- overflow pages included: with the payload in the row, a 1 MiB job cost about 3 MiB of WAL
--- writes and 2 MiB of reads over its life (done, delivered), and the checkpoints copied it all
--- again. Here it is written once.
-CREATE TABLE payloads (
-    seq     INTEGER PRIMARY KEY NOT NULL,
-    payload BLOB NOT NULL
-);
+",
+    payloads_table!(),
+    "
 -- One row per setting. max_seq is kept here (one update per transaction) rather than found
 -- with an index on seq (one more index write per job).
 CREATE TABLE meta (
@@ -68,16 +79,17 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 );
 INSERT INTO meta (key, value) VALUES ('max_seq', 0);
-";
+"
+);
 
 /// The columns a [`StoredJob`] is read from, in `row_to_job`'s order (a macro so that
 /// [`LOAD_SQL`] can be built from it at compile time). Every query using it reads `FROM jobs`
 /// (unaliased): the payload comes from its own table by the job's seq.
 macro_rules! columns {
     () => {
-        "id, seq, task_type, \
-         (SELECT payload FROM payloads WHERE payloads.seq = jobs.seq), priority, state, attempt, max_attempts, timeout_ms, \
-         not_before_ms, last_error, result, worker_id, worker_name, delivered"
+        "id, seq, task_type, (SELECT payload FROM payloads WHERE payloads.seq = jobs.seq), \
+         priority, state, attempt, max_attempts, timeout_ms, not_before_ms, last_error, result, \
+         worker_id, worker_name, delivered"
     };
 }
 
@@ -113,14 +125,13 @@ const DISCARD_PAYLOAD: &str =
     "DELETE FROM payloads WHERE seq = (SELECT seq FROM jobs WHERE id = ?1 AND state = 4)";
 const DISCARD: &str = "DELETE FROM jobs WHERE id = ?1 AND state = 4";
 /// Version 1 to 2: payloads move out of the jobs rows into their own table.
-const MIGRATE_1_TO_2: &str = "
-CREATE TABLE payloads (
-    seq     INTEGER PRIMARY KEY NOT NULL,
-    payload BLOB NOT NULL
-);
-INSERT OR REPLACE INTO payloads (seq, payload) SELECT seq, payload FROM jobs;
+/// Two jobs with one seq would make it fail (and change nothing) rather than lose a payload.
+const MIGRATE_1_TO_2: &str = concat!(
+    payloads_table!(),
+    "INSERT INTO payloads (seq, payload) SELECT seq, payload FROM jobs;
 ALTER TABLE jobs DROP COLUMN payload;
-";
+"
+);
 const RAISE_MAX_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'max_seq'";
 
 /// The write statements of one transaction, each prepared (through the connection's cache) on
@@ -312,7 +323,10 @@ impl SqliteStore {
             }
             1 if application_id == APPLICATION_ID => {
                 // One transaction: a store is wholly version 1 or wholly version 2.
-                tracing::info!(store = %location, "moving the store's payloads to their own table (schema version 1 to 2, once)");
+                tracing::info!(
+                    store = %location,
+                    "moving the store's payloads to their own table (schema version 1 to 2, once)"
+                );
                 tx.execute_batch(MIGRATE_1_TO_2).map_err(failed)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(failed)?;

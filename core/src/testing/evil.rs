@@ -114,7 +114,7 @@ impl EvilPeer {
         let deaf = if read {
             let mut reader = SealedReader::new(self.key.clone(), Direction::ToWorker, reader);
             tasks.push(tokio::spawn(async move {
-                while let Ok(Some(message)) = reader.next_to_worker().await {
+                while let Ok(Some(message)) = reader.next::<ToWorker>().await {
                     match message {
                         ToWorker::Jobs { jobs, .. } => {
                             for job in jobs {

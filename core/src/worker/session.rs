@@ -272,7 +272,7 @@ impl Runner {
         let mut reader = SealedReader::new(self.key.clone(), Direction::ToWorker, reader);
         let mut sync = AssetSync::default();
         let body = async {
-            while let Some(message) = reader.next_to_worker().await? {
+            while let Some(message) = reader.next::<ToWorker>().await? {
                 match message {
                     ToWorker::Jobs { bundle, jobs } => {
                         take_credits(&connection.credits, jobs.len())?;
@@ -341,7 +341,7 @@ impl Runner {
                         self.on_dependency_bundle(&mut sync, entry, error, &mut connection)
                             .await?;
                     }
-                    // `next_to_worker` turns these into `Jobs` with their payloads.
+                    // `SealedReader::next` turns these into `Jobs` with their payloads.
                     ToWorker::JobsDetached { .. } => {
                         return Err(Error::protocol(
                             "a batch of jobs arrived without its payloads",
