@@ -74,13 +74,19 @@ impl std::fmt::Debug for StoreWriter {
 impl StoreWriter {
     /// Starts the thread that owns `store`; returns the first handle to it.
     pub(crate) fn spawn(store: Box<dyn JobStore>) -> StoreWriter {
+        Self::spawn_with_linger(store, DETACHED_LINGER)
+    }
+
+    /// [`spawn`](Self::spawn) with another linger for writes nobody awaits (tests use a long one,
+    /// so that timing cannot decide what they check).
+    fn spawn_with_linger(store: Box<dyn JobStore>, linger: std::time::Duration) -> StoreWriter {
         let (requests, receiver) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         let location: Arc<str> = store.location().into();
         let thread_commits = Arc::clone(&commits);
         let spawned = std::thread::Builder::new()
             .name("queuexec-store".to_string())
-            .spawn(move || run(store, receiver, &thread_commits));
+            .spawn(move || run(store, receiver, &thread_commits, linger));
         if let Err(e) = spawned {
             // The receiver is gone with the closure, so every call reports Error::Closed.
             tracing::error!(store = %location, error = %e, "could not start the job store thread");
@@ -194,6 +200,7 @@ fn run(
     mut store: Box<dyn JobStore>,
     mut requests: mpsc::UnboundedReceiver<Request>,
     commits: &AtomicU64,
+    linger: std::time::Duration,
 ) {
     // Only a timer for the linger of detached writes (see `gather_detached`).
     let timer = tokio::runtime::Builder::new_current_thread()
@@ -212,7 +219,7 @@ fn run(
         };
         match request {
             Request::Apply { ops, reply: None } => {
-                let (first, after) = gather_detached(timer.as_ref(), &mut requests, ops);
+                let (first, after) = gather_detached(timer.as_ref(), &mut requests, ops, linger);
                 next = commit_group(
                     store.as_mut(),
                     &mut requests,
@@ -268,7 +275,7 @@ fn run(
     }
 }
 
-/// A write nobody awaits: waits up to [`DETACHED_LINGER`] for writes queued after it (until one
+/// A write nobody awaits: waits up to `linger` ([`DETACHED_LINGER`]) for writes queued after it (until one
 /// somebody awaits, which ends the wait), so they share one commit. Returns the writes to
 /// commit, in arrival order, and the request that ended the wait if it is not a write (served
 /// after the commit, and nothing queued behind it may be taken into the commit).
@@ -276,12 +283,13 @@ fn gather_detached(
     timer: Option<&tokio::runtime::Runtime>,
     requests: &mut mpsc::UnboundedReceiver<Request>,
     ops: Vec<StoreOp>,
+    linger: std::time::Duration,
 ) -> (Vec<CallerOps>, Option<Request>) {
     let mut group = vec![(ops, None)];
     let Some(timer) = timer else {
         return (group, None);
     };
-    let deadline = tokio::time::Instant::now() + DETACHED_LINGER;
+    let deadline = tokio::time::Instant::now() + linger;
     let mut held = group[0].0.len();
     while held < GROUP_OPS_CAP {
         let got =
@@ -618,15 +626,24 @@ mod tests {
         assert_eq!(counts.await.expect("counts").done, 1);
     }
 
-    /// A delivery acknowledgement (nobody awaits it) followed at once by a push: one commit for
-    /// both, so the push does not wait behind a commit of the acknowledgement alone.
+    /// A delivery acknowledgement (nobody awaits it), then a push a moment later: one commit for
+    /// both, so the push does not wait behind a commit of the acknowledgement alone. The linger
+    /// is long here, so the push comes while the acknowledgement waits whatever the machine's
+    /// load; without the linger the acknowledgement would be committed alone meanwhile.
     #[tokio::test]
     async fn a_detached_write_rides_along_with_the_next_awaited_write() {
-        let writer = StoreWriter::spawn(Box::new(MemoryStore::new()));
+        let writer =
+            StoreWriter::spawn_with_linger(Box::new(MemoryStore::new()), Duration::from_secs(30));
         writer.apply(vec![insert("a", 1)]).await.expect("insert a");
         assert_eq!(writer.commits(), 1);
         writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
-        writer.apply(vec![insert("b", 2)]).await.expect("insert b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(writer.commits(), 1, "the acknowledgement waits for company");
+        let push =
+            tokio::time::timeout(Duration::from_secs(10), writer.apply(vec![insert("b", 2)]))
+                .await
+                .expect("the push is committed at once");
+        assert!(push.expect("insert b").is_empty());
         assert_eq!(
             writer.commits(),
             2,
