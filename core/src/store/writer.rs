@@ -3,13 +3,19 @@
 //! A commit costs about the same for one job as for thousands, so the thread takes everything
 //! queued when it gets to work (up to [`GROUP_OPS_CAP`] ops), applies it in one transaction, and
 //! answers every caller. Under load groups grow by themselves; a lone caller waits for one
-//! commit, never for a timer. Writes nobody awaits (delivery acknowledgements) are the one
-//! exception: they wait up to [`DETACHED_LINGER`] for a write somebody awaits and ride along in
-//! its commit, so that a push right after a result does not queue behind a commit of its own.
+//! commit, never for a timer.
+//!
+//! A small write that finds nothing queued and the store free is committed on the caller's own
+//! thread instead: handing it to the store thread and back costs two thread wake-ups, more than
+//! the commit of a job or two (this is most of a lone job's push → result round trip).
+//!
+//! Writes nobody awaits (delivery acknowledgements) wait up to [`DETACHED_LINGER`] for a write
+//! somebody awaits and ride along in its commit, so that a push right after a result does not
+//! queue behind a commit of its own.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +33,12 @@ const GROUP_OPS_CAP: usize = 64 * 1024;
 /// How long a write nobody awaits waits for another write to share its commit with.
 const DETACHED_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// A write is committed on its caller's thread only when it has at most this many ops…
+const INLINE_OPS_CAP: usize = 64;
+/// …and at most this many payload and result bytes: the caller is an async task, which a big
+/// commit would hold up longer than the wake-ups it saves.
+const INLINE_BYTES_CAP: usize = 256 * 1024;
+
 type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// One caller's writes in a group, and where its answer goes (none: nobody awaits them).
@@ -37,6 +49,9 @@ enum Request {
         ops: Vec<StoreOp>,
         reply: Option<Reply<Vec<String>>>,
     },
+    /// Writes nobody awaits were stashed (see [`Owned::stash`]): commit them after the linger
+    /// unless another commit takes them first. Not counted in [`Shared::backlog`].
+    Flush,
     #[cfg(test)]
     Load(Reply<Vec<StoredJob>>),
     #[cfg(test)]
@@ -47,25 +62,120 @@ enum Request {
     Close(oneshot::Sender<()>),
 }
 
+/// What the store thread and inline callers take turns at.
+struct Owned {
+    /// `None` once the store is closed.
+    store: Option<Box<dyn JobStore>>,
+    /// Writes nobody awaits, made while nothing was queued: the next commit, inline or on the
+    /// thread, applies them first (they were called before it).
+    stash: Vec<StoreOp>,
+}
+
+struct Shared {
+    owned: Mutex<Owned>,
+    /// Requests sent to the store thread and not yet served. A write is committed inline only
+    /// when this is 0, so it never passes a request made before it.
+    backlog: AtomicUsize,
+    commits: AtomicU64,
+    location: Arc<str>,
+    /// Whether small writes may be committed on the caller's thread (tests that hold the store
+    /// thread inside a commit turn it off).
+    inline: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Owned> {
+        // A panic inside a store leaves it as SQLite left it (a transaction rolls back when
+        // dropped); keep serving.
+        self.owned.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lock, if nobody holds it and nothing is queued for the thread.
+    fn idle(&self) -> Option<MutexGuard<'_, Owned>> {
+        if !self.inline || self.backlog.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let owned = match self.owned.try_lock() {
+            Ok(owned) => owned,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        // A request queued while the lock was taken came first.
+        (self.backlog.load(Ordering::Acquire) == 0).then_some(owned)
+    }
+
+    /// Applies the stash, then each part, in one transaction; returns each part's ignored
+    /// inserts. A failure loses the stash (logged): nobody awaits it.
+    fn transact(&self, owned: &mut Owned, parts: Vec<Vec<StoreOp>>) -> Result<Vec<Vec<String>>> {
+        let Some(store) = owned.store.as_mut() else {
+            return Err(closed());
+        };
+        let stash = std::mem::take(&mut owned.stash);
+        let stashed = stash.len();
+        let mut ops = stash;
+        let mut ends = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            ops.append(&mut part);
+            ends.push(ops.len());
+        }
+        if ops.is_empty() {
+            return Ok(vec![Vec::new(); ends.len()]);
+        }
+        match store.apply_owned(ops) {
+            Ok(mut ignored) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                ignored.sort_unstable_by_key(|(index, _)| *index);
+                let mut ignored = ignored
+                    .into_iter()
+                    .skip_while(|(index, _)| *index < stashed)
+                    .peekable();
+                Ok(ends
+                    .into_iter()
+                    .map(|end| {
+                        let mut mine = Vec::new();
+                        while let Some((_, id)) = ignored.next_if(|(index, _)| *index < end) {
+                            mine.push(id);
+                        }
+                        mine
+                    })
+                    .collect())
+            }
+            Err(error) => {
+                if stashed > 0 {
+                    lost_detached(&self.location, &error, 1);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Commits the stash on its own, if there is one.
+    fn flush(&self, owned: &mut Owned) {
+        if !owned.stash.is_empty() && owned.store.is_some() {
+            // Its failure is logged by `transact`.
+            let _ = self.transact(owned, Vec::new());
+        }
+    }
+}
+
 /// A cloneable handle to the thread that owns a [`JobStore`] and writes to it with group commit.
 ///
 /// Every request is queued the moment its method is called (not when its future is first
 /// polled): ops from one caller are applied in the order of its calls, and calls across callers
-/// in the order they arrived. Reads are served after every write queued before them.
+/// in the order they arrived. Reads are served after every write made before them.
 ///
 /// The thread ends, after finishing the queued work, when every clone is dropped or when
 /// [`close`](Self::close) is called; calls after that fail with [`Error::Closed`].
 #[derive(Clone)]
 pub(crate) struct StoreWriter {
     requests: mpsc::UnboundedSender<Request>,
-    commits: Arc<AtomicU64>,
-    location: Arc<str>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for StoreWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreWriter")
-            .field("location", &self.location)
+            .field("location", &self.shared.location)
             .field("commits", &self.commits())
             .finish()
     }
@@ -74,33 +184,45 @@ impl std::fmt::Debug for StoreWriter {
 impl StoreWriter {
     /// Starts the thread that owns `store`; returns the first handle to it.
     pub(crate) fn spawn(store: Box<dyn JobStore>) -> StoreWriter {
-        Self::spawn_with_linger(store, DETACHED_LINGER)
+        Self::spawn_with(store, DETACHED_LINGER, true)
     }
 
     /// [`spawn`](Self::spawn) with another linger for writes nobody awaits (tests use a long one,
-    /// so that timing cannot decide what they check).
-    fn spawn_with_linger(store: Box<dyn JobStore>, linger: std::time::Duration) -> StoreWriter {
+    /// so that timing cannot decide what they check), and inline commits on or off.
+    fn spawn_with(
+        store: Box<dyn JobStore>,
+        linger: std::time::Duration,
+        inline: bool,
+    ) -> StoreWriter {
         let (requests, receiver) = mpsc::unbounded_channel();
-        let commits = Arc::new(AtomicU64::new(0));
         let location: Arc<str> = store.location().into();
-        let thread_commits = Arc::clone(&commits);
+        let shared = Arc::new(Shared {
+            owned: Mutex::new(Owned {
+                store: Some(store),
+                stash: Vec::new(),
+            }),
+            backlog: AtomicUsize::new(0),
+            commits: AtomicU64::new(0),
+            location: Arc::clone(&location),
+            inline,
+        });
+        let thread_shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("queuexec-store".to_string())
-            .spawn(move || run(store, receiver, &thread_commits, linger));
+            .spawn(move || run(&thread_shared, receiver, linger));
         if let Err(e) = spawned {
-            // The receiver is gone with the closure, so every call reports Error::Closed.
+            // The receiver is gone with the closure, so every queued call reports
+            // Error::Closed; no inline commit either.
+            shared.lock().store = None;
             tracing::error!(store = %location, error = %e, "could not start the job store thread");
         }
-        StoreWriter {
-            requests,
-            commits,
-            location,
-        }
+        StoreWriter { requests, shared }
     }
 
     /// Applies `ops` atomically, grouped with other callers' ops into one transaction. Resolves
     /// once the transaction is committed, with the ids of this call's `Insert`s that were
-    /// ignored because the id already existed.
+    /// ignored because the id already existed. A small write that finds the store idle is
+    /// committed before this returns, on the caller's thread.
     ///
     /// When the group's transaction fails, every caller in it gets an [`Error::Store`] with the
     /// same message, and none of the group's ops was applied.
@@ -108,39 +230,71 @@ impl StoreWriter {
         &self,
         ops: Vec<StoreOp>,
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
-        self.ask(|reply| Request::Apply {
-            ops,
-            reply: Some(reply),
-        })
+        let inline = if small(&ops) {
+            self.shared.idle()
+        } else {
+            None
+        };
+        let path = match inline {
+            Some(mut owned) => Path::Done(
+                self.shared
+                    .transact(&mut owned, vec![ops])
+                    .map(|mut parts| parts.pop().unwrap_or_default()),
+            ),
+            None => Path::Queued(self.ask(|reply| Request::Apply {
+                ops,
+                reply: Some(reply),
+            })),
+        };
+        async move {
+            match path {
+                Path::Done(result) => result,
+                Path::Queued(answer) => answer.await,
+            }
+        }
     }
 
     /// Queues `ops` with the same ordering as [`apply`](Self::apply), for writes nobody awaits
     /// (such as delivery acknowledgements). A failure is logged, and reported to nobody.
     pub(crate) fn apply_detached(&self, ops: Vec<StoreOp>) {
+        if let Some(mut owned) = self.shared.idle()
+            && owned.store.is_some()
+        {
+            let first = owned.stash.is_empty();
+            owned.stash.extend(ops);
+            drop(owned);
+            if first {
+                // If the thread is gone the store is closed, and the stash with it.
+                let _ = self.requests.send(Request::Flush);
+            }
+            return;
+        }
+        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
         if self
             .requests
             .send(Request::Apply { ops, reply: None })
             .is_err()
         {
-            tracing::warn!(store = %self.location, "a job store write was dropped: the store is closed");
+            self.shared.backlog.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(store = %self.shared.location, "a job store write was dropped: the store is closed");
         }
     }
 
-    /// [`JobStore::load`], after every write queued before it. (Tests only: a master reads
+    /// [`JobStore::load`], after every write made before it. (Tests only: a master reads
     /// its open jobs on a connection of its own, `SqliteStore::recover`.)
     #[cfg(test)]
     pub(crate) fn load(&self) -> impl Future<Output = Result<Vec<StoredJob>>> + Send + 'static {
         self.ask(Request::Load)
     }
 
-    /// [`JobStore::counts`], after every write queued before it. (Tests only: the master
+    /// [`JobStore::counts`], after every write made before it. (Tests only: the master
     /// counts jobs in its scheduler.)
     #[cfg(test)]
     pub(crate) fn counts(&self) -> impl Future<Output = Result<StateCounts>> + Send + 'static {
         self.ask(Request::Counts)
     }
 
-    /// [`JobStore::get`], after every write queued before it. (Tests only.)
+    /// [`JobStore::get`], after every write made before it. (Tests only.)
     #[cfg(test)]
     pub(crate) fn get(
         &self,
@@ -150,16 +304,17 @@ impl StoreWriter {
         self.ask(|reply| Request::Get(id, reply))
     }
 
-    /// [`JobStore::max_seq`], after every write queued before it.
+    /// [`JobStore::max_seq`], after every write made before it.
     pub(crate) fn max_seq(&self) -> impl Future<Output = Result<i64>> + Send + 'static {
         self.ask(Request::MaxSeq)
     }
 
-    /// Finishes every request queued before this call, closes the store (for SQLite: the
+    /// Finishes every request made before this call, closes the store (for SQLite: the
     /// connection, which checkpoints the WAL) and resolves once it is closed. Later calls, from
     /// any clone, fail with [`Error::Closed`]. Closing twice is harmless.
     pub(crate) fn close(&self) -> impl Future<Output = ()> + Send + 'static {
         let (done, closed) = oneshot::channel();
+        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
         let sent = self.requests.send(Request::Close(done)).is_ok();
         async move {
             if sent {
@@ -172,7 +327,7 @@ impl StoreWriter {
     /// How many transactions the writer has committed: a statistic, to see how well writes
     /// are grouped (jobs written / commits = average group size).
     pub(crate) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     fn ask<T: Send + 'static>(
@@ -180,7 +335,11 @@ impl StoreWriter {
         request: impl FnOnce(Reply<T>) -> Request,
     ) -> impl Future<Output = Result<T>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
+        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
         let sent = self.requests.send(request(reply)).is_ok();
+        if !sent {
+            self.shared.backlog.fetch_sub(1, Ordering::AcqRel);
+        }
         async move {
             if !sent {
                 return Err(closed());
@@ -191,15 +350,44 @@ impl StoreWriter {
     }
 }
 
+/// An answer known when the call was made, or one to wait for.
+enum Path<F> {
+    Done(Result<Vec<String>>),
+    Queued(F),
+}
+
+/// Whether `ops` are small enough to commit on the caller's thread.
+fn small(ops: &[StoreOp]) -> bool {
+    if ops.len() > INLINE_OPS_CAP {
+        return false;
+    }
+    let bytes: usize = ops
+        .iter()
+        .map(|op| match op {
+            StoreOp::Insert(job) => job.payload.len(),
+            StoreOp::Done { result, .. } => result.len(),
+            _ => 0,
+        })
+        .sum();
+    bytes <= INLINE_BYTES_CAP
+}
+
 fn closed() -> Error {
     Error::Closed("job store")
 }
 
+fn lost_detached(location: &str, error: &Error, count: usize) {
+    tracing::error!(
+        store = %location,
+        error = %error,
+        "{count} job store write(s) that nobody awaits failed and were not applied"
+    );
+}
+
 /// The store thread: serves requests in arrival order until every handle is gone or a close.
 fn run(
-    mut store: Box<dyn JobStore>,
+    shared: &Shared,
     mut requests: mpsc::UnboundedReceiver<Request>,
-    commits: &AtomicU64,
     linger: std::time::Duration,
 ) {
     // Only a timer for the linger of detached writes (see `gather_detached`).
@@ -217,51 +405,49 @@ fn run(
                 None => break,
             },
         };
+        // Each request taken from the queue (but a Flush) is counted off the backlog once it is
+        // served, before its caller is answered: a caller answered may commit inline at once.
         match request {
+            Request::Flush => {
+                // Wait out the linger unless a request comes first: it commits the stash.
+                let got = timer.as_ref().map(|timer| {
+                    timer.block_on(async { tokio::time::timeout(linger, requests.recv()).await })
+                });
+                match got {
+                    Some(Ok(Some(request))) => next = Some(request),
+                    // Every handle is gone: the stash is committed on the way out.
+                    Some(Ok(None)) => break,
+                    Some(Err(_)) | None => shared.flush(&mut shared.lock()),
+                }
+            }
             Request::Apply { ops, reply: None } => {
                 let (first, after) = gather_detached(timer.as_ref(), &mut requests, ops, linger);
-                next = commit_group(
-                    store.as_mut(),
-                    &mut requests,
-                    first,
-                    after.is_none(),
-                    commits,
-                );
+                next = commit_group(shared, &mut requests, first, after.is_none());
                 if after.is_some() {
                     next = after;
                 }
             }
             Request::Apply { ops, reply } => {
-                next = commit_group(
-                    store.as_mut(),
-                    &mut requests,
-                    vec![(ops, reply)],
-                    true,
-                    commits,
-                );
+                next = commit_group(shared, &mut requests, vec![(ops, reply)], true);
             }
             #[cfg(test)]
-            Request::Load(reply) => {
-                let _ = reply.send(store.load());
-            }
+            Request::Load(reply) => serve_read(shared, reply, |s| s.load()),
             #[cfg(test)]
-            Request::Counts(reply) => {
-                let _ = reply.send(store.counts());
-            }
+            Request::Counts(reply) => serve_read(shared, reply, |s| s.counts()),
             #[cfg(test)]
-            Request::Get(id, reply) => {
-                let _ = reply.send(store.get(&id));
-            }
-            Request::MaxSeq(reply) => {
-                let _ = reply.send(store.max_seq());
-            }
+            Request::Get(id, reply) => serve_read(shared, reply, |s| s.get(&id)),
+            Request::MaxSeq(reply) => serve_read(shared, reply, |s| s.max_seq()),
             Request::Close(done) => {
                 closers.push(done);
                 break;
             }
         }
     }
-    drop(store);
+    {
+        let mut owned = shared.lock();
+        shared.flush(&mut owned);
+        owned.store = None;
+    }
     // Requests that arrived after the close are dropped unanswered (their callers get
     // Error::Closed); other closers are told the store is closed.
     requests.close();
@@ -273,6 +459,24 @@ fn run(
     for done in closers {
         let _ = done.send(());
     }
+}
+
+/// A read, after the stash is committed (it was written before the read was asked for).
+fn serve_read<T>(
+    shared: &Shared,
+    reply: Reply<T>,
+    read: impl FnOnce(&mut dyn JobStore) -> Result<T>,
+) {
+    let answer = {
+        let mut owned = shared.lock();
+        shared.flush(&mut owned);
+        match owned.store.as_mut() {
+            Some(store) => read(store.as_mut()),
+            None => Err(closed()),
+        }
+    };
+    shared.backlog.fetch_sub(1, Ordering::AcqRel);
+    let _ = reply.send(answer);
 }
 
 /// A write nobody awaits: waits up to `linger` ([`DETACHED_LINGER`]) for writes queued after it (until one
@@ -311,32 +515,23 @@ fn gather_detached(
     (group, None)
 }
 
-/// Applies the `first` callers' ops and, when `take_more`, every apply queued behind them (up to
-/// the cap) in one transaction, answers each caller, and returns the first queued request that
-/// is not an apply, if it took one.
+/// Applies the stash, the `first` callers' ops and, when `take_more`, every apply queued behind
+/// them (up to the cap) in one transaction, answers each caller, and returns the first queued
+/// request that is not an apply, if it took one.
 fn commit_group(
-    store: &mut dyn JobStore,
+    shared: &Shared,
     requests: &mut mpsc::UnboundedReceiver<Request>,
-    first: Vec<CallerOps>,
+    mut callers: Vec<CallerOps>,
     take_more: bool,
-    commits: &AtomicU64,
 ) -> Option<Request> {
-    // Each caller's ops end at this index of `ops`.
-    let mut ops = Vec::new();
-    let mut callers = Vec::with_capacity(first.len());
-    for (mut mine, reply) in first {
-        ops.append(&mut mine);
-        callers.push((ops.len(), reply));
-    }
+    let mut owned = shared.lock();
+    let mut held: usize = callers.iter().map(|(ops, _)| ops.len()).sum();
     let mut next = None;
-    while take_more && ops.len() < GROUP_OPS_CAP {
+    while take_more && held < GROUP_OPS_CAP {
         match requests.try_recv() {
-            Ok(Request::Apply {
-                ops: mut more,
-                reply,
-            }) => {
-                ops.append(&mut more);
-                callers.push((ops.len(), reply));
+            Ok(Request::Apply { ops, reply }) => {
+                held += ops.len();
+                callers.push((ops, reply));
             }
             Ok(other) => {
                 next = Some(other);
@@ -345,52 +540,30 @@ fn commit_group(
             Err(_) => break,
         }
     }
-    if ops.is_empty() {
-        for (_, reply) in callers {
-            if let Some(reply) = reply {
-                let _ = reply.send(Ok(Vec::new()));
-            }
-        }
-        return next;
-    }
-    match store.apply_owned(ops) {
-        Ok(mut ignored) => {
-            commits.fetch_add(1, Ordering::Relaxed);
-            ignored.sort_unstable_by_key(|(index, _)| *index);
-            let mut ignored = ignored.into_iter().peekable();
-            for (end, reply) in callers {
-                let mut mine = Vec::new();
-                while let Some((_, id)) = ignored.next_if(|(index, _)| *index < end) {
-                    mine.push(id);
-                }
+    let served = callers.len();
+    let (parts, replies): (Vec<_>, Vec<_>) = callers.into_iter().unzip();
+    let result = shared.transact(&mut owned, parts);
+    drop(owned);
+    shared.backlog.fetch_sub(served, Ordering::AcqRel);
+    match result {
+        Ok(ignored) => {
+            for (mine, reply) in ignored.into_iter().zip(replies) {
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(mine));
                 }
             }
         }
         Err(error) => {
-            let location = store.location();
-            let mut waiting = Vec::with_capacity(callers.len());
-            let mut detached = 0usize;
-            for (_, reply) in callers {
-                match reply {
-                    Some(reply) => waiting.push(reply),
-                    None => detached += 1,
-                }
-            }
+            let detached = replies.iter().filter(|r| r.is_none()).count();
             if detached > 0 {
-                tracing::error!(
-                    store = %location,
-                    error = %error,
-                    "{detached} job store write(s) that nobody awaits failed and were not applied"
-                );
+                lost_detached(&shared.location, &error, detached);
             }
             // The first caller gets the original error (with its source); the others an equal
             // copy, since errors cannot be cloned.
-            let mut waiting = waiting.into_iter();
+            let mut waiting = replies.into_iter().flatten();
             if let Some(first) = waiting.next() {
                 for reply in waiting {
-                    let _ = reply.send(Err(copy_error(&error, &location)));
+                    let _ = reply.send(Err(copy_error(&error, &shared.location)));
                 }
                 let _ = first.send(Err(error));
             }
@@ -455,7 +628,8 @@ mod tests {
         }
         fn apply_owned(&mut self, ops: Vec<StoreOp>) -> Result<Vec<(usize, String)>> {
             let _ = self.waiting.send(());
-            match self.gate.recv() {
+            // Bounded: a test that wrongly commits on its own thread fails instead of hanging.
+            match self.gate.recv_timeout(Duration::from_secs(10)) {
                 Ok(Ok(())) => self.inner.apply_owned(ops),
                 Ok(Err(message)) => Err(Error::Store {
                     location: self.location(),
@@ -514,7 +688,8 @@ mod tests {
             dropped: Arc::clone(&dropped),
         };
         (
-            StoreWriter::spawn(Box::new(store)),
+            // The gate holds whoever commits: the store thread, never the test's own.
+            StoreWriter::spawn_with(Box::new(store), DETACHED_LINGER, false),
             Gate {
                 open,
                 waiting,
@@ -629,27 +804,120 @@ mod tests {
     /// A delivery acknowledgement (nobody awaits it), then a push a moment later: one commit for
     /// both, so the push does not wait behind a commit of the acknowledgement alone. The linger
     /// is long here, so the push comes while the acknowledgement waits whatever the machine's
-    /// load; without the linger the acknowledgement would be committed alone meanwhile.
+    /// load; without the linger the acknowledgement would be committed alone meanwhile. Both
+    /// ways: stashed for the push's inline commit, and queued on the store thread.
     #[tokio::test]
     async fn a_detached_write_rides_along_with_the_next_awaited_write() {
-        let writer =
-            StoreWriter::spawn_with_linger(Box::new(MemoryStore::new()), Duration::from_secs(30));
-        writer.apply(vec![insert("a", 1)]).await.expect("insert a");
-        assert_eq!(writer.commits(), 1);
-        writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(writer.commits(), 1, "the acknowledgement waits for company");
-        let push =
-            tokio::time::timeout(Duration::from_secs(10), writer.apply(vec![insert("b", 2)]))
-                .await
-                .expect("the push is committed at once");
-        assert!(push.expect("insert b").is_empty());
-        assert_eq!(
-            writer.commits(),
-            2,
-            "the acknowledgement and the push share one commit"
-        );
-        assert!(writer.get("a").await.expect("get").expect("a").delivered);
+        for inline in [true, false] {
+            let writer = StoreWriter::spawn_with(
+                Box::new(MemoryStore::new()),
+                Duration::from_secs(30),
+                inline,
+            );
+            writer.apply(vec![insert("a", 1)]).await.expect("insert a");
+            assert_eq!(writer.commits(), 1);
+            writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(
+                writer.commits(),
+                1,
+                "the acknowledgement waits for company (inline: {inline})"
+            );
+            let push =
+                tokio::time::timeout(Duration::from_secs(10), writer.apply(vec![insert("b", 2)]))
+                    .await
+                    .expect("the push is committed at once");
+            assert!(push.expect("insert b").is_empty());
+            assert_eq!(
+                writer.commits(),
+                2,
+                "the acknowledgement and the push share one commit (inline: {inline})"
+            );
+            assert!(writer.get("a").await.expect("get").expect("a").delivered);
+        }
+    }
+
+    /// A store that notes which thread each commit ran on.
+    struct Spy {
+        inner: MemoryStore,
+        threads: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    }
+
+    impl JobStore for Spy {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn load(&mut self) -> Result<Vec<StoredJob>> {
+            self.inner.load()
+        }
+        fn apply(&mut self, ops: &[StoreOp]) -> Result<Vec<String>> {
+            self.inner.apply(ops)
+        }
+        fn apply_owned(&mut self, ops: Vec<StoreOp>) -> Result<Vec<(usize, String)>> {
+            let name = std::thread::current().name().map(str::to_string);
+            self.threads.lock().expect("threads").push(name);
+            self.inner.apply_owned(ops)
+        }
+        fn counts(&mut self) -> Result<StateCounts> {
+            self.inner.counts()
+        }
+        fn get(&mut self, id: &str) -> Result<Option<StoredJob>> {
+            self.inner.get(id)
+        }
+        fn max_seq(&mut self) -> Result<i64> {
+            self.inner.max_seq()
+        }
+    }
+
+    /// A lone small write is committed before `apply` returns, on the caller's thread: no hop to
+    /// the store thread and back. A big one, and whatever comes while it is queued, go to the
+    /// store thread, in order, and take a stashed acknowledgement along.
+    #[test]
+    fn small_writes_to_an_idle_store_commit_on_the_callers_thread() {
+        let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spy = Spy {
+            inner: MemoryStore::new(),
+            threads: Arc::clone(&threads),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let me = std::thread::current().name().map(str::to_string);
+        runtime.block_on(async {
+            let writer = StoreWriter::spawn_with(Box::new(spy), Duration::from_secs(30), true);
+            let small = writer.apply(vec![insert("a", 1)]);
+            assert_eq!(writer.commits(), 1, "committed before apply returned");
+            assert!(small.await.expect("a").is_empty());
+            assert_eq!(threads.lock().expect("threads").last(), Some(&me));
+
+            writer.apply_detached(vec![StoreOp::Delivered { id: "a".into() }]);
+            assert_eq!(writer.commits(), 1, "an acknowledgement waits in the stash");
+            let big = writer.apply((2..=100).map(|i| insert(&format!("j{i}"), i)).collect());
+            // Queued behind the big write: must not pass it, so it is not committed inline.
+            let after = writer.apply(vec![insert("j2", 101)]);
+            assert_eq!(big.await.expect("big").len(), 0);
+            assert_eq!(
+                after.await.expect("after"),
+                ["j2"],
+                "applied after the big write, which inserted j2"
+            );
+            let seen = threads.lock().expect("threads").clone();
+            // The acknowledgement rides in the big write's commit; the write after it joins
+            // that commit too when it was queued before the thread got to work.
+            assert!(
+                (2..=3).contains(&seen.len()),
+                "one commit for the acknowledgement and the big write: {seen:?}"
+            );
+            assert!(
+                seen[1..]
+                    .iter()
+                    .all(|t| t.as_deref() == Some("queuexec-store")),
+                "queued writes commit on the store thread: {seen:?}"
+            );
+            assert!(writer.get("a").await.expect("get").expect("a").delivered);
+            writer.close().await;
+        });
     }
 
     /// A lone detached write is committed on its own once the linger is over, and before a read
