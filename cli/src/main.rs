@@ -116,14 +116,24 @@ fn main() -> std::process::ExitCode {
         unsafe { std::env::set_var("V82JSC_NO_BC_CACHE", "1") };
     }
     init_logging();
-    // The relay is light and bound by I/O: one thread serves it, and one thread means one
-    // allocator heap instead of one per worker thread, each holding pages of its own. With 1,000
-    // reservations: 50 MB on two worker threads against 48 MB on one (bench/nat.sh's load,
-    // core/examples/relay_serve with mimalloc; see docs/relay.md).
-    let mut builder = if matches!(cli.command, Command::Relay(_)) {
+    // One thread by default (`QUEUEXEC_THREADS`, see `queuexec_core::config::runtime_threads`):
+    // the whole path of a job, this command's own loop included, runs with no cross-thread
+    // wake-up. The relay always runs on one: it is light and bound by I/O, and one thread means
+    // one allocator heap instead of one per thread (with 1,000 reservations: 50 MB on two
+    // threads against 48 MB on one; see docs/relay.md).
+    let threads = match queuexec_core::config::runtime_threads() {
+        Ok(threads) => threads,
+        Err(e) => {
+            eprintln!("queuexec: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut builder = if threads == 1 || matches!(cli.command, Command::Relay(_)) {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

@@ -149,6 +149,25 @@ fn setup_writes_both_tokens_and_never_prompts_without_a_terminal() {
 }
 
 #[test]
+fn a_thread_count_that_is_not_a_number_is_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = queuexec(dir.path())
+        .env("QUEUEXEC_THREADS", "lots")
+        .args(["master", "--jobs", "none.jsonl", "--results", "r.jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("master");
+    let out = output_with_timeout(child, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("QUEUEXEC_THREADS=\"lots\"") && stderr.contains("from 1 to 256"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn master_and_two_worker_processes_find_each_other_and_run_every_job_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
@@ -157,7 +176,9 @@ fn master_and_two_worker_processes_find_each_other_and_run_every_job_once() {
         (0..300).map(|i| format!("{{\"n\":{i}}}")),
     );
     let mut procs = Procs(Vec::new());
+    // The master on three runtime threads, the workers on the default one: both ways serve.
     let master = queuexec(d)
+        .env("QUEUEXEC_THREADS", "3")
         .args([
             "master",
             "--jobs",

@@ -37,6 +37,41 @@ pub use master::{
 };
 pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats, start_worker};
 
+/// Why the runtime of `QUEUEXEC_THREADS` could not be made, if it could not: starting a master or
+/// a worker rejects with it.
+static RUNTIME_ERROR: OnceLock<String> = OnceLock::new();
+
+/// Every master and worker of the process runs on one tokio runtime with `QUEUEXEC_THREADS`
+/// worker threads, one by default (see `queuexec_core::config::runtime_threads`): a job's
+/// path then wakes no thread but the JavaScript thread and the socket's.
+#[napi_derive::module_init]
+fn init_runtime() {
+    let built = queuexec_core::config::runtime_threads()
+        .map_err(|e| e.to_string())
+        .and_then(|threads| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("queuexec")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("queuexec could not start its async runtime: {e}"))
+        });
+    match built {
+        Ok(runtime) => napi::bindgen_prelude::create_custom_tokio_runtime(runtime),
+        Err(message) => {
+            let _ = RUNTIME_ERROR.set(message);
+        }
+    }
+}
+
+/// Fails with the runtime's configuration error, if there was one.
+pub(crate) fn runtime_ready() -> std::result::Result<(), napi::Error<ErrorCode>> {
+    match RUNTIME_ERROR.get() {
+        Some(message) => Err(error::config_error(message.clone())),
+        None => Ok(()),
+    }
+}
+
 /// The version of queuexec this addon was built from.
 #[napi]
 pub fn version() -> String {

@@ -165,6 +165,7 @@ impl TryFrom<JsMasterOptions> for MasterConfig {
 /// room. Rejects with the core's error (`ERR_QUEUEXEC_TOKEN`, `ERR_QUEUEXEC_STORE`, ...).
 #[napi]
 pub async fn start_master(mut options: JsMasterOptions) -> napi::Result<JsMaster> {
+    crate::runtime_ready().map_err(for_promise)?;
     let dashboard = options
         .dashboard
         .take()

@@ -61,6 +61,7 @@ pub async fn start_worker(
     options: JsWorkerOptions,
     assets_changed: AssetsChangedFn,
 ) -> napi::Result<JsWorker> {
+    crate::runtime_ready().map_err(for_promise)?;
     let mut config = WorkerConfig::new(options.token, options.transfer_token);
     if let Some(name) = options.name {
         config.name = name;

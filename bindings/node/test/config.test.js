@@ -85,3 +85,24 @@ test('a worker concurrency of 0 is refused with the core\'s message', { timeout:
     (e) => e.code === 'ERR_QUEUEXEC_CONFIG' && /concurrency must be at least 1/.test(e.message),
   );
 });
+
+test('a QUEUEXEC_THREADS that is not a thread count fails the master\'s start, naming the variable and the value', { timeout: 30000 }, (t) => {
+  const { spawnSync } = require('node:child_process');
+  // The addon reads the variable when it loads, so a process of its own.
+  const script = `
+    const Master = require(${JSON.stringify(path.resolve(__dirname, '..', 'packages', 'queue-xec-master'))});
+    const m = new Master({ watchAssets: false });
+    m.ready.then(
+      () => { console.log(JSON.stringify({ started: true })); return m.close(); },
+      (e) => console.log(JSON.stringify({ code: e.code, message: e.message })),
+    );`;
+  const out = spawnSync(process.execPath, ['-e', script], {
+    cwd: tmpdir(t),
+    env: testEnv(t, { QUEUEXEC_THREADS: 'two' }),
+    encoding: 'utf8',
+    timeout: 20000,
+  });
+  const line = JSON.parse(out.stdout.trim().split('\n').pop() || '{}');
+  assert.equal(line.code, 'ERR_QUEUEXEC_CONFIG', out.stdout + out.stderr);
+  assert.match(line.message, /QUEUEXEC_THREADS="two" is not a thread count/);
+});

@@ -1,9 +1,9 @@
 //! The process-wide tokio runtime and the ways Python threads wait on it.
 //!
-//! Every master and worker of the process runs on one multi-thread runtime. A Python thread that
-//! waits for the runtime releases the GIL ([`Python::detach`]) and wakes every
-//! [`SIGNAL_POLL`] to let Python run its signal handlers, so Ctrl-C stops a blocking call
-//! promptly (`KeyboardInterrupt`).
+//! Every master and worker of the process runs on one runtime (`QUEUEXEC_THREADS` worker
+//! threads, one by default). A Python thread that waits for the runtime releases the GIL
+//! ([`Python::detach`]) and wakes every [`SIGNAL_POLL`] to let Python run its signal handlers,
+//! so Ctrl-C stops a blocking call promptly (`KeyboardInterrupt`).
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -24,14 +24,19 @@ pub(crate) fn runtime() -> PyResult<&'static Runtime> {
     RUNTIME
         .get_or_init(|| {
             init_logging();
+            // `QUEUEXEC_THREADS` worker threads, one by default (see
+            // `queuexec_core::config::runtime_threads`): a job's path then wakes no thread but
+            // the Python thread's and the socket's.
+            let threads = queuexec_core::config::runtime_threads().map_err(|e| e.to_string())?;
             tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
                 .enable_all()
                 .thread_name("queuexec")
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("queuexec could not start its async runtime: {e}"))
         })
         .as_ref()
-        .map_err(|e| runtime_error(format!("queuexec could not start its async runtime: {e}")))
+        .map_err(|e| runtime_error(e.clone()))
 }
 
 /// Core logs go to stderr only when asked for (`QUEUEXEC_LOG=info`, or `LOG_LEVEL` as the CLI

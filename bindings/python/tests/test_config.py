@@ -4,7 +4,10 @@ front end reads the same way, the defaults, one string where a list is expected.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,26 @@ def test_one_asset_and_one_dependency_given_as_strings(isolated: Path, tokens: d
         assert master.bundle_hash
     with pytest.raises(queuexec.ConfigError, match="relative to the current directory"):
         queuexec.Master(**tokens, assets=str(isolated / "helper.js"))
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_count_that_is_not_a_number_fails_the_master_naming_the_variable(
+    isolated: Path, tokens: dict[str, str]
+) -> None:
+    # The runtime is made once per process, when the first master or worker starts.
+    script = (
+        "import queuexec, sys\n"
+        "try:\n"
+        "    queuexec.Master(sys.argv[1], sys.argv[2]).close()\n"
+        "except queuexec.QueuexecError as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, tokens["token"], tokens["transfer_encrypt_token"]],
+        env={**os.environ, "QUEUEXEC_THREADS": "0"},
+        cwd=isolated,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert 'QUEUEXEC_THREADS="0" is not a thread count' in out.stdout, out.stdout + out.stderr

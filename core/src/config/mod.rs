@@ -7,6 +7,7 @@
 mod bootstrap;
 mod defaults;
 mod dotenv;
+mod runtime;
 mod task;
 mod tokens;
 pub(crate) mod watch;
@@ -19,6 +20,7 @@ pub use defaults::{
     check_concurrency,
 };
 pub use dotenv::{parse_dotenv, read_dotenv};
+pub use runtime::{MAX_THREADS, THREADS_VAR, runtime_threads};
 pub use task::{TASK_ENTRY, asset_specs, task_entry};
 pub use tokens::{
     DEFAULT_ENV_FILE, GENERATED_TOKEN_CHARS, MIN_TRANSFER_TOKEN_CHARS, TOKEN_VAR,

@@ -49,8 +49,9 @@ enum Request {
         ops: Vec<StoreOp>,
         reply: Option<Reply<Vec<String>>>,
     },
-    /// Writes nobody awaits were stashed (see [`Owned::stash`]): commit them after the linger
-    /// unless another commit takes them first. Not counted in [`Shared::backlog`].
+    /// Writes nobody awaits were stashed (see [`Owned::stash`]) by a caller outside a tokio
+    /// runtime, or the stash's timer found the store busy: commit them after the linger unless
+    /// another commit takes them first. Not counted in [`Shared::backlog`].
     Flush,
     #[cfg(test)]
     Load(Reply<Vec<StoredJob>>),
@@ -81,6 +82,8 @@ struct Shared {
     /// Whether small writes may be committed on the caller's thread (tests that hold the store
     /// thread inside a commit turn it off).
     inline: bool,
+    /// How long stashed writes wait for a commit to ride along in.
+    linger: std::time::Duration,
 }
 
 impl Shared {
@@ -205,6 +208,7 @@ impl StoreWriter {
             commits: AtomicU64::new(0),
             location: Arc::clone(&location),
             inline,
+            linger,
         });
         let thread_shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
@@ -264,8 +268,7 @@ impl StoreWriter {
             owned.stash.extend(ops);
             drop(owned);
             if first {
-                // If the thread is gone the store is closed, and the stash with it.
-                let _ = self.requests.send(Request::Flush);
+                self.flush_later();
             }
             return;
         }
@@ -278,6 +281,29 @@ impl StoreWriter {
             self.shared.backlog.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(store = %self.shared.location, "a job store write was dropped: the store is closed");
         }
+    }
+
+    /// Commits the stash once the linger is over, unless a commit takes it first. On the
+    /// caller's runtime this is a timer, which wakes no other thread (by the time it fires the
+    /// next write has usually taken the stash along); elsewhere the store thread waits it out.
+    fn flush_later(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // If the thread is gone the store is closed, and the stash with it.
+            let _ = self.requests.send(Request::Flush);
+            return;
+        };
+        let writer = self.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(writer.shared.linger).await;
+            match writer.shared.idle() {
+                Some(mut owned) => writer.shared.flush(&mut owned),
+                // Busy: the store thread commits the stash with what it serves next, or after
+                // the linger.
+                None => {
+                    let _ = writer.requests.send(Request::Flush);
+                }
+            }
+        });
     }
 
     /// [`JobStore::load`], after every write made before it. (Tests only: a master reads
