@@ -145,7 +145,7 @@ impl Shared {
             }
             Err(error) => {
                 if stashed > 0 {
-                    lost_detached(&self.location, &error, 1);
+                    lost_detached(&self.location, &error, stashed);
                 }
                 Err(error)
             }
