@@ -633,16 +633,15 @@ mod tests {
         StoreOp::Insert(job(id, seq))
     }
 
-    /// A store that waits for the test's word before each `apply_owned` (Ok: apply; Err: fail
-    /// with that message), says when it is waiting, and flags its drop.
-    struct Gated<S> {
+    /// A store that runs a hook before each `apply_owned` (Ok: apply; Err: fail with that
+    /// message) and flags its drop.
+    struct Hooked<S> {
         inner: S,
-        gate: std_mpsc::Receiver<std::result::Result<(), String>>,
-        waiting: std_mpsc::Sender<()>,
+        before: Box<dyn FnMut() -> std::result::Result<(), String> + Send>,
         dropped: Arc<AtomicBool>,
     }
 
-    impl<S: JobStore> JobStore for Gated<S> {
+    impl<S: JobStore> JobStore for Hooked<S> {
         fn location(&self) -> String {
             self.inner.location()
         }
@@ -653,16 +652,13 @@ mod tests {
             self.inner.apply(ops)
         }
         fn apply_owned(&mut self, ops: Vec<StoreOp>) -> Result<Vec<(usize, String)>> {
-            let _ = self.waiting.send(());
-            // Bounded: a test that wrongly commits on its own thread fails instead of hanging.
-            match self.gate.recv_timeout(Duration::from_secs(10)) {
-                Ok(Ok(())) => self.inner.apply_owned(ops),
-                Ok(Err(message)) => Err(Error::Store {
+            match (self.before)() {
+                Ok(()) => self.inner.apply_owned(ops),
+                Err(message) => Err(Error::Store {
                     location: self.location(),
                     message,
                     source: Some("the disk said no".into()),
                 }),
-                Err(_) => Err(closed()),
             }
         }
         fn counts(&mut self) -> Result<StateCounts> {
@@ -676,7 +672,7 @@ mod tests {
         }
     }
 
-    impl<S> Drop for Gated<S> {
+    impl<S> Drop for Hooked<S> {
         fn drop(&mut self) {
             self.dropped.store(true, Ordering::SeqCst);
         }
@@ -703,14 +699,21 @@ mod tests {
         }
     }
 
+    /// A store that waits for the test's word before each `apply_owned` (Ok: apply; Err: fail
+    /// with that message) and says when it is waiting.
     fn gated<S: JobStore>(inner: S) -> (StoreWriter, Gate) {
-        let (open, gate) = std_mpsc::channel();
+        let (open, gate) = std_mpsc::channel::<std::result::Result<(), String>>();
         let (waiting_tx, waiting) = std_mpsc::channel();
         let dropped = Arc::new(AtomicBool::new(false));
-        let store = Gated {
+        let store = Hooked {
             inner,
-            gate,
-            waiting: waiting_tx,
+            before: Box::new(move || {
+                let _ = waiting_tx.send(());
+                // Bounded: a test that wrongly commits on its own thread fails instead of
+                // hanging.
+                gate.recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|_| Err("the test gave no word".to_string()))
+            }),
             dropped: Arc::clone(&dropped),
         };
         (
@@ -863,47 +866,22 @@ mod tests {
         }
     }
 
-    /// A store that notes which thread each commit ran on.
-    struct Spy {
-        inner: MemoryStore,
-        threads: Arc<std::sync::Mutex<Vec<Option<String>>>>,
-    }
-
-    impl JobStore for Spy {
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn load(&mut self) -> Result<Vec<StoredJob>> {
-            self.inner.load()
-        }
-        fn apply(&mut self, ops: &[StoreOp]) -> Result<Vec<String>> {
-            self.inner.apply(ops)
-        }
-        fn apply_owned(&mut self, ops: Vec<StoreOp>) -> Result<Vec<(usize, String)>> {
-            let name = std::thread::current().name().map(str::to_string);
-            self.threads.lock().expect("threads").push(name);
-            self.inner.apply_owned(ops)
-        }
-        fn counts(&mut self) -> Result<StateCounts> {
-            self.inner.counts()
-        }
-        fn get(&mut self, id: &str) -> Result<Option<StoredJob>> {
-            self.inner.get(id)
-        }
-        fn max_seq(&mut self) -> Result<i64> {
-            self.inner.max_seq()
-        }
-    }
-
     /// A lone small write is committed before `apply` returns, on the caller's thread: no hop to
     /// the store thread and back. A big one, and whatever comes while it is queued, go to the
     /// store thread, in order, and take a stashed acknowledgement along.
     #[test]
     fn small_writes_to_an_idle_store_commit_on_the_callers_thread() {
+        // Which thread each commit ran on.
         let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let spy = Spy {
+        let noted = Arc::clone(&threads);
+        let spy = Hooked {
             inner: MemoryStore::new(),
-            threads: Arc::clone(&threads),
+            before: Box::new(move || {
+                let name = std::thread::current().name().map(str::to_string);
+                noted.lock().expect("threads").push(name);
+                Ok(())
+            }),
+            dropped: Arc::new(AtomicBool::new(false)),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
