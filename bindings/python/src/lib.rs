@@ -18,12 +18,6 @@ mod master;
 mod runtime;
 mod worker;
 
-// The extension's own allocations use mimalloc (Python's stay with its allocator): jobs are
-// many small allocations, and glibc's malloc/free took about 30 % of a master's runtime thread.
-// Nothing allocated here is freed by Python, or the other way round: pyo3 copies across.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
