@@ -213,7 +213,7 @@ impl StoreWriter {
         let thread_shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("queuexec-store".to_string())
-            .spawn(move || run(&thread_shared, receiver, linger));
+            .spawn(move || run(&thread_shared, receiver));
         if let Err(e) = spawned {
             // The receiver is gone with the closure, so every queued call reports
             // Error::Closed; no inline commit either.
@@ -272,13 +272,7 @@ impl StoreWriter {
             }
             return;
         }
-        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
-        if self
-            .requests
-            .send(Request::Apply { ops, reply: None })
-            .is_err()
-        {
-            self.shared.backlog.fetch_sub(1, Ordering::AcqRel);
+        if !self.queue(Request::Apply { ops, reply: None }) {
             tracing::warn!(store = %self.shared.location, "a job store write was dropped: the store is closed");
         }
     }
@@ -340,8 +334,7 @@ impl StoreWriter {
     /// any clone, fail with [`Error::Closed`]. Closing twice is harmless.
     pub(crate) fn close(&self) -> impl Future<Output = ()> + Send + 'static {
         let (done, closed) = oneshot::channel();
-        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
-        let sent = self.requests.send(Request::Close(done)).is_ok();
+        let sent = self.queue(Request::Close(done));
         async move {
             if sent {
                 // An error means the thread is gone already, which is what we wait for.
@@ -361,11 +354,7 @@ impl StoreWriter {
         request: impl FnOnce(Reply<T>) -> Request,
     ) -> impl Future<Output = Result<T>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
-        let sent = self.requests.send(request(reply)).is_ok();
-        if !sent {
-            self.shared.backlog.fetch_sub(1, Ordering::AcqRel);
-        }
+        let sent = self.queue(request(reply));
         async move {
             if !sent {
                 return Err(closed());
@@ -373,6 +362,17 @@ impl StoreWriter {
             // A dropped reply: the store was closed before the request was served.
             answer.await.unwrap_or_else(|_| Err(closed()))
         }
+    }
+
+    /// Sends `request` to the store thread, counted in the backlog until it is served; false
+    /// when the thread is gone.
+    fn queue(&self, request: Request) -> bool {
+        self.shared.backlog.fetch_add(1, Ordering::AcqRel);
+        let sent = self.requests.send(request).is_ok();
+        if !sent {
+            self.shared.backlog.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
     }
 }
 
@@ -411,11 +411,8 @@ fn lost_detached(location: &str, error: &Error, count: usize) {
 }
 
 /// The store thread: serves requests in arrival order until every handle is gone or a close.
-fn run(
-    shared: &Shared,
-    mut requests: mpsc::UnboundedReceiver<Request>,
-    linger: std::time::Duration,
-) {
+fn run(shared: &Shared, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let linger = shared.linger;
     // Only a timer for the linger of detached writes (see `gather_detached`).
     let timer = tokio::runtime::Builder::new_current_thread()
         .enable_time()
