@@ -37,42 +37,42 @@ impl PayloadShape {
             _ => None,
         }
     }
-
-    fn tag(self) -> Option<u8> {
-        match self {
-            PayloadShape::Job => None,
-            PayloadShape::NumericId => Some(b'n'),
-            PayloadShape::Whole => Some(b'w'),
-        }
-    }
 }
 
 /// The byte that starts a job body carrying a shape. JSON text never starts with NUL, so a body
 /// without it is the data alone (the shape [`PayloadShape::Job`], as stored before shapes were).
 const SHAPE_MARK: u8 = 0;
 
-/// The plain job body that is sealed: the data, after `[0, tag]` when the shape is not `Job`.
-pub(crate) fn encode_body(shape: PayloadShape, data: &str) -> Vec<u8> {
-    match shape.tag() {
-        None => data.as_bytes().to_vec(),
-        Some(tag) => {
-            let mut body = Vec::with_capacity(data.len() + 2);
-            body.extend_from_slice(&[SHAPE_MARK, tag]);
-            body.extend_from_slice(data.as_bytes());
-            body
-        }
+/// What goes before the data in a job body: `[0, tag]` when the shape is not `Job`, else
+/// nothing. The sealed body is this, then the data ([`TransferKey::seal_parts`] joins them, so a
+/// big payload is not copied to build it).
+///
+/// [`TransferKey::seal_parts`]: crate::crypto::TransferKey::seal_parts
+pub(crate) fn body_prefix(shape: PayloadShape) -> &'static [u8] {
+    match shape {
+        PayloadShape::Job => &[],
+        PayloadShape::NumericId => &[SHAPE_MARK, b'n'],
+        PayloadShape::Whole => &[SHAPE_MARK, b'w'],
     }
+}
+
+/// The plain job body that is sealed: the data, after [`body_prefix`].
+#[cfg(test)]
+pub(crate) fn encode_body(shape: PayloadShape, data: &str) -> Vec<u8> {
+    [body_prefix(shape), data.as_bytes()].concat()
 }
 
 /// The shape and data of an opened job body. A mark with a tag this version does not know
 /// leaves the body whole, as `Job` data.
-pub(crate) fn decode_body(body: Vec<u8>) -> (PayloadShape, Vec<u8>) {
+pub(crate) fn decode_body(mut body: Vec<u8>) -> (PayloadShape, Vec<u8>) {
     let shape = match body.as_slice() {
         [SHAPE_MARK, b'n', ..] => PayloadShape::NumericId,
         [SHAPE_MARK, b'w', ..] => PayloadShape::Whole,
         _ => return (PayloadShape::Job, body),
     };
-    (shape, body[2..].to_vec())
+    // In place: a big payload is moved down two bytes, not copied to a new buffer.
+    body.drain(..2);
+    (shape, body)
 }
 
 #[cfg(test)]

@@ -790,7 +790,7 @@ function toJob(payload, options = {}) {
     encoded = encodePayload(payload);
     if (opts.id !== undefined && opts.id !== null && opts.id !== '') {
       const data = encoded.shape === 'whole' ? encoded.data : JSON.stringify(payload);
-      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, shape: 'whole', jobID: opts.id };
+      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, stringData: encoded.shape === 'whole' && encoded.stringData, shape: 'whole', jobID: opts.id };
     }
   } catch (error) {
     throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
@@ -799,6 +799,7 @@ function toJob(payload, options = {}) {
     });
   }
   const job = { id: encoded.id, data: encoded.data, shape: encoded.shape };
+  if (encoded.stringData) job.stringData = true;
   if (opts.priority !== undefined) job.priority = integer(opts.priority, 'priority');
   if (opts.retries !== undefined) job.retries = Math.max(0, integer(opts.retries, 'retries'));
   if (opts.timeout !== undefined) job.timeoutMs = milliseconds(opts.timeout, 'timeout');

@@ -14,8 +14,11 @@ pub struct JsJob {
     /// The job's id; the master assigns one when absent. An id the master already has is not
     /// queued again.
     pub id: Option<String>,
-    /// The job's data as JSON text.
+    /// The job's data as JSON text; with `string_data`, a string to send as a JSON string.
     pub data: String,
+    /// `data` is a plain string: the core quotes and escapes it into JSON text (what
+    /// `JSON.stringify` would make of it), so a big string is not stringified on the JS thread.
+    pub string_data: Option<bool>,
     /// Task type, for workers that map types to functions.
     pub task_type: Option<String>,
     /// Higher runs first.
@@ -35,9 +38,16 @@ pub struct JsJob {
 
 impl From<JsJob> for JobSpec {
     fn from(job: JsJob) -> JobSpec {
+        let data = if job.string_data == Some(true) {
+            // serde_json escapes as JSON.stringify does: `"`, `\\` and control characters.
+            // Writing to a String cannot fail (an empty text would be refused as not JSON).
+            serde_json::to_string(&job.data).unwrap_or_default()
+        } else {
+            job.data
+        };
         JobSpec {
             id: job.id,
-            data: job.data,
+            data,
             task_type: job.task_type,
             priority: job.priority.unwrap_or(0),
             retries: job.retries,

@@ -246,6 +246,54 @@ test('the task gets every kind of payload as pushed and the result is {jobID, wo
   worker.child.kill('SIGTERM');
 });
 
+test('long strings cross to the task exactly: quotes, backslashes, control characters, non-ASCII and emoji, a lone surrogate', { timeout: 120000 }, async (t) => {
+  // Strings of STRING_DATA_MIN characters or more cross the addon as they are and the core makes
+  // the JSON string; what the task receives must be what JSON.stringify would have carried.
+  const { encodePayload, STRING_DATA_MIN } = require('queuexec-native/lib/payload');
+  const base = `q"b\\s/${Array.from({ length: 32 }, (_, i) => String.fromCharCode(i)).join('')}\x7f é ü ÿ 中文 😀 \u2028\u2029 {"id":1}`;
+  const long = (tag) => (tag + base).repeat(Math.ceil(STRING_DATA_MIN / base.length) + 1);
+  assert.equal(encodePayload({ id: 'a', data: long('a') }).stringData, true, 'a long string is sent as string data');
+  assert.equal(encodePayload(long('w')).stringData, true, 'a long string payload too');
+  assert.equal(encodePayload({ id: 'a', data: `${long('l')}\ud800` }).stringData, undefined, 'a lone surrogate is stringified here');
+  assert.equal(encodePayload({ id: 'a', data: 'short' }).stringData, undefined, 'a short string is stringified here');
+
+  const env = testEnv(t);
+  const cwd = tmpdir(t);
+  fs.mkdirSync(path.join(cwd, 'src'));
+  // A result is checked as strict JSON, where a lone surrogate has no place: for that job the
+  // task returns what it saw instead of echoing it.
+  fs.writeFileSync(
+    path.join(cwd, 'src', 'task.js'),
+    "class Task { async run(job) { return job && job.id === 'lone' ? { length: job.data.length, last: job.data.charCodeAt(job.data.length - 1) } : { job }; } }\nmodule.exports = Task;\n",
+  );
+  const script = path.join(cwd, 'strings.js');
+  fs.writeFileSync(
+    script,
+    `const Master = require(${JSON.stringify(require.resolve('queue-xec-master'))});
+     const base = ${JSON.stringify(base)};
+     const long = ${long.toString().replace('STRING_DATA_MIN', String(STRING_DATA_MIN))};
+     const payloads = [{ id: 'str', data: long('a') }, { id: 9, data: long('b') }, long('c'), { id: 'lone', data: long('d') + '\\ud800' }, { id: 'short', data: 'q"\\\\' }, { x: long('e') }];
+     const got = [];
+     const total = payloads.length + 1;
+     const mm = new Master({ onResults: (r) => { got.push(r); if (got.length === total) { console.log(JSON.stringify({ got, payloads, byOption: long('f') })); mm.close(); } } });
+     mm.once('workerJoined', () => Promise.all([...payloads.map((p) => mm.pushNewJob(p)), mm.pushNewJob(long('f'), { id: 'by-option' })]));`,
+  );
+  const worker = run(t, WORKER, { cwd: tmpdir(t), env: { ...env, QX_NAME: 'strings' } });
+  await worker.next((l) => l.ready);
+  const master = run(t, script, { cwd, env });
+  const { got, payloads, byOption } = await master.next((l) => l.got, 60000);
+  assert.equal(got.length, payloads.length + 1);
+  for (const p of payloads.filter((q) => q.id !== 'lone')) {
+    const match = got.find((r) => r.data && JSON.stringify(r.data.job) === JSON.stringify(p));
+    const failed = got.filter((r) => !r.data).map((r) => JSON.stringify(r).slice(0, 300));
+    assert.ok(match, `the task received ${JSON.stringify(p).slice(0, 80)}… as pushed; results without data: ${failed.join(' | ')}`);
+  }
+  const lone = payloads.find((q) => q.id === 'lone');
+  assert.deepEqual(got.find((r) => r.jobID === 'lone').data, { length: lone.data.length, last: 0xd800 }, 'the lone surrogate arrived as one');
+  assert.equal(got.find((r) => r.jobID === 'by-option').data.job, byOption, 'a long string pushed with an id option arrives whole');
+  worker.child.kill('SIGTERM');
+});
+
 test('a sandboxed worker (the embedded runtime, as the CLI and Python run task.js) gives the task the same payloads as a Node worker: the shape travels with the job', { timeout: 120000 }, async (t) => {
   const env = testEnv(t);
   const cwd = tmpdir(t);

@@ -139,7 +139,7 @@ pub(super) fn to_worker() -> impl Strategy<Value = ToWorker> {
             id,
             attempt,
             task_type,
-            payload,
+            payload: payload.into(),
             timeout_ms,
         });
     prop_oneof![

@@ -586,7 +586,7 @@ impl Engine {
                     id: job_id.to_string(),
                     attempt,
                     task_type,
-                    payload: payload.to_vec(),
+                    payload,
                     timeout_ms,
                 });
             }

@@ -592,7 +592,7 @@ impl Insight {
                     id: key.to_string(),
                     seq: letter.seq,
                     task_type: letter.task_type.clone(),
-                    payload: payload.to_vec(),
+                    payload,
                     priority: letter.priority,
                     state: JobState::Queued,
                     attempt: 0,

@@ -235,9 +235,9 @@ impl Master {
 
     /// The stored form of a pushed job under `key` (its payload sealed to that key).
     fn stored_job(&self, key: String, seq: i64, job: &JobSpec, now: i64) -> StoredJob {
-        let payload = self.inner.key.seal(
+        let payload = self.inner.key.seal_parts(
             &protocol::payload_context(&key),
-            &crate::shape::encode_body(job.shape, &job.data),
+            &[crate::shape::body_prefix(job.shape), job.data.as_bytes()],
         );
         let max_attempts = job
             .retries
@@ -247,7 +247,7 @@ impl Master {
             key,
             seq,
             job.task_type.clone(),
-            payload,
+            payload.into(),
             job.priority,
             max_attempts,
             job.timeout.map(|t| t.as_millis() as u64),

@@ -197,7 +197,7 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     /// [`super::split_by_bytes`]), which the reader checks.
     pub(crate) async fn send_jobs(&mut self, bundle: BundleHash, jobs: Vec<WireJob>) -> Result<()> {
         let heads = ToWorker::detach_jobs(bundle, &jobs)?;
-        self.send_detached(&heads, jobs.iter().map(|j| j.payload.as_slice()))
+        self.send_detached(&heads, jobs.iter().map(|j| &j.payload[..]))
             .await
     }
 
@@ -430,7 +430,7 @@ mod tests {
             id: id.into(),
             attempt: 2,
             task_type: Some("t".into()),
-            payload: key().seal(&crate::protocol::payload_context(id), &vec![b'x'; bytes]),
+            payload: key().seal(&crate::protocol::payload_context(id), &vec![b'x'; bytes]).into(),
             timeout_ms: Some(5_000),
         }
     }
@@ -462,7 +462,7 @@ mod tests {
         for job in &jobs {
             assert!(
                 wire.windows(job.payload.len())
-                    .any(|w| w == job.payload.as_slice()),
+                    .any(|w| w == &job.payload[..]),
                 "payload of {} travels as sealed at push",
                 job.id
             );

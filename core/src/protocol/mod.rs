@@ -15,6 +15,7 @@
 mod frame;
 mod handshake;
 
+use bytes::Bytes;
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
@@ -118,9 +119,9 @@ pub(crate) struct WireJob {
     pub(crate) id: String,
     pub(crate) attempt: u32,
     pub(crate) task_type: Option<String>,
-    /// The data, sealed with the job id as context.
+    /// The data, sealed with the job id as context: the scheduler's bytes, shared, not copied.
     #[serde(with = "raw_bytes")]
-    pub(crate) payload: Vec<u8>,
+    pub(crate) payload: Bytes,
     pub(crate) timeout_ms: Option<u64>,
 }
 
@@ -316,7 +317,7 @@ impl frame::Detachable for ToWorker {
                 id: head.id,
                 attempt: head.attempt,
                 task_type: head.task_type,
-                payload,
+                payload: payload.into(),
                 timeout_ms: head.timeout_ms,
             })
             .collect();
@@ -378,13 +379,16 @@ impl frame::Detachable for ToMaster {
 mod raw_bytes {
     use serde::{Deserializer, Serializer, de};
 
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytes)
+    pub(crate) fn serialize<S: Serializer, B: AsRef<[u8]>>(
+        bytes: &B,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes.as_ref())
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, B: From<Vec<u8>>>(
         deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
+    ) -> Result<B, D::Error> {
         struct Visitor;
         impl<'de> de::Visitor<'de> for Visitor {
             type Value = Vec<u8>;
@@ -406,7 +410,7 @@ mod raw_bytes {
                 Ok(out)
             }
         }
-        deserializer.deserialize_byte_buf(Visitor)
+        deserializer.deserialize_byte_buf(Visitor).map(B::from)
     }
 }
 
@@ -438,7 +442,7 @@ mod tests {
             id: id.into(),
             attempt: u32::MAX,
             task_type: Some("a task type".into()),
-            payload: vec![7; payload],
+            payload: vec![7; payload].into(),
             timeout_ms: Some(u64::MAX),
         }
     }
@@ -458,7 +462,7 @@ mod tests {
             id: wire.id.clone(),
             attempt: wire.attempt,
             task_type: wire.task_type.clone(),
-            payload: wire.payload.clone(),
+            payload: wire.payload.to_vec(),
             timeout_ms: wire.timeout_ms,
         };
         let a = postcard::to_stdvec(&wire).expect("encode");

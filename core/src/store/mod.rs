@@ -16,6 +16,8 @@ pub(crate) use memory::MemoryStore;
 pub(crate) use sqlite::SqliteStore;
 pub(crate) use writer::StoreWriter;
 
+use bytes::Bytes;
+
 use crate::error::Result;
 use crate::job::WorkerInfo;
 
@@ -74,7 +76,8 @@ pub(crate) struct StoredJob {
     /// Task type, if the job names one.
     pub(crate) task_type: Option<String>,
     /// The job's data, sealed with the transfer key (the store never holds it in clear).
-    pub(crate) payload: Vec<u8>,
+    /// Shared, not copied: the scheduler and the wire hold the same bytes.
+    pub(crate) payload: Bytes,
     /// Higher runs first.
     pub(crate) priority: i32,
     /// Current state.
@@ -262,7 +265,7 @@ pub(crate) mod conformance {
             id: id.to_string(),
             seq,
             task_type: Some(format!("type-{seq}")),
-            payload: format!("sealed payload of {id}").into_bytes(),
+            payload: Bytes::from(format!("sealed payload of {id}").into_bytes()),
             priority: (seq % 7) as i32 - 3,
             state: JobState::Queued,
             attempt: 0,
@@ -415,7 +418,7 @@ pub(crate) mod conformance {
                 .is_empty()
         );
         let mut other = job("x", 9);
-        other.payload = b"another payload".to_vec();
+        other.payload = Bytes::from_static(b"another payload");
         let ignored = store
             .apply(&[
                 StoreOp::Insert(other.clone()),

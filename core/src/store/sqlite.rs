@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rusqlite::{
     CachedStatement, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params,
 };
@@ -411,7 +412,7 @@ impl SqliteStore {
                             ignored(index);
                         } else {
                             Statements::get(&mut statements.insert_payload, &tx, INSERT_PAYLOAD)
-                                .and_then(|stmt| stmt.execute(params![job.seq, job.payload]))
+                                .and_then(|stmt| stmt.execute(params![job.seq, &job.payload[..]]))
                                 .map_err(failed)?;
                             max_seq = Some(max_seq.map_or(job.seq, |m| m.max(job.seq)));
                         }
@@ -528,7 +529,7 @@ impl SqliteStore {
         Ok(StoredJob {
             seq: row.get(1).map_err(read)?,
             task_type: row.get(2).map_err(read)?,
-            payload: row.get(3).map_err(read)?,
+            payload: Bytes::from(row.get::<_, Vec<u8>>(3).map_err(read)?),
             priority: i32::try_from(priority)
                 .map_err(|_| corrupt(format!("an out-of-range priority {priority}")))?,
             state,

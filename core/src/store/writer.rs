@@ -1136,7 +1136,7 @@ mod tests {
         const SINGLE: u64 = 200_000;
         const BATCH: u64 = 100;
         const BATCHED: u64 = 1_000_000;
-        let payload = vec![7u8; 200];
+        let payload = bytes::Bytes::from(vec![7u8; 200]);
         let result = vec![9u8; 100];
 
         async fn phase(
