@@ -39,9 +39,7 @@ pub struct JsJob {
 impl From<JsJob> for JobSpec {
     fn from(job: JsJob) -> JobSpec {
         let data = if job.string_data == Some(true) {
-            // serde_json escapes as JSON.stringify does: `"`, `\\` and control characters.
-            // Writing to a String cannot fail (an empty text would be refused as not JSON).
-            serde_json::to_string(&job.data).unwrap_or_default()
+            queuexec_core::json_string(&job.data)
         } else {
             job.data
         };
