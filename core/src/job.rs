@@ -230,12 +230,19 @@ mod tests {
                     let mut s: String = filler.repeat(100);
                     let at = s.char_indices().nth(at).map_or(s.len(), |(i, _)| i);
                     s.insert(at, special);
-                    assert_eq!(json_string(&s), serde_json::to_string(&s).expect("a string"));
+                    assert_eq!(
+                        json_string(&s),
+                        serde_json::to_string(&s).expect("a string")
+                    );
                 }
             }
         }
         assert_eq!(json_string(""), "\"\"");
-        assert_eq!(json_string("a\u{7f}b"), "\"a\u{7f}b\"", "DEL is not escaped, as in JSON.stringify");
+        assert_eq!(
+            json_string("a\u{7f}b"),
+            "\"a\u{7f}b\"",
+            "DEL is not escaped, as in JSON.stringify"
+        );
     }
 
     fn result(outcome: Result<String, String>) -> JobResult {

@@ -430,7 +430,9 @@ mod tests {
             id: id.into(),
             attempt: 2,
             task_type: Some("t".into()),
-            payload: key().seal(&crate::protocol::payload_context(id), &vec![b'x'; bytes]).into(),
+            payload: key()
+                .seal(&crate::protocol::payload_context(id), &vec![b'x'; bytes])
+                .into(),
             timeout_ms: Some(5_000),
         }
     }

@@ -85,7 +85,9 @@ async fn a_master_that_sends_more_jobs_than_the_credits_granted_is_cut_off() {
             id: format!("job-{n}"),
             attempt: 1,
             task_type: None,
-            payload: key_for_jobs.seal(&protocol::payload_context(&format!("job-{n}")), b"1").into(),
+            payload: key_for_jobs
+                .seal(&protocol::payload_context(&format!("job-{n}")), b"1")
+                .into(),
             timeout_ms: None,
         };
         let mut writer = SealedWriter::new(key, Direction::ToWorker, writer);
