@@ -1,0 +1,157 @@
+//! Times sealing one message three ways (see Cargo.toml), and each part alone, in rounds that
+//! alternate them: `envelope-speed [seals per round] [message bytes]`.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use aes::Aes256Enc;
+use aws_lc_rs::cipher::{AES_256, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::hmac as lc_hmac;
+use aws_lc_rs::iv::FixedLength;
+use cbc::cipher::{Block, BlockModeEncrypt, InnerIvInit, KeyInit};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const HEADER: usize = 17;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(300_000);
+    let len: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let key = [7u8; 32];
+    let rc_enc = Aes256Enc::new(&key.into());
+    let rc_mac = <HmacSha256 as KeyInit>::new_from_slice(&key).expect("any key length");
+    let lc_enc =
+        EncryptingKey::cbc(UnboundCipherKey::new(&AES_256, &key).expect("key")).expect("cbc");
+    let lc_mac = lc_hmac::Key::new(lc_hmac::HMAC_SHA256, &key);
+    let plain = vec![b'x'; len];
+    let padded = (len / 16 + 1) * 16;
+
+    let frame = |iv: [u8; 16]| {
+        let mut out = Vec::with_capacity(HEADER + padded + 32);
+        out.push(1);
+        out.extend_from_slice(&iv);
+        out.extend_from_slice(&plain);
+        out.resize(HEADER + padded, (padded - len) as u8);
+        out
+    };
+    let os_iv = || {
+        let mut iv = [0u8; 16];
+        getrandom::fill(&mut iv).expect("getrandom");
+        iv
+    };
+    let lc_iv = || {
+        let mut iv = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut iv).expect("RAND_bytes");
+        iv
+    };
+    let rc_cbc = |buf: &mut [u8], iv: [u8; 16]| {
+        let (blocks, _) = Block::<Aes256Enc>::slice_as_chunks_mut(buf);
+        cbc::Encryptor::<Aes256Enc>::inner_iv_init(rc_enc.clone(), &iv.into())
+            .encrypt_blocks(blocks);
+    };
+    let lc_cbc = |buf: &mut [u8], iv: [u8; 16]| {
+        lc_enc
+            .less_safe_encrypt(buf, EncryptionContext::Iv128(FixedLength::from(iv)))
+            .expect("whole blocks");
+    };
+    let rc_tag = |data: &[u8]| -> [u8; 32] {
+        let mut m = rc_mac.clone();
+        m.update(b"context");
+        m.update(data);
+        m.finalize().into_bytes().into()
+    };
+    let lc_tag = |data: &[u8]| -> [u8; 32] {
+        let mut m = lc_hmac::Context::with_key(&lc_mac);
+        m.update(b"context");
+        m.update(data);
+        m.sign().as_ref().try_into().expect("32 bytes")
+    };
+    let time = |f: &dyn Fn()| {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed().as_secs_f64() / n as f64 * 1e9
+    };
+
+    for round in 1..=3 {
+        let rustcrypto = time(&|| {
+            let iv = os_iv();
+            let mut out = frame(iv);
+            rc_cbc(&mut out[HEADER..], iv);
+            let tag = rc_tag(&out);
+            out.extend_from_slice(&tag);
+            black_box(out);
+        });
+        let aws_lc = time(&|| {
+            let iv = lc_iv();
+            let mut out = frame(iv);
+            lc_cbc(&mut out[HEADER..], iv);
+            let tag = lc_tag(&out);
+            out.extend_from_slice(&tag);
+            black_box(out);
+        });
+        let chosen = time(&|| {
+            let iv = os_iv();
+            let mut out = frame(iv);
+            lc_cbc(&mut out[HEADER..], iv);
+            let tag = rc_tag(&out);
+            out.extend_from_slice(&tag);
+            black_box(out);
+        });
+        let mut buf = vec![0u8; padded];
+        let parts = [
+            (
+                "IV getrandom",
+                time(&|| {
+                    black_box(os_iv());
+                }),
+            ),
+            (
+                "IV AWS-LC",
+                time(&|| {
+                    black_box(lc_iv());
+                }),
+            ),
+            (
+                "HMAC RustCrypto",
+                time(&|| {
+                    black_box(rc_tag(&plain));
+                }),
+            ),
+            (
+                "HMAC AWS-LC",
+                time(&|| {
+                    black_box(lc_tag(&plain));
+                }),
+            ),
+        ];
+        let cbc_rc = {
+            let t = Instant::now();
+            for _ in 0..n {
+                rc_cbc(&mut buf, [1; 16]);
+            }
+            t.elapsed().as_secs_f64() / n as f64 * 1e9
+        };
+        let cbc_lc = {
+            let t = Instant::now();
+            for _ in 0..n {
+                lc_cbc(&mut buf, [1; 16]);
+            }
+            t.elapsed().as_secs_f64() / n as f64 * 1e9
+        };
+        black_box(&buf);
+        println!(
+            "round {round}, {len} bytes: seal RustCrypto {rustcrypto:.0} ns, AWS-LC {aws_lc:.0} ns, \
+             crypto.rs's mix {chosen:.0} ns | CBC RustCrypto {cbc_rc:.0}, AWS-LC {cbc_lc:.0} | {}",
+            parts
+                .iter()
+                .map(|(what, ns)| format!("{what} {ns:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
