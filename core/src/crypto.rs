@@ -93,15 +93,13 @@ impl TransferKey {
         let hkdf = Hkdf::<Sha256>::new(Some(TRANSFER_SALT), token.as_bytes());
         let enc_key = expand_32(&hkdf, TRANSFER_INFO_ENC)?;
         let mac_key = expand_32(&hkdf, TRANSFER_INFO_MAC)?;
-        let cbc_key = || {
-            UnboundCipherKey::new(&AES_256, &enc_key)
-                .map_err(|_| Error::Token("could not key AES-256 from the token".to_owned()))
-        };
-        let cbc_error = |_| Error::Token("could not set up AES-256-CBC".to_owned());
+        // A 32-byte key for AES-256 in CBC mode is never refused; no unwrap all the same.
+        let refused = |_| Error::Token("could not key AES-256-CBC from the token".to_owned());
+        let cbc_key = || UnboundCipherKey::new(&AES_256, &enc_key).map_err(refused);
         Ok(TransferKey {
             keys: Arc::new(EnvelopeKeys {
-                enc: EncryptingKey::cbc(cbc_key()?).map_err(cbc_error)?,
-                dec: DecryptingKey::cbc(cbc_key()?).map_err(cbc_error)?,
+                enc: EncryptingKey::cbc(cbc_key()?).map_err(refused)?,
+                dec: DecryptingKey::cbc(cbc_key()?).map_err(refused)?,
                 mac: keyed_hmac(&mac_key)?,
             }),
         })

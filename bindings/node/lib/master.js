@@ -789,8 +789,8 @@ function toJob(payload, options = {}) {
   try {
     encoded = encodePayload(payload);
     if (opts.id !== undefined && opts.id !== null && opts.id !== '') {
-      const data = encoded.shape === 'whole' ? encoded.data : JSON.stringify(payload);
-      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data, stringData: encoded.shape === 'whole' && encoded.stringData, shape: 'whole', jobID: opts.id };
+      const whole = encoded.shape === 'whole' ? encoded : { data: JSON.stringify(payload) };
+      encoded = { id: typeof opts.id === 'object' ? JSON.stringify(opts.id) : String(opts.id), data: whole.data, stringData: whole.stringData, shape: 'whole', jobID: opts.id };
     }
   } catch (error) {
     throw new PayloadError(`the payload cannot be sent as JSON: ${error.message}`, {
