@@ -51,19 +51,23 @@ const persistentTask = (priority, position) => addTask({ taskType: 'TEST', prior
 
 (async () => {
   await cluster.ready;
-  await addTask({ taskType: 'SYNC', data: {} });
-  await addTask({ taskType: 'ASYNC', data: { timeout: 500 }, priority: 6 });
-  await inMemoryTask(8, 1);
-  await inMemoryTask(1, 2);
-  await inMemoryTask(3, 3);
-  await inMemoryTask(8, 4);
-  await inMemoryTask(8, 5);
-  await persistentTask(8, 1);
-  await persistentTask(1, 2);
-  await persistentTask(3, 3);
-  await persistentTask(8, 4);
-  await persistentTask(8, 5);
-  await persistentTask(8, 6);
+  // Added in one go, as meteor-cluster's addTask calls are: the jobs made in one tick reach the
+  // queue as one push, so the workers see them all and take the in-memory ones by priority.
+  await Promise.all([
+    addTask({ taskType: 'SYNC', data: {} }),
+    addTask({ taskType: 'ASYNC', data: { timeout: 500 }, priority: 6 }),
+    inMemoryTask(8, 1),
+    inMemoryTask(1, 2),
+    inMemoryTask(3, 3),
+    inMemoryTask(8, 4),
+    inMemoryTask(8, 5),
+    persistentTask(8, 1),
+    persistentTask(1, 2),
+    persistentTask(3, 3),
+    persistentTask(8, 4),
+    persistentTask(8, 5),
+    persistentTask(8, 6),
+  ]);
 })();
 
 let exited = 0;

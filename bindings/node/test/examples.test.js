@@ -70,9 +70,14 @@ test("meteor-cluster's example: a task map by type, in-memory tasks first, a log
   const memoryStarts = log.filter((e) => e.what === 'started' && e.id.startsWith('memory-'));
   assert.equal(memoryStarts.length, 5);
   assert.ok(memoryStarts.every((e) => e.at <= firstPersistentEnd));
-  // Among in-memory tasks, higher priority first (8, 8, 8, then 3, then 1).
-  const memoryOrder = memoryStarts.map((e) => e.id);
-  assert.deepEqual(memoryOrder.slice(3), ['memory-3', 'memory-2']);
+  // Among in-memory tasks, higher priority first (8, 8, 8, then 3, then 1). The master hands
+  // them out in that order; two workers start the jobs handed out one after the other at about
+  // the same time, each on its own clock, so a start may come one place early or late, no more.
+  const memoryOrder = [...memoryStarts].sort((a, b) => a.at - b.at).map((e) => e.id);
+  const place = (id) => memoryOrder.indexOf(id);
+  for (const id of ['memory-1', 'memory-4', 'memory-5']) assert.ok(place(id) <= 3, `${id} (priority 8) in ${memoryOrder}`);
+  assert.ok(place('memory-3') >= 2, `memory-3 (priority 3) after two of priority 8 in ${memoryOrder}`);
+  assert.ok(place('memory-2') >= 3, `memory-2 (priority 1) after the priority 8 ones in ${memoryOrder}`);
   assert.equal(lines.filter((l) => l.startsWith('done ')).length, 13);
   assert.equal(lines[lines.length - 1], 'no jobs left: the workers closed');
 });
