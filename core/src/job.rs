@@ -123,10 +123,17 @@ pub(crate) fn canonical_json(text: &str) -> Result<String, String> {
 /// text is checked 32 bytes at a time (a check the compiler turns into vector compares), where
 /// serde_json looks at each byte, which took as long as sealing a megabyte.
 pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    json_string_into(&mut out, s);
+    out
+}
+
+/// [`json_string`], appended to `out` (for callers that write a whole JSON document).
+pub fn json_string_into(out: &mut String, s: &str) {
     const CHUNK: usize = 32;
     let needs_escape = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
     let bytes = s.as_bytes();
-    let mut out = String::with_capacity(bytes.len() + 2);
+    out.reserve(bytes.len() + 2);
     out.push('"');
     // `run..i` is what is not written yet; both always sit at ASCII bytes or the ends, so they
     // are character boundaries.
@@ -163,7 +170,6 @@ pub fn json_string(s: &str) -> String {
     }
     out.push_str(&s[run..]);
     out.push('"');
-    out
 }
 
 /// Separates a job id from what makes its store key unique. Refused in pushed ids (they may

@@ -43,7 +43,7 @@ pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{BoxError, Error, Result};
 pub use events::EventStream;
 pub use executor::{Executor, JobInput, TaskFailure};
-pub use job::{JobResult, JobSpec, WorkerInfo, json_string};
+pub use job::{JobResult, JobSpec, WorkerInfo, json_string, json_string_into};
 pub use master::{
     JobInfo, JobStatus, Master, MasterConfig, MasterEvent, Overview, PushReceipt, Second, Stats,
     StoreConfig, WorkerStatus,

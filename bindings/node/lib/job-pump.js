@@ -12,20 +12,31 @@ const JOB_BATCH = 1024;
  * never rejects) until the worker stops. Resolves then; rejects only if the addon fails.
  */
 async function serveJobs(handle, run) {
+  // The outcomes of the jobs that finished in this turn, as finishJobs takes them: numbers,
+  // whether each failed, and each one's JSON text or error.
   let seqs = [];
-  let outcomes = [];
+  let failed = [];
+  let texts = [];
   let flushing = false;
   const flush = () => {
     flushing = false;
     const s = seqs;
-    const o = outcomes;
+    const f = failed;
+    const x = texts;
     seqs = [];
-    outcomes = [];
-    handle.finishJobs(s, o);
+    failed = [];
+    texts = [];
+    handle.finishJobs(s, f, x);
   };
   const finished = (seq, outcome) => {
     seqs.push(seq);
-    outcomes.push(outcome);
+    if (outcome.error === undefined) {
+      failed.push(false);
+      texts.push(outcome.result === undefined ? 'null' : outcome.result);
+    } else {
+      failed.push(true);
+      texts.push(String(outcome.error));
+    }
     if (!flushing) {
       flushing = true;
       // After the other jobs that finish in this turn: they go back together.
@@ -33,14 +44,15 @@ async function serveJobs(handle, run) {
     }
   };
   for (;;) {
-    const batch = await handle.nextJobs(JOB_BATCH);
-    const n = batch.seqs.length;
+    // One JSON text per batch (see src/delivery.rs): V8's parser makes the job objects.
+    const jobs = JSON.parse(await handle.nextJobs(JOB_BATCH));
+    const n = jobs.length;
     if (n === 0) return;
     for (let i = 0; i < n; i += 1) {
-      const seq = batch.seqs[i];
-      run(batch.jobs[i]).then(
-        (outcome) => finished(seq, outcome),
-        (error) => finished(seq, { error: String((error && error.message) || error) }),
+      const job = jobs[i];
+      run(job).then(
+        (outcome) => finished(job.seq, outcome),
+        (error) => finished(job.seq, { error: String((error && error.message) || error) }),
       );
     }
   }

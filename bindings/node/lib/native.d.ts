@@ -12,8 +12,10 @@ export interface NativeJobResult {
   workerId: string;
   /** That worker's name. */
   workerName: string;
-  /** The result as JSON text, when the job succeeded. */
-  data?: string;
+  /** The result, parsed, when the job succeeded and its JSON is short (4 KiB at most). */
+  data?: unknown;
+  /** The result as JSON text, when the job succeeded and its JSON is longer. */
+  dataText?: string;
   /** The final attempt's error, when the job failed. */
   error?: string;
   /** How many attempts it took. */
@@ -98,8 +100,11 @@ export interface PushReceipt {
 export interface NativeMaster {
   readonly peerId: string;
   push(jobs: object[]): Promise<PushReceipt[]>;
-  /** Up to `max` events; an empty array once the master is closed and every event was read. */
-  nextEvents(max: number): Promise<MasterEvent[]>;
+  /**
+   * Up to `max` events, as the JSON text of a `MasterEvent[]` (one `JSON.parse` per batch); an
+   * empty array once the master is closed and every event was read.
+   */
+  nextEvents(max: number): Promise<string>;
   stats(): Promise<MasterStats>;
   reloadAssets(): Promise<boolean>;
   /** Cancels the jobs with this id; resolves with how many were cancelled. */
@@ -123,10 +128,13 @@ export interface NativeWorker {
   readonly peerId: string;
   /** Up to `max` events; an empty array once the worker has stopped and every event was read. */
   nextEvents(max: number): Promise<WorkerEvent[]>;
-  /** Up to `max` jobs to run, `jobs[i]` numbered `seqs[i]`; empty once the worker has stopped. */
-  nextJobs(max: number): Promise<{ seqs: number[]; jobs: object[] }>;
-  /** The outcomes ({result} or {error}) of jobs from nextJobs, by their numbers. */
-  finishJobs(seqs: number[], outcomes: object[]): void;
+  /**
+   * Up to `max` jobs to run, as the JSON text of an array of `{seq, id, attempt, shape, taskType?, timeoutMs?, data |
+   * dataText}` (`data` parsed when short JSON, else the text `dataText`); `[]` once stopped.
+   */
+  nextJobs(max: number): Promise<string>;
+  /** The outcomes of jobs from nextJobs: `texts[i]` is the JSON result, or the error when `failed[i]`. */
+  finishJobs(seqs: number[], failed: boolean[], texts: string[]): void;
   stats(): WorkerStats;
   /** Asks the master: lookup (name, key), setLookup (name, key, JSON value) or message (cmd, -, JSON data). */
   call(op: string, a: string, b?: string, c?: string): Promise<{ ok: boolean; value: string }>;

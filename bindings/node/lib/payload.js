@@ -61,14 +61,22 @@ function stringify(value) {
   return text;
 }
 
-/** What a task receives for a core job of this shape: the payload as pushed (see the table above). */
-function decodePayload(id, text, shape) {
-  if (shape === 'whole') return parse(text);
+/**
+ * What a task receives for a job of the addon's `nextJobs` batch, by its shape: the payload as
+ * pushed (see the table above). Its data is already parsed (`data`) when it was short JSON,
+ * else its text (`dataText`) is parsed here, falling back to the text.
+ */
+function decodeJob(job) {
+  return shaped(job.id, job.dataText === undefined ? job.data : parse(job.dataText), job.shape);
+}
+
+function shaped(id, value, shape) {
+  if (shape === 'whole') return value;
   if (shape === 'numericId') {
     const n = Number(id);
-    if (Number.isFinite(n) && String(n) === id) return { id: n, data: parse(text) };
+    if (Number.isFinite(n) && String(n) === id) return { id: n, data: value };
   }
-  return { id, data: parse(text) };
+  return { id, data: value };
 }
 
 function parse(text) {
@@ -79,4 +87,4 @@ function parse(text) {
   }
 }
 
-module.exports = { encodePayload, decodePayload, STRING_DATA_MIN };
+module.exports = { encodePayload, decodeJob, STRING_DATA_MIN };

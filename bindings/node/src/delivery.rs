@@ -11,11 +11,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
-use napi_derive::napi;
 use queuexec_core::{JobInput, TaskFailure};
 use tokio::sync::{Notify, oneshot};
 
-use crate::job::{JsJobInput, JsTaskOutcome};
+use crate::json_out;
 
 type Reply = oneshot::Sender<Result<String, TaskFailure>>;
 
@@ -35,16 +34,6 @@ struct State {
     replies: HashMap<u32, Reply>,
     next: u32,
     closed: bool,
-}
-
-/// A batch of jobs for JavaScript: `jobs[i]` has the sequence number `seqs[i]`, which
-/// `finishJobs` takes back with its outcome.
-#[napi(object, js_name = "JobBatch", object_from_js = false)]
-pub struct JsJobBatch {
-    /// One per job, to hand back to `finishJobs`.
-    pub seqs: Vec<u32>,
-    /// The jobs, as `runJob` would have received them one by one.
-    pub jobs: Vec<JsJobInput>,
 }
 
 impl JobQueue {
@@ -84,20 +73,32 @@ impl JobQueue {
         })
     }
 
-    /// Waits for jobs and takes up to `max` of them; `None` once closed.
-    pub(crate) async fn next(&self, max: usize) -> Option<JsJobBatch> {
+    /// Waits for jobs and takes up to `max` of them, as the JSON text of an array of
+    /// `{seq, id, attempt, shape, taskType?, timeoutMs?, data | dataText}` (see [`write_job`]);
+    /// `None` once closed.
+    pub(crate) async fn next(&self, max: usize) -> Option<String> {
         loop {
             {
                 let mut state = self.lock();
                 if !state.waiting.is_empty() {
                     let n = state.waiting.len().min(max.max(1));
-                    let mut seqs = Vec::with_capacity(n);
-                    let mut jobs = Vec::with_capacity(n);
-                    for (seq, job) in state.waiting.drain(..n) {
-                        seqs.push(seq);
-                        jobs.push(JsJobInput::from(job));
+                    let jobs: Vec<(u32, JobInput)> = state.waiting.drain(..n).collect();
+                    drop(state);
+                    let mut out = String::with_capacity(
+                        2 + jobs
+                            .iter()
+                            .map(|(_, job)| job.data.len() + 96)
+                            .sum::<usize>(),
+                    );
+                    out.push('[');
+                    for (i, (seq, job)) in jobs.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        write_job(&mut out, *seq, job);
                     }
-                    return Some(JsJobBatch { seqs, jobs });
+                    out.push(']');
+                    return Some(out);
                 }
                 if state.closed {
                     return None;
@@ -107,17 +108,27 @@ impl JobQueue {
         }
     }
 
-    /// Outcomes from JavaScript; unknown sequence numbers (jobs dropped meanwhile) are skipped.
-    pub(crate) fn finish(&self, seqs: Vec<u32>, outcomes: Vec<JsTaskOutcome>) {
-        let replies: Vec<(Reply, JsTaskOutcome)> = {
+    /// Outcomes from JavaScript: the job numbered `seqs[i]` returned the JSON text `texts[i]`,
+    /// or failed with the error `texts[i]` when `failed[i]`. Unknown sequence numbers (jobs
+    /// dropped meanwhile) are skipped.
+    pub(crate) fn finish(&self, seqs: Vec<u32>, failed: Vec<bool>, texts: Vec<String>) {
+        let replies: Vec<(Reply, Result<String, TaskFailure>)> = {
             let mut state = self.lock();
             seqs.into_iter()
-                .zip(outcomes)
-                .filter_map(|(seq, outcome)| state.replies.remove(&seq).map(|tx| (tx, outcome)))
+                .zip(failed)
+                .zip(texts)
+                .filter_map(|((seq, failed), text)| {
+                    let outcome = if failed {
+                        Err(TaskFailure::new(text))
+                    } else {
+                        Ok(text)
+                    };
+                    state.replies.remove(&seq).map(|tx| (tx, outcome))
+                })
                 .collect()
         };
         for (tx, outcome) in replies {
-            let _ = tx.send(outcome.into());
+            let _ = tx.send(outcome);
         }
     }
 
@@ -132,6 +143,23 @@ impl JobQueue {
         drop(dropped);
         self.ready.notify_one();
     }
+}
+
+/// One job for JavaScript, as the task host reads it (`lib/task-host.js`). Its data is the
+/// parsed value when it is short JSON (the master checked it at push); anything else comes as
+/// the text `dataText`, which the JS side parses on its own, falling back to the text.
+fn write_job(out: &mut String, seq: u32, job: &JobInput) {
+    let mut o = json_out::Object::begin(out);
+    o.num("seq", seq)
+        .str("id", &job.id)
+        .num("attempt", job.attempt)
+        .str("shape", job.shape.as_str())
+        .opt_str("taskType", job.task_type.as_deref());
+    if let Some(timeout) = job.timeout {
+        o.num("timeoutMs", timeout.as_secs_f64() * 1000.0);
+    }
+    o.json_or_text("data", "dataText", &job.data);
+    o.end();
 }
 
 /// Removes a job whose future is gone from the queue and the reply table.

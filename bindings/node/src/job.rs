@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use napi_derive::napi;
-use queuexec_core::{JobInput, JobResult, JobSpec, PayloadShape, TaskFailure};
+use queuexec_core::{JobSpec, PayloadShape, TaskFailure};
 
 /// One job to push.
 #[napi(object, js_name = "Job")]
@@ -78,74 +78,6 @@ pub struct JsPushReceipt {
     /// True when a job with this id already existed and it was queued again as a new job (the
     /// default, as in queue-xec); its result carries the same `jobID`.
     pub repeated: bool,
-}
-
-/// The end of one job, before the JS layer parses `data`.
-#[napi(object, js_name = "JobResult")]
-pub struct JsJobResult {
-    /// The job's id.
-    pub job_id: String,
-    /// The peer id of the worker that ran the final attempt (empty when none did).
-    pub worker_id: String,
-    /// That worker's name.
-    pub worker_name: String,
-    /// The result as JSON text, when the job succeeded.
-    pub data: Option<String>,
-    /// The error of the final attempt, when the job failed.
-    pub error: Option<String>,
-    /// How many attempts it took.
-    pub attempts: u32,
-    /// The job was pushed without an id (`jobId` is the master's `job-N`).
-    pub automatic: bool,
-}
-
-impl From<JobResult> for JsJobResult {
-    fn from(result: JobResult) -> JsJobResult {
-        let (data, error) = match result.outcome {
-            Ok(data) => (Some(data), None),
-            Err(error) => (None, Some(error)),
-        };
-        JsJobResult {
-            // An automatic id's key is the id behind the key separator (core/src/job.rs).
-            automatic: result.key.starts_with('\u{1f}'),
-            job_id: result.job_id,
-            worker_id: result.worker.id,
-            worker_name: result.worker.name,
-            data,
-            error,
-            attempts: result.attempts,
-        }
-    }
-}
-
-/// One job as the worker's JavaScript side receives it.
-#[napi(object, js_name = "JobInput")]
-pub struct JsJobInput {
-    /// The job's id.
-    pub id: String,
-    /// The job's data as JSON text.
-    pub data: String,
-    /// The task type the job names, if any.
-    pub task_type: Option<String>,
-    /// Which attempt this is, from 1.
-    pub attempt: u32,
-    /// The job's wall-clock limit in milliseconds, if it has one.
-    pub timeout_ms: Option<f64>,
-    /// How the task receives it: `'job'`, `'numericId'` or `'whole'` (see `Job.shape`).
-    pub shape: String,
-}
-
-impl From<JobInput> for JsJobInput {
-    fn from(job: JobInput) -> JsJobInput {
-        JsJobInput {
-            id: job.id,
-            data: job.data,
-            task_type: job.task_type,
-            attempt: job.attempt,
-            timeout_ms: job.timeout.map(|t| t.as_secs_f64() * 1000.0),
-            shape: job.shape.as_str().to_string(),
-        }
-    }
 }
 
 /// What the worker's JavaScript side answers for a job (or for loading new assets): `result`

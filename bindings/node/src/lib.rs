@@ -12,6 +12,7 @@ mod delivery;
 mod error;
 mod executor;
 mod job;
+mod json_out;
 mod log;
 mod master;
 mod worker;
@@ -28,13 +29,10 @@ pub use config::{
     check_transfer_token, defaults, env_file_has_tokens, generate_token, read_dotenv,
     resolve_tokens, write_env_tokens,
 };
-pub use delivery::JsJobBatch;
 pub use error::{ErrorCode, Result};
 pub use executor::{JsAssetFile, JsAssetsInfo};
-pub use job::{JsJob, JsJobInput, JsJobResult, JsPushReceipt, JsTaskOutcome};
-pub use master::{
-    JsAssetSpec, JsMaster, JsMasterEvent, JsMasterOptions, JsMasterStats, start_master,
-};
+pub use job::{JsJob, JsPushReceipt, JsTaskOutcome};
+pub use master::{JsAssetSpec, JsMaster, JsMasterOptions, JsMasterStats, start_master};
 pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats, start_worker};
 
 // The addon's own allocations use mimalloc (Node's and V8's stay with theirs): jobs are many

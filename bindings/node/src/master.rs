@@ -15,7 +15,8 @@ use queuexec_core::AssetSpec;
 use queuexec_core::{EventStream, Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo};
 
 use crate::error::{CoreResultExt, Result, config_error, for_promise};
-use crate::job::{JsJob, JsJobResult, JsPushReceipt};
+use crate::job::{JsJob, JsPushReceipt};
+use crate::json_out;
 
 /// A file shipped to workers.
 #[napi(object, js_name = "AssetSpec")]
@@ -206,145 +207,102 @@ pub struct JsMaster {
     dashboard_url: Option<String>,
 }
 
-/// Something that happened on a master, as a discriminated union on `kind`:
-/// `{kind: 'result', result}`, `{kind: 'workerJoined' | 'workerLeft', workerId, workerName}`,
-/// `{kind: 'drained'}`, `{kind: 'warning', message}`,
-/// `{kind: 'taskLoadFailed', workerId, workerName, reason}`.
-#[napi(
-    discriminant = "kind",
-    discriminant_case = "camelCase",
-    object_from_js = false
-)]
-pub enum JsMasterEvent {
-    /// A job ended: its result, or its final error.
-    Result {
-        /// The ended job.
-        result: JsJobResult,
-    },
-    /// A worker proved it holds the token and joined.
-    WorkerJoined {
-        /// The worker's peer id.
-        worker_id: String,
-        /// The worker's name.
-        worker_name: String,
-    },
-    /// A worker's connection ended.
-    WorkerLeft {
-        /// The worker's peer id.
-        worker_id: String,
-        /// The worker's name.
-        worker_name: String,
-    },
-    /// Nothing is queued, delayed or running any more.
-    Drained,
-    /// Something the user should know that did not stop the master.
-    Warning {
-        /// What happened.
-        message: String,
-    },
-    /// A worker asks: answer with `answer(callId, ok, json)`. `op` is `lookup` (name, key),
-    /// `setLookup` (name, key, value as JSON) or `message` (cmd, data as JSON).
-    Call {
-        /// The id to answer with.
-        call_id: f64,
-        /// The worker's peer id.
-        worker_id: String,
-        /// The worker's name.
-        worker_name: String,
-        /// `lookup`, `setLookup` or `message`.
-        op: String,
-        /// The lookup's name.
-        name: Option<String>,
-        /// The key within the lookup.
-        key: Option<String>,
-        /// The value to set, as JSON.
-        value: Option<String>,
-        /// The message's command name.
-        cmd: Option<String>,
-        /// The message's data, as JSON.
-        data: Option<String>,
-    },
-    /// The workers' aggregated statistics, as JSON in okanjo-conductor's shape.
-    Stats {
-        /// `{raw, agg: {last, diff}, avgTimeSpan}`.
-        report: String,
-    },
-    /// A worker could not install or load the task; the jobs it held went back to the queue.
-    TaskLoadFailed {
-        /// The worker's peer id.
-        worker_id: String,
-        /// The worker's name.
-        worker_name: String,
-        /// Why, as the worker reported it.
-        reason: String,
-    },
-}
-
-impl JsMasterEvent {
-    /// The event for JavaScript; `None` for a kind this addon does not know yet (the core's
-    /// event enum is non-exhaustive), which is logged and skipped rather than sent shapeless.
-    fn from_core(event: MasterEvent) -> Option<JsMasterEvent> {
-        Some(match event {
-            MasterEvent::Result(result) => JsMasterEvent::Result {
-                result: result.into(),
-            },
-            MasterEvent::WorkerJoined(WorkerInfo { id, name }) => JsMasterEvent::WorkerJoined {
-                worker_id: id,
-                worker_name: name,
-            },
-            MasterEvent::WorkerLeft(WorkerInfo { id, name }) => JsMasterEvent::WorkerLeft {
-                worker_id: id,
-                worker_name: name,
-            },
-            MasterEvent::Drained => JsMasterEvent::Drained,
-            MasterEvent::Warning(message) => JsMasterEvent::Warning { message },
-            MasterEvent::Call(call) => call_event(call)?,
-            MasterEvent::Stats(report) => JsMasterEvent::Stats {
-                report: report.to_json(),
-            },
-            MasterEvent::TaskLoadFailed {
-                worker: WorkerInfo { id, name },
-                reason,
-            } => JsMasterEvent::TaskLoadFailed {
-                worker_id: id,
-                worker_name: name,
-                reason,
-            },
-            other => {
-                tracing::debug!(?other, "a master event this addon does not know");
-                return None;
-            }
-        })
-    }
-}
-
-/// A worker's call as a `call` event; `None` for a request kind this addon does not know.
-fn call_event(call: queuexec_core::WorkerCall) -> Option<JsMasterEvent> {
-    use queuexec_core::WorkerRequest;
-    let (op, name, key, value, cmd, data) = match call.request {
-        WorkerRequest::Lookup { name, key } => ("lookup", Some(name), Some(key), None, None, None),
-        WorkerRequest::SetLookup { name, key, value } => {
-            ("setLookup", Some(name), Some(key), Some(value), None, None)
+/// Writes one core event into a batch for JavaScript (a JSON array, see `json_out`); returns
+/// false, writing nothing, for a kind this addon does not know yet (the core's event enum is
+/// non-exhaustive), which is logged and skipped rather than sent shapeless.
+///
+/// The shapes (`lib/native.d.ts`, `MasterEvent`): `{kind: 'result', result: {jobId, workerId,
+/// workerName, attempts, automatic, data | dataText | error}}`, `{kind: 'workerJoined' |
+/// 'workerLeft', workerId, workerName}`, `{kind: 'drained'}`, `{kind: 'warning', message}`,
+/// `{kind: 'call', callId, workerId, workerName, op, name?, key?, value?, cmd?, data?}`,
+/// `{kind: 'stats', report}`, `{kind: 'taskLoadFailed', workerId, workerName, reason}`.
+/// A result's `data` is the parsed value when it is short (the core re-serialised it, so it is
+/// JSON); a long one comes as the text `dataText`, parsed on its own.
+fn write_event(out: &mut String, event: MasterEvent) -> bool {
+    let mut o = json_out::Object::begin(out);
+    match event {
+        MasterEvent::Result(result) => {
+            o.str("kind", "result");
+            let mut r = o.nested("result");
+            // An automatic id's key is the id behind the key separator (core/src/job.rs).
+            r.str("jobId", &result.job_id)
+                .str("workerId", &result.worker.id)
+                .str("workerName", &result.worker.name)
+                .num("attempts", result.attempts)
+                .bool("automatic", result.key.starts_with('\u{1f}'));
+            match &result.outcome {
+                Ok(data) => r.json_or_text("data", "dataText", data),
+                Err(error) => r.str("error", error),
+            };
+            r.end();
         }
-        WorkerRequest::Message { cmd, data } => {
-            ("message", None, None, None, Some(cmd), Some(data))
+        MasterEvent::WorkerJoined(WorkerInfo { id, name }) => {
+            o.str("kind", "workerJoined")
+                .str("workerId", &id)
+                .str("workerName", &name);
+        }
+        MasterEvent::WorkerLeft(WorkerInfo { id, name }) => {
+            o.str("kind", "workerLeft")
+                .str("workerId", &id)
+                .str("workerName", &name);
+        }
+        MasterEvent::Drained => {
+            o.str("kind", "drained");
+        }
+        MasterEvent::Warning(message) => {
+            o.str("kind", "warning").str("message", &message);
+        }
+        MasterEvent::Call(call) => {
+            use queuexec_core::WorkerRequest;
+            let (op, name, key, value, cmd, data) = match &call.request {
+                WorkerRequest::Lookup { name, key } => {
+                    ("lookup", Some(name), Some(key), None, None, None)
+                }
+                WorkerRequest::SetLookup { name, key, value } => {
+                    ("setLookup", Some(name), Some(key), Some(value), None, None)
+                }
+                WorkerRequest::Message { cmd, data } => {
+                    ("message", None, None, None, Some(cmd), Some(data))
+                }
+                other => {
+                    tracing::debug!(?other, "a worker request this addon does not know");
+                    o.abandon();
+                    return false;
+                }
+            };
+            // A worker's value and data stay text: the JS side parses them, refusing what is
+            // not JSON with an answer to that worker.
+            o.str("kind", "call")
+                .num("callId", call.id)
+                .str("workerId", &call.worker.id)
+                .str("workerName", &call.worker.name)
+                .str("op", op)
+                .opt_str("name", name.map(String::as_str))
+                .opt_str("key", key.map(String::as_str))
+                .opt_str("value", value.map(String::as_str))
+                .opt_str("cmd", cmd.map(String::as_str))
+                .opt_str("data", data.map(String::as_str));
+        }
+        MasterEvent::Stats(report) => {
+            o.str("kind", "stats").str("report", &report.to_json());
+        }
+        MasterEvent::TaskLoadFailed {
+            worker: WorkerInfo { id, name },
+            reason,
+        } => {
+            o.str("kind", "taskLoadFailed")
+                .str("workerId", &id)
+                .str("workerName", &name)
+                .str("reason", &reason);
         }
         other => {
-            tracing::debug!(?other, "a worker request this addon does not know");
-            return None;
+            tracing::debug!(?other, "a master event this addon does not know");
+            o.abandon();
+            return false;
         }
-    };
-    Some(JsMasterEvent::Call {
-        call_id: call.id as f64,
-        worker_id: call.worker.id,
-        worker_name: call.worker.name,
-        op: op.to_string(),
-        name,
-        key,
-        value,
-        cmd,
-        data,
-    })
+    }
+    o.end();
+    true
 }
 
 /// Counts of a master's jobs and workers.
@@ -387,21 +345,30 @@ impl JsMaster {
             .collect())
     }
 
-    /// Waits for the next events and returns up to `max` of them (one promise per batch, not
-    /// per event); an empty array once the master is closed and every event was handed out.
+    /// Waits for the next events and returns up to `max` of them as one JSON array (see
+    /// `write_event`): one promise and one `JSON.parse` per batch, not per event. An empty
+    /// array (`[]`) once the master is closed and every event was handed out.
     #[napi]
-    pub async fn next_events(&self, max: u32) -> napi::Result<Vec<JsMasterEvent>> {
+    pub async fn next_events(&self, max: u32) -> napi::Result<String> {
         // An empty array means the end, so a batch of only unknown kinds is not handed out.
         loop {
             let Some(batch) = self.events.next_batch(max as usize).await else {
-                return Ok(Vec::new());
+                return Ok("[]".to_string());
             };
-            let batch: Vec<JsMasterEvent> = batch
-                .into_iter()
-                .filter_map(JsMasterEvent::from_core)
-                .collect();
-            if !batch.is_empty() {
-                return Ok(batch);
+            let mut out = String::with_capacity(64 + batch.len() * 160);
+            out.push('[');
+            for event in batch {
+                let mark = out.len();
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                if !write_event(&mut out, event) {
+                    out.truncate(mark);
+                }
+            }
+            if out.len() > 1 {
+                out.push(']');
+                return Ok(out);
             }
         }
     }

@@ -9,10 +9,9 @@ use napi_derive::napi;
 use queuexec_core::{EventStream, Executor, Worker, WorkerConfig, WorkerEvent};
 use queuexec_js::{JsConfig, JsExecutor};
 
-use crate::delivery::{JobQueue, JsJobBatch};
+use crate::delivery::JobQueue;
 use crate::error::{CoreResultExt, config_error, for_promise};
 use crate::executor::{AssetsChangedFn, NodeExecutor};
-use crate::job::JsTaskOutcome;
 
 /// How to start a worker. Names follow queue-xec where it has one.
 #[napi(object, js_name = "WorkerOptions")]
@@ -274,27 +273,41 @@ impl JsWorker {
         }
     }
 
-    /// Waits for jobs to run and returns up to `max` of them (one promise per batch); an empty
-    /// batch once the worker has stopped (and always in a sandboxed worker).
+    /// Waits for jobs to run and returns up to `max` of them (one promise per batch), as the
+    /// JSON text of an array of `{seq, id, attempt, shape, taskType?, timeoutMs?, data |
+    /// dataText}`; `[]` once the worker has stopped (and always in a sandboxed worker).
     #[napi]
-    pub async fn next_jobs(&self, max: u32) -> napi::Result<JsJobBatch> {
-        let empty = || JsJobBatch {
-            seqs: Vec::new(),
-            jobs: Vec::new(),
-        };
+    pub async fn next_jobs(&self, max: u32) -> napi::Result<String> {
         Ok(match &self.jobs {
-            Some(jobs) => jobs.next(max as usize).await.unwrap_or_else(empty),
-            None => empty(),
-        })
+            Some(jobs) => jobs.next(max as usize).await,
+            None => None,
+        }
+        .unwrap_or_else(|| "[]".to_string()))
     }
 
-    /// The outcomes of jobs from `nextJobs`: `outcomes[i]` is that of the job numbered
-    /// `seqs[i]`. Outcomes of jobs the worker dropped meanwhile (timed out, closed) are ignored.
+    /// The outcomes of jobs from `nextJobs`: the job numbered `seqs[i]` returned the JSON text
+    /// `texts[i]`, or failed with the error `texts[i]` when `failed[i]` (three arrays rather
+    /// than an object per job: napi reads each property of an object by name). Outcomes of jobs
+    /// the worker dropped meanwhile (timed out, closed) are ignored.
     #[napi]
-    pub fn finish_jobs(&self, seqs: Vec<u32>, outcomes: Vec<JsTaskOutcome>) {
-        if let Some(jobs) = &self.jobs {
-            jobs.finish(seqs, outcomes);
+    pub fn finish_jobs(
+        &self,
+        seqs: Vec<u32>,
+        failed: Vec<bool>,
+        texts: Vec<String>,
+    ) -> napi::Result<()> {
+        if seqs.len() != failed.len() || seqs.len() != texts.len() {
+            return Err(napi::Error::from_reason(format!(
+                "finishJobs takes three arrays of one length (seqs, failed, texts); got {}, {} and {}",
+                seqs.len(),
+                failed.len(),
+                texts.len()
+            )));
         }
+        if let Some(jobs) = &self.jobs {
+            jobs.finish(seqs, failed, texts);
+        }
+        Ok(())
     }
 
     /// Counts of jobs.
