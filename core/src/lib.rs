@@ -37,6 +37,13 @@ mod stats;
 mod store;
 mod worker;
 
+/// The maps the engine touches for every job (scheduler, dashboard insight, sessions), keyed by
+/// job ids and session numbers: foldhash (hashbrown's own default, seeded per process) instead
+/// of std's SipHash, which was most of each lookup's cost on the master's runtime thread.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of the same kind as [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
 pub use calls::{WorkerCall, WorkerRequest};
 pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};

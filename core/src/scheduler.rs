@@ -18,13 +18,14 @@
 //! not circulate for ever).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::job::WorkerInfo;
 use crate::store::{JobState, StoredJob};
+use crate::{FastMap, FastSet};
 
 mod spill;
 
@@ -89,7 +90,7 @@ struct Entry {
 /// The leases one session holds, and when it last showed it is alive.
 #[derive(Debug)]
 struct SessionLeases {
-    ids: HashSet<Arc<str>>,
+    ids: FastSet<Arc<str>>,
     alive_ms: i64,
     /// This session has an entry in `session_checks`.
     checking: bool,
@@ -187,7 +188,7 @@ pub(crate) struct Expired {
 #[derive(Debug)]
 pub(crate) struct Scheduler {
     config: SchedulerConfig,
-    jobs: HashMap<Arc<str>, Entry>,
+    jobs: FastMap<Arc<str>, Entry>,
     /// In-memory jobs first (meteor-cluster serves its in-memory queue before the persistent
     /// one), then higher priority, then push order.
     ready: BinaryHeap<(bool, i32, Reverse<i64>, Arc<str>)>,
@@ -197,7 +198,7 @@ pub(crate) struct Scheduler {
     deadlines: BinaryHeap<Reverse<(i64, Arc<str>, u32)>>,
     /// When to look at a session's sign of life next: one entry per session holding leases.
     session_checks: BinaryHeap<Reverse<(i64, SessionId)>>,
-    by_session: HashMap<SessionId, SessionLeases>,
+    by_session: FastMap<SessionId, SessionLeases>,
     /// `ready` counts these too.
     counts: Counts,
     /// Ready durable jobs kept only in the store (their priority and push number).
@@ -218,12 +219,12 @@ impl Scheduler {
     pub(crate) fn new(config: SchedulerConfig) -> Self {
         Scheduler {
             config,
-            jobs: HashMap::new(),
+            jobs: FastMap::default(),
             ready: BinaryHeap::new(),
             delayed: BinaryHeap::new(),
             deadlines: BinaryHeap::new(),
             session_checks: BinaryHeap::new(),
-            by_session: HashMap::new(),
+            by_session: FastMap::default(),
             counts: Counts::default(),
             spilled: SpillSet::default(),
             resident_durable_ready: 0,
@@ -493,7 +494,7 @@ impl Scheduler {
                 .by_session
                 .entry(session)
                 .or_insert_with(|| SessionLeases {
-                    ids: HashSet::new(),
+                    ids: FastSet::default(),
                     alive_ms: now_ms,
                     checking: false,
                 });
@@ -941,6 +942,7 @@ pub(crate) fn new_stored_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{HashMap, HashSet};
 
     fn config() -> SchedulerConfig {
         SchedulerConfig {

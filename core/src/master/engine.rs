@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::delivery::{Batch, Delivery};
 use super::insight::{Action, Insight, InsightQuery};
 use super::{MasterEvent, Stats};
+use crate::FastMap;
 use crate::assets::BundleHash;
 use crate::job::{JobResult, KEY_SEPARATOR, WorkerInfo, label_of, now_ms};
 use crate::protocol::{ToWorker, WireJob};
@@ -170,7 +171,7 @@ impl Fairness {
 /// The engine task's state.
 pub(super) struct Engine {
     pub(super) scheduler: Scheduler,
-    pub(super) sessions: HashMap<SessionId, SessionState>,
+    pub(super) sessions: FastMap<SessionId, SessionState>,
     pub(super) order: VecDeque<SessionId>,
     pub(super) durable: Option<StoreWriter>,
     /// A read connection to the durable store, for ready jobs beyond the scheduler's resident

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::Stats;
 use super::inspect::{JobInfo, JobStatus, Overview, Second, WorkerStatus};
+use crate::FastMap;
 use crate::job::{KEY_SEPARATOR, WorkerInfo, label_of};
 use crate::scheduler::{JobView, Scheduler, SessionId, Transition};
 use crate::store::{JobState, StoredJob};
@@ -196,10 +197,10 @@ impl Metrics {
 
 /// The engine's record of what happened, for the dashboard and for API users.
 pub(super) struct Insight {
-    live: HashMap<Arc<str>, Live>,
-    finished: HashMap<Arc<str>, JobInfo>,
+    live: FastMap<Arc<str>, Live>,
+    finished: FastMap<Arc<str>, JobInfo>,
     finished_order: VecDeque<Arc<str>>,
-    dead: HashMap<Arc<str>, DeadLetter>,
+    dead: FastMap<Arc<str>, DeadLetter>,
     dead_order: VecDeque<Arc<str>>,
     workers: HashMap<SessionId, WorkerRow>,
     timeline: VecDeque<Bucket>,
@@ -209,10 +210,10 @@ pub(super) struct Insight {
 impl Insight {
     pub(super) fn new() -> Insight {
         Insight {
-            live: HashMap::new(),
-            finished: HashMap::new(),
+            live: FastMap::default(),
+            finished: FastMap::default(),
             finished_order: VecDeque::new(),
-            dead: HashMap::new(),
+            dead: FastMap::default(),
             dead_order: VecDeque::new(),
             workers: HashMap::new(),
             timeline: VecDeque::new(),

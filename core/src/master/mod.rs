@@ -33,7 +33,7 @@ mod spill_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -443,7 +443,7 @@ impl Master {
         let ever_had_jobs = !scheduler.is_idle();
         let engine = Engine {
             scheduler,
-            sessions: HashMap::new(),
+            sessions: crate::FastMap::default(),
             order: VecDeque::new(),
             durable: durable.clone(),
             pager,
