@@ -44,12 +44,15 @@ async function serveJobs(handle, run) {
     }
   };
   for (;;) {
-    // One JSON text per batch (see src/delivery.rs): V8's parser makes the job objects.
-    const jobs = JSON.parse(await handle.nextJobs(JOB_BATCH));
+    // One JSON text per batch (see src/delivery.rs): V8's parser makes the job objects. Long
+    // data rides beside it as its own string.
+    const batch = await handle.nextJobs(JOB_BATCH);
+    const jobs = JSON.parse(batch.json);
     const n = jobs.length;
     if (n === 0) return;
     for (let i = 0; i < n; i += 1) {
       const job = jobs[i];
+      if (job.dataText !== undefined) job.dataText = batch.texts[job.dataText];
       run(job).then(
         (outcome) => finished(job.seq, outcome),
         (error) => finished(job.seq, { error: String((error && error.message) || error) }),

@@ -508,8 +508,14 @@ class Master extends EventEmitter {
         let events;
         try {
           // One JSON text per batch: V8's parser builds the objects far faster than the
-          // addon could property by property.
-          events = JSON.parse(await handle.nextEvents(EVENT_BATCH));
+          // addon could property by property. A long result's text rides beside it.
+          const batch = await handle.nextEvents(EVENT_BATCH);
+          events = JSON.parse(batch.json);
+          if (batch.texts.length > 0) {
+            for (const event of events) {
+              if (event.kind === 'result' && event.result.dataText !== undefined) event.result.dataText = batch.texts[event.result.dataText];
+            }
+          }
         } catch (error) {
           this._report(fromNative(error));
           return;

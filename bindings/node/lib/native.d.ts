@@ -14,7 +14,10 @@ export interface NativeJobResult {
   workerName: string;
   /** The result, parsed, when the job succeeded and its JSON is short (4 KiB at most). */
   data?: unknown;
-  /** The result as JSON text, when the job succeeded and its JSON is longer. */
+  /**
+   * The result as JSON text, when the job succeeded and its JSON is longer (in the batch: the
+   * index of the text in `Batch.texts`, which lib/master.js puts in its place).
+   */
   dataText?: string;
   /** The final attempt's error, when the job failed. */
   error?: string;
@@ -97,14 +100,21 @@ export interface PushReceipt {
   repeated: boolean;
 }
 
+/** A batch from the addon: objects as one JSON text, and the long texts they refer to by index. */
+export interface Batch {
+  json: string;
+  texts: string[];
+}
+
 export interface NativeMaster {
   readonly peerId: string;
   push(jobs: object[]): Promise<PushReceipt[]>;
   /**
-   * Up to `max` events, as the JSON text of a `MasterEvent[]` (one `JSON.parse` per batch); an
-   * empty array once the master is closed and every event was read.
+   * Up to `max` events: `json` is the JSON text of a `MasterEvent[]` (one `JSON.parse` per
+   * batch), `texts` the long results they refer to; an empty array once the master is closed
+   * and every event was read.
    */
-  nextEvents(max: number): Promise<string>;
+  nextEvents(max: number): Promise<Batch>;
   stats(): Promise<MasterStats>;
   reloadAssets(): Promise<boolean>;
   /** Cancels the jobs with this id; resolves with how many were cancelled. */
@@ -129,10 +139,11 @@ export interface NativeWorker {
   /** Up to `max` events; an empty array once the worker has stopped and every event was read. */
   nextEvents(max: number): Promise<WorkerEvent[]>;
   /**
-   * Up to `max` jobs to run, as the JSON text of an array of `{seq, id, attempt, shape, taskType?, timeoutMs?, data |
-   * dataText}` (`data` parsed when short JSON, else the text `dataText`); `[]` once stopped.
+   * Up to `max` jobs to run: `json` is the JSON text of an array of `{seq, id, attempt, shape,
+   * taskType?, timeoutMs?, data | dataText}` (`data` parsed when short JSON, else `dataText`, the
+   * index of its text in `texts`); an empty array once stopped.
    */
-  nextJobs(max: number): Promise<string>;
+  nextJobs(max: number): Promise<Batch>;
   /** The outcomes of jobs from nextJobs: `texts[i]` is the JSON result, or the error when `failed[i]`. */
   finishJobs(seqs: number[], failed: boolean[], texts: string[]): void;
   stats(): WorkerStats;

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use queuexec_core::{JobInput, TaskFailure};
 use tokio::sync::{Notify, oneshot};
 
-use crate::json_out;
+use crate::json_out::{self, JsBatch};
 
 type Reply = oneshot::Sender<Result<String, TaskFailure>>;
 
@@ -73,10 +73,9 @@ impl JobQueue {
         })
     }
 
-    /// Waits for jobs and takes up to `max` of them, as the JSON text of an array of
-    /// `{seq, id, attempt, shape, taskType?, timeoutMs?, data | dataText}` (see [`write_job`]);
-    /// `None` once closed.
-    pub(crate) async fn next(&self, max: usize) -> Option<String> {
+    /// Waits for jobs and takes up to `max` of them, as a batch of `{seq, id, attempt, shape,
+    /// taskType?, timeoutMs?, data | dataText}` (see [`write_job`]); `None` once closed.
+    pub(crate) async fn next(&self, max: usize) -> Option<JsBatch> {
         loop {
             {
                 let mut state = self.lock();
@@ -84,21 +83,17 @@ impl JobQueue {
                     let n = state.waiting.len().min(max.max(1));
                     let jobs: Vec<(u32, JobInput)> = state.waiting.drain(..n).collect();
                     drop(state);
-                    let mut out = String::with_capacity(
-                        2 + jobs
-                            .iter()
-                            .map(|(_, job)| job.data.len() + 96)
-                            .sum::<usize>(),
-                    );
-                    out.push('[');
-                    for (i, (seq, job)) in jobs.iter().enumerate() {
+                    let mut json = String::with_capacity(2 + jobs.len() * 128);
+                    let mut texts = Vec::new();
+                    json.push('[');
+                    for (i, (seq, job)) in jobs.into_iter().enumerate() {
                         if i > 0 {
-                            out.push(',');
+                            json.push(',');
                         }
-                        write_job(&mut out, *seq, job);
+                        write_job(&mut json, &mut texts, seq, job);
                     }
-                    out.push(']');
-                    return Some(out);
+                    json.push(']');
+                    return Some(JsBatch { json, texts });
                 }
                 if state.closed {
                     return None;
@@ -146,9 +141,10 @@ impl JobQueue {
 }
 
 /// One job for JavaScript, as the task host reads it (`lib/task-host.js`). Its data is the
-/// parsed value when it is short JSON (the master checked it at push); anything else comes as
-/// the text `dataText`, which the JS side parses on its own, falling back to the text.
-fn write_job(out: &mut String, seq: u32, job: &JobInput) {
+/// parsed value when it is short JSON (the master checked it at push); anything else crosses as
+/// its own string (`dataText`: its index in the batch's texts), which the JS side parses on its
+/// own, falling back to the text.
+fn write_job(out: &mut String, texts: &mut Vec<String>, seq: u32, job: JobInput) {
     let mut o = json_out::Object::begin(out);
     o.num("seq", seq)
         .str("id", &job.id)
@@ -158,7 +154,7 @@ fn write_job(out: &mut String, seq: u32, job: &JobInput) {
     if let Some(timeout) = job.timeout {
         o.num("timeoutMs", timeout.as_secs_f64() * 1000.0);
     }
-    o.json_or_text("data", "dataText", &job.data);
+    o.json_or_text("data", "dataText", job.data, texts);
     o.end();
 }
 

@@ -1,7 +1,29 @@
 //! Batches for JavaScript as one JSON text, which V8's `JSON.parse` turns into objects far
 //! faster than napi can build them one property at a time (each `napi_set_named_property`
 //! looks its key up in V8's string table, and objects built that way change shape as they
-//! grow). A batch of 256 results is one string and one `JSON.parse`.
+//! grow). A batch of 256 results is one string and one `JSON.parse`; big texts ride beside it.
+
+use napi_derive::napi;
+
+/// A batch for JavaScript: `json` is the JSON text of an array of objects; a long text an object
+/// refers to by index (`dataText: i`) is `texts[i]`.
+#[napi(object, js_name = "Batch", object_from_js = false)]
+pub struct JsBatch {
+    /// The objects, as one JSON text.
+    pub json: String,
+    /// Long texts, by the index the objects give.
+    pub texts: Vec<String>,
+}
+
+impl JsBatch {
+    /// An empty batch: the end.
+    pub(crate) fn empty() -> JsBatch {
+        JsBatch {
+            json: "[]".to_string(),
+            texts: Vec::new(),
+        }
+    }
+}
 
 /// Text at most this long that is JSON is written into a batch as it is; longer text, or text
 /// that is not JSON, is written as a JSON string for the JS side to parse on its own (so a big
@@ -72,13 +94,22 @@ impl<'a> Object<'a> {
         self
     }
 
-    /// `"key": <json>` when `text` is short JSON, else `"textKey": "text"` (see
-    /// [`INLINE_JSON_MAX`]).
-    pub(crate) fn json_or_text(&mut self, key: &str, text_key: &str, text: &str) -> &mut Self {
-        if inline_json(text) {
-            self.raw(key, text)
+    /// `"key": <json>` when `text` is short JSON, else `"textKey": <index>`, the text moved to
+    /// `texts[index]` (see [`INLINE_JSON_MAX`]): a big text crosses to JavaScript as its own
+    /// string, never escaped into the batch and scanned again there.
+    pub(crate) fn json_or_text(
+        &mut self,
+        key: &str,
+        text_key: &str,
+        text: String,
+        texts: &mut Vec<String>,
+    ) -> &mut Self {
+        if inline_json(&text) {
+            self.raw(key, &text)
         } else {
-            self.str(text_key, text)
+            self.num(text_key, texts.len());
+            texts.push(text);
+            self
         }
     }
 
@@ -102,6 +133,7 @@ mod tests {
 
     #[test]
     fn objects_parse_back_to_what_was_written() {
+        let mut texts = Vec::new();
         let mut out = String::from("[");
         let mut o = Object::begin(&mut out);
         o.str("kind", "result")
@@ -110,13 +142,18 @@ mod tests {
             .num("attempts", 3)
             .num("callId", 9_007_199_254_740_991u64)
             .bool("automatic", true)
-            .json_or_text("data", "dataText", r#"{"x":[1,2.5,"é"]}"#);
+            .json_or_text(
+                "data",
+                "dataText",
+                r#"{"x":[1,2.5,"é"]}"#.into(),
+                &mut texts,
+            );
         o.end();
         out.push(',');
         let big = format!("[{}]", "1,".repeat(INLINE_JSON_MAX) + "1");
         let mut o = Object::begin(&mut out);
-        o.json_or_text("data", "dataText", "not json")
-            .json_or_text("more", "moreText", &big);
+        o.json_or_text("data", "dataText", "not json".into(), &mut texts)
+            .json_or_text("more", "moreText", big.clone(), &mut texts);
         let mut inner = o.nested("inner");
         inner.num("n", 1.5);
         inner.end();
@@ -129,8 +166,9 @@ mod tests {
                 {"kind": "result", "id": "a \"quoted\"\nid\u{1}", "attempts": 3,
                  "callId": 9_007_199_254_740_991u64, "automatic": true,
                  "data": {"x": [1, 2.5, "é"]}},
-                {"dataText": "not json", "moreText": big, "inner": {"n": 1.5}},
+                {"dataText": 0, "moreText": 1, "inner": {"n": 1.5}},
             ])
         );
+        assert_eq!(texts, ["not json".to_string(), big]);
     }
 }

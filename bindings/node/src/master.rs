@@ -16,7 +16,7 @@ use queuexec_core::{EventStream, Master, MasterConfig, MasterEvent, StoreConfig,
 
 use crate::error::{CoreResultExt, Result, config_error, for_promise};
 use crate::job::{JsJob, JsPushReceipt};
-use crate::json_out;
+use crate::json_out::{self, JsBatch};
 
 /// A file shipped to workers.
 #[napi(object, js_name = "AssetSpec")]
@@ -217,8 +217,9 @@ pub struct JsMaster {
 /// `{kind: 'call', callId, workerId, workerName, op, name?, key?, value?, cmd?, data?}`,
 /// `{kind: 'stats', report}`, `{kind: 'taskLoadFailed', workerId, workerName, reason}`.
 /// A result's `data` is the parsed value when it is short (the core re-serialised it, so it is
-/// JSON); a long one comes as the text `dataText`, parsed on its own.
-fn write_event(out: &mut String, event: MasterEvent) -> bool {
+/// JSON); a long one crosses as its own string (`dataText: i`, the batch's `texts[i]`), parsed
+/// on its own.
+fn write_event(out: &mut String, texts: &mut Vec<String>, event: MasterEvent) -> bool {
     let mut o = json_out::Object::begin(out);
     match event {
         MasterEvent::Result(result) => {
@@ -230,9 +231,9 @@ fn write_event(out: &mut String, event: MasterEvent) -> bool {
                 .str("workerName", &result.worker.name)
                 .num("attempts", result.attempts)
                 .bool("automatic", result.key.starts_with('\u{1f}'));
-            match &result.outcome {
-                Ok(data) => r.json_or_text("data", "dataText", data),
-                Err(error) => r.str("error", error),
+            match result.outcome {
+                Ok(data) => r.json_or_text("data", "dataText", data, texts),
+                Err(error) => r.str("error", &error),
             };
             r.end();
         }
@@ -345,30 +346,33 @@ impl JsMaster {
             .collect())
     }
 
-    /// Waits for the next events and returns up to `max` of them as one JSON array (see
-    /// `write_event`): one promise and one `JSON.parse` per batch, not per event. An empty
-    /// array (`[]`) once the master is closed and every event was handed out.
+    /// Waits for the next events and returns up to `max` of them as a batch: `json` is the JSON
+    /// text of the events (see `write_event`), `texts` the long results they refer to. One
+    /// promise and one `JSON.parse` per batch, not per event; an empty array once the master is
+    /// closed and every event was handed out.
     #[napi]
-    pub async fn next_events(&self, max: u32) -> napi::Result<String> {
+    pub async fn next_events(&self, max: u32) -> napi::Result<JsBatch> {
         // An empty array means the end, so a batch of only unknown kinds is not handed out.
         loop {
             let Some(batch) = self.events.next_batch(max as usize).await else {
-                return Ok("[]".to_string());
+                return Ok(JsBatch::empty());
             };
-            let mut out = String::with_capacity(64 + batch.len() * 160);
-            out.push('[');
+            let mut json = String::with_capacity(64 + batch.len() * 160);
+            let mut texts = Vec::new();
+            json.push('[');
             for event in batch {
-                let mark = out.len();
-                if out.len() > 1 {
-                    out.push(',');
+                let mark = (json.len(), texts.len());
+                if json.len() > 1 {
+                    json.push(',');
                 }
-                if !write_event(&mut out, event) {
-                    out.truncate(mark);
+                if !write_event(&mut json, &mut texts, event) {
+                    json.truncate(mark.0);
+                    texts.truncate(mark.1);
                 }
             }
-            if out.len() > 1 {
-                out.push(']');
-                return Ok(out);
+            if json.len() > 1 {
+                json.push(']');
+                return Ok(JsBatch { json, texts });
             }
         }
     }

@@ -12,6 +12,7 @@ use queuexec_js::{JsConfig, JsExecutor};
 use crate::delivery::JobQueue;
 use crate::error::{CoreResultExt, config_error, for_promise};
 use crate::executor::{AssetsChangedFn, NodeExecutor};
+use crate::json_out::JsBatch;
 
 /// How to start a worker. Names follow queue-xec where it has one.
 #[napi(object, js_name = "WorkerOptions")]
@@ -273,16 +274,17 @@ impl JsWorker {
         }
     }
 
-    /// Waits for jobs to run and returns up to `max` of them (one promise per batch), as the
-    /// JSON text of an array of `{seq, id, attempt, shape, taskType?, timeoutMs?, data |
-    /// dataText}`; `[]` once the worker has stopped (and always in a sandboxed worker).
+    /// Waits for jobs to run and returns up to `max` of them (one promise per batch): `json` is
+    /// the JSON text of an array of `{seq, id, attempt, shape, taskType?, timeoutMs?, data |
+    /// dataText}` (`dataText: i` is the text `texts[i]`); an empty array once the worker has
+    /// stopped (and always in a sandboxed worker).
     #[napi]
-    pub async fn next_jobs(&self, max: u32) -> napi::Result<String> {
+    pub async fn next_jobs(&self, max: u32) -> napi::Result<JsBatch> {
         Ok(match &self.jobs {
             Some(jobs) => jobs.next(max as usize).await,
             None => None,
         }
-        .unwrap_or_else(|| "[]".to_string()))
+        .unwrap_or_else(JsBatch::empty))
     }
 
     /// The outcomes of jobs from `nextJobs`: the job numbered `seqs[i]` returned the JSON text
