@@ -72,7 +72,58 @@ pub enum WorkerRequest {
     },
 }
 
+/// A [`WorkerRequest`] as the front ends hand it to their users: its `op` and the fields that
+/// kind has (the others `None`). The inverse of [`WorkerRequest::from_op`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestParts<'a> {
+    /// `lookup`, `setLookup` or `message`.
+    pub op: &'static str,
+    /// The lookup's name.
+    pub name: Option<&'a str>,
+    /// The key within the lookup.
+    pub key: Option<&'a str>,
+    /// The value to set, as JSON text.
+    pub value: Option<&'a str>,
+    /// The message's command name.
+    pub cmd: Option<&'a str>,
+    /// The message's data, as JSON text.
+    pub data: Option<&'a str>,
+}
+
 impl WorkerRequest {
+    /// This request's `op` and fields (see [`RequestParts`]).
+    pub fn parts(&self) -> RequestParts<'_> {
+        let none = RequestParts {
+            op: "",
+            name: None,
+            key: None,
+            value: None,
+            cmd: None,
+            data: None,
+        };
+        match self {
+            WorkerRequest::Lookup { name, key } => RequestParts {
+                op: "lookup",
+                name: Some(name),
+                key: Some(key),
+                ..none
+            },
+            WorkerRequest::SetLookup { name, key, value } => RequestParts {
+                op: "setLookup",
+                name: Some(name),
+                key: Some(key),
+                value: Some(value),
+                ..none
+            },
+            WorkerRequest::Message { cmd, data } => RequestParts {
+                op: "message",
+                cmd: Some(cmd),
+                data: Some(data),
+                ..none
+            },
+        }
+    }
+
     /// The request a front end names by `op` (`lookup`, `setLookup` or `message`, as task.js's
     /// `ctx` methods): `a` is the lookup or command name, `b` the key, `c` the value or data as
     /// JSON (`null` when absent). An unknown `op` is a [`Error::Config`] naming the three.

@@ -356,11 +356,15 @@ struct IvPool {
 }
 
 thread_local! {
-    static IV_POOLS: std::cell::RefCell<IvPool> = std::cell::RefCell::new(IvPool {
-        bytes: Box::new([0; IV_POOL]),
-        next: IV_POOL,
-        forks: 0,
-    });
+    static IV_POOLS: std::cell::RefCell<IvPool> = {
+        // Before any pool is filled, so no fork can copy one unnoticed.
+        watch_forks();
+        std::cell::RefCell::new(IvPool {
+            bytes: Box::new([0; IV_POOL]),
+            next: IV_POOL,
+            forks: 0,
+        })
+    };
 }
 
 #[cfg(unix)]
@@ -391,7 +395,6 @@ fn watch_forks() {}
 /// # Panics
 /// As [`random_bytes`], if the operating system's generator is unavailable.
 pub(crate) fn iv() -> [u8; IV_LEN] {
-    watch_forks();
     IV_POOLS.with(|pool| {
         let mut pool = pool.borrow_mut();
         let forks = FORKS.load(std::sync::atomic::Ordering::Relaxed);
@@ -402,12 +405,10 @@ pub(crate) fn iv() -> [u8; IV_LEN] {
             pool.next = 0;
             pool.forks = forks;
         }
-        let (start, end) = (pool.next, pool.next + IV_LEN);
-        pool.next = end;
+        let start = pool.next;
+        pool.next += IV_LEN;
         let mut out = [0u8; IV_LEN];
-        out.copy_from_slice(&pool.bytes[start..end]);
-        // Handed out: not kept where a later reader of this memory could find it.
-        pool.bytes[start..end].fill(0);
+        out.copy_from_slice(&pool.bytes[start..pool.next]);
         out
     })
 }

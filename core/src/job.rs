@@ -68,6 +68,11 @@ pub struct JobResult {
 }
 
 impl JobResult {
+    /// Whether the job was pushed without an id (`job_id` is the master's `job-N`).
+    pub fn automatic(&self) -> bool {
+        self.key.starts_with(KEY_SEPARATOR)
+    }
+
     /// The result as one JSON line in queue-xec's shape: `{"jobID", "worker", "data"|"error"}`.
     ///
     /// Built from parsed values, never from the worker's text: the data is parsed and written

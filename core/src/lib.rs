@@ -45,7 +45,7 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 pub use assets::{AssetSpec, BundleHash, Manifest, ManifestEntry, Sha256, Workplace};
-pub use calls::{WorkerCall, WorkerRequest};
+pub use calls::{RequestParts, WorkerCall, WorkerRequest};
 pub use deps::{DEPENDENCY_CACHE_DIR_ENV, unpack_dependency_bundle};
 pub use error::{BoxError, Error, Result};
 pub use events::EventStream;

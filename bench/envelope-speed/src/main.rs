@@ -54,7 +54,6 @@ fn main() {
         let mut iv = [0u8; 16];
         let at = pool.1;
         iv.copy_from_slice(&pool.0[at..at + 16]);
-        pool.0[at..at + 16].fill(0);
         pool.1 += 16;
         iv
     };

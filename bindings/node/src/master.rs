@@ -225,12 +225,11 @@ fn write_event(out: &mut String, texts: &mut Vec<String>, event: MasterEvent) ->
         MasterEvent::Result(result) => {
             o.str("kind", "result");
             let mut r = o.nested("result");
-            // An automatic id's key is the id behind the key separator (core/src/job.rs).
             r.str("jobId", &result.job_id)
                 .str("workerId", &result.worker.id)
                 .str("workerName", &result.worker.name)
                 .num("attempts", result.attempts)
-                .bool("automatic", result.key.starts_with('\u{1f}'));
+                .bool("automatic", result.automatic());
             match result.outcome {
                 Ok(data) => r.json_or_text("data", "dataText", data, texts),
                 Err(error) => r.str("error", &error),
@@ -254,35 +253,19 @@ fn write_event(out: &mut String, texts: &mut Vec<String>, event: MasterEvent) ->
             o.str("kind", "warning").str("message", &message);
         }
         MasterEvent::Call(call) => {
-            use queuexec_core::WorkerRequest;
-            let (op, name, key, value, cmd, data) = match &call.request {
-                WorkerRequest::Lookup { name, key } => {
-                    ("lookup", Some(name), Some(key), None, None, None)
-                }
-                WorkerRequest::SetLookup { name, key, value } => {
-                    ("setLookup", Some(name), Some(key), Some(value), None, None)
-                }
-                WorkerRequest::Message { cmd, data } => {
-                    ("message", None, None, None, Some(cmd), Some(data))
-                }
-                other => {
-                    tracing::debug!(?other, "a worker request this addon does not know");
-                    o.abandon();
-                    return false;
-                }
-            };
+            let parts = call.request.parts();
             // A worker's value and data stay text: the JS side parses them, refusing what is
             // not JSON with an answer to that worker.
             o.str("kind", "call")
                 .num("callId", call.id)
                 .str("workerId", &call.worker.id)
                 .str("workerName", &call.worker.name)
-                .str("op", op)
-                .opt_str("name", name.map(String::as_str))
-                .opt_str("key", key.map(String::as_str))
-                .opt_str("value", value.map(String::as_str))
-                .opt_str("cmd", cmd.map(String::as_str))
-                .opt_str("data", data.map(String::as_str));
+                .str("op", parts.op)
+                .opt_str("name", parts.name)
+                .opt_str("key", parts.key)
+                .opt_str("value", parts.value)
+                .opt_str("cmd", parts.cmd)
+                .opt_str("data", parts.data);
         }
         MasterEvent::Stats(report) => {
             o.str("kind", "stats").str("report", &report.to_json());

@@ -67,29 +67,14 @@ event_class!(aborted, "Aborted");
 event_class!(job_cancelled, "JobCancelled");
 event_class!(stats_event, "StatsEvent");
 
-/// A worker's call as a `WorkerCall`; `None` for a request kind this binding does not know.
+/// A worker's call as a `WorkerCall`.
 fn call_event<'py>(
     py: Python<'py>,
     call: queuexec_core::WorkerCall,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    use queuexec_core::WorkerRequest;
-    let (op, name, key, value, cmd, data) = match call.request {
-        WorkerRequest::Lookup { name, key } => ("lookup", Some(name), Some(key), None, None, None),
-        WorkerRequest::SetLookup { name, key, value } => {
-            ("setLookup", Some(name), Some(key), Some(value), None, None)
-        }
-        WorkerRequest::Message { cmd, data } => {
-            ("message", None, None, None, Some(cmd), Some(data))
-        }
-        other => {
-            tracing::debug!(?other, "a worker request this binding does not know");
-            return Ok(None);
-        }
-    };
+) -> PyResult<Bound<'py, PyAny>> {
+    let p = call.request.parts();
     let worker = worker_info(py, call.worker)?;
-    worker_call(py)?
-        .call1((call.id, worker, op, name, key, value, cmd, data))
-        .map(Some)
+    worker_call(py)?.call1((call.id, worker, p.op, p.name, p.key, p.value, p.cmd, p.data))
 }
 
 fn job_result_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
@@ -143,10 +128,7 @@ pub(crate) fn master_events(
                 let json = py.import("json")?;
                 stats_event(py)?.call1((json.call_method1("loads", (report.to_json(),))?,))?
             }
-            MasterEvent::Call(call) => match call_event(py, call)? {
-                Some(object) => object,
-                None => continue,
-            },
+            MasterEvent::Call(call) => call_event(py, call)?,
             MasterEvent::TaskLoadFailed { worker, reason } => {
                 task_load_failed(py)?.call1((worker_info(py, worker)?, reason))?
             }
