@@ -123,7 +123,8 @@ pub(crate) enum Transition {
         id: Arc<str>,
         /// The run that produced it.
         attempt: u32,
-        worker: WorkerInfo,
+        /// The session's own record of its worker (shared, not copied per result).
+        worker: Arc<WorkerInfo>,
         sealed: Vec<u8>,
         json: String,
         in_memory: bool,
@@ -145,7 +146,7 @@ pub(crate) enum Transition {
         /// Runs handed out.
         attempt: u32,
         error: String,
-        worker: Option<WorkerInfo>,
+        worker: Option<Arc<WorkerInfo>>,
         in_memory: bool,
     },
 }
@@ -547,7 +548,7 @@ impl Scheduler {
                 Transition::Done {
                     id,
                     attempt,
-                    worker: (*worker).clone(),
+                    worker,
                     sealed,
                     json,
                     in_memory: entry.is_some_and(|e| e.in_memory),
@@ -741,7 +742,7 @@ impl Scheduler {
                     id: key,
                     attempt: entry.fence,
                     error: error.to_string(),
-                    worker: worker.map(|w| (*w).clone()),
+                    worker,
                     in_memory: entry.in_memory,
                 },
                 lease,
@@ -769,7 +770,7 @@ impl Scheduler {
                 id,
                 attempt: fence,
                 error,
-                worker: Some((**worker).clone()),
+                worker: Some(worker.clone()),
                 in_memory,
             };
         }
@@ -808,7 +809,7 @@ impl Scheduler {
                 id,
                 attempt: fence,
                 error: format!("the job was lost {losses} times, the most allowed; last: {error}"),
-                worker: Some((**worker).clone()),
+                worker: Some(worker.clone()),
                 in_memory,
             };
         }

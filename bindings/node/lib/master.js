@@ -224,7 +224,7 @@ class Master extends EventEmitter {
       // receipt) is counted; a `job-N` result waits for the receipts (see _dispatchResult).
       if (produced) chunk.forEach((job) => job.native.id != null && countUp(produced, job.native.id));
       try {
-        const got = await handle.push(chunk.map((j) => j.native)).catch((error) => {
+        const got = await pushNatives(handle, chunk.map((j) => j.native)).catch((error) => {
           chunk.forEach((job) => this._unexpect(job));
           if (produced) chunk.forEach((job) => job.native.id != null && countDown(produced, job.native.id));
           throw fromNative(error);
@@ -450,7 +450,7 @@ class Master extends EventEmitter {
       this._pushesInFlight += 1;
       chunk.forEach((item) => this._expect(item.job));
       try {
-        const receipts = await handle.push(chunk.map((item) => item.job.native));
+        const receipts = await pushNatives(handle, chunk.map((item) => item.job.native));
         chunk.forEach((item, k) => {
           // A repeated (or, with idempotentIds, duplicate) id is logged from the core's
           // 'warning' event, one line per push.
@@ -794,6 +794,56 @@ function countDown(map, key) {
 function plainJobID(coreId) {
   const n = Number(coreId);
   return coreId !== '' && Number.isFinite(n) && String(n) === coreId ? n : coreId;
+}
+
+/** A job's shape as the addon's push batch numbers it; 4 marks data that is a plain string. */
+const SHAPE_KIND = { job: 0, numericId: 1, whole: 2 };
+const KIND_STRING_DATA = 4;
+
+/**
+ * Pushes core jobs (toJob's `native`) through the addon and resolves with one receipt
+ * `{id, duplicate, repeated}` per job. They cross as a few arrays (ids, data, kinds, and the
+ * options of the jobs that have any as one JSON text) instead of an object per job, whose
+ * properties napi would look up one by one.
+ */
+async function pushNatives(handle, natives) {
+  const n = natives.length;
+  const ids = new Array(n);
+  const data = new Array(n);
+  const kinds = new Array(n);
+  let options = null;
+  for (let i = 0; i < n; i += 1) {
+    const job = natives[i];
+    ids[i] = job.id === undefined ? null : job.id;
+    data[i] = job.data;
+    kinds[i] = (SHAPE_KIND[job.shape] ?? 0) | (job.stringData ? KIND_STRING_DATA : 0);
+    if (
+      job.priority !== undefined ||
+      job.retries !== undefined ||
+      job.timeoutMs !== undefined ||
+      job.delayMs !== undefined ||
+      job.taskType !== undefined ||
+      job.inMemory !== undefined
+    ) {
+      (options ||= []).push([
+        i,
+        {
+          priority: job.priority,
+          retries: job.retries,
+          timeoutMs: job.timeoutMs,
+          delayMs: job.delayMs,
+          taskType: job.taskType,
+          inMemory: job.inMemory,
+        },
+      ]);
+    }
+  }
+  const got = await handle.push({ ids, data, kinds, options: options && JSON.stringify(options) });
+  const receipts = new Array(got.ids.length);
+  for (let i = 0; i < receipts.length; i += 1) receipts[i] = { id: got.ids[i], duplicate: false, repeated: false };
+  for (const i of got.duplicate) receipts[i].duplicate = true;
+  for (const i of got.repeated) receipts[i].repeated = true;
+  return receipts;
 }
 
 function toJob(payload, options = {}) {

@@ -106,9 +106,29 @@ export interface Batch {
   texts: string[];
 }
 
+/**
+ * One push in columns (lib/master.js `pushNatives`): one entry per job in each array. `kinds`:
+ * the shape (0 job, 1 numericId, 2 whole), plus 4 when the data is a plain string the core
+ * makes JSON text of. `options`: JSON text of `[[index, {priority?, retries?, timeoutMs?,
+ * delayMs?, taskType?, inMemory?}], ...]`, or null.
+ */
+export interface PushBatch {
+  ids: Array<string | null>;
+  data: string[];
+  kinds: number[];
+  options: string | null;
+}
+
+/** A push's answer in columns: each job's id, and the indexes of duplicate and repeated ones. */
+export interface PushReceipts {
+  ids: string[];
+  duplicate: number[];
+  repeated: number[];
+}
+
 export interface NativeMaster {
   readonly peerId: string;
-  push(jobs: object[]): Promise<PushReceipt[]>;
+  push(batch: PushBatch): Promise<PushReceipts>;
   /**
    * Up to `max` events: `json` is the JSON text of a `MasterEvent[]` (one `JSON.parse` per
    * batch), `texts` the long results they refer to; an empty array once the master is closed

@@ -31,7 +31,7 @@ pub use config::{
 };
 pub use error::{ErrorCode, Result};
 pub use executor::{JsAssetFile, JsAssetsInfo};
-pub use job::{JsJob, JsPushReceipt, JsTaskOutcome};
+pub use job::{JsPushBatch, JsPushReceipts, JsTaskOutcome};
 pub use master::{JsAssetSpec, JsMaster, JsMasterOptions, JsMasterStats, start_master};
 pub use worker::{JsWorker, JsWorkerEvent, JsWorkerOptions, JsWorkerStats, start_worker};
 

@@ -15,7 +15,7 @@ use queuexec_core::AssetSpec;
 use queuexec_core::{EventStream, Master, MasterConfig, MasterEvent, StoreConfig, WorkerInfo};
 
 use crate::error::{CoreResultExt, Result, config_error, for_promise};
-use crate::job::{JsJob, JsPushReceipt};
+use crate::job::{JsPushBatch, JsPushReceipts};
 use crate::json_out::{self, JsBatch};
 
 /// A file shipped to workers.
@@ -316,17 +316,26 @@ pub struct JsMasterStats {
 impl JsMaster {
     /// Pushes jobs in one group; resolves once all are durable. All are accepted, or none.
     #[napi]
-    pub async fn push(&self, jobs: Vec<JsJob>) -> napi::Result<Vec<JsPushReceipt>> {
-        let specs = jobs.into_iter().map(Into::into).collect();
+    pub async fn push(&self, batch: JsPushBatch) -> napi::Result<JsPushReceipts> {
+        let specs = batch
+            .into_specs()
+            .map_err(|e| napi::Error::new(napi::Status::InvalidArg, e))?;
         let receipts = self.master.push_many(specs).await.js_async()?;
-        Ok(receipts
-            .into_iter()
-            .map(|r| JsPushReceipt {
-                id: r.id,
-                duplicate: r.duplicate,
-                repeated: r.repeated,
-            })
-            .collect())
+        let mut out = JsPushReceipts {
+            ids: Vec::with_capacity(receipts.len()),
+            duplicate: Vec::new(),
+            repeated: Vec::new(),
+        };
+        for (i, r) in receipts.into_iter().enumerate() {
+            if r.duplicate {
+                out.duplicate.push(i as u32);
+            }
+            if r.repeated {
+                out.repeated.push(i as u32);
+            }
+            out.ids.push(r.id);
+        }
+        Ok(out)
     }
 
     /// Waits for the next events and returns up to `max` of them as a batch: `json` is the JSON

@@ -630,13 +630,13 @@ impl Engine {
                             id: id.to_string(),
                             attempt,
                             result: sealed,
-                            worker: worker.clone(),
+                            worker: (*worker).clone(),
                         });
                     }
                     let result = JobResult {
                         job_id: label_of(&id).to_string(),
                         key: id.to_string(),
-                        worker,
+                        worker: Arc::unwrap_or_clone(worker),
                         outcome: Ok(json),
                         attempts: attempt,
                     };
@@ -678,16 +678,19 @@ impl Engine {
                             id: id.to_string(),
                             attempt,
                             error: error.clone(),
-                            worker: worker.clone(),
+                            worker: worker.as_deref().cloned(),
                         });
                     }
                     let result = JobResult {
                         job_id: label_of(&id).to_string(),
                         key: id.to_string(),
-                        worker: worker.unwrap_or(WorkerInfo {
-                            id: String::new(),
-                            name: String::new(),
-                        }),
+                        worker: worker.map_or_else(
+                            || WorkerInfo {
+                                id: String::new(),
+                                name: String::new(),
+                            },
+                            Arc::unwrap_or_clone,
+                        ),
                         outcome: Err(error),
                         attempts: attempt,
                     };

@@ -198,8 +198,10 @@ impl Metrics {
 /// The engine's record of what happened, for the dashboard and for API users.
 pub(super) struct Insight {
     live: FastMap<Arc<str>, Live>,
-    finished: FastMap<Arc<str>, JobInfo>,
-    finished_order: VecDeque<Arc<str>>,
+    /// The last [`FINISHED_KEPT`] finished jobs, oldest first. A lookup scans it from the
+    /// newest (a dashboard query), so finishing a job costs no map insert and no removal, and
+    /// its record shares the key and the worker with the scheduler instead of copying them.
+    finished: VecDeque<Finished>,
     dead: FastMap<Arc<str>, DeadLetter>,
     dead_order: VecDeque<Arc<str>>,
     workers: HashMap<SessionId, WorkerRow>,
@@ -211,8 +213,7 @@ impl Insight {
     pub(super) fn new() -> Insight {
         Insight {
             live: FastMap::default(),
-            finished: FastMap::default(),
-            finished_order: VecDeque::new(),
+            finished: VecDeque::new(),
             dead: FastMap::default(),
             dead_order: VecDeque::new(),
             workers: HashMap::new(),
@@ -249,7 +250,6 @@ impl Insight {
 
     fn track(&mut self, job: &StoredJob, pushed_ms: i64) {
         let id: Arc<str> = Arc::from(job.id.as_str());
-        self.finished.remove(&id);
         self.live.insert(
             id,
             Live {
@@ -376,16 +376,16 @@ impl Insight {
             } => {
                 self.metrics.done.inc();
                 let live = self.live.remove(id);
-                let info = finished_info(
-                    id,
+                let worker = Some(worker.clone());
+                self.keep_finished(Finished::new(
+                    id.clone(),
                     JobStatus::Done,
                     *attempt,
-                    Some(worker.clone()),
+                    worker,
                     None,
-                    live.as_ref(),
+                    live,
                     now,
-                );
-                self.keep_finished(id.clone(), info);
+                ));
             }
             Transition::Retry {
                 id,
@@ -416,28 +416,43 @@ impl Insight {
                 in_memory,
             } => {
                 self.metrics.dead.inc();
-                let live = self.live.remove(id);
-                let info = finished_info(
-                    id,
+                let mut live = self.live.remove(id);
+                let worker = worker.clone();
+                // What a retry of the dead letter needs, taken before the record keeps the rest.
+                let requeue = live.as_mut().map(|live| {
+                    (
+                        live.payload.take(),
+                        live.task_type.clone(),
+                        live.timeout_ms,
+                        live.priority,
+                        live.max_attempts,
+                        live.seq,
+                    )
+                });
+                let finished = Finished::new(
+                    id.clone(),
                     JobStatus::Dead,
                     *attempt,
-                    worker.clone(),
+                    worker,
                     Some(error.clone()),
-                    live.as_ref(),
+                    live,
                     now,
                 );
-                self.keep_finished(id.clone(), info.clone());
-                let letter = match live {
-                    Some(live) => DeadLetter {
-                        info,
-                        payload: live.payload,
-                        task_type: live.task_type,
-                        timeout_ms: live.timeout_ms,
-                        priority: live.priority,
-                        max_attempts: live.max_attempts,
-                        seq: live.seq,
-                        in_memory: *in_memory,
-                    },
+                let info = finished.info();
+                self.keep_finished(finished);
+                let letter = match requeue {
+                    Some((payload, task_type, timeout_ms, priority, max_attempts, seq)) => {
+                        DeadLetter {
+                            info,
+                            payload,
+                            task_type,
+                            timeout_ms,
+                            priority,
+                            max_attempts,
+                            seq,
+                            in_memory: *in_memory,
+                        }
+                    }
                     None => DeadLetter {
                         info,
                         payload: None,
@@ -464,18 +479,16 @@ impl Insight {
         }
     }
 
-    fn keep_finished(&mut self, id: Arc<str>, info: JobInfo) {
-        if self.finished.insert(id.clone(), info).is_none() {
-            self.finished_order.push_back(id);
+    fn keep_finished(&mut self, finished: Finished) {
+        if self.finished.len() >= FINISHED_KEPT {
+            self.finished.pop_front();
         }
-        while self.finished.len() > FINISHED_KEPT {
-            match self.finished_order.pop_front() {
-                Some(old) => {
-                    self.finished.remove(&old);
-                }
-                None => break,
-            }
-        }
+        self.finished.push_back(finished);
+    }
+
+    /// The newest record of a finished job stored under `key`.
+    fn finished(&self, key: &str) -> Option<&Finished> {
+        self.finished.iter().rev().find(|f| &*f.key == key)
     }
 
     /// The store key a user's id stands for: the key itself, an automatic id, or a repeated id
@@ -489,18 +502,18 @@ impl Insight {
             if let Some((k, _)) = self.dead.get_key_value(key) {
                 return Some(k.clone());
             }
-            if let Some((k, _)) = self.finished.get_key_value(key) {
-                return Some(k.clone());
+            if let Some(f) = self.finished(key) {
+                return Some(f.key.clone());
             }
             if scheduler.inspect(key).is_some() {
                 return Some(Arc::from(key));
             }
         }
-        self.finished_order
+        self.finished
             .iter()
             .rev()
-            .find(|k| label_of(k) == id)
-            .cloned()
+            .find(|f| label_of(&f.key) == id)
+            .map(|f| f.key.clone())
     }
 
     /// The answer to one query, and what the engine must do for it.
@@ -608,8 +621,7 @@ impl Insight {
                 let in_memory = letter.in_memory;
                 self.dead.remove(&key);
                 self.dead_order.retain(|k| *k != key);
-                self.finished.remove(&key);
-                self.finished_order.retain(|k| *k != key);
+                self.finished.retain(|f| f.key != key);
                 let _ = reply.send(Some(key.to_string()));
                 Some(Action::Requeue(job, in_memory))
             }
@@ -663,7 +675,7 @@ impl Insight {
         if let Some(d) = self.dead.get(key) {
             return Some(d.info.clone());
         }
-        self.finished.get(key).cloned()
+        self.finished(key).map(Finished::info)
     }
 
     fn live_info(&self, key: &str, view: &JobView) -> JobInfo {
@@ -737,33 +749,84 @@ impl Insight {
     }
 }
 
-fn finished_info(
-    id: &Arc<str>,
+/// A finished job as the insight keeps it; [`Finished::info`] makes the [`JobInfo`] a query
+/// returns.
+struct Finished {
+    key: Arc<str>,
     status: JobStatus,
     runs: u32,
-    worker: Option<WorkerInfo>,
-    error: Option<String>,
-    live: Option<&Live>,
-    now: i64,
-) -> JobInfo {
-    let started = live.and_then(|l| l.started_ms);
-    JobInfo {
-        id: label_of(id).to_string(),
-        key: id.to_string(),
-        status,
-        attempts: runs,
-        max_attempts: live.map_or(0, |l| l.max_attempts),
-        runs,
-        losses: 0,
-        worker,
-        last_error: error.or_else(|| live.and_then(|l| l.last_error.clone())),
-        task_type: live.and_then(|l| l.task_type.clone()),
-        priority: live.map_or(0, |l| l.priority),
-        pushed_ms: live.map(|l| l.pushed_ms),
-        not_before_ms: None,
-        started_ms: started,
-        finished_ms: Some(now),
-        queue_wait_ms: live.and_then(|l| l.queue_wait_ms),
-        run_ms: started.map(|s| (now - s).max(0) as u64),
+    max_attempts: u32,
+    worker: Option<Arc<WorkerInfo>>,
+    last_error: Option<String>,
+    task_type: Option<String>,
+    priority: i32,
+    pushed_ms: Option<i64>,
+    started_ms: Option<i64>,
+    finished_ms: i64,
+    queue_wait_ms: Option<u64>,
+}
+
+impl Finished {
+    fn new(
+        key: Arc<str>,
+        status: JobStatus,
+        runs: u32,
+        worker: Option<Arc<WorkerInfo>>,
+        error: Option<String>,
+        live: Option<Live>,
+        now: i64,
+    ) -> Finished {
+        let (max_attempts, priority, pushed_ms, started_ms, queue_wait_ms) =
+            live.as_ref().map_or((0, 0, None, None, None), |l| {
+                (
+                    l.max_attempts,
+                    l.priority,
+                    Some(l.pushed_ms),
+                    l.started_ms,
+                    l.queue_wait_ms,
+                )
+            });
+        let (last_error, task_type) = match live {
+            Some(l) => (error.or(l.last_error), l.task_type),
+            None => (error, None),
+        };
+        Finished {
+            key,
+            status,
+            runs,
+            max_attempts,
+            worker,
+            last_error,
+            task_type,
+            priority,
+            pushed_ms,
+            started_ms,
+            finished_ms: now,
+            queue_wait_ms,
+        }
+    }
+
+    fn info(&self) -> JobInfo {
+        JobInfo {
+            id: label_of(&self.key).to_string(),
+            key: self.key.to_string(),
+            status: self.status,
+            attempts: self.runs,
+            max_attempts: self.max_attempts,
+            runs: self.runs,
+            losses: 0,
+            worker: self.worker.as_deref().cloned(),
+            last_error: self.last_error.clone(),
+            task_type: self.task_type.clone(),
+            priority: self.priority,
+            pushed_ms: self.pushed_ms,
+            not_before_ms: None,
+            started_ms: self.started_ms,
+            finished_ms: Some(self.finished_ms),
+            queue_wait_ms: self.queue_wait_ms,
+            run_ms: self
+                .started_ms
+                .map(|s| (self.finished_ms - s).max(0) as u64),
+        }
     }
 }
