@@ -830,3 +830,110 @@ impl Finished {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::SchedulerConfig;
+
+    fn scheduler() -> Scheduler {
+        Scheduler::new(SchedulerConfig {
+            lease_ttl_ms: 1_000,
+            backoff_base_ms: 100,
+            backoff_cap_ms: 10_000,
+            max_lease_ms: 60_000,
+            max_losses: 10,
+            resident_window: usize::MAX,
+        })
+    }
+
+    fn worker(name: &str) -> Arc<WorkerInfo> {
+        Arc::new(WorkerInfo {
+            id: format!("peer-{name}"),
+            name: name.to_string(),
+        })
+    }
+
+    fn done(insight: &mut Insight, key: &str, worker: &Arc<WorkerInfo>, now: i64) {
+        insight.transition(
+            &Transition::Done {
+                id: Arc::from(key),
+                attempt: 1,
+                worker: worker.clone(),
+                sealed: Vec::new(),
+                json: "null".into(),
+                in_memory: true,
+            },
+            now,
+        );
+    }
+
+    #[test]
+    fn finished_jobs_are_found_newest_first_and_only_the_last_ones_are_kept() {
+        let s = scheduler();
+        let mut insight = Insight::new();
+        let w = worker("w1");
+        let job = crate::scheduler::new_stored_job(
+            "a".into(),
+            1,
+            Some("t".into()),
+            Bytes::new(),
+            3,
+            2,
+            None,
+            0,
+        );
+        insight.enqueued(&job, 1_000);
+        insight.leased("a", &Bytes::new(), 1_500);
+        done(&mut insight, "a", &w, 2_000);
+        let info = insight.job(&s, "a").expect("a finished job is found");
+        assert_eq!(info.status, JobStatus::Done);
+        assert_eq!(info.worker.as_ref().map(|w| w.name.as_str()), Some("w1"));
+        assert_eq!(info.task_type.as_deref(), Some("t"));
+        assert_eq!((info.priority, info.max_attempts), (3, 2));
+        assert_eq!(info.pushed_ms, Some(1_000));
+        assert_eq!(info.queue_wait_ms, Some(500));
+        assert_eq!(info.run_ms, Some(500));
+        assert_eq!(info.finished_ms, Some(2_000));
+
+        // An automatic id is found by its label; the newest record of a key wins.
+        let auto = crate::job::automatic_key(7);
+        done(&mut insight, &auto, &w, 2_100);
+        assert_eq!(
+            insight.job(&s, "job-7").map(|i| i.key),
+            Some(auto.clone()),
+            "an automatic id by its label"
+        );
+        done(&mut insight, "a", &worker("w2"), 2_200);
+        let again = insight.job(&s, "a").expect("found");
+        assert_eq!(again.worker.map(|w| w.name), Some("w2".into()));
+
+        // Only the last FINISHED_KEPT stay.
+        for n in 0..FINISHED_KEPT {
+            done(&mut insight, &format!("k{n}"), &w, 3_000);
+        }
+        assert_eq!(insight.finished.len(), FINISHED_KEPT);
+        assert!(insight.job(&s, "a").is_none(), "the oldest were dropped");
+        assert!(insight.job(&s, "k0").is_some());
+        assert!(
+            insight
+                .job(&s, &format!("k{}", FINISHED_KEPT - 1))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn results_share_the_sessions_worker_record() {
+        let mut insight = Insight::new();
+        let w = worker("w1");
+        for n in 0..3 {
+            done(&mut insight, &format!("j{n}"), &w, 1_000);
+        }
+        assert!(
+            insight
+                .finished
+                .iter()
+                .all(|f| f.worker.as_ref().is_some_and(|x| Arc::ptr_eq(x, &w)))
+        );
+    }
+}
