@@ -838,7 +838,7 @@ async function pushNatives(handle, natives) {
       ]);
     }
   }
-  const got = await handle.push({ ids, data, kinds, options: options && JSON.stringify(options) });
+  const got = await handle.push({ ids, data, kinds, options: options ? JSON.stringify(options) : undefined });
   const receipts = new Array(got.ids.length);
   for (let i = 0; i < receipts.length; i += 1) receipts[i] = { id: got.ids[i], duplicate: false, repeated: false };
   for (const i of got.duplicate) receipts[i].duplicate = true;

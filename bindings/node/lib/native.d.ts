@@ -110,13 +110,13 @@ export interface Batch {
  * One push in columns (lib/master.js `pushNatives`): one entry per job in each array. `kinds`:
  * the shape (0 job, 1 numericId, 2 whole), plus 4 when the data is a plain string the core
  * makes JSON text of. `options`: JSON text of `[[index, {priority?, retries?, timeoutMs?,
- * delayMs?, taskType?, inMemory?}], ...]`, or null.
+ * delayMs?, taskType?, inMemory?}], ...]`, or undefined.
  */
 export interface PushBatch {
   ids: Array<string | null>;
   data: string[];
   kinds: number[];
-  options: string | null;
+  options?: string;
 }
 
 /** A push's answer in columns: each job's id, and the indexes of duplicate and repeated ones. */

@@ -23,7 +23,7 @@ pub struct JsPushBatch {
     /// [`KIND_STRING_DATA`] when its data is a plain string.
     pub kinds: Vec<u32>,
     /// The jobs with options, as JSON text: `[[index, {priority?, retries?, timeoutMs?,
-    /// delayMs?, taskType?, inMemory?}], …]`; null when no job has any.
+    /// delayMs?, taskType?, inMemory?}], …]`; absent when no job has any.
     pub options: Option<String>,
 }
 
