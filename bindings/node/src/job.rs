@@ -188,17 +188,32 @@ mod tests {
             kinds: vec![0, 0],
             options: None,
         };
-        assert!(short.into_specs().unwrap_err().contains("2 ids, 1 data"));
+        assert!(
+            short
+                .into_specs()
+                .expect_err("short")
+                .contains("2 ids, 1 data")
+        );
         let shape = batch(vec![None], vec![3], None);
         assert!(
             shape
                 .into_specs()
-                .unwrap_err()
+                .expect_err("shape")
                 .contains("unknown job shape 3")
         );
         let beyond = batch(vec![None], vec![0], Some(r#"[[4,{"priority":1}]]"#));
-        assert!(beyond.into_specs().unwrap_err().contains("job 4 of 1"));
+        assert!(
+            beyond
+                .into_specs()
+                .expect_err("beyond")
+                .contains("job 4 of 1")
+        );
         let unknown = batch(vec![None], vec![0], Some(r#"[[0,{"prio":1}]]"#));
-        assert!(unknown.into_specs().unwrap_err().contains("options"));
+        assert!(
+            unknown
+                .into_specs()
+                .expect_err("unknown")
+                .contains("options")
+        );
     }
 }
