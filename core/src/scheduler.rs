@@ -940,20 +940,26 @@ pub(crate) fn new_stored_job(
     }
 }
 
+/// The settings unit tests run a scheduler with: short leases and backoffs, no resident window.
+#[cfg(test)]
+pub(crate) fn test_config() -> SchedulerConfig {
+    SchedulerConfig {
+        lease_ttl_ms: 1_000,
+        backoff_base_ms: 100,
+        backoff_cap_ms: 10_000,
+        max_lease_ms: 60_000,
+        max_losses: 10,
+        resident_window: usize::MAX,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::{HashMap, HashSet};
 
     fn config() -> SchedulerConfig {
-        SchedulerConfig {
-            lease_ttl_ms: 1_000,
-            backoff_base_ms: 100,
-            backoff_cap_ms: 10_000,
-            max_lease_ms: 60_000,
-            max_losses: 10,
-            resident_window: usize::MAX,
-        }
+        test_config()
     }
 
     fn job(id: &str, seq: i64, priority: i32, max_attempts: u32) -> StoredJob {

@@ -194,26 +194,20 @@ mod tests {
                 .expect_err("short")
                 .contains("2 ids, 1 data")
         );
-        let shape = batch(vec![None], vec![3], None);
-        assert!(
-            shape
-                .into_specs()
-                .expect_err("shape")
-                .contains("unknown job shape 3")
-        );
-        let beyond = batch(vec![None], vec![0], Some(r#"[[4,{"priority":1}]]"#));
-        assert!(
-            beyond
-                .into_specs()
-                .expect_err("beyond")
-                .contains("job 4 of 1")
-        );
-        let unknown = batch(vec![None], vec![0], Some(r#"[[0,{"prio":1}]]"#));
-        assert!(
-            unknown
-                .into_specs()
-                .expect_err("unknown")
-                .contains("options")
-        );
+        let refused = [
+            (batch(vec![None], vec![3], None), "unknown job shape 3"),
+            (
+                batch(vec![None], vec![0], Some(r#"[[4,{"priority":1}]]"#)),
+                "job 4 of 1",
+            ),
+            (
+                batch(vec![None], vec![0], Some(r#"[[0,{"prio":1}]]"#)),
+                "options",
+            ),
+        ];
+        for (b, why) in refused {
+            let error = b.into_specs().expect_err(why);
+            assert!(error.contains(why), "{error:?} should say {why:?}");
+        }
     }
 }

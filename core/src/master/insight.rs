@@ -834,17 +834,9 @@ impl Finished {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::SchedulerConfig;
 
     fn scheduler() -> Scheduler {
-        Scheduler::new(SchedulerConfig {
-            lease_ttl_ms: 1_000,
-            backoff_base_ms: 100,
-            backoff_cap_ms: 10_000,
-            max_lease_ms: 60_000,
-            max_losses: 10,
-            resident_window: usize::MAX,
-        })
+        Scheduler::new(crate::scheduler::test_config())
     }
 
     fn worker(name: &str) -> Arc<WorkerInfo> {
