@@ -801,10 +801,10 @@ const SHAPE_KIND = { job: 0, numericId: 1, whole: 2 };
 const KIND_STRING_DATA = 4;
 
 /**
- * Pushes core jobs (toJob's `native`) through the addon and resolves with one receipt
- * `{id, duplicate, repeated}` per job. They cross as a few arrays (ids, data, kinds, and the
- * options of the jobs that have any as one JSON text) instead of an object per job, whose
- * properties napi would look up one by one.
+ * Pushes core jobs (toJob's `native`: id, data, shape, stringData?, options?) through the addon
+ * and resolves with one receipt `{id, duplicate, repeated}` per job. They cross as a few arrays
+ * (ids, data, kinds, and the options of the jobs that have any as one JSON text) instead of an
+ * object per job, whose properties napi would look up one by one.
  */
 async function pushNatives(handle, natives) {
   const n = natives.length;
@@ -816,27 +816,8 @@ async function pushNatives(handle, natives) {
     const job = natives[i];
     ids[i] = job.id === undefined ? null : job.id;
     data[i] = job.data;
-    kinds[i] = (SHAPE_KIND[job.shape] ?? 0) | (job.stringData ? KIND_STRING_DATA : 0);
-    if (
-      job.priority !== undefined ||
-      job.retries !== undefined ||
-      job.timeoutMs !== undefined ||
-      job.delayMs !== undefined ||
-      job.taskType !== undefined ||
-      job.inMemory !== undefined
-    ) {
-      (options ||= []).push([
-        i,
-        {
-          priority: job.priority,
-          retries: job.retries,
-          timeoutMs: job.timeoutMs,
-          delayMs: job.delayMs,
-          taskType: job.taskType,
-          inMemory: job.inMemory,
-        },
-      ]);
-    }
+    kinds[i] = SHAPE_KIND[job.shape] | (job.stringData ? KIND_STRING_DATA : 0);
+    if (job.options) (options ||= []).push([i, job.options]);
   }
   const got = await handle.push({ ids, data, kinds, options: options ? JSON.stringify(options) : undefined });
   const receipts = new Array(got.ids.length);
@@ -863,12 +844,15 @@ function toJob(payload, options = {}) {
   }
   const job = { id: encoded.id, data: encoded.data, shape: encoded.shape };
   if (encoded.stringData) job.stringData = true;
-  if (opts.priority !== undefined) job.priority = integer(opts.priority, 'priority');
-  if (opts.retries !== undefined) job.retries = Math.max(0, integer(opts.retries, 'retries'));
-  if (opts.timeout !== undefined) job.timeoutMs = milliseconds(opts.timeout, 'timeout');
-  if (opts.delay !== undefined) job.delayMs = milliseconds(opts.delay, 'delay');
-  if (opts.taskType !== undefined) job.taskType = String(opts.taskType);
-  if (opts.inMemory !== undefined) job.inMemory = Boolean(opts.inMemory);
+  // The options given, as the addon's push batch reads them (see pushNatives); none: no object.
+  const o = {};
+  if (opts.priority !== undefined) o.priority = integer(opts.priority, 'priority');
+  if (opts.retries !== undefined) o.retries = Math.max(0, integer(opts.retries, 'retries'));
+  if (opts.timeout !== undefined) o.timeoutMs = milliseconds(opts.timeout, 'timeout');
+  if (opts.delay !== undefined) o.delayMs = milliseconds(opts.delay, 'delay');
+  if (opts.taskType !== undefined) o.taskType = String(opts.taskType);
+  if (opts.inMemory !== undefined) o.inMemory = Boolean(opts.inMemory);
+  if (Object.keys(o).length > 0) job.options = o;
   return { native: job, jobID: encoded.jobID };
 }
 

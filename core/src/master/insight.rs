@@ -376,12 +376,11 @@ impl Insight {
             } => {
                 self.metrics.done.inc();
                 let live = self.live.remove(id);
-                let worker = Some(worker.clone());
                 self.keep_finished(Finished::new(
                     id.clone(),
                     JobStatus::Done,
                     *attempt,
-                    worker,
+                    Some(worker.clone()),
                     None,
                     live,
                     now,
@@ -417,53 +416,38 @@ impl Insight {
             } => {
                 self.metrics.dead.inc();
                 let mut live = self.live.remove(id);
-                let worker = worker.clone();
                 // What a retry of the dead letter needs, taken before the record keeps the rest.
-                let requeue = live.as_mut().map(|live| {
-                    (
-                        live.payload.take(),
-                        live.task_type.clone(),
-                        live.timeout_ms,
-                        live.priority,
-                        live.max_attempts,
-                        live.seq,
-                    )
-                });
+                let (payload, task_type, timeout_ms, priority, max_attempts, seq) =
+                    live.as_mut().map_or((None, None, None, 0, 1, 0), |l| {
+                        (
+                            l.payload.take(),
+                            l.task_type.clone(),
+                            l.timeout_ms,
+                            l.priority,
+                            l.max_attempts,
+                            l.seq,
+                        )
+                    });
                 let finished = Finished::new(
                     id.clone(),
                     JobStatus::Dead,
                     *attempt,
-                    worker,
+                    worker.clone(),
                     Some(error.clone()),
                     live,
                     now,
                 );
-                let info = finished.info();
-                self.keep_finished(finished);
-                let letter = match requeue {
-                    Some((payload, task_type, timeout_ms, priority, max_attempts, seq)) => {
-                        DeadLetter {
-                            info,
-                            payload,
-                            task_type,
-                            timeout_ms,
-                            priority,
-                            max_attempts,
-                            seq,
-                            in_memory: *in_memory,
-                        }
-                    }
-                    None => DeadLetter {
-                        info,
-                        payload: None,
-                        task_type: None,
-                        timeout_ms: None,
-                        priority: 0,
-                        max_attempts: 1,
-                        seq: 0,
-                        in_memory: *in_memory,
-                    },
+                let letter = DeadLetter {
+                    info: finished.info(),
+                    payload,
+                    task_type,
+                    timeout_ms,
+                    priority,
+                    max_attempts,
+                    seq,
+                    in_memory: *in_memory,
                 };
+                self.keep_finished(finished);
                 if self.dead.insert(id.clone(), letter).is_none() {
                     self.dead_order.push_back(id.clone());
                 }
@@ -776,34 +760,30 @@ impl Finished {
         live: Option<Live>,
         now: i64,
     ) -> Finished {
-        let (max_attempts, priority, pushed_ms, started_ms, queue_wait_ms) =
-            live.as_ref().map_or((0, 0, None, None, None), |l| {
-                (
-                    l.max_attempts,
-                    l.priority,
-                    Some(l.pushed_ms),
-                    l.started_ms,
-                    l.queue_wait_ms,
-                )
-            });
-        let (last_error, task_type) = match live {
-            Some(l) => (error.or(l.last_error), l.task_type),
-            None => (error, None),
-        };
-        Finished {
+        let mut f = Finished {
             key,
             status,
             runs,
-            max_attempts,
+            max_attempts: 0,
             worker,
-            last_error,
-            task_type,
-            priority,
-            pushed_ms,
-            started_ms,
+            last_error: error,
+            task_type: None,
+            priority: 0,
+            pushed_ms: None,
+            started_ms: None,
             finished_ms: now,
-            queue_wait_ms,
+            queue_wait_ms: None,
+        };
+        if let Some(l) = live {
+            f.max_attempts = l.max_attempts;
+            f.last_error = f.last_error.or(l.last_error);
+            f.task_type = l.task_type;
+            f.priority = l.priority;
+            f.pushed_ms = Some(l.pushed_ms);
+            f.started_ms = l.started_ms;
+            f.queue_wait_ms = l.queue_wait_ms;
         }
+        f
     }
 
     fn info(&self) -> JobInfo {
