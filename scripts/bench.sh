@@ -6,7 +6,8 @@
 #   scripts/bench.sh --no-build # use the release artifacts already built
 #   scripts/bench.sh --only S1,S2   # some scenarios only
 #
-# Installs the peers outside the tracked files (bench/deps.sh: redis-server from apt, bullmq,
+# Installs what the build needs (scripts/ensure-deps.sh) and the peers outside the tracked files
+# (bench/deps.sh: redis-server from apt, bullmq,
 # ioredis and piscina from npm into bench/.deps, celery[redis] and matplotlib from pip into the
 # venv bench/.venv), builds the release CLI, Node addon and wheel (the wheel into bench/.venv),
 # starts its own redis-server on a free loopback port, runs S1-S6 (bench/driver.py), prints a
@@ -23,6 +24,9 @@ for a in "$@"; do
   esac
 done
 
+# What building queuexec needs (cmake and libsimde-dev for the JS engine, a C compiler, Node,
+# Python), then the peers it is compared against.
+bash scripts/ensure-deps.sh
 bash bench/deps.sh
 # The workspace packages (the addon is built below, in release mode).
 [ -d node_modules/queue-xec-master ] || npm install --ignore-scripts --no-audit --no-fund --silent
