@@ -151,6 +151,18 @@ pub(crate) enum Transition {
     },
 }
 
+impl Transition {
+    /// The key of the job it moves.
+    pub(crate) fn id(&self) -> &Arc<str> {
+        match self {
+            Transition::Done { id, .. }
+            | Transition::Retry { id, .. }
+            | Transition::Lost { id, .. }
+            | Transition::Dead { id, .. } => id,
+        }
+    }
+}
+
 /// A job ended by [`Scheduler::cancel`].
 #[derive(Debug)]
 pub(crate) struct Cancelled {
@@ -718,37 +730,48 @@ impl Scheduler {
             .filter(|key| &***key == id || crate::job::label_of(key) == id)
             .cloned()
             .collect();
-        let mut cancelled = Vec::with_capacity(keys.len());
-        for key in keys {
-            let lease = match self.jobs.get(&key) {
-                Some(Entry {
+        keys.iter()
+            .filter_map(|key| self.cancel_key(key, error))
+            .collect()
+    }
+
+    /// Ends the job under exactly `key`, queued or running, as [`cancel`](Self::cancel) does.
+    pub(crate) fn cancel_key(&mut self, key: &str, error: &str) -> Option<Cancelled> {
+        let (key, lease) = match self.jobs.get_key_value(key)? {
+            (
+                key,
+                Entry {
                     status: Status::Leased(lease),
                     fence,
                     ..
-                }) => Some((lease.session, *fence)),
-                Some(_) => None,
-                None => continue,
-            };
-            let worker = if lease.is_some() {
-                self.release_lease(&key)
-            } else {
-                None
-            };
-            let Some(entry) = self.remove(&key) else {
-                continue;
-            };
-            cancelled.push(Cancelled {
-                transition: Transition::Dead {
-                    id: key,
-                    attempt: entry.fence,
-                    error: error.to_string(),
-                    worker,
-                    in_memory: entry.in_memory,
                 },
-                lease,
-            });
-        }
-        cancelled
+            ) => (key.clone(), Some((lease.session, *fence))),
+            (key, _) => (key.clone(), None),
+        };
+        let worker = if lease.is_some() {
+            self.release_lease(&key)
+        } else {
+            None
+        };
+        let entry = self.remove(&key)?;
+        Some(Cancelled {
+            transition: Transition::Dead {
+                id: key,
+                attempt: entry.fence,
+                error: error.to_string(),
+                worker,
+                in_memory: entry.in_memory,
+            },
+            lease,
+        })
+    }
+
+    /// Whether a job pushed now, not yet committed, may be handed to the engine before its
+    /// commit: nothing is spilled (so it cannot pass an older spilled job) and the resident
+    /// window is less than half full (so jobs that may not be spilled cannot swell it).
+    pub(crate) fn takes_uncommitted(&self) -> bool {
+        self.spilled.is_empty()
+            && self.resident_durable_ready < self.config.resident_window.div_ceil(2)
     }
 
     /// A run failed: retry after an exponential backoff, or dead-letter after the last attempt.
@@ -1037,6 +1060,38 @@ mod tests {
         assert_eq!(s.cancel("c", "x").len(), 2);
         assert_eq!(s.cancel("job-9", "x").len(), 1);
         assert!(s.is_idle());
+    }
+
+    #[test]
+    fn cancel_key_ends_exactly_that_key_and_names_its_lease() {
+        let mut s = Scheduler::new(config());
+        s.enqueue(job("\u{1f}job-1", 1, 0, 3), false, 0);
+        s.enqueue(job("job-1", 2, 0, 3), false, 0);
+        s.enqueue(job("\u{1f}job-3", 3, 0, 3), false, 0);
+        let w = worker("w");
+        let leased = s.lease(4, &w, 0).expect("a job");
+        assert_eq!(&*leased.id, "\u{1f}job-1");
+        let gone = s.cancel_key("\u{1f}job-1", "withdrawn").expect("leased");
+        assert_eq!(gone.lease, Some((4, leased.attempt)));
+        assert_eq!(s.held(4), 0);
+        // The explicit id whose text is the automatic key's label is another job.
+        assert!(s.cancel_key("\u{1f}job-1", "withdrawn").is_none());
+        assert!(
+            s.cancel_key("job-3", "withdrawn").is_none(),
+            "a label is not a key"
+        );
+        let queued = s.cancel_key("\u{1f}job-3", "withdrawn").expect("queued");
+        assert!(queued.lease.is_none());
+        assert_eq!(s.counts().ready, 1);
+        assert_eq!(
+            s.complete(4, "\u{1f}job-1", leased.attempt, ok(), 1).err(),
+            Some(Rejection::Unknown)
+        );
+        assert!(
+            s.takes_uncommitted(),
+            "one ready job, a window of {}",
+            config().resident_window
+        );
     }
 
     #[test]

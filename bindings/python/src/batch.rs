@@ -2,13 +2,17 @@
 //! its own, each attached to the interpreter for its whole life (one thread state, kept), that
 //! take the GIL once and run every job queued meanwhile before letting it go.
 //!
-//! A thread waits for jobs with the GIL released. A thread that takes a job while more are
-//! queued wakes an idle one first, so a task that blocks (`time.sleep`, I/O, anything that
-//! releases the GIL) does not hold up the others: up to `concurrency` threads run jobs at once,
-//! as before, while jobs that finish at once run back to back under one GIL acquisition.
+//! A thread waits for jobs with the GIL released. One thread serves the queue while its jobs
+//! keep finishing: handing the GIL between threads costs two context switches, more than a
+//! short job, so jobs that finish at once run back to back under one GIL acquisition. A job
+//! that blocks (`time.sleep`, I/O, anything that releases the GIL) must not hold up the others,
+//! so a watchdog on the worker's runtime looks again after [`STALL`]: if jobs still wait and no
+//! job was taken meanwhile, it wakes another thread. Up to `concurrency` threads run jobs at
+//! once, as before.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use queuexec_core::JobInput;
@@ -25,6 +29,10 @@ pub(crate) struct Queued {
     pub(crate) done: oneshot::Sender<(bool, String)>,
 }
 
+/// How long queued jobs wait, while a thread is serving the queue but takes none of them,
+/// before another thread is woken for them: the running job is blocked, not short.
+const STALL: Duration = Duration::from_millis(1);
+
 /// Jobs for Python tasks, and the threads that run them.
 pub(crate) struct PyJobQueue {
     state: Mutex<State>,
@@ -40,6 +48,13 @@ struct State {
     /// Threads started, and those of them waiting for jobs.
     threads: usize,
     idle: usize,
+    /// Threads serving the queue (out of their wait), and whether one more was woken or started
+    /// and has not yet come out of its wait.
+    serving: usize,
+    woken: bool,
+    /// Jobs taken so far (the watchdog's measure of progress), and whether it is armed.
+    taken: u64,
+    watched: bool,
     closed: bool,
 }
 
@@ -65,12 +80,50 @@ impl PyJobQueue {
             return;
         }
         state.waiting.push_back(item);
-        self.wake_one(&mut state);
+        if state.serving == 0 && !state.woken {
+            self.wake_one(&mut state);
+        } else if !state.watched {
+            self.watch(&mut state);
+        }
+    }
+
+    /// Arms the watchdog: from the worker's runtime, every [`STALL`] while jobs wait, it wakes
+    /// another thread when none of them was taken since its last look. Outside a runtime (no
+    /// timer to use) another thread is woken at once.
+    fn watch(self: &Arc<Self>, state: &mut State) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.wake_one(state);
+            return;
+        };
+        state.watched = true;
+        let queue = self.clone();
+        runtime.spawn(async move {
+            let mut seen = queue.lock().taken;
+            loop {
+                tokio::time::sleep(STALL).await;
+                let mut state = queue.lock();
+                // Nothing waits, or no thread is left to wake: the next push arms it again.
+                if state.waiting.is_empty() || state.closed || !queue.can_wake(&state) {
+                    state.watched = false;
+                    return;
+                }
+                if state.taken == seen && !state.woken {
+                    queue.wake_one(&mut state);
+                }
+                seen = state.taken;
+            }
+        });
+    }
+
+    /// Whether a thread is idle or one more may be started.
+    fn can_wake(&self, state: &State) -> bool {
+        state.idle > 0 || state.threads < self.max_threads
     }
 
     /// Wakes an idle thread, or starts one when none is idle and the limit allows.
     fn wake_one(self: &Arc<Self>, state: &mut State) {
         if state.idle > 0 {
+            state.woken = true;
             self.wake.notify_one();
         } else if state.threads < self.max_threads {
             let queue = self.clone();
@@ -79,6 +132,7 @@ impl PyJobQueue {
                 .spawn(move || queue.serve());
             if spawned.is_ok() {
                 state.threads += 1;
+                state.woken = true;
             } else if state.threads == 0 {
                 // No thread at all: fail what waits rather than leave it hanging.
                 for item in state.waiting.drain(..) {
@@ -90,21 +144,26 @@ impl PyJobQueue {
         }
     }
 
-    /// The next job, waking a helper when more are queued; `None` when none is queued.
-    fn take(self: &Arc<Self>) -> Option<Queued> {
+    /// The next job; `None` when none is queued, and then the thread no longer serves.
+    fn take(&self) -> Option<Queued> {
         let mut state = self.lock();
-        let item = state.waiting.pop_front()?;
-        if !state.waiting.is_empty() {
-            self.wake_one(&mut state);
-        }
+        let Some(item) = state.waiting.pop_front() else {
+            state.serving -= 1;
+            return None;
+        };
+        state.taken += 1;
         Some(item)
     }
 
-    /// Waits (GIL released by the caller) until a job is queued; false once closed and empty.
+    /// Waits (GIL released by the caller) until a job is queued, then serves; false once closed
+    /// and empty. A thread that looks at the queue answers any wake-up pending (`woken`): at
+    /// worst one thread more is woken later, never none.
     fn wait_for_jobs(&self) -> bool {
         let mut state = self.lock();
         loop {
+            state.woken = false;
             if !state.waiting.is_empty() {
+                state.serving += 1;
                 return true;
             }
             if state.closed {
@@ -133,6 +192,7 @@ impl PyJobQueue {
         let mut state = self.lock();
         state.threads -= 1;
         if attached.is_none() {
+            state.woken = false;
             for item in state.waiting.drain(..) {
                 let _ = item
                     .started

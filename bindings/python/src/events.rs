@@ -8,9 +8,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyList, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyType};
 use queuexec_core::{Error, EventStream, JobResult, MasterEvent, WorkerEvent, WorkerInfo};
 
 use crate::error::to_py_err;
@@ -91,23 +93,106 @@ fn worker_info<'py>(py: Python<'py>, worker: WorkerInfo) -> PyResult<Bound<'py, 
     worker_info_class(py)?.call1((worker.id, worker.name))
 }
 
-/// A `queuexec.JobResult`: the data decoded from JSON (text that is not JSON stays text).
-fn job_result<'py>(py: Python<'py>, result: JobResult) -> PyResult<Bound<'py, PyAny>> {
-    let (ok, text) = match result.outcome {
-        Ok(json) => (true, json),
-        Err(error) => (false, error),
-    };
-    job_result_class(py)?.call_method1(
-        "_from_event",
-        (
-            result.job_id,
-            result.worker.id,
-            result.worker.name,
-            ok,
-            text,
-            result.attempts,
+/// `json.loads`, looked up once.
+fn json_loads(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    LOADS
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("json")?.getattr("loads")?.unbind())
+        })
+        .map(|f| f.bind(py))
+}
+
+/// An instance of the frozen dataclass `class` with `fields` (its fields, all of them, by
+/// name) set directly in its `__dict__`: what its generated `__init__` does, one
+/// `object.__setattr__` call per field, at a fraction of the cost. Only for the classes of
+/// `queuexec.job` and `queuexec.events` built here, which define no `__post_init__`.
+fn frozen<'py>(
+    class: &Bound<'py, PyType>,
+    fields: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = class.py();
+    let object = class.call_method1(intern!(py, "__new__"), (class,))?;
+    let dict = object.getattr(intern!(py, "__dict__"))?;
+    let dict = dict.cast::<PyDict>()?;
+    for (name, value) in fields {
+        dict.set_item(name, value)?;
+    }
+    Ok(object)
+}
+
+/// The `WorkerInfo`s of one batch of events: most of a batch's results come from a few
+/// workers, so each is built once.
+#[derive(Default)]
+struct Workers<'py> {
+    seen: Vec<(WorkerInfo, Bound<'py, PyAny>)>,
+}
+
+impl<'py> Workers<'py> {
+    fn get(&mut self, py: Python<'py>, worker: WorkerInfo) -> PyResult<Bound<'py, PyAny>> {
+        if let Some((_, object)) = self.seen.iter().find(|(w, _)| *w == worker) {
+            return Ok(object.clone());
+        }
+        let object = frozen(
+            worker_info_class(py)?,
+            &[
+                (
+                    intern!(py, "id"),
+                    worker.id.clone().into_pyobject(py)?.into_any(),
+                ),
+                (
+                    intern!(py, "name"),
+                    worker.name.clone().into_pyobject(py)?.into_any(),
+                ),
+            ],
+        )?;
+        if self.seen.len() < 16 {
+            self.seen.push((worker, object.clone()));
+        }
+        Ok(object)
+    }
+}
+
+/// A `queuexec.ResultEvent` holding a `queuexec.JobResult`: the data decoded from JSON (text
+/// that is not JSON, which only a non-Python worker can send, stays text).
+fn result_event_of<'py>(
+    py: Python<'py>,
+    result: JobResult,
+    workers: &mut Workers<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (data, error) = match result.outcome {
+        Ok(json) => {
+            let data = match json_loads(py)?.call1((&json,)) {
+                Ok(value) => value,
+                Err(e) if e.is_instance_of::<PyValueError>(py) => {
+                    json.into_pyobject(py)?.into_any()
+                }
+                Err(e) => return Err(e),
+            };
+            (data, py.None().into_bound(py))
+        }
+        Err(error) => (
+            py.None().into_bound(py),
+            error.into_pyobject(py)?.into_any(),
         ),
-    )
+    };
+    let job = frozen(
+        job_result_class(py)?,
+        &[
+            (
+                intern!(py, "job_id"),
+                result.job_id.into_pyobject(py)?.into_any(),
+            ),
+            (intern!(py, "worker"), workers.get(py, result.worker)?),
+            (intern!(py, "data"), data),
+            (intern!(py, "error"), error),
+            (
+                intern!(py, "attempts"),
+                result.attempts.into_pyobject(py)?.into_any(),
+            ),
+        ],
+    )?;
+    frozen(result_event(py)?, &[(intern!(py, "result"), job)])
 }
 
 /// A master's events as `queuexec.events` objects (kinds the binding does not know are skipped:
@@ -117,9 +202,10 @@ pub(crate) fn master_events(
     batch: Vec<MasterEvent>,
 ) -> PyResult<Bound<'_, PyList>> {
     let out = PyList::empty(py);
+    let mut workers = Workers::default();
     for event in batch {
         let object = match event {
-            MasterEvent::Result(result) => result_event(py)?.call1((job_result(py, result)?,))?,
+            MasterEvent::Result(result) => result_event_of(py, result, &mut workers)?,
             MasterEvent::WorkerJoined(w) => worker_joined(py)?.call1((worker_info(py, w)?,))?,
             MasterEvent::WorkerLeft(w) => worker_left(py)?.call1((worker_info(py, w)?,))?,
             MasterEvent::Drained => drained(py)?.call0()?,

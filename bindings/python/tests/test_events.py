@@ -73,6 +73,17 @@ def test_a_master_hands_out_each_event_class_with_nodes_kind_names(
     assert results[ok_id].data == {"doubled": 42}
     assert results[ok_id].worker == queuexec.WorkerInfo(worker.peer_id or "", "event-worker")
     assert results[failed_id].error == "ValueError: no good: 5"
+    # Built natively field by field, they are the dataclasses Python would build: equal, hashable,
+    # with every field, and frozen.
+    who = queuexec.WorkerInfo(worker.peer_id or "", "event-worker")
+    assert results[ok_id] == queuexec.JobResult(ok_id, who, {"doubled": 42}, None, 1)
+    assert results[failed_id] == queuexec.JobResult(failed_id, who, None, "ValueError: no good: 5", 1)
+    assert hash(results[failed_id]) == hash(queuexec.JobResult(failed_id, who, None, "ValueError: no good: 5", 1))
+    assert repr(results[failed_id].worker) == repr(who)
+    assert results[ok_id].ok and not results[failed_id].ok
+    assert [f.name for f in dataclasses.fields(results[ok_id])] == ["job_id", "worker", "data", "error", "attempts"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        results[ok_id].data = None  # type: ignore[misc]
 
     worker.close()
     left = next(e for e in master.events(timeout=30) if isinstance(e, WorkerLeft))

@@ -1,6 +1,8 @@
-//! The master's delivery task: applies the engine's store writes in order (merging what queued
-//! up into one transaction), then hands out their results, so a result reaches the user only
-//! once it is durable. It also answers `idle` and sends `Drained` in the same order.
+//! The master's delivery task: hands out the engine's results and applies its store writes in
+//! order (merging what queued up into one transaction). A result goes out while its write
+//! commits; what comes after it (`idle` answers, `Drained`, the delivery acknowledgements) waits
+//! for the commit. Results are delivered at least once: a master that stops before the commit
+//! runs the job again after a restart, and its result comes again.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,8 +29,8 @@ pub(super) enum Delivery {
     Event(MasterEvent),
 }
 
-/// Applies the engine's batches in order (merging what queued up into one transaction), then
-/// hands out their results: a result reaches the user only once it is durable.
+/// Hands out the engine's results and applies its batches in order (merging what queued up into
+/// one transaction); the next delivery waits for the commit.
 pub(super) async fn deliver(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
     durable: Option<StoreWriter>,
@@ -72,14 +74,9 @@ pub(super) async fn deliver(
                 Err(_) => break,
             }
         }
-        if let (Some(durable), false) = (&durable, batch.durable_ops.is_empty())
-            && let Err(e) = durable.apply(batch.durable_ops).await
-        {
-            let _ = events.send(MasterEvent::Warning(format!(
-                "results could not be written to the store and will be redone after a restart: {e}"
-            )));
-            continue;
-        }
+        // The results go out while their writes commit: a round trip does not wait for a commit
+        // (the store thread's, or this thread's after the reader had its turn). What the user
+        // sees after them (`idle`, `Drained`, the acknowledgements) waits for the commit.
         let mut acks_durable = Vec::new();
         for (result, in_memory) in batch.results {
             if auto_ack && !in_memory {
@@ -88,6 +85,15 @@ pub(super) async fn deliver(
                 });
             }
             let _ = events.send(MasterEvent::Result(result));
+        }
+        if let (Some(durable), false) = (&durable, batch.durable_ops.is_empty()) {
+            tokio::task::yield_now().await;
+            if let Err(e) = durable.apply(batch.durable_ops).await {
+                let _ = events.send(MasterEvent::Warning(format!(
+                    "results could not be written to the store: their jobs will run again after a restart, and their results come again: {e}"
+                )));
+                continue;
+            }
         }
         if let (Some(durable), false) = (&durable, acks_durable.is_empty()) {
             durable.apply_detached(acks_durable);

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -25,7 +26,18 @@ pub(crate) const CANCELLED: &str = "the job was cancelled (cancel() on the maste
 
 /// What the engine is asked to do, by the master's handle and by the sessions.
 pub(super) enum EngineCommand {
+    /// Pushed jobs, each with whether it is kept in memory only; the durable ones are committed.
     Enqueue(Vec<(StoredJob, bool)>),
+    /// Pushed durable jobs whose insert is being committed meanwhile (see
+    /// [`Engine::takes_uncommitted`]): they run at once but are never spilled, since the store
+    /// could not give them back yet.
+    EnqueueUncommitted(Vec<(StoredJob, bool)>),
+    /// The insert of jobs sent with `EnqueueUncommitted` is committed: what they did meanwhile
+    /// (held back, see [`Engine::uncommitted`]) goes on to the store and the user.
+    Committed(Vec<Arc<str>>),
+    /// The commit of jobs sent with `EnqueueUncommitted` failed: they end without a result or a
+    /// store write (the push that made them failed), and a worker running one is told to stop.
+    Withdraw(Vec<Arc<str>>),
     SessionOpened {
         id: SessionId,
         peer: PeerId,
@@ -193,6 +205,13 @@ pub(super) struct Engine {
     pub(super) calls: Arc<crate::calls::PendingCalls>,
     /// Timings, dead letters, per-worker counts and metrics (`insight.rs`).
     pub(super) insight: Insight,
+    /// Whether a push may send its durable jobs before their commit (`EnqueueUncommitted`):
+    /// published after every turn for the master's handle to read.
+    pub(super) takes_uncommitted: Arc<AtomicBool>,
+    /// Jobs taken before their insert committed, with the transitions they made meanwhile:
+    /// held until `Committed` (so no result goes out for a push that may still fail), dropped
+    /// on `Withdraw`.
+    pub(super) uncommitted: FastMap<Arc<str>, Vec<Transition>>,
 }
 
 impl Engine {
@@ -251,6 +270,10 @@ impl Engine {
             }
             self.answer_idle();
             self.check_drained();
+            self.takes_uncommitted.store(
+                self.pager.is_none() || self.scheduler.takes_uncommitted(),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -273,6 +296,39 @@ impl Engine {
                 }
                 self.drained_sent = false;
                 self.ever_had_jobs = true;
+            }
+            EngineCommand::EnqueueUncommitted(jobs) => {
+                for (job, in_memory) in jobs {
+                    self.uncommitted.insert(job.id.as_str().into(), Vec::new());
+                    self.insight.enqueued(&job, now);
+                    self.scheduler.enqueue(job, in_memory, now);
+                }
+                self.drained_sent = false;
+                self.ever_had_jobs = true;
+            }
+            EngineCommand::Committed(keys) => {
+                for key in keys {
+                    if let Some(held) = self.uncommitted.remove(&key) {
+                        transitions.extend(held);
+                    }
+                }
+            }
+            EngineCommand::Withdraw(keys) => {
+                for key in keys {
+                    self.uncommitted.remove(&key);
+                    self.insight.withdrawn(&key);
+                    let Some(withdrawn) = self.scheduler.cancel_key(&key, CANCELLED) else {
+                        continue;
+                    };
+                    if let Some((session, attempt)) = withdrawn.lease
+                        && let Some(state) = self.sessions.get(&session)
+                    {
+                        let _ = state.outbound.send(ToWorker::Cancel {
+                            id: key.to_string(),
+                            attempt,
+                        });
+                    }
+                }
             }
             EngineCommand::SessionOpened {
                 id,
@@ -608,7 +664,20 @@ impl Engine {
 
     /// Writes transitions to the durable store (memory jobs need no write); terminal ones are
     /// delivered once committed.
-    fn persist(&mut self, transitions: Vec<Transition>) {
+    fn persist(&mut self, mut transitions: Vec<Transition>) {
+        if !self.uncommitted.is_empty() {
+            let mut going = Vec::with_capacity(transitions.len());
+            for t in transitions {
+                match self.uncommitted.get_mut(t.id()) {
+                    Some(held) => held.push(t),
+                    None => going.push(t),
+                }
+            }
+            if going.is_empty() {
+                return;
+            }
+            transitions = going;
+        }
         let mut batch = Batch::default();
         let durable = self.durable.is_some();
         let now = now_ms();
@@ -824,14 +893,19 @@ impl Engine {
         if self.idle_asked.is_empty() {
             return;
         }
-        let idle = self.scheduler.is_idle();
+        let idle = self.is_idle();
         for reply in self.idle_asked.drain(..) {
             let _ = self.delivery.send(Delivery::Idle { reply, idle });
         }
     }
 
+    /// Nothing queued, delayed or running, and no result held back for a commit.
+    fn is_idle(&self) -> bool {
+        self.scheduler.is_idle() && self.uncommitted.is_empty()
+    }
+
     fn check_drained(&mut self) {
-        if self.ever_had_jobs && !self.drained_sent && self.scheduler.is_idle() {
+        if self.ever_had_jobs && !self.drained_sent && self.is_idle() {
             self.drained_sent = true;
             for session in self.sessions.values() {
                 let _ = session.outbound.send(ToWorker::Drained);

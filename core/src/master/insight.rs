@@ -365,6 +365,12 @@ impl Insight {
         &mut self.timeline[last]
     }
 
+    /// A job taken back before it was ever accepted (its push failed): no longer tracked (the
+    /// push counter, which counts attempts to push too, keeps it).
+    pub(super) fn withdrawn(&mut self, id: &str) {
+        self.live.remove(id);
+    }
+
     /// A transition the engine persists.
     pub(super) fn transition(&mut self, t: &Transition, now: i64) {
         match t {

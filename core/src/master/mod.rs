@@ -281,6 +281,8 @@ struct Inner {
     calls: Arc<crate::calls::PendingCalls>,
     /// Workers' statistics.
     board: Arc<crate::stats::StatsBoard>,
+    /// Whether the engine takes durable jobs before their commit (`push.rs`), as it last said.
+    takes_uncommitted: Arc<AtomicBool>,
 }
 
 impl Master {
@@ -441,7 +443,10 @@ impl Master {
             config.auto_ack,
         ));
         let ever_had_jobs = !scheduler.is_idle();
+        let takes_uncommitted = Arc::new(AtomicBool::new(false));
         let engine = Engine {
+            takes_uncommitted: takes_uncommitted.clone(),
+            uncommitted: crate::FastMap::default(),
             scheduler,
             sessions: crate::FastMap::default(),
             order: VecDeque::new(),
@@ -505,6 +510,7 @@ impl Master {
             store_lock: Mutex::new(store_lock),
             calls: calls.clone(),
             board: board.clone(),
+            takes_uncommitted,
         });
         let master = Master { inner };
         master.announce();

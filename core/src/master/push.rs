@@ -11,6 +11,10 @@ use crate::job::{JobSpec, automatic_key, now_ms, repeated_key};
 use crate::protocol;
 use crate::store::{StoreOp, StoredJob};
 
+/// The most durable jobs of one push that may reach the engine before their commit: a bigger
+/// push gains little from it and would keep that many jobs resident past the spill window.
+const UNCOMMITTED_OPS_CAP: usize = 64;
+
 impl Master {
     /// Pushes one job. Resolves once the job is durable (committed to the store).
     pub async fn push(&self, job: JobSpec) -> Result<PushReceipt> {
@@ -137,13 +141,19 @@ impl Master {
         pending.retain(|p| !receipts[p.receipt].duplicate);
 
         // Durable ids: the store refuses a key it has; such a job was pushed before.
+        let mut committing = None;
         if let Some(durable) = &self.inner.durable {
             let ops: Vec<StoreOp> = pending
                 .iter()
                 .filter(|p| !p.in_memory)
                 .map(|p| StoreOp::Insert(p.stored.clone()))
                 .collect();
-            if !ops.is_empty() {
+            if !ops.is_empty() && self.may_enqueue_before_commit(&pending, ops.len()) {
+                // Keys the master made cannot clash with stored ones: the store refuses none of
+                // them, so the engine may have the jobs while their insert commits on the store
+                // thread (the insert is queued first: a result's write comes after it).
+                committing = Some(durable.apply_queued(ops));
+            } else if !ops.is_empty() {
                 let known: HashSet<String> = durable.apply(ops).await?.into_iter().collect();
                 let mut again = Vec::new();
                 for p in pending.iter_mut() {
@@ -224,6 +234,27 @@ impl Master {
             .into_iter()
             .map(|p| (p.stored, p.in_memory))
             .collect();
+        if let Some(commit) = committing {
+            let keys: Vec<std::sync::Arc<str>> = accepted
+                .iter()
+                .map(|(job, _)| job.id.as_str().into())
+                .collect();
+            self.inner
+                .engine
+                .send(EngineCommand::EnqueueUncommitted(accepted))
+                .map_err(|_| Error::Closed("the master"))?;
+            return match commit.await {
+                Ok(_) => {
+                    let _ = self.inner.engine.send(EngineCommand::Committed(keys));
+                    Ok(receipts)
+                }
+                Err(e) => {
+                    // Not accepted after all: none of this push may run or give a result.
+                    let _ = self.inner.engine.send(EngineCommand::Withdraw(keys));
+                    Err(e)
+                }
+            };
+        }
         if !accepted.is_empty() {
             self.inner
                 .engine
@@ -231,6 +262,16 @@ impl Master {
                 .map_err(|_| Error::Closed("the master"))?;
         }
         Ok(receipts)
+    }
+
+    /// Whether a push's jobs may go to the engine while their insert commits (a lone job's
+    /// round trip then overlaps its commit): a small push whose durable jobs all have keys the
+    /// master made (no id given, or a repeated id's own key), while the engine says it can keep
+    /// them resident (nothing spilled, the window less than half full).
+    fn may_enqueue_before_commit(&self, pending: &[Pending], durable_ops: usize) -> bool {
+        durable_ops <= UNCOMMITTED_OPS_CAP
+            && pending.iter().all(|p| p.in_memory || !p.explicit)
+            && self.inner.takes_uncommitted.load(Ordering::Relaxed)
     }
 
     /// The stored form of a pushed job under `key` (its payload sealed to that key).

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -155,6 +156,108 @@ async fn a_restart_with_more_jobs_than_the_window_runs_every_job_once_in_order()
     let keys: HashSet<String> = done.iter().map(|r| r.key.clone()).collect();
     assert_eq!(keys.len(), 61);
     no_more_results(&mut events).await;
+    master.close().await.expect("close");
+}
+
+/// A job pushed on its own with no id (so its key cannot clash with the store's), with `priority`.
+fn lone(n: usize, priority: i32) -> JobSpec {
+    let mut job = JobSpec::new(format!("{{\"n\":{n}}}"));
+    job.priority = priority;
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_pushed_one_at_a_time_before_their_commit_still_respect_the_window() {
+    // Lone jobs without ids go to the engine while their insert commits, but only while the
+    // engine can keep them resident: past half the window they are committed first and spilled
+    // as usual, so the order across the window and the memory bound are those of any push.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, mut events) = Master::start(config(dir.path(), 8)).await.expect("master");
+    let mut expected = Vec::new();
+    for n in 0..40 {
+        let priority = [0, 2, 1][n % 3];
+        let receipt = master.push(lone(n, priority)).await.expect("push");
+        expected.push((priority, n, receipt.id));
+    }
+    // The engine answers in its own turn; stats waits for it.
+    assert_eq!(master.stats().await.expect("stats").queued, 40);
+    assert!(
+        !master.inner.takes_uncommitted.load(Ordering::Relaxed),
+        "with 40 ready jobs and a window of 8, pushes must commit before the engine has them"
+    );
+    expected.sort_by_key(|(p, n, _)| (std::cmp::Reverse(*p), *n));
+    let (_peer, mut session) = join(&master, 256).await;
+    let got = run_all(&mut session, 40, Duration::from_secs(20)).await;
+    let order: Vec<String> = got
+        .iter()
+        .map(|j| crate::job::label_of(&j.id).to_string())
+        .collect();
+    let want: Vec<String> = expected.iter().map(|(_, _, id)| id.clone()).collect();
+    assert_eq!(order, want);
+    let done = results(&mut events, 40, Duration::from_secs(20)).await;
+    let ids: HashSet<String> = done.iter().map(|r| r.job_id.clone()).collect();
+    assert_eq!(ids.len(), 40, "each job's result once");
+    no_more_results(&mut events).await;
+    assert!(master.inner.takes_uncommitted.load(Ordering::Relaxed));
+    master.close().await.expect("close");
+    // Every one of them was committed, and ran: nothing is left after a restart.
+    let (master, _events) = Master::start(config(dir.path(), 8)).await.expect("restart");
+    assert_eq!(master.stats().await.expect("stats").queued, 0);
+    master.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_insert_fails_after_it_reached_a_worker_gives_no_result() {
+    // Another connection holds the SQLite write lock, so the lone job's insert fails (after the
+    // store's busy timeout) while a worker already has the job and answers it at once. The push
+    // must fail, and its job must leave no result, no stored row and no count behind.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, mut events) = Master::start(config(dir.path(), 64)).await.expect("master");
+    let (_peer, mut session) = join(&master, 16).await;
+    master.push(lone(0, 0)).await.expect("a first push");
+    let first = run_all(&mut session, 1, Duration::from_secs(10)).await;
+    results(&mut events, 1, Duration::from_secs(10)).await;
+    assert_eq!(first.len(), 1);
+
+    let blocker = rusqlite::Connection::open(dir.path().join("jobs.db")).expect("open");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let push = {
+        let master = master.clone();
+        tokio::spawn(async move { master.push(lone(1, 0)).await })
+    };
+    let taken = run_all(&mut session, 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        taken.len(),
+        1,
+        "the job reached the worker before its commit"
+    );
+    let err = tokio::time::timeout(Duration::from_secs(30), push)
+        .await
+        .expect("the push ends within the busy timeout")
+        .expect("join")
+        .expect_err("its insert cannot commit");
+    assert!(err.to_string().contains("lock"), "{err}");
+    no_more_results(&mut events).await;
+    blocker.execute_batch("ROLLBACK").expect("release the lock");
+    drop(blocker);
+    let stats = master.stats().await.expect("stats");
+    assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
+    assert!(master.idle().await.expect("idle"));
+    // The master goes on: the next lone job runs and gives its result.
+    master
+        .push(lone(2, 0))
+        .await
+        .expect("a push after the lock");
+    run_all(&mut session, 1, Duration::from_secs(10)).await;
+    let done = results(&mut events, 1, Duration::from_secs(10)).await;
+    assert!(done[0].outcome.is_ok());
+    master.close().await.expect("close");
+    let (master, _events) = Master::start(config(dir.path(), 64))
+        .await
+        .expect("restart");
+    assert_eq!(master.stats().await.expect("stats").queued, 0);
     master.close().await.expect("close");
 }
 

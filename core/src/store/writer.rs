@@ -258,6 +258,20 @@ impl StoreWriter {
         }
     }
 
+    /// [`apply`](Self::apply) on the store thread, never on the caller's: for a caller with
+    /// other work to do on its thread while the commit runs (a push hands its jobs to the engine
+    /// meanwhile). Queued the moment it is called, so every write made after it is applied
+    /// after it.
+    pub(crate) fn apply_queued(
+        &self,
+        ops: Vec<StoreOp>,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
+        self.ask(|reply| Request::Apply {
+            ops,
+            reply: Some(reply),
+        })
+    }
+
     /// Queues `ops` with the same ordering as [`apply`](Self::apply), for writes nobody awaits
     /// (such as delivery acknowledgements). A failure is logged, and reported to nobody.
     pub(crate) fn apply_detached(&self, ops: Vec<StoreOp>) {

@@ -69,20 +69,6 @@ class JobResult:
             out["error"] = self.error
         return out
 
-    @classmethod
-    def _from_event(
-        cls, job_id: str, worker_id: str, worker_name: str, ok: bool, text: str, attempts: int
-    ) -> JobResult:
-        worker = WorkerInfo(worker_id, worker_name)
-        if not ok:
-            return cls(job_id, worker, None, text, attempts)
-        try:
-            data = json.loads(text)
-        except ValueError:
-            # A result that is not JSON (only a non-Python worker can send one) stays text.
-            data = text
-        return cls(job_id, worker, data, None, attempts)
-
 
 class PushReceipt(str):
     """What :meth:`Master.push` returns: the job's id (this string itself, so code that takes
@@ -154,6 +140,11 @@ class WorkerStats:
     """``"direct"`` or ``"relayed"`` while connected, else ``None``."""
     relayed_bytes: int = 0
     """Bytes of job traffic that went through relays since the start."""
+
+
+to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+"""Compact JSON text, as ``json.dumps(value, separators=(",", ":"), allow_nan=False)`` gives it,
+with one encoder for every call (``json.dumps`` with options builds a new one per call)."""
 
 
 class EncodedJob(NamedTuple):

@@ -34,7 +34,7 @@ from .events import (
     WorkerLeft,
 )
 from .exceptions import ConfigError, PayloadError
-from .job import EncodedJob, JobResult, MasterStats, PushReceipt
+from .job import EncodedJob, JobResult, MasterStats, PushReceipt, to_json
 
 __all__ = ["AssetFile", "JobSpec", "Master"]
 
@@ -583,27 +583,20 @@ class Master:
 
 def _encode_job(spec: JobSpec, index: int) -> EncodedJob:
     try:
-        data_json = json.dumps(spec.data, separators=(",", ":"), allow_nan=False)
+        data_json = to_json(spec.data)
     except (TypeError, ValueError) as e:
         raise PayloadError(f"job {index}: its data must be JSON-serialisable ({e}); nothing was pushed") from e
     job_id = None if spec.id is None else str(spec.id)
     if spec.retries is not None and spec.retries < 0:
         raise ConfigError(f"job {index}: retries must be 0 or more, not {spec.retries}")
     return EncodedJob(
-        id=job_id,
-        data_json=data_json,
-        type=spec.type,
-        priority=spec.priority,
-        retries=spec.retries,
-        timeout=spec.timeout,
-        delay=spec.delay,
-        in_memory=spec.in_memory,
+        job_id, data_json, spec.type, spec.priority, spec.retries, spec.timeout, spec.delay, spec.in_memory
     )
 
 
 def _json_text(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return to_json(value)
     except (TypeError, ValueError) as e:
         raise PayloadError(f"{what} must be JSON-serialisable ({e})") from e
 

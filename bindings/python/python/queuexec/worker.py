@@ -16,7 +16,7 @@ from . import _lifecycle, _native
 from ._tokens import PathLike, resolve_tokens
 from .events import WorkerEvent
 from .exceptions import ConfigError, MasterCallError
-from .job import Job, WorkerStats
+from .job import Job, WorkerStats, to_json
 
 __all__ = ["BatchTask", "EventCallback", "Task", "TaskContext", "Worker", "batch"]
 
@@ -396,7 +396,7 @@ async def _await_value(awaitable: Awaitable[Any], done: Callable[[bool, str], No
 
 def _finish(value: Any, done: Callable[[bool, str], None]) -> None:
     try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = to_json(value)
     except (TypeError, ValueError) as e:
         done(False, f"the task's result is not JSON-serialisable: {e}")
         return
@@ -500,7 +500,7 @@ class TaskContext:
 
 
 def _call(native: _native.Worker, op: str, a: str, b: str | None = None, c: Any = None) -> Any:
-    data = None if op == "lookup" else json.dumps(c, separators=(",", ":"), allow_nan=False)
+    data = None if op == "lookup" else to_json(c)
     ok, value = native.call(op, str(a), None if b is None else str(b), data)
     if not ok:
         raise MasterCallError(value)
