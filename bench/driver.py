@@ -291,8 +291,9 @@ queuexec.Worker(tasks={"noop": lambda job: None}, concurrency=int(sys.argv[1]), 
 """
 
 
-def python_s1(jobs: int, workers: int, concurrency: int = 8) -> float:
-    """Jobs/s through a Python master (SQLite store) and `workers` Python worker processes."""
+def python_s1(jobs: int, workers: int, concurrency: int = 64) -> float:
+    """Jobs/s through a Python master (SQLite store) and `workers` Python worker processes, each
+    running up to `concurrency` jobs at once (64, as the Node and BullMQ workers here)."""
     import queuexec
 
     scratch = Path(tempfile.mkdtemp(prefix="qx-bench-py-"))
