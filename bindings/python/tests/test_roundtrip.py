@@ -126,6 +126,38 @@ def test_500_jobs_two_workers_every_result_once(open_master: MakeMaster, open_wo
     assert (stats.done, stats.queued, stats.running, stats.workers) == (500, 0, 0, 2)
 
 
+def test_tasks_that_block_run_side_by_side_up_to_the_concurrency(
+    open_master: MakeMaster, open_worker: MakeWorker
+) -> None:
+    # A worker serves its queue on one thread while jobs keep finishing; a job that blocks (here
+    # in time.sleep, which lets the GIL go) leaves the queued ones to another thread, up to
+    # `concurrency` at once.
+    lock = threading.Lock()
+    running = 0
+    most = 0
+
+    def blocking(job: queuexec.Job) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.4)
+        with lock:
+            running -= 1
+        return int(job.data)
+
+    master = open_master()
+    open_worker(tasks={"block": blocking}, concurrency=4, prefetch=4)
+    started = time.monotonic()
+    ids = master.push_many([queuexec.JobSpec(n, type="block") for n in range(8)])
+    results = collect(master, 8)
+    elapsed = time.monotonic() - started
+    assert sorted(results) == sorted(ids)
+    assert sorted(r.data for r in results.values()) == list(range(8))
+    assert most == 4, f"at most {most} blocking tasks ran at once, with concurrency 4"
+    assert elapsed < 8 * 0.4, f"8 jobs of 0.4 s took {elapsed:.2f} s: they ran one after another"
+
+
 def test_results_until_drained_yields_everything_then_ends(open_master: MakeMaster, open_worker: MakeWorker) -> None:
     master = open_master()
     open_worker(tasks={"double": double}, concurrency=2)
