@@ -456,6 +456,13 @@ def main() -> None:
     args = parser.parse_args()
     size = {k: v[0] if args.quick else v[1] for k, v in SIZES.items()}
     only = {s.strip().upper() for s in args.only.split(",")}
+    import queuexec
+
+    if queuexec._native.__build_profile__ != "release":
+        raise SystemExit(
+            f"bench: {queuexec._native.__file__} is a {queuexec._native.__build_profile__} build; "
+            "scripts/bench.sh puts the release wheel in place (scripts/test.sh installs a debug one)"
+        )
     cli = os.environ.get("QUEUEXEC_BENCH_CLI") or str(ROOT / "target" / "release" / "queuexec")
     os.environ["QUEUEXEC_BENCH_CLI"] = cli
     os.environ.setdefault("LOG_LEVEL", "warn")

@@ -32,18 +32,21 @@ bash bench/deps.sh
 [ -d node_modules/queue-xec-master ] || npm install --ignore-scripts --no-audit --no-fund --silent
 
 venv="$root/bench/.venv"
+export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
+export PYO3_PYTHON="$venv/bin/python" PYTHON_SYS_EXECUTABLE="$venv/bin/python" PYO3_BUILD_EXTENSION_MODULE=1
+PYO3_ENVIRONMENT_SIGNATURE=$("$venv/bin/python" -c 'import sys; print(f"cpython-{sys.version_info[0]}.{sys.version_info[1]}-64bit")')
+export PYO3_ENVIRONMENT_SIGNATURE
 if [ "$build" = 1 ]; then
   echo "bench: building release artifacts (CLI, Node addon, wheel)" >&2
-  export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
-  export PYO3_PYTHON="$venv/bin/python" PYTHON_SYS_EXECUTABLE="$venv/bin/python" PYO3_BUILD_EXTENSION_MODULE=1
-  PYO3_ENVIRONMENT_SIGNATURE=$("$venv/bin/python" -c 'import sys; print(f"cpython-{sys.version_info[0]}.{sys.version_info[1]}-64bit")')
-  export PYO3_ENVIRONMENT_SIGNATURE
   # The CLI and the addon in one cargo invocation (they share their dependency tree); maturin
   # builds the wheel's library itself (its own flags) and installs it into bench/.venv.
   cargo build --release -p queuexec-cli -p queuexec-node
-  node bindings/node/scripts/build-native.js --release
-  maturin develop --release
 fi
+# The addon and the editable wheel's library live in the source tree, where scripts/test.sh
+# puts debug builds: put the release ones in place (with --no-build, cargo and maturin find
+# them up to date and only copy them; the driver refuses a debug build either way).
+node bindings/node/scripts/build-native.js --release
+maturin develop --release
 target=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export QUEUEXEC_BENCH_CLI="$target/release/queuexec"
 [ -x "$QUEUEXEC_BENCH_CLI" ] || { echo "bench: no release CLI at $QUEUEXEC_BENCH_CLI (run without --no-build)" >&2; exit 1; }
