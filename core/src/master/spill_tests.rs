@@ -218,6 +218,8 @@ async fn a_job_whose_insert_fails_after_it_reached_a_worker_gives_no_result() {
     let first = run_all(&mut session, 1, Duration::from_secs(10)).await;
     results(&mut events, 1, Duration::from_secs(10)).await;
     assert_eq!(first.len(), 1);
+    // A result goes out while its write commits; `idle` answers after the commit.
+    assert!(master.idle().await.expect("idle"));
 
     let blocker = rusqlite::Connection::open(dir.path().join("jobs.db")).expect("open");
     blocker
