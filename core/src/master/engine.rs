@@ -317,16 +317,8 @@ impl Engine {
                 for key in keys {
                     self.uncommitted.remove(&key);
                     self.insight.withdrawn(&key);
-                    let Some(withdrawn) = self.scheduler.cancel_key(&key, CANCELLED) else {
-                        continue;
-                    };
-                    if let Some((session, attempt)) = withdrawn.lease
-                        && let Some(state) = self.sessions.get(&session)
-                    {
-                        let _ = state.outbound.send(ToWorker::Cancel {
-                            id: key.to_string(),
-                            attempt,
-                        });
+                    if let Some(withdrawn) = self.scheduler.cancel_key(&key, CANCELLED) {
+                        self.stop_run(withdrawn.lease, &key);
                     }
                 }
             }
@@ -446,15 +438,7 @@ impl Engine {
                 let _ = reply.send(cancelled.len() + spilled.len());
                 transitions.extend(spilled);
                 for c in cancelled {
-                    if let Some((session, attempt)) = c.lease
-                        && let Some(state) = self.sessions.get(&session)
-                        && let Transition::Dead { id, .. } = &c.transition
-                    {
-                        let _ = state.outbound.send(ToWorker::Cancel {
-                            id: id.to_string(),
-                            attempt,
-                        });
-                    }
+                    self.stop_run(c.lease, c.transition.id());
                     transitions.push(c.transition);
                 }
             }
@@ -896,6 +880,18 @@ impl Engine {
         let idle = self.is_idle();
         for reply in self.idle_asked.drain(..) {
             let _ = self.delivery.send(Delivery::Idle { reply, idle });
+        }
+    }
+
+    /// Tells the worker holding `lease` (session, attempt), if any, to stop running job `id`.
+    fn stop_run(&self, lease: Option<(SessionId, u32)>, id: &str) {
+        if let Some((session, attempt)) = lease
+            && let Some(state) = self.sessions.get(&session)
+        {
+            let _ = state.outbound.send(ToWorker::Cancel {
+                id: id.to_string(),
+                attempt,
+            });
         }
     }
 
