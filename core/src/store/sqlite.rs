@@ -94,6 +94,7 @@ macro_rules! columns {
     };
 }
 
+mod checkpoint;
 // After `columns!`, which it uses.
 mod pager;
 
@@ -179,6 +180,18 @@ pub(crate) struct SqliteOptions {
 pub(crate) struct SqliteStore {
     conn: Connection,
     location: String,
+    /// Checkpoints off the writer's thread (the writer's connection only; see
+    /// [`checkpoint`]). `None` for readers, and if it could not start (SQLite's own automatic
+    /// checkpoints then stay on).
+    checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Its connection closes before the writer's, so that the writer's close, as the last
+        // connection, checkpoints and removes the WAL.
+        self.checkpointer.take();
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -200,7 +213,13 @@ impl SqliteStore {
 
     /// Opens the store at `path` with `options`; see [`open`](Self::open).
     pub(crate) fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
-        let path = path.as_ref();
+        let mut store = Self::open_connection(path.as_ref(), options)?;
+        store.start_checkpointer(path.as_ref(), options);
+        Ok(store)
+    }
+
+    /// Opens, configures and migrates one connection, with SQLite's own checkpoints.
+    fn open_connection(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
         let location = path.display().to_string();
         let conn = Connection::open(path).map_err(|e| {
             opening_error(
@@ -210,10 +229,39 @@ impl SqliteStore {
                 e,
             )
         })?;
-        let mut store = SqliteStore { conn, location };
+        let mut store = SqliteStore {
+            conn,
+            location,
+            checkpointer: None,
+        };
         store.configure(options)?;
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Moves checkpoints to a thread of their own (see [`checkpoint`]); on failure, logs it
+    /// and leaves them to SQLite.
+    fn start_checkpointer(&mut self, path: &Path, options: SqliteOptions) {
+        let wal: rusqlite::Result<String> =
+            self.conn
+                .pragma_query_value(None, "journal_mode", |row| row.get(0));
+        if !wal.is_ok_and(|mode| mode.eq_ignore_ascii_case("wal")) {
+            return;
+        }
+        let started = checkpoint::Checkpointer::start(path, &self.location, synchronous(options))
+            .and_then(|checkpointer| {
+                self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                Ok(checkpointer)
+            });
+        match started {
+            Ok(checkpointer) => self.checkpointer = Some(checkpointer),
+            Err(e) => tracing::warn!(
+                store = %self.location,
+                error = %e,
+                "checkpoints of the job store stay on its writer's thread: could not start a \
+                 thread for them"
+            ),
+        }
     }
 
     fn configure(&mut self, options: SqliteOptions) -> Result<()> {
@@ -256,13 +304,8 @@ impl SqliteStore {
                 "the job store could not switch to WAL mode; writes will be slower"
             );
         }
-        let synchronous = if options.synchronous_full {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
         self.conn
-            .pragma_update(None, "synchronous", synchronous)
+            .pragma_update(None, "synchronous", synchronous(options))
             .map_err(|e| failed("setting synchronous", e))?;
         // Keep the WAL from staying huge after a burst, and give the id index some room in
         // memory (4 MiB: the master's memory counts, and pages it misses come from the OS's
@@ -494,7 +537,11 @@ impl SqliteStore {
                 .and_then(|mut stmt| stmt.execute(params![max_seq]))
                 .map_err(failed)?;
         }
-        tx.commit().map_err(failed)
+        tx.commit().map_err(failed)?;
+        if let Some(checkpointer) = self.checkpointer.as_mut() {
+            checkpointer.committed(&self.conn, ops);
+        }
+        Ok(())
     }
 
     fn row_to_job(&self, row: &Row<'_>) -> Result<StoredJob> {
@@ -642,6 +689,15 @@ impl JobStore for SqliteStore {
             .optional()
             .map_err(|e| self.error("reading the highest job number", e))?;
         Ok(value.unwrap_or(0))
+    }
+}
+
+/// `PRAGMA synchronous` for `options`.
+fn synchronous(options: SqliteOptions) -> &'static str {
+    if options.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
     }
 }
 
@@ -1007,6 +1063,79 @@ mod tests {
             store.get("a").expect("get").map(|j| j.state),
             Some(JobState::Queued)
         );
+    }
+
+    /// 1 MiB payloads: the checkpoint thread copies the WAL into the database file while the
+    /// writer goes on, the WAL stays bounded, and the jobs are all there after a reopen.
+    #[test]
+    fn big_payloads_are_checkpointed_beside_the_writer_and_the_wal_stays_bounded() {
+        const MIB: usize = 1024 * 1024;
+        let dir = temp();
+        let path = dir.path().join("big.db");
+        let wal = dir.path().join("big.db-wal");
+        let mut store = SqliteStore::open(&path).expect("open");
+        let writer_autocheckpoint: i64 = store
+            .conn
+            .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+            .expect("wal_autocheckpoint");
+        assert_eq!(
+            writer_autocheckpoint, 0,
+            "the writer leaves checkpoints to the thread"
+        );
+        let payload = |seq: i64| Bytes::from(vec![(seq % 251) as u8; MIB]);
+        let mut largest_wal = 0;
+        for batch in 0..40_i64 {
+            let ops = (0..2)
+                .map(|k| {
+                    let seq = batch * 2 + k + 1;
+                    let mut job = job(&format!("big-{seq}"), seq);
+                    job.payload = payload(seq);
+                    StoreOp::Insert(job)
+                })
+                .collect::<Vec<_>>();
+            store.apply(&ops).expect("apply");
+            largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        assert!(
+            largest_wal <= 40 * MIB as u64,
+            "the WAL grew to {largest_wal} bytes for 80 MiB of payloads"
+        );
+        let checkpointer = store.checkpointer.as_ref().expect("a checkpoint thread");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while checkpointer.shared_finished() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkpoint thread never finished a wake-up"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let copied = std::fs::metadata(&path).expect("database file").len();
+        assert!(
+            copied >= 32 * MIB as u64,
+            "only {copied} bytes reached the database file before close"
+        );
+        drop(store);
+        assert!(!wal.exists(), "a clean close removes the WAL");
+        let mut store = SqliteStore::open(&path).expect("reopen");
+        for seq in [1_i64, 40, 80] {
+            let stored = store
+                .get(&format!("big-{seq}"))
+                .expect("get")
+                .expect("stored");
+            assert_eq!(stored.payload, payload(seq), "payload of big-{seq}");
+        }
+        assert_eq!(store.counts().expect("counts").queued, 80);
+    }
+
+    /// The engine's reader connection leaves checkpoints alone.
+    #[test]
+    fn the_reader_connection_has_no_checkpoint_thread() {
+        let dir = temp();
+        let path = dir.path().join("jobs.db");
+        let writer = SqliteStore::open(&path).expect("open");
+        let reader = SqliteStore::open_reader(&path).expect("reader");
+        assert!(writer.checkpointer.is_some());
+        assert!(reader.checkpointer.is_none());
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl SqliteStore {
     /// Opens a second connection to the store at `path` for the engine's reads, with a small
     /// page cache (the writer's connection keeps the big one).
     pub(crate) fn open_reader(path: impl AsRef<std::path::Path>) -> Result<SqliteStore> {
-        let store = SqliteStore::open(path)?;
+        let store = SqliteStore::open_connection(path.as_ref(), super::SqliteOptions::default())?;
         store
             .conn
             .pragma_update(None, "cache_size", -2048)
