@@ -15,6 +15,10 @@ use crate::store::{StoreOp, StoredJob};
 /// push gains little from it and would keep that many jobs resident past the spill window.
 const UNCOMMITTED_OPS_CAP: usize = 64;
 
+/// A push with at least this many bytes of data is checked and sealed on a blocking thread
+/// (about half a millisecond of AES and HMAC), not on the runtime's.
+const OFFLOAD_BYTES: usize = 256 * 1024;
+
 impl Master {
     /// Pushes one job. Resolves once the job is durable (committed to the store).
     pub async fn push(&self, job: JobSpec) -> Result<PushReceipt> {
@@ -33,96 +37,20 @@ impl Master {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed("the master"));
         }
-        let now = now_ms();
         let idempotent = self.inner.idempotent_ids;
-        let mut pending = Vec::with_capacity(jobs.len());
-        let mut receipts = Vec::with_capacity(jobs.len());
-        let mut in_this_push: HashSet<String> = HashSet::new();
-        // Automatic ids skip the labels of explicit ids of this push and of the ids kept in
-        // memory, so an automatic `job-N` does not even look like one of them.
-        let explicit_here: HashSet<String> = jobs.iter().filter_map(|j| j.id.clone()).collect();
-        for (index, job) in jobs.into_iter().enumerate() {
-            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&job.data) {
-                return Err(Error::payload_from(
-                    format!(
-                        "job {} of this push: its data must be JSON text ({e}); nothing of this push was queued",
-                        index + 1
-                    ),
-                    e,
-                ));
-            }
-            if let Some(id) = &job.id {
-                if id.is_empty() {
-                    return Err(Error::payload(format!(
-                        "job {} of this push has an empty id; give a non-empty id or none",
-                        index + 1
-                    )));
+        let (mut pending, mut receipts) =
+            if jobs.iter().map(|j| j.data.len()).sum::<usize>() >= OFFLOAD_BYTES {
+                // Checking and sealing megabytes would hold up the runtime thread, and with it
+                // every connection's traffic: a blocking thread does it meanwhile.
+                let master = self.clone();
+                match tokio::task::spawn_blocking(move || master.prepare(jobs)).await {
+                    Ok(prepared) => prepared?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => return Err(Error::Closed("the master")),
                 }
-                if id.chars().any(char::is_control) {
-                    return Err(Error::payload(format!(
-                        "job {} of this push has an id with a control character ({id:?}); ids \
-                         are labels shown in logs and files: use printable text; nothing of this \
-                         push was queued",
-                        index + 1
-                    )));
-                }
-            }
-            let mut seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
-            if job.id.is_none() {
-                let known = lock(&self.inner.memory);
-                while explicit_here.contains(&format!("job-{seq}"))
-                    || known.contains(&format!("job-{seq}"))
-                {
-                    seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
-                }
-            }
-            let (label, key, repeated) = match job.id.clone() {
-                None => (format!("job-{seq}"), automatic_key(seq), false),
-                Some(id) if in_this_push.contains(&id) => {
-                    let key = repeated_key(&id, seq);
-                    (id, key, true)
-                }
-                Some(id) => {
-                    in_this_push.insert(id.clone());
-                    (id.clone(), id, false)
-                }
+            } else {
+                self.prepare(jobs)?
             };
-            receipts.push(PushReceipt {
-                id: label,
-                duplicate: repeated && idempotent,
-                // Only a job queued again is `repeated`; with idempotent ids it is `duplicate`.
-                repeated: repeated && !idempotent,
-            });
-            if repeated && idempotent {
-                continue;
-            }
-            let in_memory = job.in_memory || self.inner.durable.is_none();
-            let stored = self.stored_job(key, seq, &job, now);
-            // A repeated id may get a longer key later (`mark_known`): leave room for it.
-            let key_room = stored.id.len() + 24;
-            if protocol::job_wire_len(&stored.id, job.task_type.as_deref(), stored.payload.len())
-                + 24
-                > protocol::FRAME_BUDGET
-            {
-                let limit = protocol::max_plain_len(
-                    key_room + job.task_type.as_deref().map_or(0, str::len),
-                );
-                return Err(Error::payload(format!(
-                    "job {} of this push ({}): its data is {} bytes; the limit for one job's data is {limit} bytes (a job travels in one frame, and a frame is at most {} bytes); nothing of this push was queued. Split the work into smaller jobs, or ship large inputs as asset files the task reads",
-                    index + 1,
-                    receipts[index].id,
-                    job.data.len(),
-                    protocol::MAX_FRAME
-                )));
-            }
-            pending.push(Pending {
-                receipt: index,
-                explicit: job.id.is_some() && !repeated,
-                in_memory,
-                stored,
-                job,
-            });
-        }
 
         // Ids kept in memory: the set of known ids says whether each was pushed before.
         {
@@ -262,6 +190,103 @@ impl Master {
                 .map_err(|_| Error::Closed("the master"))?;
         }
         Ok(receipts)
+    }
+
+    /// Checks a push's jobs, gives each its key and seals its payload: the receipts, and the
+    /// jobs still to store and queue.
+    fn prepare(&self, jobs: Vec<JobSpec>) -> Result<(Vec<Pending>, Vec<PushReceipt>)> {
+        let now = now_ms();
+        let idempotent = self.inner.idempotent_ids;
+        let mut pending = Vec::with_capacity(jobs.len());
+        let mut receipts = Vec::with_capacity(jobs.len());
+        let mut in_this_push: HashSet<String> = HashSet::new();
+        // Automatic ids skip the labels of explicit ids of this push and of the ids kept in
+        // memory, so an automatic `job-N` does not even look like one of them.
+        let explicit_here: HashSet<String> = jobs.iter().filter_map(|j| j.id.clone()).collect();
+        for (index, job) in jobs.into_iter().enumerate() {
+            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&job.data) {
+                return Err(Error::payload_from(
+                    format!(
+                        "job {} of this push: its data must be JSON text ({e}); nothing of this push was queued",
+                        index + 1
+                    ),
+                    e,
+                ));
+            }
+            if let Some(id) = &job.id {
+                if id.is_empty() {
+                    return Err(Error::payload(format!(
+                        "job {} of this push has an empty id; give a non-empty id or none",
+                        index + 1
+                    )));
+                }
+                if id.chars().any(char::is_control) {
+                    return Err(Error::payload(format!(
+                        "job {} of this push has an id with a control character ({id:?}); ids \
+                         are labels shown in logs and files: use printable text; nothing of this \
+                         push was queued",
+                        index + 1
+                    )));
+                }
+            }
+            let mut seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            if job.id.is_none() {
+                let known = lock(&self.inner.memory);
+                while explicit_here.contains(&format!("job-{seq}"))
+                    || known.contains(&format!("job-{seq}"))
+                {
+                    seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+                }
+            }
+            let (label, key, repeated) = match job.id.clone() {
+                None => (format!("job-{seq}"), automatic_key(seq), false),
+                Some(id) if in_this_push.contains(&id) => {
+                    let key = repeated_key(&id, seq);
+                    (id, key, true)
+                }
+                Some(id) => {
+                    in_this_push.insert(id.clone());
+                    (id.clone(), id, false)
+                }
+            };
+            receipts.push(PushReceipt {
+                id: label,
+                duplicate: repeated && idempotent,
+                // Only a job queued again is `repeated`; with idempotent ids it is `duplicate`.
+                repeated: repeated && !idempotent,
+            });
+            if repeated && idempotent {
+                continue;
+            }
+            let in_memory = job.in_memory || self.inner.durable.is_none();
+            let stored = self.stored_job(key, seq, &job, now);
+            // A repeated id may get a longer key later (`mark_known`): leave room for it.
+            let key_room = stored.id.len() + 24;
+            if protocol::job_wire_len(&stored.id, job.task_type.as_deref(), stored.payload.len())
+                + 24
+                > protocol::FRAME_BUDGET
+            {
+                let limit = protocol::max_plain_len(
+                    key_room + job.task_type.as_deref().map_or(0, str::len),
+                );
+                return Err(Error::payload(format!(
+                    "job {} of this push ({}): its data is {} bytes; the limit for one job's data is {limit} bytes (a job travels in one frame, and a frame is at most {} bytes); nothing of this push was queued. Split the work into smaller jobs, or ship large inputs as asset files the task reads",
+                    index + 1,
+                    receipts[index].id,
+                    job.data.len(),
+                    protocol::MAX_FRAME
+                )));
+            }
+            pending.push(Pending {
+                receipt: index,
+                explicit: job.id.is_some() && !repeated,
+                in_memory,
+                stored,
+                job,
+            });
+        }
+
+        Ok((pending, receipts))
     }
 
     /// Whether a push's jobs may go to the engine while their insert commits (a lone job's
