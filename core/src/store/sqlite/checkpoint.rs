@@ -39,6 +39,9 @@ const REWIND_BYTES: u64 = 32 * 1024 * 1024;
 /// WAL pages left uncopied after a round below which the thread counts as caught up (1 MiB).
 const CAUGHT_UP_PAGES: i64 = 256;
 
+/// Bytes committed since the thread's last round up to which the writer copies the rest.
+const FOLLOW_UP_BYTES: u64 = 1024 * 1024;
+
 /// Checkpoints one wake-up runs at most while the writer keeps adding pages.
 const ROUNDS_PER_WAKE: usize = 4;
 
@@ -74,6 +77,10 @@ pub(crate) struct Checkpointer {
     since_rewind: u64,
     /// The thread's wake-ups the writer has already followed up.
     followed: u64,
+    /// The thread's finished wake-ups when the writer last looked, and the bytes committed
+    /// since it saw that number change: what the thread's last round cannot have copied.
+    seen: u64,
+    since_round: u64,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -126,6 +133,8 @@ impl Checkpointer {
             unannounced: 0,
             since_rewind: 0,
             followed: 0,
+            seen: 0,
+            since_round: 0,
         })
     }
 
@@ -161,12 +170,21 @@ impl Checkpointer {
             return;
         }
         let finished = self.shared.finished.load(Ordering::Acquire);
+        if finished == self.seen {
+            self.since_round += bytes;
+        } else {
+            // This commit may have come after the round: count it.
+            self.seen = finished;
+            self.since_round = bytes;
+        }
         if self.since_rewind >= WAKE_BYTES
             && finished != self.followed
+            && self.since_round <= FOLLOW_UP_BYTES
             && self.shared.behind.load(Ordering::Acquire) < CAUGHT_UP_PAGES
         {
-            // The thread nearly caught up: copy what was committed during its last round, a
-            // few pages, unless it is at work again.
+            // The thread nearly caught up and little came since: copy the rest (its WAL
+            // pages are synced by the copy, so a big rest would keep the writer waiting),
+            // unless the thread is at work again.
             self.followed = finished;
             let shared = Arc::clone(&self.shared);
             match shared.round.try_lock() {
