@@ -4,22 +4,23 @@
 //! file and fsyncs both files. SQLite's automatic checkpoint runs on the committing connection,
 //! right after the commit that takes the WAL past 1000 pages (4 MiB): the store thread then
 //! waits for the copy and the fsyncs, and every caller queued behind it waits too. With 1 MiB
-//! payloads that was every fourth job, and pushes of such jobs ran at the speed of the disk's
-//! flushes (`perf` showed the store thread asleep in `ext4_sync_file`).
+//! payloads that was every fourth job (`perf` showed the store thread asleep in
+//! `ext4_sync_file`).
 //!
 //! Here a thread with a connection of its own copies the WAL with `PASSIVE` checkpoints, which
 //! never block the writer or readers, whenever about [`WAKE_BYTES`] were committed. One thing
-//! it cannot do alone: SQLite rewinds the WAL to its start only when a write transaction begins
-//! after everything in it was copied, and a checkpoint running beside a busy writer rarely
-//! leaves it so. So once the thread has nearly caught up, the writer checkpoints the rest
-//! itself between two transactions: a few pages and two fsyncs, after which the next
-//! transaction rewinds the WAL. If the thread falls far behind (a disk slower than the
-//! writes), the writer checkpoints whatever is left once about [`REWIND_BYTES`] were committed
-//! since the WAL last rewound, waiting for the thread's round if need be: that bounds the WAL.
+//! such a copy cannot do alone: SQLite rewinds the WAL to its start only when a write
+//! transaction begins after everything in it was copied, and beside a busy writer there is
+//! always a little more. So when the writer committed little during a copy (at most
+//! [`REST_BYTES`]), the thread closes the writer's gate (held by the writer around each
+//! transaction), copies that rest (a few pages and two fsyncs) and opens the gate again: the
+//! next transaction rewinds the WAL. If the thread falls far behind (a disk slower than the
+//! writes), the writer copies everything itself once about [`REWIND_BYTES`] were committed
+//! since the WAL last rewound, waiting for the thread's copy in progress: that bounds the WAL.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -31,32 +32,31 @@ use crate::store::StoreOp;
 /// default automatic checkpoint, 1000 pages of 4 KiB.
 const WAKE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Committed bytes after which the writer checkpoints everything itself when the thread has not
-/// caught up: the bound on the WAL when the disk is slower than the writes (SQLite's own is
-/// 4 MiB).
+/// Bytes committed during a copy up to which the thread copies the rest behind the gate.
+const REST_BYTES: u64 = 1024 * 1024;
+
+/// Committed bytes since the WAL last rewound after which the writer copies everything itself:
+/// the bound on the WAL when the disk is slower than the writes (SQLite's own is 4 MiB).
 const REWIND_BYTES: u64 = 32 * 1024 * 1024;
 
-/// WAL pages left uncopied after a round below which the thread counts as caught up (1 MiB).
-const CAUGHT_UP_PAGES: i64 = 256;
-
-/// Bytes committed since the thread's last round up to which the writer copies the rest.
-const FOLLOW_UP_BYTES: u64 = 1024 * 1024;
-
-/// Checkpoints one wake-up runs at most while the writer keeps adding pages.
-const ROUNDS_PER_WAKE: usize = 4;
+/// Copies one wake-up makes at most while the writer keeps committing.
+const COPIES_PER_WAKE: usize = 4;
 
 /// What the writer and the thread share.
 struct Shared {
     /// Whether the thread should run (`true` once woken) and whether it should stop.
     state: Mutex<Wake>,
     wake: Condvar,
-    /// Wake-ups the thread has finished.
-    finished: AtomicU64,
-    /// Held for each checkpoint, by the thread or the writer: SQLite refuses a second
+    /// Held by the writer around each transaction; the thread holds it to copy the rest.
+    gate: Mutex<()>,
+    /// Held around each checkpoint, the thread's or the writer's: SQLite refuses a second
     /// checkpoint at once rather than wait for the first.
-    round: Mutex<()>,
-    /// WAL pages its last checkpoint left uncopied; `i64::MAX` when it could not tell.
-    behind: AtomicI64,
+    copying: Mutex<()>,
+    /// Bytes committed so far (estimated).
+    committed: AtomicU64,
+    /// `committed` when the WAL was last left all copied, so that the next transaction
+    /// rewinds it.
+    rewound: AtomicU64,
 }
 
 #[derive(Default)]
@@ -65,30 +65,31 @@ struct Wake {
     closing: bool,
 }
 
-/// The writer's side: counts what it commits, wakes the thread, and finishes what the thread
-/// leaves. Dropping it stops the thread (it closes its connection before the writer's).
+/// The writer's side: holds the gate around transactions, counts what it commits and wakes
+/// the thread. Dropping it stops the thread (it closes its connection before the writer's).
 pub(crate) struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     location: String,
     /// Bytes committed since the thread was last woken.
     unannounced: u64,
-    /// Bytes committed since the writer last checkpointed itself.
-    since_rewind: u64,
-    /// The thread's wake-ups the writer has already followed up.
-    followed: u64,
-    /// The thread's finished wake-ups when the writer last looked, and the bytes committed
-    /// since it saw that number change: what the thread's last round cannot have copied.
-    seen: u64,
-    since_round: u64,
 }
 
 impl std::fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checkpointer")
             .field("location", &self.location)
-            .field("since_rewind", &self.since_rewind)
             .finish_non_exhaustive()
+    }
+}
+
+/// Held by the writer for one transaction (see [`Checkpointer::gate`]).
+pub(crate) struct Gate(Arc<Shared>);
+
+impl Gate {
+    /// Holds the gate until the guard is dropped.
+    pub(crate) fn enter(&self) -> MutexGuard<'_, ()> {
+        lock(&self.0.gate)
     }
 }
 
@@ -110,9 +111,10 @@ impl Checkpointer {
         let shared = Arc::new(Shared {
             state: Mutex::new(Wake::default()),
             wake: Condvar::new(),
-            finished: AtomicU64::new(0),
-            round: Mutex::new(()),
-            behind: AtomicI64::new(i64::MAX),
+            gate: Mutex::new(()),
+            copying: Mutex::new(()),
+            committed: AtomicU64::new(0),
+            rewound: AtomicU64::new(0),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -131,110 +133,70 @@ impl Checkpointer {
             thread: Some(thread),
             location: location.to_string(),
             unannounced: 0,
-            since_rewind: 0,
-            followed: 0,
-            seen: 0,
-            since_round: 0,
         })
     }
 
-    /// Wake-ups the thread has finished.
-    #[cfg(test)]
-    pub(crate) fn shared_finished(&self) -> u64 {
-        self.shared.finished.load(Ordering::Acquire)
+    /// What the writer holds around each transaction.
+    pub(crate) fn gate(&self) -> Gate {
+        Gate(Arc::clone(&self.shared))
     }
 
-    /// Called by the writer after each commit of `ops`. Wakes the thread when enough was
-    /// written, and checkpoints on `writer` when the thread has nearly caught up since the
-    /// last time (or has fallen far behind).
+    /// Bytes committed when the WAL was last left all copied (tests).
+    #[cfg(test)]
+    pub(crate) fn rewound_bytes(&self) -> u64 {
+        self.shared.rewound.load(Ordering::Acquire)
+    }
+
+    /// Called by the writer after each commit of `ops`, outside the gate. Wakes the thread when
+    /// enough was written; copies everything itself when the thread has fallen far behind.
     pub(crate) fn committed(&mut self, writer: &Connection, ops: &[StoreOp]) {
         let bytes: u64 = ops.iter().map(wal_bytes).sum();
+        let committed = self.shared.committed.fetch_add(bytes, Ordering::AcqRel) + bytes;
         self.unannounced += bytes;
-        self.since_rewind += bytes;
         if self.unannounced >= WAKE_BYTES {
             self.unannounced = 0;
-            let mut state = self
-                .shared
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            state.wanted = true;
-            drop(state);
+            lock(&self.shared.state).wanted = true;
             self.shared.wake.notify_one();
         }
-        if self.since_rewind >= REWIND_BYTES {
-            // The thread is behind: wait for its round in progress, then copy the rest.
-            let shared = Arc::clone(&self.shared);
-            let round = shared.round.lock().unwrap_or_else(PoisonError::into_inner);
-            self.finish(writer, round);
-            return;
-        }
-        let finished = self.shared.finished.load(Ordering::Acquire);
-        if finished == self.seen {
-            self.since_round += bytes;
-        } else {
-            // This commit may have come after the round: count it.
-            self.seen = finished;
-            self.since_round = bytes;
-        }
-        if self.since_rewind >= WAKE_BYTES
-            && finished != self.followed
-            && self.since_round <= FOLLOW_UP_BYTES
-            && self.shared.behind.load(Ordering::Acquire) < CAUGHT_UP_PAGES
-        {
-            // The thread nearly caught up and little came since: copy the rest (its WAL
-            // pages are synced by the copy, so a big rest would keep the writer waiting),
-            // unless the thread is at work again.
-            self.followed = finished;
-            let shared = Arc::clone(&self.shared);
-            match shared.round.try_lock() {
-                Ok(round) => self.finish(writer, round),
-                Err(TryLockError::Poisoned(round)) => self.finish(writer, round.into_inner()),
-                Err(TryLockError::WouldBlock) => {}
+        if committed.saturating_sub(self.shared.rewound.load(Ordering::Acquire)) >= REWIND_BYTES {
+            // Wait for the thread's copy in progress, then copy the rest: between two of the
+            // writer's transactions, so it is everything unless a reader still needs pages.
+            let copying = lock(&self.shared.copying);
+            match checkpoint(writer) {
+                Ok(0) => self.shared.rewound.store(committed, Ordering::Release),
+                Ok(_) => {}
+                Err(e) => {
+                    // Try again after another REWIND_BYTES, not after every commit.
+                    self.shared.rewound.store(committed, Ordering::Release);
+                    tracing::warn!(store = %self.location, error = %e, "a checkpoint of the job store failed; its WAL file keeps growing until one succeeds");
+                }
             }
-        }
-    }
-
-    /// Checkpoints on the writer's connection, between two of its transactions, while the
-    /// thread is kept out: when it copies everything, the next transaction rewinds the WAL.
-    fn finish(&mut self, writer: &Connection, round: MutexGuard<'_, ()>) {
-        let left = checkpoint(writer);
-        drop(round);
-        match left {
-            Ok(0) => self.since_rewind = 0,
-            // A reader still needs older pages: try again after the next commit.
-            Ok(_) => {}
-            Err(e) => {
-                self.since_rewind = 0;
-                tracing::warn!(store = %self.location, error = %e, "a checkpoint of the job store failed; its WAL file keeps growing until one succeeds");
-            }
+            drop(copying);
         }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        let mut state = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        state.closing = true;
-        drop(state);
+        lock(&self.shared.state).closing = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
-            // A round in progress finishes first (PASSIVE: it never waits for a lock).
+            // A copy in progress finishes first (PASSIVE: it never waits for a lock).
             let _ = thread.join();
         }
     }
 }
 
-/// The thread: a wake-up runs checkpoints until the WAL is nearly all copied, or
-/// [`ROUNDS_PER_WAKE`] of them.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The thread: each wake-up copies until the WAL is all copied and the writer's gate was
+/// closed for the rest, or [`COPIES_PER_WAKE`] copies were made.
 fn run(conn: &Connection, shared: &Shared, location: &str) {
     loop {
         {
-            let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = lock(&shared.state);
             while !state.wanted && !state.closing {
                 state = shared
                     .wake
@@ -246,33 +208,46 @@ fn run(conn: &Connection, shared: &Shared, location: &str) {
             }
             state.wanted = false;
         }
-        for _ in 0..ROUNDS_PER_WAKE {
-            let round = shared.round.lock().unwrap_or_else(PoisonError::into_inner);
-            let left = checkpoint(conn);
-            drop(round);
-            match left {
-                Ok(behind) => {
-                    shared.behind.store(behind, Ordering::Release);
-                    if behind < CAUGHT_UP_PAGES {
-                        break;
-                    }
+        for _ in 0..COPIES_PER_WAKE {
+            let before = shared.committed.load(Ordering::Acquire);
+            let copying = lock(&shared.copying);
+            let copied = checkpoint(conn);
+            drop(copying);
+            if let Err(e) = copied {
+                tracing::warn!(store = %location, error = %e, "a background checkpoint of the job store failed; the writer will checkpoint instead");
+                break;
+            }
+            if shared.committed.load(Ordering::Acquire) - before > REST_BYTES {
+                // Too much came meanwhile to copy behind the gate: copy again first.
+                continue;
+            }
+            // Little came during the copy: copy the rest with the writer held back.
+            let gate = lock(&shared.gate);
+            let now = shared.committed.load(Ordering::Acquire);
+            if now - before > REST_BYTES {
+                // A big transaction slipped in while the gate was being closed.
+                continue;
+            }
+            let copying = lock(&shared.copying);
+            let rest = checkpoint(conn);
+            drop(copying);
+            drop(gate);
+            match rest {
+                Ok(0) => {
+                    shared.rewound.store(now, Ordering::Release);
+                    break;
                 }
+                // A reader still needs older pages.
+                Ok(_) => break,
                 Err(e) => {
-                    shared.behind.store(i64::MAX, Ordering::Release);
                     tracing::warn!(store = %location, error = %e, "a background checkpoint of the job store failed; the writer will checkpoint instead");
                     break;
                 }
             }
-            if shared
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .closing
-            {
-                break;
-            }
         }
-        shared.finished.fetch_add(1, Ordering::AcqRel);
+        if lock(&shared.state).closing {
+            return;
+        }
     }
 }
 
