@@ -19,6 +19,11 @@ const UNCOMMITTED_OPS_CAP: usize = 64;
 /// (about half a millisecond of AES and HMAC), not on the runtime's.
 const OFFLOAD_BYTES: usize = 256 * 1024;
 
+/// A push with at least this many bytes of data is sealed on several threads…
+const PARALLEL_SEAL_BYTES: usize = 2 * 1024 * 1024;
+/// …at most this many.
+const MAX_SEAL_THREADS: usize = 4;
+
 impl Master {
     /// Pushes one job. Resolves once the job is durable (committed to the store).
     pub async fn push(&self, job: JobSpec) -> Result<PushReceipt> {
@@ -259,7 +264,19 @@ impl Master {
                 continue;
             }
             let in_memory = job.in_memory || self.inner.durable.is_none();
-            let stored = self.stored_job(key, seq, &job, now);
+            // Sealed below, all at once.
+            let stored = self.unsealed_job(key, seq, &job, now);
+            pending.push(Pending {
+                receipt: index,
+                explicit: job.id.is_some() && !repeated,
+                in_memory,
+                stored,
+                job,
+            });
+        }
+        self.seal_all(&mut pending);
+        for p in &pending {
+            let (stored, job) = (&p.stored, &p.job);
             // A repeated id may get a longer key later (`mark_known`): leave room for it.
             let key_room = stored.id.len() + 24;
             if protocol::job_wire_len(&stored.id, job.task_type.as_deref(), stored.payload.len())
@@ -271,19 +288,12 @@ impl Master {
                 );
                 return Err(Error::payload(format!(
                     "job {} of this push ({}): its data is {} bytes; the limit for one job's data is {limit} bytes (a job travels in one frame, and a frame is at most {} bytes); nothing of this push was queued. Split the work into smaller jobs, or ship large inputs as asset files the task reads",
-                    index + 1,
-                    receipts[index].id,
+                    p.receipt + 1,
+                    receipts[p.receipt].id,
                     job.data.len(),
                     protocol::MAX_FRAME
                 )));
             }
-            pending.push(Pending {
-                receipt: index,
-                explicit: job.id.is_some() && !repeated,
-                in_memory,
-                stored,
-                job,
-            });
         }
 
         Ok((pending, receipts))
@@ -301,10 +311,66 @@ impl Master {
 
     /// The stored form of a pushed job under `key` (its payload sealed to that key).
     fn stored_job(&self, key: String, seq: i64, job: &JobSpec, now: i64) -> StoredJob {
-        let payload = self.inner.key.seal_parts(
-            &protocol::payload_context(&key),
+        let mut stored = self.unsealed_job(key, seq, job, now);
+        stored.payload = self.seal(&stored.id, job).into();
+        stored
+    }
+
+    /// `job`'s payload sealed to `key`.
+    fn seal(&self, key: &str, job: &JobSpec) -> Vec<u8> {
+        self.inner.key.seal_parts(
+            &protocol::payload_context(key),
             &[crate::shape::body_prefix(job.shape), job.data.as_bytes()],
-        );
+        )
+    }
+
+    /// Seals each pending job's payload: on several threads when there are megabytes (AES-CBC
+    /// encrypts one block after another, so one payload is one thread's work).
+    fn seal_all(&self, pending: &mut [Pending]) {
+        let bytes: usize = pending.iter().map(|p| p.job.data.len()).sum();
+        let threads = if bytes >= PARALLEL_SEAL_BYTES {
+            std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(MAX_SEAL_THREADS)
+                .min(pending.len())
+        } else {
+            1
+        };
+        let seal_part = |part: &mut [Pending]| {
+            for p in part {
+                p.stored.payload = self.seal(&p.stored.id, &p.job).into();
+            }
+        };
+        if threads <= 1 {
+            seal_part(pending);
+            return;
+        }
+        let size = pending.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut parts = pending.chunks_mut(size);
+            // This thread seals the first part itself.
+            let first = parts.next();
+            for part in parts {
+                let spawned = std::thread::Builder::new()
+                    .name("queuexec-seal".into())
+                    .spawn_scoped(scope, || seal_part(part));
+                if let Err(e) = spawned {
+                    // The part went with the failed closure: it is sealed again below.
+                    tracing::debug!(error = %e, "sealing on this thread: could not start another");
+                }
+            }
+            if let Some(first) = first {
+                seal_part(first);
+            }
+        });
+        // Parts whose thread could not start still have no payload.
+        for p in pending.iter_mut().filter(|p| p.stored.payload.is_empty()) {
+            p.stored.payload = self.seal(&p.stored.id, &p.job).into();
+        }
+    }
+
+    /// The stored form of a pushed job under `key`, its payload still empty.
+    fn unsealed_job(&self, key: String, seq: i64, job: &JobSpec, now: i64) -> StoredJob {
         let max_attempts = job
             .retries
             .map_or(self.inner.default_max_attempts, |r| r.saturating_add(1));
@@ -313,7 +379,7 @@ impl Master {
             key,
             seq,
             job.task_type.clone(),
-            payload.into(),
+            bytes::Bytes::new(),
             job.priority,
             max_attempts,
             job.timeout.map(|t| t.as_millis() as u64),
