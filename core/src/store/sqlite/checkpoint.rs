@@ -36,8 +36,11 @@ const WAKE_BYTES: u64 = 4 * 1024 * 1024;
 const REST_BYTES: u64 = 1024 * 1024;
 
 /// Committed bytes since the WAL last rewound after which the writer copies everything itself:
-/// the bound on the WAL when the disk is slower than the writes (SQLite's own is 4 MiB).
-const REWIND_BYTES: u64 = 32 * 1024 * 1024;
+/// the bound on the WAL when the thread finds no moment to rewind it (SQLite's own is 4 MiB).
+/// Generous, because the writer waits for that copy: under a steady stream of big commits
+/// (1 MiB payloads pushed 20 at a time) the thread rewinds the WAL every few pushes, and at
+/// 32 MiB the writer had copied every other push itself.
+const REWIND_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Copies one wake-up makes at most while the writer keeps committing.
 const COPIES_PER_WAKE: usize = 4;
@@ -73,6 +76,8 @@ pub(crate) struct Checkpointer {
     location: String,
     /// Bytes committed since the thread was last woken.
     unannounced: u64,
+    /// [`REWIND_BYTES`], smaller in tests.
+    rewind_bytes: u64,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -133,12 +138,19 @@ impl Checkpointer {
             thread: Some(thread),
             location: location.to_string(),
             unannounced: 0,
+            rewind_bytes: REWIND_BYTES,
         })
     }
 
     /// What the writer holds around each transaction.
     pub(crate) fn gate(&self) -> Gate {
         Gate(Arc::clone(&self.shared))
+    }
+
+    /// Sets the bytes after which the writer copies everything itself (tests).
+    #[cfg(test)]
+    pub(crate) fn set_rewind_bytes(&mut self, bytes: u64) {
+        self.rewind_bytes = bytes;
     }
 
     /// Bytes committed when the WAL was last left all copied (tests).
@@ -158,7 +170,9 @@ impl Checkpointer {
             lock(&self.shared.state).wanted = true;
             self.shared.wake.notify_one();
         }
-        if committed.saturating_sub(self.shared.rewound.load(Ordering::Acquire)) >= REWIND_BYTES {
+        if committed.saturating_sub(self.shared.rewound.load(Ordering::Acquire))
+            >= self.rewind_bytes
+        {
             // Wait for the thread's copy in progress, then copy the rest: between two of the
             // writer's transactions, so it is everything unless a reader still needs pages.
             let copying = lock(&self.shared.copying);
@@ -166,7 +180,7 @@ impl Checkpointer {
                 Ok(0) => self.shared.rewound.store(committed, Ordering::Release),
                 Ok(_) => {}
                 Err(e) => {
-                    // Try again after another REWIND_BYTES, not after every commit.
+                    // Try again after as many bytes, not after every commit.
                     self.shared.rewound.store(committed, Ordering::Release);
                     tracing::warn!(store = %self.location, error = %e, "a checkpoint of the job store failed; its WAL file keeps growing until one succeeds");
                 }
