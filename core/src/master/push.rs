@@ -346,26 +346,31 @@ impl Master {
             return;
         }
         let size = pending.len().div_ceil(threads);
-        std::thread::scope(|scope| {
+        let all_started = std::thread::scope(|scope| {
             let mut parts = pending.chunks_mut(size);
             // This thread seals the first part itself.
             let first = parts.next();
+            let mut all_started = true;
             for part in parts {
                 let spawned = std::thread::Builder::new()
                     .name("queuexec-seal".into())
                     .spawn_scoped(scope, || seal_part(part));
                 if let Err(e) = spawned {
-                    // The part went with the failed closure: it is sealed again below.
+                    all_started = false;
                     tracing::debug!(error = %e, "sealing on this thread: could not start another");
                 }
             }
             if let Some(first) = first {
                 seal_part(first);
             }
+            all_started
         });
-        // Parts whose thread could not start still have no payload.
-        for p in pending.iter_mut().filter(|p| p.stored.payload.is_empty()) {
-            p.stored.payload = self.seal(&p.stored.id, &p.job).into();
+        if !all_started {
+            // A part whose thread could not start went with its closure, unsealed (a sealed
+            // payload is never empty).
+            for p in pending.iter_mut().filter(|p| p.stored.payload.is_empty()) {
+                p.stored.payload = self.seal(&p.stored.id, &p.job).into();
+            }
         }
     }
 

@@ -419,11 +419,10 @@ impl SqliteStore {
         };
         // The checkpoint thread may close the gate to copy the WAL's last pages between two
         // transactions.
-        let gate = self
+        let held = self
             .checkpointer
             .as_ref()
-            .map(checkpoint::Checkpointer::gate);
-        let held = gate.as_ref().map(checkpoint::Gate::enter);
+            .map(checkpoint::Checkpointer::enter_gate);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

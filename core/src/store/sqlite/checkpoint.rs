@@ -80,24 +80,6 @@ pub(crate) struct Checkpointer {
     rewind_bytes: u64,
 }
 
-impl std::fmt::Debug for Checkpointer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpointer")
-            .field("location", &self.location)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Held by the writer for one transaction (see [`Checkpointer::gate`]).
-pub(crate) struct Gate(Arc<Shared>);
-
-impl Gate {
-    /// Holds the gate until the guard is dropped.
-    pub(crate) fn enter(&self) -> MutexGuard<'_, ()> {
-        lock(&self.0.gate)
-    }
-}
-
 impl Checkpointer {
     /// Opens a second connection to the store at `path` and starts the thread.
     ///
@@ -142,9 +124,9 @@ impl Checkpointer {
         })
     }
 
-    /// What the writer holds around each transaction.
-    pub(crate) fn gate(&self) -> Gate {
-        Gate(Arc::clone(&self.shared))
+    /// The gate, held by the writer around each transaction until the guard is dropped.
+    pub(crate) fn enter_gate(&self) -> MutexGuard<'_, ()> {
+        lock(&self.shared.gate)
     }
 
     /// Sets the bytes after which the writer copies everything itself (tests).
