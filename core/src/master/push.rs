@@ -209,15 +209,6 @@ impl Master {
         // memory, so an automatic `job-N` does not even look like one of them.
         let explicit_here: HashSet<String> = jobs.iter().filter_map(|j| j.id.clone()).collect();
         for (index, job) in jobs.into_iter().enumerate() {
-            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&job.data) {
-                return Err(Error::payload_from(
-                    format!(
-                        "job {} of this push: its data must be JSON text ({e}); nothing of this push was queued",
-                        index + 1
-                    ),
-                    e,
-                ));
-            }
             if let Some(id) = &job.id {
                 if id.is_empty() {
                     return Err(Error::payload(format!(
@@ -274,7 +265,15 @@ impl Master {
                 job,
             });
         }
-        self.seal_all(&mut pending);
+        if let Some((index, e)) = self.seal_all(&mut pending) {
+            return Err(Error::payload_from(
+                format!(
+                    "job {} of this push: its data must be JSON text ({e}); nothing of this push was queued",
+                    index + 1
+                ),
+                e,
+            ));
+        }
         for p in &pending {
             let (stored, job) = (&p.stored, &p.job);
             // A repeated id may get a longer key later (`mark_known`): leave room for it.
@@ -324,9 +323,11 @@ impl Master {
         )
     }
 
-    /// Seals each pending job's payload: on several threads when there are megabytes (AES-CBC
-    /// encrypts one block after another, so one payload is one thread's work).
-    fn seal_all(&self, pending: &mut [Pending]) {
+    /// Checks that each pending job's data is JSON text and seals it: on several threads when
+    /// there are megabytes (AES-CBC encrypts one block after another, so one payload is one
+    /// thread's work). Returns the first job, in push order, whose data is not JSON (its
+    /// receipt index and why), if any; the others are sealed all the same.
+    fn seal_all(&self, pending: &mut [Pending]) -> Option<(usize, serde_json::Error)> {
         let bytes: usize = pending.iter().map(|p| p.job.data.len()).sum();
         let threads = if bytes >= PARALLEL_SEAL_BYTES {
             std::thread::available_parallelism()
@@ -336,42 +337,58 @@ impl Master {
         } else {
             1
         };
+        // Each part reports its own first malformed job; parts are in push order.
         let seal_part = |part: &mut [Pending]| {
+            let mut malformed = None;
             for p in part {
-                p.stored.payload = self.seal(&p.stored.id, &p.job).into();
+                match serde_json::from_str::<serde::de::IgnoredAny>(&p.job.data) {
+                    Ok(_) => p.stored.payload = self.seal(&p.stored.id, &p.job).into(),
+                    Err(e) => {
+                        malformed.get_or_insert((p.receipt, e));
+                    }
+                }
             }
+            malformed
         };
         if threads <= 1 {
-            seal_part(pending);
-            return;
+            return seal_part(pending);
         }
         let size = pending.len().div_ceil(threads);
-        let all_started = std::thread::scope(|scope| {
+        let (mut malformed, all_started) = std::thread::scope(|scope| {
             let mut parts = pending.chunks_mut(size);
             // This thread seals the first part itself.
             let first = parts.next();
+            let mut handles = Vec::with_capacity(threads);
             let mut all_started = true;
             for part in parts {
                 let spawned = std::thread::Builder::new()
                     .name("queuexec-seal".into())
                     .spawn_scoped(scope, || seal_part(part));
-                if let Err(e) = spawned {
-                    all_started = false;
-                    tracing::debug!(error = %e, "sealing on this thread: could not start another");
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    Err(e) => {
+                        all_started = false;
+                        tracing::debug!(error = %e, "sealing on this thread: could not start another");
+                    }
                 }
             }
-            if let Some(first) = first {
-                seal_part(first);
+            let mut malformed: Vec<_> = first.and_then(seal_part).into_iter().collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(found) => malformed.extend(found),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
             }
-            all_started
+            (malformed, all_started)
         });
         if !all_started {
-            // A part whose thread could not start went with its closure, unsealed (a sealed
-            // payload is never empty).
+            // A part whose thread could not start went with its closure, unchecked and unsealed
+            // (a sealed payload is never empty; a malformed job is checked again, harmlessly).
             for p in pending.iter_mut().filter(|p| p.stored.payload.is_empty()) {
-                p.stored.payload = self.seal(&p.stored.id, &p.job).into();
+                malformed.extend(seal_part(std::slice::from_mut(p)));
             }
         }
+        malformed.into_iter().min_by_key(|(index, _)| *index)
     }
 
     /// The stored form of a pushed job under `key`, its payload still empty.

@@ -345,3 +345,52 @@ async fn a_hundred_thousand_jobs_with_a_window_of_a_hundred() {
     no_more_results(&mut events).await;
     master.close().await.expect("close");
 }
+
+/// A push whose data is not JSON is refused whole, naming the first such job in push order,
+/// whether it is checked on the caller's thread (a small push) or on several sealing threads
+/// (megabytes, each thread with its own part); nothing of it is queued or stored, and the
+/// master takes the next push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_with_data_that_is_not_json_names_the_first_such_job_and_queues_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (master, _events) = Master::start(config(dir.path(), 64)).await.expect("master");
+    let big = format!("\"{}\"", "x".repeat(600 * 1024));
+    for (label, data) in [("small", "1".to_string()), ("big", big)] {
+        // Jobs 3 and 6 of 8 are malformed: 8 × 600 KiB is sealed on several threads, and the
+        // two land in different threads' parts.
+        let jobs: Vec<JobSpec> = (1..=8)
+            .map(|n| {
+                let mut job = spec(format!("{label}-{n}"), 0);
+                job.data = if n == 3 || n == 6 {
+                    format!("{data} trailing")
+                } else {
+                    data.clone()
+                };
+                job
+            })
+            .collect();
+        let error = master
+            .push_many(jobs)
+            .await
+            .expect_err("a push with data that is not JSON")
+            .to_string();
+        assert!(
+            error.contains("job 3 of this push") && error.contains("must be JSON text"),
+            "{label}: {error}"
+        );
+        assert!(error.contains("nothing of this push was queued"), "{label}: {error}");
+    }
+    let stats = master.stats().await.expect("stats");
+    assert_eq!(stats.queued, 0, "nothing was queued");
+    // Ids of the refused pushes are new to the master.
+    let receipts = master
+        .push_many(vec![spec("small-1", 0), spec("big-8", 0)])
+        .await
+        .expect("the next push");
+    assert!(
+        receipts.iter().all(|r| !r.repeated && !r.duplicate),
+        "no job of the refused pushes was stored: {receipts:?}"
+    );
+    assert_eq!(master.stats().await.expect("stats").queued, 2);
+    master.close().await.expect("close");
+}
