@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rusqlite::{
-    CachedStatement, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params,
+    CachedStatement, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+    params,
 };
 
 #[cfg(test)]
@@ -95,6 +96,7 @@ macro_rules! columns {
 }
 
 mod checkpoint;
+mod wal_vfs;
 // After `columns!`, which it uses.
 mod pager;
 
@@ -221,7 +223,7 @@ impl SqliteStore {
     /// Opens, configures and migrates one connection, with SQLite's own checkpoints.
     fn open_connection(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
         let location = path.display().to_string();
-        let conn = Connection::open(path).map_err(|e| {
+        let conn = open_file(path, OpenFlags::default()).map_err(|e| {
             opening_error(
                 &location,
                 "could not be opened: check that its directory exists and is writable, or choose \
@@ -700,6 +702,16 @@ impl JobStore for SqliteStore {
 }
 
 /// `PRAGMA synchronous` for `options`.
+/// Opens a connection to the store file on the VFS that writes each commit's WAL frames at
+/// once ([`wal_vfs`]), or on SQLite's default one if that VFS could not be registered.
+fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    if wal_vfs::register() {
+        Connection::open_with_flags_and_vfs(path, flags, wal_vfs::NAME)
+    } else {
+        Connection::open_with_flags(path, flags)
+    }
+}
+
 fn synchronous(options: SqliteOptions) -> &'static str {
     if options.synchronous_full {
         "FULL"

@@ -87,7 +87,7 @@ impl Checkpointer {
     /// would. Fails when the connection or the thread cannot be made; the caller then leaves
     /// checkpoints to SQLite.
     pub(crate) fn start(path: &Path, location: &str, synchronous: &str) -> rusqlite::Result<Self> {
-        let conn = Connection::open_with_flags(
+        let conn = super::open_file(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
