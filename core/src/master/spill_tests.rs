@@ -378,7 +378,10 @@ async fn a_push_with_data_that_is_not_json_names_the_first_such_job_and_queues_n
             error.contains("job 3 of this push") && error.contains("must be JSON text"),
             "{label}: {error}"
         );
-        assert!(error.contains("nothing of this push was queued"), "{label}: {error}");
+        assert!(
+            error.contains("nothing of this push was queued"),
+            "{label}: {error}"
+        );
     }
     let stats = master.stats().await.expect("stats");
     assert_eq!(stats.queued, 0, "nothing was queued");
