@@ -262,9 +262,10 @@ unsafe extern "C" fn write(
     }
 }
 
-/// Declares a method that writes out what is gathered, then calls the real file's.
+/// Declares a method that writes out what is gathered, then calls the real file's (or gives
+/// `$missing` when the real file has no such method).
 macro_rules! flushing {
-    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
+    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*), $missing:expr) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
             // SAFETY: SQLite calls this on an open file of ours.
             unsafe {
@@ -274,39 +275,28 @@ macro_rules! flushing {
                 }
                 match methods(file).$field {
                     Some(f) => f(real(file) $(, $arg)*),
-                    None => ffi::SQLITE_MISUSE,
+                    None => $missing,
                 }
             }
         }
     };
 }
 
-flushing!(read, xRead, (data: *mut c_void, amount: c_int, offset: i64));
-flushing!(truncate, xTruncate, (size: i64));
-flushing!(sync, xSync, (flags: c_int));
-flushing!(file_size, xFileSize, (size: *mut i64));
-flushing!(lock, xLock, (level: c_int));
-flushing!(unlock, xUnlock, (level: c_int));
-flushing!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int));
-flushing!(shm_lock, xShmLock, (offset: c_int, n: c_int, flags: c_int));
-
-unsafe extern "C" fn file_control(
-    file: *mut ffi::sqlite3_file,
-    op: c_int,
-    arg: *mut c_void,
-) -> c_int {
-    // SAFETY: SQLite calls this on an open file of ours.
-    unsafe {
-        let rc = flush(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xFileControl {
-            Some(f) => f(real(file), op, arg),
-            None => ffi::SQLITE_NOTFOUND,
-        }
-    }
-}
+const MISSING: c_int = ffi::SQLITE_MISUSE;
+flushing!(read, xRead, (data: *mut c_void, amount: c_int, offset: i64), MISSING);
+flushing!(truncate, xTruncate, (size: i64), MISSING);
+flushing!(sync, xSync, (flags: c_int), MISSING);
+flushing!(file_size, xFileSize, (size: *mut i64), MISSING);
+flushing!(lock, xLock, (level: c_int), MISSING);
+flushing!(unlock, xUnlock, (level: c_int), MISSING);
+flushing!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int), MISSING);
+flushing!(shm_lock, xShmLock, (offset: c_int, n: c_int, flags: c_int), MISSING);
+flushing!(file_control, xFileControl, (op: c_int, arg: *mut c_void), ffi::SQLITE_NOTFOUND);
+// Memory-mapped reads see the file, so what is gathered goes out first.
+flushing!(fetch, xFetch, (offset: i64, amount: c_int, out: *mut *mut c_void), {
+    *out = std::ptr::null_mut();
+    ffi::SQLITE_OK
+});
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite calls this on an open file of ours.
@@ -355,29 +345,6 @@ unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c
         match methods(file).xShmUnmap {
             Some(f) => f(real(file), delete),
             None => ffi::SQLITE_OK,
-        }
-    }
-}
-
-unsafe extern "C" fn fetch(
-    file: *mut ffi::sqlite3_file,
-    offset: i64,
-    amount: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    // SAFETY: SQLite calls this on an open file of ours. Memory-mapped reads see the file, so
-    // what is gathered goes out first.
-    unsafe {
-        let rc = flush(file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        match methods(file).xFetch {
-            Some(f) => f(real(file), offset, amount, out),
-            None => {
-                *out = std::ptr::null_mut();
-                ffi::SQLITE_OK
-            }
         }
     }
 }
@@ -504,22 +471,19 @@ mod tests {
             (144..=400).contains(&made),
             "{made} writes for 9 MiB of frames"
         );
+        let all_there = |conn: &Connection, when: &str| {
+            for k in 0..3_i64 {
+                let v: Vec<u8> = conn
+                    .query_row("SELECT v FROM t WHERE k = ?1", [k], |r| r.get(0))
+                    .expect("read");
+                assert!(v == blob(k, LEN), "payload {k} byte-exact {when}");
+            }
+        };
         let other = Connection::open(&path).expect("open on the default VFS");
-        for k in 0..3_i64 {
-            let v: Vec<u8> = other
-                .query_row("SELECT v FROM t WHERE k = ?1", [k], |r| r.get(0))
-                .expect("read");
-            assert!(v == blob(k, LEN), "payload {k} reads back byte-exact");
-        }
+        all_there(&other, "to a reader on the default VFS");
         drop(other);
         drop(conn);
-        let reopened = Connection::open(&path).expect("reopen");
-        for k in 0..3_i64 {
-            let v: Vec<u8> = reopened
-                .query_row("SELECT v FROM t WHERE k = ?1", [k], |r| r.get(0))
-                .expect("read after close");
-            assert!(v == blob(k, LEN), "payload {k} after the close");
-        }
+        all_there(&Connection::open(&path).expect("reopen"), "after the close");
     }
 
     /// A transaction rolled back after megabytes of frames were gathered and written leaves
