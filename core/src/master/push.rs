@@ -326,7 +326,7 @@ impl Master {
     /// Checks that each pending job's data is JSON text and seals it: on several threads when
     /// there are megabytes (AES-CBC encrypts one block after another, so one payload is one
     /// thread's work). Returns the first job, in push order, whose data is not JSON (its
-    /// receipt index and why), if any; the others are sealed all the same.
+    /// receipt index and why), if any: the push is then refused, and what is sealed no matter.
     fn seal_all(&self, pending: &mut [Pending]) -> Option<(usize, serde_json::Error)> {
         let bytes: usize = pending.iter().map(|p| p.job.data.len()).sum();
         let threads = if bytes >= PARALLEL_SEAL_BYTES {
@@ -337,18 +337,15 @@ impl Master {
         } else {
             1
         };
-        // Each part reports its own first malformed job; parts are in push order.
+        // Each part stops at its own first malformed job; parts are in push order.
         let seal_part = |part: &mut [Pending]| {
-            let mut malformed = None;
             for p in part {
-                match serde_json::from_str::<serde::de::IgnoredAny>(&p.job.data) {
-                    Ok(_) => p.stored.payload = self.seal(&p.stored.id, &p.job).into(),
-                    Err(e) => {
-                        malformed.get_or_insert((p.receipt, e));
-                    }
+                if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&p.job.data) {
+                    return Some((p.receipt, e));
                 }
+                p.stored.payload = self.seal(&p.stored.id, &p.job).into();
             }
-            malformed
+            None
         };
         if threads <= 1 {
             return seal_part(pending);
@@ -383,7 +380,8 @@ impl Master {
         });
         if !all_started {
             // A part whose thread could not start went with its closure, unchecked and unsealed
-            // (a sealed payload is never empty; a malformed job is checked again, harmlessly).
+            // (a sealed payload is never empty; jobs a part left after its malformed one, and
+            // that one, are checked again, harmlessly).
             for p in pending.iter_mut().filter(|p| p.stored.payload.is_empty()) {
                 malformed.extend(seal_part(std::slice::from_mut(p)));
             }

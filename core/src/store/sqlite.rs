@@ -705,7 +705,6 @@ impl JobStore for SqliteStore {
     }
 }
 
-/// `PRAGMA synchronous` for `options`.
 /// Opens a connection to the store file on the VFS that writes each commit's WAL frames at
 /// once ([`wal_vfs`]), or on SQLite's default one if that VFS could not be registered.
 fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
@@ -716,6 +715,7 @@ fn open_file(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     }
 }
 
+/// `PRAGMA synchronous` for `options`.
 fn synchronous(options: SqliteOptions) -> &'static str {
     if options.synchronous_full {
         "FULL"

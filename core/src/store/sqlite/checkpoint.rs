@@ -157,8 +157,7 @@ impl Checkpointer {
         {
             // Wait for the thread's copy in progress, then copy the rest: between two of the
             // writer's transactions, so it is everything unless a reader still needs pages.
-            let copying = lock(&self.shared.copying);
-            match checkpoint(writer) {
+            match self.shared.copy(writer) {
                 Ok(0) => self.shared.rewound.store(committed, Ordering::Release),
                 Ok(_) => {}
                 Err(e) => {
@@ -167,7 +166,6 @@ impl Checkpointer {
                     tracing::warn!(store = %self.location, error = %e, "a checkpoint of the job store failed; its WAL file keeps growing until one succeeds");
                 }
             }
-            drop(copying);
         }
     }
 }
@@ -180,6 +178,14 @@ impl Drop for Checkpointer {
             // A copy in progress finishes first (PASSIVE: it never waits for a lock).
             let _ = thread.join();
         }
+    }
+}
+
+impl Shared {
+    /// One checkpoint on `conn`, after any other in progress (the thread's or the writer's).
+    fn copy(&self, conn: &Connection) -> rusqlite::Result<i64> {
+        let _copying = lock(&self.copying);
+        checkpoint(conn)
     }
 }
 
@@ -204,13 +210,13 @@ fn run(conn: &Connection, shared: &Shared, location: &str) {
             }
             state.wanted = false;
         }
+        let failed = |e: rusqlite::Error| {
+            tracing::warn!(store = %location, error = %e, "a background checkpoint of the job store failed; the writer will checkpoint instead");
+        };
         for _ in 0..COPIES_PER_WAKE {
             let before = shared.committed.load(Ordering::Acquire);
-            let copying = lock(&shared.copying);
-            let copied = checkpoint(conn);
-            drop(copying);
-            if let Err(e) = copied {
-                tracing::warn!(store = %location, error = %e, "a background checkpoint of the job store failed; the writer will checkpoint instead");
+            if let Err(e) = shared.copy(conn) {
+                failed(e);
                 break;
             }
             if shared.committed.load(Ordering::Acquire) - before > REST_BYTES {
@@ -224,22 +230,15 @@ fn run(conn: &Connection, shared: &Shared, location: &str) {
                 // A big transaction slipped in while the gate was being closed.
                 continue;
             }
-            let copying = lock(&shared.copying);
-            let rest = checkpoint(conn);
-            drop(copying);
+            let rest = shared.copy(conn);
             drop(gate);
             match rest {
-                Ok(0) => {
-                    shared.rewound.store(now, Ordering::Release);
-                    break;
-                }
+                Ok(0) => shared.rewound.store(now, Ordering::Release),
                 // A reader still needs older pages.
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(store = %location, error = %e, "a background checkpoint of the job store failed; the writer will checkpoint instead");
-                    break;
-                }
+                Ok(_) => {}
+                Err(e) => failed(e),
             }
+            break;
         }
         if lock(&shared.state).closing {
             return;

@@ -59,9 +59,8 @@ pub(super) fn register() -> bool {
         vfs.szOsFile = size;
         vfs.pNext = std::ptr::null_mut();
         vfs.zName = NAME_C.as_ptr();
-        // The real VFS travels in pAppData of ours; its own pAppData stays in the copy the
-        // delegated methods see (they are the real VFS's functions, given our struct, whose
-        // other fields are the real one's).
+        // Only opening is ours (it opens the real file through `REAL`); every other VFS
+        // method is the real one's, given this copy, whose other fields are the real VFS's.
         vfs.xOpen = Some(open);
         REAL.get_or_init(|| RealVfs(real));
         let vfs = Box::leak(Box::new(vfs));
@@ -150,9 +149,9 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         offset += chunk.len() as i64;
     }
     // Written or not, these bytes are SQLite's to write again: it treats a failed write as a
-    // failed transaction and starts over from its own state.
+    // failed transaction and starts over from its own state. (`commit_page_next` stays: a
+    // commit frame's header that filled the buffer still has its page to come.)
     me.gathered.clear();
-    me.commit_page_next = false;
     rc
 }
 
@@ -246,6 +245,7 @@ unsafe extern "C" fn write(
                 return rc;
             }
         }
+        // Borrowed again: `flush` took the file through its own reference.
         let me = &mut *file.cast::<File>();
         if me.gathered.is_empty() {
             me.offset = offset;
@@ -329,10 +329,14 @@ unsafe extern "C" fn shm_map(
 }
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
-    // SAFETY: SQLite calls this on an open file of ours. (A commit's frames were written in
-    // its last `xWrite`; there is nothing gathered here in the normal course, and no way to
-    // report an error from this call: the next call on the file reports it.)
+    // SAFETY: SQLite calls this on an open file of ours. SQLite publishes a commit to other
+    // connections (the WAL index header) between barriers, after the commit frame's `xWrite`,
+    // which wrote everything gathered: nothing is left here to write.
     unsafe {
+        debug_assert!(
+            (*file.cast::<File>()).gathered.is_empty(),
+            "a commit is published with WAL frames still gathered"
+        );
         if let Some(f) = methods(file).xShmBarrier {
             f(real(file));
         }
