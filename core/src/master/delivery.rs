@@ -76,7 +76,8 @@ pub(super) async fn deliver(
         }
         // The results go out while their writes commit: a round trip does not wait for a commit
         // (the store thread's, or this thread's after the reader had its turn). What the user
-        // sees after them (`idle`, `Drained`, the acknowledgements) waits for the commit.
+        // sees after them (`idle`, `Drained`) waits for the commit; automatic acknowledgements
+        // are written in it.
         let mut acks_durable = Vec::new();
         for (result, in_memory) in batch.results {
             if auto_ack && !in_memory {
@@ -87,6 +88,10 @@ pub(super) async fn deliver(
             let _ = events.send(MasterEvent::Result(result));
         }
         if let (Some(durable), false) = (&durable, batch.durable_ops.is_empty()) {
+            // The acknowledgements share the results' commit (their rows' pages are written
+            // once), rather than riding along in the next push's insert, which a result waits
+            // for.
+            batch.durable_ops.append(&mut acks_durable);
             tokio::task::yield_now().await;
             if let Err(e) = durable.apply(batch.durable_ops).await {
                 let _ = events.send(MasterEvent::Warning(format!(

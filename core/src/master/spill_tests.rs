@@ -207,10 +207,12 @@ async fn jobs_pushed_one_at_a_time_before_their_commit_still_respect_the_window(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_whose_insert_fails_after_it_reached_a_worker_gives_no_result() {
-    // Another connection holds the SQLite write lock, so the lone job's insert fails (after the
-    // store's busy timeout) while a worker already has the job and answers it at once. The push
-    // must fail, and its job must leave no result, no stored row and no count behind.
+async fn a_job_whose_insert_fails_gives_no_result_whether_or_not_it_reached_a_worker() {
+    // Another connection holds the SQLite write lock, so inserts fail after the store's busy
+    // timeout. A lone job pushed to an idle store is committed before it goes out: it never
+    // reaches the worker. One pushed while the store thread is busy goes out while its insert
+    // waits, and the worker answers it at once. Either push must fail, and its job must leave
+    // no result, no stored row and no count behind.
     let dir = tempfile::tempdir().expect("tempdir");
     let (master, mut events) = Master::start(config(dir.path(), 64)).await.expect("master");
     let (_peer, mut session) = join(&master, 16).await;
@@ -225,9 +227,31 @@ async fn a_job_whose_insert_fails_after_it_reached_a_worker_gives_no_result() {
     blocker
         .execute_batch("BEGIN IMMEDIATE")
         .expect("take the write lock");
+    // The store is idle: the insert is tried first, and nothing goes out.
+    let err = tokio::time::timeout(Duration::from_secs(30), master.push(lone(1, 0)))
+        .await
+        .expect("the push ends within the busy timeout")
+        .expect_err("its insert cannot commit");
+    assert!(err.to_string().contains("lock"), "{err}");
+    assert!(
+        session.take(Duration::from_millis(300)).await.is_empty(),
+        "a job whose insert failed first must not reach a worker"
+    );
+
+    // The store thread is busy with a big push (65 jobs: too many to commit on the caller's
+    // thread, or to run before their commit), so the next lone job goes out meanwhile.
+    let big = {
+        let master = master.clone();
+        tokio::spawn(async move {
+            master
+                .push_many((0..65).map(|n| spec(n, 0)).collect())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let push = {
         let master = master.clone();
-        tokio::spawn(async move { master.push(lone(1, 0)).await })
+        tokio::spawn(async move { master.push(lone(2, 0)).await })
     };
     let taken = run_all(&mut session, 1, Duration::from_secs(10)).await;
     assert_eq!(
@@ -235,12 +259,20 @@ async fn a_job_whose_insert_fails_after_it_reached_a_worker_gives_no_result() {
         1,
         "the job reached the worker before its commit"
     );
-    let err = tokio::time::timeout(Duration::from_secs(30), push)
+    let within = |what: &str| format!("the {what} push ends within the busy timeouts");
+    let lone_err = tokio::time::timeout(Duration::from_secs(30), push)
         .await
-        .expect("the push ends within the busy timeout")
+        .expect(&within("lone"))
         .expect("join")
         .expect_err("its insert cannot commit");
-    assert!(err.to_string().contains("lock"), "{err}");
+    let big_err = tokio::time::timeout(Duration::from_secs(30), big)
+        .await
+        .expect(&within("big"))
+        .expect("join")
+        .expect_err("its insert cannot commit");
+    for err in [lone_err, big_err] {
+        assert!(err.to_string().contains("lock"), "{err}");
+    }
     no_more_results(&mut events).await;
     blocker.execute_batch("ROLLBACK").expect("release the lock");
     drop(blocker);
@@ -249,7 +281,7 @@ async fn a_job_whose_insert_fails_after_it_reached_a_worker_gives_no_result() {
     assert!(master.idle().await.expect("idle"));
     // The master goes on: the next lone job runs and gives its result.
     master
-        .push(lone(2, 0))
+        .push(lone(3, 0))
         .await
         .expect("a push after the lock");
     run_all(&mut session, 1, Duration::from_secs(10)).await;

@@ -594,6 +594,40 @@ pub(crate) mod conformance {
             "the requeued job loads again after a restart"
         );
         assert_eq!(store.counts().expect("counts").dead, 0);
+        assert_eq!(store.max_seq().expect("max_seq"), 3);
+    }
+
+    /// Discarding the job with the highest seq does not lower `max_seq`: a seq is never reused.
+    pub(crate) fn discarding_the_last_job_keeps_max_seq(store: &mut dyn JobStore) {
+        store
+            .apply(&[
+                StoreOp::Insert(job("a", 4)),
+                StoreOp::Insert(job("b", 7)),
+                StoreOp::Dead {
+                    id: "b".into(),
+                    attempt: 1,
+                    error: "boom".into(),
+                    worker: None,
+                },
+            ])
+            .expect("setup");
+        store
+            .apply(&[StoreOp::Discard { id: "b".into() }])
+            .expect("discard");
+        assert_eq!(store.get("b").expect("get"), None, "discarded");
+        assert_eq!(store.max_seq().expect("max_seq"), 7);
+        // A discard of an unknown or live id leaves it alone.
+        store
+            .apply(&[
+                StoreOp::Discard { id: "a".into() },
+                StoreOp::Discard { id: "ghost".into() },
+            ])
+            .expect("discards that do nothing");
+        assert_eq!(store.max_seq().expect("max_seq"), 7);
+        store
+            .apply(&[StoreOp::Insert(job("c", 9))])
+            .expect("insert");
+        assert_eq!(store.max_seq().expect("max_seq"), 9);
     }
 
     /// Runs every body above, each on a fresh store.
@@ -603,6 +637,7 @@ pub(crate) mod conformance {
         duplicates_are_reported(fresh().as_mut());
         unknown_ids_are_ignored(fresh().as_mut());
         load_orders_by_seq_and_max_seq_outlives_delivery(fresh().as_mut());
+        discarding_the_last_job_keeps_max_seq(fresh().as_mut());
         a_new_result_is_undelivered(fresh().as_mut());
     }
 }

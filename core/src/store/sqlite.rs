@@ -78,8 +78,9 @@ CREATE INDEX jobs_open ON jobs (seq) WHERE state NOT IN (2, 4) OR delivered = 0;
 ",
     payloads_table!(),
     "
--- One row per setting. max_seq is kept here (one update per transaction) rather than found
--- with an index on seq (one more index write per job).
+-- One row per setting. max_seq is the highest seq of a job discarded (deleted) so far: the
+-- highest seq ever used is the larger of it and the last payload's (found in its table's
+-- b-tree at once), so no insert writes this row.
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value INTEGER NOT NULL
@@ -129,6 +130,11 @@ const DEAD: &str = "UPDATE jobs SET state = 4, attempt = ?2, last_error = ?3, wo
 const DELIVERED: &str = "UPDATE jobs SET delivered = 1, updated_ms = ?2 WHERE id = ?1";
 const REQUEUE: &str = "UPDATE jobs SET state = 0, attempt = 0, not_before_ms = ?2, delivered = 0, \
                        updated_ms = ?3 WHERE id = ?1 AND state = 4";
+/// Before a dead job is discarded: its seq may be the highest ever used, which `max_seq`
+/// otherwise finds among the payloads.
+const KEEP_DISCARDED_SEQ: &str = "UPDATE meta SET value = max(value, \
+                                  coalesce((SELECT seq FROM jobs WHERE id = ?1 AND state = 4), 0)) \
+                                  WHERE key = 'max_seq'";
 const DISCARD_PAYLOAD: &str =
     "DELETE FROM payloads WHERE seq = (SELECT seq FROM jobs WHERE id = ?1 AND state = 4)";
 const DISCARD: &str = "DELETE FROM jobs WHERE id = ?1 AND state = 4";
@@ -140,7 +146,9 @@ const MIGRATE_1_TO_2: &str = concat!(
 ALTER TABLE jobs DROP COLUMN payload;
 "
 );
-const RAISE_MAX_SEQ: &str = "UPDATE meta SET value = max(value, ?1) WHERE key = 'max_seq'";
+/// The highest seq ever used: the last payload's, or a discarded job's above it.
+const MAX_SEQ: &str = "SELECT max(coalesce((SELECT value FROM meta WHERE key = 'max_seq'), 0), \
+                       coalesce((SELECT max(seq) FROM payloads), 0))";
 
 /// The write statements of one transaction, each prepared (through the connection's cache) on
 /// first use.
@@ -434,7 +442,6 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(failed)?;
         let now = now_ms();
-        let mut max_seq: Option<i64> = None;
         {
             // Looked up in the connection's statement cache once per transaction, not per op.
             let mut statements = Statements::default();
@@ -469,7 +476,6 @@ impl SqliteStore {
                             Statements::get(&mut statements.insert_payload, &tx, INSERT_PAYLOAD)
                                 .and_then(|stmt| stmt.execute(params![job.seq, &job.payload[..]]))
                                 .map_err(failed)?;
-                            max_seq = Some(max_seq.map_or(job.seq, |m| m.max(job.seq)));
                         }
                     }
                     StoreOp::Retry {
@@ -534,6 +540,9 @@ impl SqliteStore {
                             .map_err(failed)?;
                     }
                     StoreOp::Discard { id } => {
+                        tx.prepare_cached(KEEP_DISCARDED_SEQ)
+                            .and_then(|mut stmt| stmt.execute(params![id]))
+                            .map_err(failed)?;
                         tx.prepare_cached(DISCARD_PAYLOAD)
                             .and_then(|mut stmt| stmt.execute(params![id]))
                             .map_err(failed)?;
@@ -543,11 +552,6 @@ impl SqliteStore {
                     }
                 }
             }
-        }
-        if let Some(max_seq) = max_seq {
-            tx.prepare_cached(RAISE_MAX_SEQ)
-                .and_then(|mut stmt| stmt.execute(params![max_seq]))
-                .map_err(failed)?;
         }
         tx.commit().map_err(failed)?;
         drop(held);
@@ -696,9 +700,7 @@ impl JobStore for SqliteStore {
     fn max_seq(&mut self) -> Result<i64> {
         let value: Option<i64> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'max_seq'", [], |row| {
-                row.get(0)
-            })
+            .query_row(MAX_SEQ, [], |row| row.get(0))
             .optional()
             .map_err(|e| self.error("reading the highest job number", e))?;
         Ok(value.unwrap_or(0))

@@ -234,18 +234,9 @@ impl StoreWriter {
         &self,
         ops: Vec<StoreOp>,
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
-        let inline = if small(&ops) {
-            self.shared.idle()
-        } else {
-            None
-        };
-        let path = match inline {
-            Some(mut owned) => Path::Done(
-                self.shared
-                    .transact(&mut owned, vec![ops])
-                    .map(|mut parts| parts.pop().unwrap_or_default()),
-            ),
-            None => Path::Queued(self.ask(|reply| Request::Apply {
+        let path = match self.apply_inline(ops) {
+            Ok(result) => Path::Done(result),
+            Err(ops) => Path::Queued(self.ask(|reply| Request::Apply {
                 ops,
                 reply: Some(reply),
             })),
@@ -255,6 +246,27 @@ impl StoreWriter {
                 Path::Done(result) => result,
                 Path::Queued(answer) => answer.await,
             }
+        }
+    }
+
+    /// [`apply`](Self::apply)'s commit on the caller's thread, when `ops` are small and the
+    /// store is idle; otherwise `ops` come back untouched, for the caller to queue as it sees
+    /// fit.
+    pub(crate) fn apply_inline(
+        &self,
+        ops: Vec<StoreOp>,
+    ) -> std::result::Result<Result<Vec<String>>, Vec<StoreOp>> {
+        let owned = if small(&ops) {
+            self.shared.idle()
+        } else {
+            None
+        };
+        match owned {
+            Some(mut owned) => Ok(self
+                .shared
+                .transact(&mut owned, vec![ops])
+                .map(|mut parts| parts.pop().unwrap_or_default())),
+            None => Err(ops),
         }
     }
 
