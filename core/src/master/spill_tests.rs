@@ -259,15 +259,14 @@ async fn a_job_whose_insert_fails_gives_no_result_whether_or_not_it_reached_a_wo
         1,
         "the job reached the worker before its commit"
     );
-    let within = |what: &str| format!("the {what} push ends within the busy timeouts");
     let lone_err = tokio::time::timeout(Duration::from_secs(30), push)
         .await
-        .expect(&within("lone"))
+        .expect("the lone push ends within the busy timeouts")
         .expect("join")
         .expect_err("its insert cannot commit");
     let big_err = tokio::time::timeout(Duration::from_secs(30), big)
         .await
-        .expect(&within("big"))
+        .expect("the big push ends within the busy timeouts")
         .expect("join")
         .expect_err("its insert cannot commit");
     for err in [lone_err, big_err] {

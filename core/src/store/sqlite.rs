@@ -203,7 +203,10 @@ pub(crate) struct SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Its connection closes before the writer's, so that the writer's close, as the last
-        // connection, checkpoints and removes the WAL.
+        // connection, checkpoints and removes the WAL; its WAL hook goes first.
+        if self.checkpointer.is_some() {
+            checkpoint::unwatch(&self.conn);
+        }
         self.checkpointer.take();
     }
 }
@@ -263,8 +266,9 @@ impl SqliteStore {
             return;
         }
         let started = checkpoint::Checkpointer::start(path, &self.location, synchronous(options))
-            .and_then(|checkpointer| {
+            .and_then(|mut checkpointer| {
                 self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                checkpointer.watch(&self.conn);
                 Ok(checkpointer)
             });
         match started {
@@ -1163,6 +1167,47 @@ mod tests {
             assert_eq!(stored.payload, payload(seq), "payload of big-{seq}");
         }
         assert_eq!(store.counts().expect("counts").queued, 80);
+    }
+
+    /// Many small commits (a lone job each) are measured by what they add to the WAL, whole
+    /// pages, not by their few bytes of data: the WAL is copied and rewound as they go.
+    #[test]
+    fn small_commits_are_measured_in_wal_pages_and_the_wal_stays_bounded() {
+        const MIB: u64 = 1024 * 1024;
+        let dir = temp();
+        let path = dir.path().join("small.db");
+        let wal = dir.path().join("small.db-wal");
+        let mut store = SqliteStore::open(&path).expect("open");
+        // The writer's own copy, past 4 MiB committed since the WAL last rewound, makes the
+        // bound independent of the checkpoint thread's timing.
+        store
+            .checkpointer
+            .as_mut()
+            .expect("a checkpoint thread")
+            .set_rewind_bytes(4 * MIB);
+        // 3,000 commits of about 20 KiB of pages each (60 MiB in all), but under 1 MiB by
+        // their data.
+        let mut largest_wal = 0;
+        for seq in 1..=3000_i64 {
+            store
+                .apply(&[StoreOp::Insert(job(&format!("small-{seq}"), seq))])
+                .expect("apply");
+            largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+        assert!(
+            largest_wal <= 12 * MIB,
+            "the WAL grew to {largest_wal} bytes over 3,000 small commits"
+        );
+        assert!(
+            store
+                .checkpointer
+                .as_ref()
+                .expect("a checkpoint thread")
+                .rewound_bytes()
+                > 0,
+            "the WAL was never left all copied"
+        );
+        assert_eq!(store.counts().expect("counts").queued, 3000);
     }
 
     /// The engine's reader connection leaves checkpoints alone.

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, ffi};
 
 use crate::store::StoreOp;
 
@@ -60,6 +60,9 @@ struct Shared {
     /// `committed` when the WAL was last left all copied, so that the next transaction
     /// rewinds it.
     rewound: AtomicU64,
+    /// Frames in the WAL after the writer's last commit, as SQLite's WAL hook reports them
+    /// (see [`Checkpointer::watch`]).
+    wal_frames: AtomicU64,
 }
 
 #[derive(Default)]
@@ -78,6 +81,10 @@ pub(crate) struct Checkpointer {
     unannounced: u64,
     /// [`REWIND_BYTES`], smaller in tests.
     rewind_bytes: u64,
+    /// Bytes of one WAL frame (a page and its header); 0 until [`Checkpointer::watch`].
+    frame_bytes: u64,
+    /// `Shared::wal_frames` when [`Checkpointer::committed`] last looked.
+    seen_frames: u64,
 }
 
 impl Checkpointer {
@@ -102,6 +109,7 @@ impl Checkpointer {
             copying: Mutex::new(()),
             committed: AtomicU64::new(0),
             rewound: AtomicU64::new(0),
+            wal_frames: AtomicU64::new(0),
         });
         let thread = {
             let shared = Arc::clone(&shared);
@@ -121,7 +129,32 @@ impl Checkpointer {
             location: location.to_string(),
             unannounced: 0,
             rewind_bytes: REWIND_BYTES,
+            frame_bytes: 0,
+            seen_frames: 0,
         })
+    }
+
+    /// Has SQLite report the WAL's length after each of `writer`'s commits (its WAL hook), so
+    /// that what a commit adds to the WAL is measured, not estimated from its ops: a lone small
+    /// job's insert adds four or five whole pages (about 20 KiB), fifty times its bytes. Call it
+    /// after `wal_autocheckpoint` is set, which replaces the hook, and [`unwatch`] before the
+    /// checkpointer is dropped.
+    pub(crate) fn watch(&mut self, writer: &Connection) {
+        let page: i64 = writer
+            .pragma_query_value(None, "page_size", |row| row.get(0))
+            .unwrap_or(4096);
+        self.frame_bytes = u64::try_from(page).unwrap_or(4096) + WAL_FRAME_HEADER;
+        // SAFETY: the hook's data is this checkpointer's `Shared`, which lives as long as the
+        // checkpointer (it holds an `Arc`); `unwatch` removes the hook before the checkpointer
+        // goes, and the hook only runs inside a commit on `writer`, which `&mut self` of the
+        // store that owns both serializes with that.
+        unsafe {
+            ffi::sqlite3_wal_hook(
+                writer.handle(),
+                Some(wal_frames_hook),
+                Arc::as_ptr(&self.shared).cast_mut().cast(),
+            );
+        }
     }
 
     /// The gate, held by the writer around each transaction until the guard is dropped.
@@ -144,7 +177,12 @@ impl Checkpointer {
     /// Called by the writer after each commit of `ops`, outside the gate. Wakes the thread when
     /// enough was written; copies everything itself when the thread has fallen far behind.
     pub(crate) fn committed(&mut self, writer: &Connection, ops: &[StoreOp]) {
-        let bytes: u64 = ops.iter().map(wal_bytes).sum();
+        let frames = self.shared.wal_frames.load(Ordering::Acquire);
+        // Fewer frames than after the last commit: this transaction rewound the WAL.
+        let added = frames.checked_sub(self.seen_frames).unwrap_or(frames);
+        self.seen_frames = frames;
+        let estimated: u64 = ops.iter().map(wal_bytes).sum();
+        let bytes = estimated.max(added * self.frame_bytes);
         let committed = self.shared.committed.fetch_add(bytes, Ordering::AcqRel) + bytes;
         self.unannounced += bytes;
         if self.unannounced >= WAKE_BYTES {
@@ -187,6 +225,32 @@ impl Shared {
         let _copying = lock(&self.copying);
         checkpoint(conn)
     }
+}
+
+/// Removes the hook [`Checkpointer::watch`] set on `writer`.
+pub(crate) fn unwatch(writer: &Connection) {
+    // SAFETY: a null hook with null data is SQLite's "no hook".
+    unsafe {
+        ffi::sqlite3_wal_hook(writer.handle(), None, std::ptr::null_mut());
+    }
+}
+
+/// The header before each page in a WAL file.
+const WAL_FRAME_HEADER: u64 = 24;
+
+/// SQLite's WAL hook: records the frames in the WAL after a commit.
+unsafe extern "C" fn wal_frames_hook(
+    shared: *mut std::ffi::c_void,
+    _db: *mut ffi::sqlite3,
+    _name: *const std::ffi::c_char,
+    frames: std::ffi::c_int,
+) -> std::ffi::c_int {
+    // SAFETY: `watch` passes a `Shared` that outlives the hook.
+    let shared = unsafe { &*shared.cast::<Shared>() };
+    shared
+        .wal_frames
+        .store(u64::try_from(frames).unwrap_or(0), Ordering::Release);
+    ffi::SQLITE_OK
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -262,7 +326,8 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// About how many bytes `op` adds to the WAL: its payload or result, and a share of a page for
-/// its row and index entries. Only a trigger: SQLite writes whole pages, once per transaction.
+/// its row and index entries. Only a floor under what the WAL hook measures (SQLite writes
+/// whole pages, once per transaction), and the measure when there is no hook.
 fn wal_bytes(op: &StoreOp) -> u64 {
     const ROW: u64 = 256;
     let data = match op {
