@@ -248,7 +248,16 @@ async fn a_job_whose_insert_fails_gives_no_result_whether_or_not_it_reached_a_wo
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = master.inner.durable.clone().expect("a durable store");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.backlog() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the big push never reached the store thread"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(store);
     let push = {
         let master = master.clone();
         tokio::spawn(async move { master.push(lone(2, 0)).await })

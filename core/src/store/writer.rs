@@ -375,6 +375,12 @@ impl StoreWriter {
         self.shared.commits.load(Ordering::Relaxed)
     }
 
+    /// Requests queued for the store thread and not yet served (tests).
+    #[cfg(test)]
+    pub(crate) fn backlog(&self) -> usize {
+        self.shared.backlog.load(Ordering::Acquire)
+    }
+
     fn ask<T: Send + 'static>(
         &self,
         request: impl FnOnce(Reply<T>) -> Request,
