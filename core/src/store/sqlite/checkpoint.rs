@@ -145,9 +145,9 @@ impl Checkpointer {
             .unwrap_or(4096);
         self.frame_bytes = u64::try_from(page).unwrap_or(4096) + WAL_FRAME_HEADER;
         // SAFETY: the hook's data is this checkpointer's `Shared`, which lives as long as the
-        // checkpointer (it holds an `Arc`); `unwatch` removes the hook before the checkpointer
-        // goes, and the hook only runs inside a commit on `writer`, which `&mut self` of the
-        // store that owns both serializes with that.
+        // checkpointer (it holds an `Arc`); the store removes the hook (`unwatch`) before it
+        // drops the checkpointer. The hook only stores into an atomic, from whichever thread
+        // commits on `writer`.
         unsafe {
             ffi::sqlite3_wal_hook(
                 writer.handle(),
