@@ -98,7 +98,8 @@ impl Master {
                         committing = Some(durable.apply_queued(ops));
                         None
                     }
-                    Err(ops) => Some(durable.apply(ops).await?),
+                    // Too big, or the store is busy: the store thread commits it.
+                    Err(ops) => Some(durable.apply_queued(ops).await?),
                 }
             };
             if let Some(known) = known {

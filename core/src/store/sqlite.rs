@@ -267,8 +267,7 @@ impl SqliteStore {
         }
         let started = checkpoint::Checkpointer::start(path, &self.location, synchronous(options))
             .and_then(|mut checkpointer| {
-                self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-                checkpointer.watch(&self.conn);
+                checkpointer.watch(&self.conn)?;
                 Ok(checkpointer)
             });
         match started {

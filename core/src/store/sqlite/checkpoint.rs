@@ -134,12 +134,14 @@ impl Checkpointer {
         })
     }
 
-    /// Has SQLite report the WAL's length after each of `writer`'s commits (its WAL hook), so
-    /// that what a commit adds to the WAL is measured, not estimated from its ops: a lone small
-    /// job's insert adds four or five whole pages (about 20 KiB), fifty times its bytes. Call it
-    /// after `wal_autocheckpoint` is set, which replaces the hook, and [`unwatch`] before the
-    /// checkpointer is dropped.
-    pub(crate) fn watch(&mut self, writer: &Connection) {
+    /// Takes the checkpoints over from `writer`: turns its automatic ones off and has SQLite
+    /// report the WAL's length after each of its commits (its WAL hook, which setting
+    /// `wal_autocheckpoint` would replace), so that what a commit adds to the WAL is measured,
+    /// not estimated from its ops: a lone small job's insert adds four or five whole pages
+    /// (about 20 KiB), fifty times its bytes. Call [`unwatch`] before the checkpointer is
+    /// dropped.
+    pub(crate) fn watch(&mut self, writer: &Connection) -> rusqlite::Result<()> {
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         let page: i64 = writer
             .pragma_query_value(None, "page_size", |row| row.get(0))
             .unwrap_or(4096);
@@ -155,6 +157,7 @@ impl Checkpointer {
                 Arc::as_ptr(&self.shared).cast_mut().cast(),
             );
         }
+        Ok(())
     }
 
     /// The gate, held by the writer around each transaction until the guard is dropped.
@@ -326,8 +329,8 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// About how many bytes `op` adds to the WAL: its payload or result, and a share of a page for
-/// its row and index entries. Only a floor under what the WAL hook measures (SQLite writes
-/// whole pages, once per transaction), and the measure when there is no hook.
+/// its row and index entries. A floor under what the WAL hook measures, which misses part of a
+/// commit that rewinds the WAL and writes more frames than it held before.
 fn wal_bytes(op: &StoreOp) -> u64 {
     const ROW: u64 = 256;
     let data = match op {
