@@ -272,8 +272,8 @@ impl StoreWriter {
 
     /// [`apply`](Self::apply) on the store thread, never on the caller's: for a caller with
     /// other work to do on its thread while the commit runs (a push hands its jobs to the engine
-    /// meanwhile), or whose [`apply_inline`](Self::apply_inline) was declined. Queued the moment it is called, so every write made after it is applied
-    /// after it.
+    /// meanwhile), or whose [`apply_inline`](Self::apply_inline) was declined. Queued the
+    /// moment it is called, so every write made after it is applied after it.
     pub(crate) fn apply_queued(
         &self,
         ops: Vec<StoreOp>,
